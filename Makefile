@@ -1,0 +1,50 @@
+# Spine Lab — two commands on a fresh machine: `make run` and `make test`.
+# The install is idempotent: it re-runs only when requirements.txt or pyproject.toml change.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8501
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+export HF_HUB_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1 YOLO_OFFLINE=1 YOLO_AUTOINSTALL=False
+export STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+
+.PHONY: run test install browser-deps bench weights clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): $(PY) requirements.txt pyproject.toml
+	@echo "installing requirements into $(VENV) (first time: ~2-3 min)"
+	$(PIP) install -q -r requirements.txt
+	# OpenCV clash (ENV-NOTES): ultralytics pulls opencv-python, which overwrites the headless cv2.
+	-$(PIP) uninstall -q -y opencv-python
+	$(PIP) install -q --force-reinstall --no-deps $$(grep '^opencv-python-headless==' requirements.txt)
+	$(PIP) install -q --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT) \
+		--browser.gatherUsageStats false
+
+# Best effort: Debian's chromium for the real-browser test (skipped with a reason when absent).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian chromium for the browser test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "chromium could not be installed; the browser test will skip"; \
+	fi
+
+test: install browser-deps
+	$(PY) -m pytest
+
+bench: install
+	$(PY) -m bench
+
+clean-venv:
+	rm -rf $(VENV)

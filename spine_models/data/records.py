@@ -1,0 +1,64 @@
+"""The one in-memory shape every dataset adapter produces and every trainer/evaluator consumes.
+
+Why: class folders, the synth layout, YOLO, COCO, two-view patient folders, DICOM studies and ZIPs
+all become a :class:`SpineDataset` of :class:`Sample` records, so splits, leakage checks, training
+and evaluation are written once. Paths are real files (ZIPs are extracted to a cache first).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BoxLabel", "Sample", "SpineDataset"]
+
+
+@dataclass
+class BoxLabel:
+    """A ground-truth box in pixel coordinates of the sample's image."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    label: str
+
+
+@dataclass
+class Sample:
+    id: str
+    patient_id: str
+    path: Path | None = None  # the image (None for two-view samples: see ``views``)
+    view: str | None = None  # "ap" | "lat" | "mri_sag" | "mri_ax" | None when unknown
+    label: str | None = None  # class name for classification
+    views: dict[str, Path] = field(default_factory=dict)  # two-view: {"ap": path, "lat": path}
+    masks: dict[str, Path] = field(default_factory=dict)  # structure -> binary mask file
+    boxes: list[BoxLabel] = field(default_factory=list)
+    landmarks: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # vertebra -> 4 corners
+    meta: dict[str, Any] = field(default_factory=dict)  # cobb_deg, slip_percent, meyerding_grade, implant, frame...
+    source: str = ""  # the --data argument it came from
+
+
+@dataclass
+class SpineDataset:
+    name: str
+    samples: list[Sample]
+    classes: list[str] = field(default_factory=list)  # classification classes in SPEC order
+    structures: list[str] = field(default_factory=list)  # segmentation structures present
+    box_classes: list[str] = field(default_factory=list)  # detection classes present
+    problems: list[str] = field(default_factory=list)  # e.g. "patient P7: no lateral view" (reported, not fatal)
+    root: str = ""
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def patients(self) -> list[str]:
+        return sorted({s.patient_id for s in self.samples})
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.samples:
+            if s.label is not None:
+                out[s.label] = out.get(s.label, 0) + 1
+        return out

@@ -1,0 +1,136 @@
+"""Model cards: weights carry their own metadata (timm ``PretrainedCfg``, torchvision ``Weights``).
+
+A shipped model is two files in ``weights/``: ``<id>.pt`` (a ``torch.save`` dict, loadable with
+``weights_only=True``: ``{"format": 1, "arch", "task", "arch_kwargs", "state_dict"}``; tensors may be
+stored in float16 and are cast back to float32 on load) and ``<id>.json`` (this card). The UI and CLI
+read classes, input size, normalisation, thresholds and metrics from the card, never from constants.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spine_models.errors import ConfigError, WeightsNotAvailableError
+
+__all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def weights_dir() -> Path:
+    """The shipped weights folder (``$SPINE_MODELS_WEIGHTS`` overrides, for tests and deployments)."""
+    import os
+
+    return Path(os.environ.get("SPINE_MODELS_WEIGHTS", REPO_ROOT / "weights"))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ModelCard:
+    """SPEC "Model list" object plus what inference needs (normalisation, thresholds, preprocessing)."""
+
+    id: str
+    task: str  # classify | detect | segment
+    arch: str
+    view: str  # ap | lat | mri | any
+    trained_on: str
+    weights: str  # "weights/<file>" relative to the repo root (or an absolute path for run dirs)
+    sha256: str
+    input_size: int | list[int]
+    train_command: str
+    license: str
+    classes: list[str] | None = None  # classify / detect
+    structures: list[str] | None = None  # segment
+    metrics: dict[str, Any] = field(default_factory=dict)  # the evaluation report's "metrics"
+    in_chans: int = 1
+    normalization: dict[str, Any] = field(default_factory=lambda: {"kind": "minmax"})
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    intended_use: str = "Research use only; not a medical device."
+    limitations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    audit: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # split provenance of the evaluation
+    created: str = ""
+
+    _TASKS = ("classify", "detect", "segment")
+
+    def __post_init__(self) -> None:
+        if self.task not in self._TASKS:
+            raise ConfigError(f"model card {self.id!r}: task {self.task!r} is not one of {', '.join(self._TASKS)}")
+        if self.task == "segment" and not self.structures:
+            raise ConfigError(f"model card {self.id!r}: a segment model needs 'structures'")
+        if self.task != "segment" and not self.classes:
+            raise ConfigError(f"model card {self.id!r}: a {self.task} model needs 'classes'")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if self.classes is None:
+            d.pop("classes")
+        if self.structures is None:
+            d.pop("structures")
+        return d
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"model card {d.get('id')!r}: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "ModelCard":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def weights_path(self) -> Path:
+        p = Path(self.weights)
+        return p if p.is_absolute() else REPO_ROOT / p
+
+
+def list_cards(directory: str | Path | None = None) -> list[ModelCard]:
+    """Every ``*.json`` card in the weights folder whose weight file exists, sorted by id."""
+    d = Path(directory) if directory else weights_dir()
+    cards = []
+    for p in sorted(d.glob("*.json")):
+        card = ModelCard.from_json(p)
+        wp = Path(card.weights)
+        if not wp.is_absolute():
+            wp = d / wp.name if (d / wp.name).exists() else REPO_ROOT / wp
+        if wp.exists():
+            cards.append(card)
+    return cards
+
+
+def find_card(model_id: str, directory: str | Path | None = None) -> ModelCard:
+    cards = list_cards(directory)
+    for c in cards:
+        if c.id == model_id:
+            return c
+    valid = ", ".join(c.id for c in cards) or "(none shipped yet)"
+    raise WeightsNotAvailableError(f"no shipped model {model_id!r}; available: {valid}")
+
+
+def save_checkpoint_file(path: str | Path, *, arch: str, task: str, state_dict: dict, arch_kwargs: dict | None = None,
+                         half: bool = True) -> str:
+    """Write a shipped weight file (float16 unless ``half=False``) and return its sha256."""
+    import torch
+
+    sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state_dict.items()}
+    torch.save({"format": 1, "arch": arch, "task": task, "arch_kwargs": arch_kwargs or {}, "state_dict": sd}, path)
+    return sha256_file(path)

@@ -1,0 +1,58 @@
+"""Classification result: probabilities per class, optional CAM/SHAP maps."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from spine_models.results.base import Result, to_rgb_uint8
+
+__all__ = ["ClassificationResult"]
+
+
+@dataclass
+class ClassificationResult(Result):
+    classes: list[str] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+    threshold: float | None = None  # binary models: decision threshold on the positive class
+    cam: np.ndarray | None = None  # HxW in [0, 1] at the original resolution
+    shap: np.ndarray | None = None  # HxW signed attribution at the original resolution
+
+    @property
+    def top_class(self) -> str:
+        if self.threshold is not None and len(self.classes) == 2:
+            return self.classes[int(self.probs[1] >= self.threshold)]
+        return self.classes[int(np.argmax(self.probs))]
+
+    @property
+    def top_prob(self) -> float:
+        return float(self.probs[self.classes.index(self.top_class)])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.update(
+            classes=list(self.classes),
+            probs={c: round(float(p), 6) for c, p in zip(self.classes, self.probs)},
+            prediction=self.top_class,
+            threshold=self.threshold,
+            has_cam=self.cam is not None,
+            has_shap=self.shap is not None,
+        )
+        return d
+
+    def plot(self, image: np.ndarray, which: str = "cam", alpha: float = 0.45) -> np.ndarray:
+        """Heat map (``cam`` or ``shap``) blended on the image; the plain image when absent."""
+        import cv2
+
+        rgb = to_rgb_uint8(image)
+        heat = self.cam if which == "cam" else self.shap
+        if heat is None:
+            return rgb
+        h = np.asarray(heat, dtype=np.float32)
+        if which == "shap":
+            m = float(np.abs(h).max()) or 1.0
+            h = (h / m + 1) / 2
+        h = cv2.resize(h, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+        colored = cv2.applyColorMap((np.clip(h, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+        return (rgb * (1 - alpha) + colored * alpha).astype(np.uint8)

@@ -1,0 +1,39 @@
+"""Shared fixtures. Keep area-specific helpers in the area's own test modules."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FRAIWAN = SHARED / "data" / "fraiwan-ap"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def fraiwan_dir() -> Path:
+    """The real AP films; tests that need them skip on a fresh clone without ../shared."""
+    if not FRAIWAN.is_dir():
+        pytest.skip(f"../shared/data/fraiwan-ap not present ({FRAIWAN}); real-data test skipped")
+    return FRAIWAN
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Keep tests on the 2 cores we have and deterministic."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    torch.set_num_threads(2)
+    yield
