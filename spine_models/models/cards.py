@@ -16,7 +16,7 @@ from typing import Any
 
 from spine_models.errors import ConfigError, WeightsNotAvailableError
 
-__all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file"]
+__all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file", "load_state"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,3 +134,17 @@ def save_checkpoint_file(path: str | Path, *, arch: str, task: str, state_dict: 
     sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state_dict.items()}
     torch.save({"format": 1, "arch": arch, "task": task, "arch_kwargs": arch_kwargs or {}, "state_dict": sd}, path)
     return sha256_file(path)
+
+
+def load_state(card: ModelCard, *, verify: bool = True) -> tuple[dict, dict]:
+    """(float32 state_dict, arch_kwargs) of a card's weight file; checks its sha256 when ``verify``."""
+    import torch
+
+    path = card.weights_path()
+    if not path.exists():
+        raise WeightsNotAvailableError(f"{path}: weight file of model {card.id!r} is missing; retrain with: {card.train_command}")
+    if verify and card.sha256 and sha256_file(path) != card.sha256:
+        raise WeightsNotAvailableError(f"{path}: sha256 does not match the model card of {card.id!r}; the file is damaged or replaced")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
+    return sd, dict(ckpt.get("arch_kwargs") or card.arch_kwargs)

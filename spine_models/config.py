@@ -1,0 +1,101 @@
+"""Task configuration: one defaults file per task, one merge, validated types (Ultralytics ``cfg/``).
+
+Precedence, lowest to highest: ``spine_models/cfg/<task>.yaml`` < a user YAML file (``--config``) <
+explicit overrides (CLI flags, ``--set key=value``, the Train page form). Every key must exist in the
+defaults file; a value must have the default's type (ints are accepted where floats are expected; a
+default of ``null`` accepts anything; lists accept lists). Unknown keys raise with the valid ones.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from spine_models.errors import ConfigError
+
+__all__ = ["CFG_DIR", "defaults", "load_config", "parse_set_args"]
+
+CFG_DIR = Path(__file__).resolve().parent / "cfg"
+
+
+def defaults(task: str) -> dict[str, Any]:
+    path = CFG_DIR / f"{task}.yaml"
+    if not path.exists():
+        valid = ", ".join(sorted(p.stem for p in CFG_DIR.glob("*.yaml")))
+        raise ConfigError(f"no defaults for task {task!r}; valid tasks: {valid}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Path):
+            return str(value)
+    elif isinstance(default, list):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        if isinstance(value, str):
+            return [v for v in value.split(",") if v]
+    elif isinstance(default, dict):
+        if isinstance(value, Mapping):
+            return dict(value)
+    raise ConfigError(f"{task} config: {key}={value!r} should be {type(default).__name__} like the default {default!r}")
+
+
+def load_config(task: str, overrides: Mapping[str, Any] | None = None, file: str | Path | None = None) -> dict[str, Any]:
+    """Defaults < ``file`` < ``overrides`` (``None`` values in overrides mean "not given")."""
+    cfg = defaults(task)
+    layers: list[Mapping[str, Any]] = []
+    if file is not None:
+        p = Path(file)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            layers.append(yaml.safe_load(p.read_text()) or {})
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if overrides:
+        layers.append({k: v for k, v in overrides.items() if v is not None})
+    for layer in layers:
+        for key, value in layer.items():
+            if key not in cfg:
+                raise ConfigError(f"{task} config: unknown key {key!r}; valid keys: {', '.join(sorted(cfg))}")
+            cfg[key] = _coerce(key, value, cfg[key], task)
+    cfg["task"] = task
+    return cfg
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, Any]:
+    """``["lr=1e-3", "epochs=5"]`` -> dict; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
