@@ -1,16 +1,150 @@
-"""`spine-models predict` (not implemented yet)."""
+"""`spine-models predict FILE...`: run the shipped models that fit each file (or the named ones).
+
+Fit: a card's ``view`` "any" fits every file, "ap"/"lat" fit X-rays (anything not an MR series),
+"mri" fits DICOM MR. One unreadable file prints one error line and the rest still run; the exit
+status is 2 at the end if any file failed.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
-from spine_models.errors import SpineInputError
+HELP = "predict with the shipped models (or --model ID/RUNDIR) on image files; --json for machine output"
 
-HELP = "(not implemented yet)"
+__all__ = ["HELP", "add_arguments", "run", "image_kind", "fitting_cards", "load_image", "get_predictor"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("files", nargs="+", metavar="FILE", help="radiographs or DICOM files")
+    parser.add_argument("--model", action="append", default=None, metavar="ID",
+                        help="model id, run folder or card.json (repeatable); default: every shipped model that fits")
+    parser.add_argument("--json", action="store_true", help="print a JSON array (one object per file)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
+    parser.add_argument("--html", metavar="DIR", default=None,
+                        help="also write a one-page clinician report (HTML) per file into DIR")
+
+
+def load_image(path: str | Path) -> Any:
+    """A ``spine_models.io`` Radiograph (the shared reader raises SpineInputError on bad files).
+
+    Falls back to a plain OpenCV read (PNG/JPEG/TIFF only) when the reader is not installed.
+    """
+    try:
+        from spine_models.io import read_image
+    except ImportError:
+        read_image = None
+    if read_image is not None:
+        return read_image(path)
+    from types import SimpleNamespace
+
+    from spine_models.errors import SpineInputError
+    from spine_models.metrics.audit import _load_pixels
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpineInputError("file not found; check the path", p)
+    pixels, bits = _load_pixels(p)
+    return SimpleNamespace(pixels=pixels, bits=bits, modality=None, to_dict=lambda: {
+        "format": p.suffix.lstrip(".").lower(), "kind": "xray", "width": pixels.shape[1], "height": pixels.shape[0],
+        "bits": bits})
+
+
+def image_kind(image: Any) -> str:
+    """"mri" for an MR DICOM, else "xray"."""
+    modality = str(getattr(image, "modality", "") or "").upper()
+    return "mri" if modality == "MR" else "xray"
+
+
+def fitting_cards(cards: list[Any], kind: str) -> list[Any]:
+    """Cards whose view fits an image kind: any -> all, ap/lat -> X-rays, mri -> MR."""
+    out = []
+    for c in cards:
+        v = (c.view or "any").lower()
+        if v == "any" or (kind == "xray" and v in ("ap", "lat")) or (kind == "mri" and v == "mri"):
+            out.append(c)
+    return out
+
+
+def get_predictor(card: Any, device: str | None = None) -> Any:
+    """The engine's Predictor for a card (through ``engine.predictor.load_predictor`` when present)."""
+    try:
+        from spine_models.engine.predictor import load_predictor
+    except ImportError:
+        load_predictor = None
+    if load_predictor is not None:
+        return load_predictor(card, device=device)
+    from spine_models.engine import task_module
+
+    return task_module(card.task).Predictor(card, device=device)
+
+
+def _summary(result: Any) -> str:
+    d = result.to_dict()
+    if "prediction" in d:
+        return f"{d['prediction']} (p={max(d['probs'].values()):.3f})"
+    if "findings" in d:
+        found = [c for c, v in d["findings"].items() if v]
+        return ("found: " + ", ".join(found)) if found else "no findings above threshold"
+    if "measurements" in d:
+        meas = d["measurements"] or {}
+        return "; ".join(f"{k}: {v}" for k, v in meas.items())[:200] or "segmented " + ", ".join(d.get("structures", []))
+    return json.dumps(d)[:200]
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SpineInputError("this command is not implemented yet")
+    from spine_models.errors import SpineInputError, WeightsNotAvailableError
+    from spine_models.models.cards import list_cards, weights_dir
+    from spine_models.report.evaluation import resolve_card
+
+    if args.model:
+        cards = [resolve_card(m) for m in args.model]  # a bad --model is a usage error for the whole run
+        named = True
+    else:
+        cards = list_cards()
+        named = False
+        if not cards:
+            raise WeightsNotAvailableError(
+                f"no shipped models yet in {weights_dir()}; train one with `spine-models train ...` "
+                "and pass --model RUNDIR, or add weights/<id>.pt with its card")
+    predictors: dict[str, Any] = {}
+    outputs: list[dict[str, Any]] = []
+    failed = 0
+    for f in args.files:
+        try:
+            image = load_image(f)
+            kind = image_kind(image)
+            use = cards if named else fitting_cards(cards, kind)
+            if not use:
+                raise SpineInputError(f"no shipped model fits a {kind} image; pass --model ID", f)
+            results = []
+            for card in use:
+                if card.id not in predictors:
+                    predictors[card.id] = get_predictor(card, device=args.device)
+                results.append(predictors[card.id].predict(image))
+        except SpineInputError as exc:
+            failed += 1
+            sys.stderr.write(f"spine-models predict: error: {exc}\n")
+            outputs.append({"file": Path(f).name, "error": str(exc)})
+            continue
+        entry = {"file": Path(f).name, "kind": kind, "results": [r.to_dict() for r in results]}
+        outputs.append(entry)
+        if args.html:
+            from spine_models.report.clinician import write_clinician_report
+
+            out_dir = Path(args.html)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            header = image.to_dict() if hasattr(image, "to_dict") else {}
+            write_clinician_report(out_dir / f"{Path(f).stem}.html", results, image=getattr(image, "pixels", None),
+                                   header=header, cards=use)
+        if not args.json:
+            for card, r in zip(use, results):
+                sys.stdout.write(f"{Path(f).name}\t{card.id}\t{_summary(r)}\n")
+    if args.json:
+        sys.stdout.write(json.dumps(outputs, indent=2) + "\n")
+    if failed:
+        sys.stderr.write(f"spine-models predict: {failed} of {len(args.files)} file(s) failed\n")
+        return 2
+    return 0

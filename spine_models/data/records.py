@@ -48,6 +48,7 @@ class SpineDataset:
     box_classes: list[str] = field(default_factory=list)  # detection classes present
     problems: list[str] = field(default_factory=list)  # e.g. "patient P7: no lateral view" (reported, not fatal)
     root: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # e.g. {"split": provenance} set by data.splits
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -1,0 +1,133 @@
+"""Reading images and DICOM studies: typed, de-identified, with one-line errors for bad input.
+
+Public API::
+
+    from spine_models.io import read_image, read_image_bytes, read_study, apply_window
+
+    rg = read_image("film.dcm")            # Radiograph: .pixels float32 HxW in [0, 1] (display values:
+                                           # Modality LUT → VOI LUT/window → MONOCHROME1 inverted),
+                                           # .bits, .pixel_spacing_mm (row, col) | None, .view, .modality,
+                                           # .photometric, .frames, .volume (F,H,W) | None, .format,
+                                           # .name (de-identified), .header (safe fields), .to_dict()
+    rg = read_image_bytes(upload_bytes, "upload.png")   # what the app gets from st.file_uploader
+    study = read_study("study_dir_or.zip")  # Study.series: [Series(.description, .pixels (F,H,W), ...)]
+    shown = apply_window(rg.pixels, center=0.4, width=0.5)
+
+Limits: ``max_pixels`` (default 100 MP, env ``SPINE_MODELS_MAX_PIXELS``) is checked on the declared
+size before decoding; ``min_size`` (32 px) refuses thumbnails. Every bad file raises a
+:class:`~spine_models.errors.SpineInputError` subclass whose message names the file and the problem.
+``make_dicom`` (:mod:`spine_models.io.dicom_build`) writes valid DICOM files for tests and phantoms.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path, PurePath
+from typing import BinaryIO
+
+from spine_models.errors import EmptyFileError, SpineInputError, UnsupportedFormatError
+from spine_models.io._limits import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE, resolve_max_pixels
+from spine_models.io.deid import deidentify_dataset, pseudonym, remap_uid
+from spine_models.io.radiograph import Radiograph
+from spine_models.io.sniff import EXTENSION_FORMATS, describe_format, sniff_format
+from spine_models.io.study import Series, Study, read_study
+from spine_models.io.window import apply_window
+
+__all__ = [
+    "Radiograph",
+    "Series",
+    "Study",
+    "read_image",
+    "read_image_bytes",
+    "read_study",
+    "apply_window",
+    "sniff_format",
+    "deidentify_dataset",
+    "pseudonym",
+    "remap_uid",
+    "make_dicom",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MIN_SIZE",
+    "resolve_max_pixels",
+    "IMAGE_EXTENSIONS",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm", ".dicom", ".dic", ".ima")
+_MAX_FILE_BYTES = 2 * 1024**3
+
+
+def make_dicom(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """See :func:`spine_models.io.dicom_build.make_dicom` (imported lazily: it pulls in pydicom)."""
+    from spine_models.io.dicom_build import make_dicom as _make
+
+    return _make(*args, **kwargs)
+
+
+def read_image_bytes(
+    data: bytes, name: str, *, max_pixels: int | None = None, min_size: int = DEFAULT_MIN_SIZE
+) -> Radiograph:
+    """Decode image bytes (an upload); ``name`` is used for messages and the extension check only."""
+    name = PurePath(str(name)).name or "upload"
+    if not data:
+        raise EmptyFileError("file is empty (0 bytes); re-copy or re-export it", name)
+    fmt = sniff_format(bytes(data[:4096]))
+    suffix = PurePath(name).suffix.lower()
+    claimed = EXTENSION_FORMATS.get(suffix)
+    if fmt not in ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "DICOM"):
+        said = f" (despite its {suffix} extension)" if claimed and claimed != fmt else ""
+        what = "content is not a recognised image format" if fmt == "UNKNOWN" else f"is {describe_format(fmt)}, not an image"
+        advice = {
+            "ZIP": "read a study archive with read_study / --data, or unzip it first",
+            "JPEG2000": "wrap it in DICOM or convert it to PNG",
+        }.get(fmt, "supply a PNG, JPEG, TIFF, BMP or DICOM image")
+        raise UnsupportedFormatError(f"{what}{said}; {advice}", name)
+    notes: list[str] = []
+    if claimed and claimed != fmt:
+        notes.append(f"extension {suffix} but the content is {fmt}; read as {fmt}")
+    if fmt == "DICOM":
+        from spine_models.io.dicom import read_dicom
+
+        result = read_dicom(bytes(data), name, max_pixels=max_pixels, min_size=min_size)
+    else:
+        from spine_models.io.image import read_raster
+
+        result = read_raster(bytes(data), name, fmt, max_pixels=max_pixels, min_size=min_size)
+    result.notes[:0] = notes
+    return result
+
+
+def read_image(
+    path: str | os.PathLike[str] | bytes | BinaryIO,
+    *,
+    name: str | None = None,
+    max_pixels: int | None = None,
+    min_size: int = DEFAULT_MIN_SIZE,
+) -> Radiograph:
+    """Read one image file (or bytes / a binary file object) into a de-identified :class:`Radiograph`.
+
+    The format is sniffed from the content, never the extension. Raises a SpineInputError subclass
+    for every kind of bad input.
+    """
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        return read_image_bytes(bytes(path), name or "upload", max_pixels=max_pixels, min_size=min_size)
+    if hasattr(path, "read"):
+        label = name or getattr(path, "name", None) or "upload"
+        data = path.read()  # type: ignore[union-attr]
+        if isinstance(data, str):
+            raise UnsupportedFormatError("was opened in text mode; open it with 'rb'", label)
+        return read_image_bytes(data, str(label), max_pixels=max_pixels, min_size=min_size)
+    file = Path(path)  # type: ignore[arg-type]
+    if not file.exists():
+        raise SpineInputError("no such file; check the path", file)
+    if file.is_dir():
+        raise UnsupportedFormatError("is a folder, not an image; use read_study for a DICOM series folder", file)
+    size = file.stat().st_size
+    if size == 0:
+        raise EmptyFileError("file is empty (0 bytes); re-copy or re-export it", file.name)
+    if size > _MAX_FILE_BYTES:
+        raise UnsupportedFormatError(f"file is {size / 1024**3:.1f} GB, above the 2 GB limit for one image", file.name)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise SpineInputError(f"cannot read the file ({exc.strerror or type(exc).__name__})", file.name) from exc
+    return read_image_bytes(data, name or file.name, max_pixels=max_pixels, min_size=min_size)

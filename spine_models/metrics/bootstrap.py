@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "M"]
+__all__ = ["bootstrap_ci", "M", "resample_indices", "percentile_ci"]
 
 
 def M(value: float | None, ci95: Sequence[float] | None) -> dict:
@@ -55,3 +55,34 @@ def bootstrap_ci(metric: Callable[..., float], *arrays: np.ndarray, groups: Sequ
     # the percentile interval can miss a degenerate point estimate by rounding; never report that
     lo, hi = min(lo, value) if np.isfinite(value) else lo, max(hi, value) if np.isfinite(value) else hi
     return M(value, (lo, hi))
+
+
+def resample_indices(n: int, *, groups: Sequence | None = None, n_resamples: int = 1000,
+                     seed: int = 0) -> list[np.ndarray]:
+    """Row indices of ``n_resamples`` bootstrap resamples (whole groups when ``groups`` given).
+
+    Why: metrics that compute many numbers from one resample (a confusion matrix gives 9 measures
+    per class) draw the indices once and reuse them, instead of one ``bootstrap_ci`` call per number.
+    The draws match ``bootstrap_ci`` with the same ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return [rng.integers(0, n, n) for _ in range(n_resamples)]
+    g = np.asarray(groups)
+    if len(g) != n:
+        raise ValueError("resample_indices: groups differ in length from the data")
+    _, inverse = np.unique(g, return_inverse=True)
+    index_sets = [np.flatnonzero(inverse == k) for k in range(int(inverse.max()) + 1)] if n else []
+    n_units = len(index_sets)
+    return [np.concatenate([index_sets[k] for k in rng.integers(0, n_units, n_units)]) if n_units else
+            np.zeros(0, dtype=int) for _ in range(n_resamples)]
+
+
+def percentile_ci(value: float, stats: Sequence[float] | np.ndarray, alpha: float = 0.05) -> dict:
+    """SPEC ``M`` from a point estimate and resampled statistics (non-finite resamples dropped)."""
+    s = np.asarray(stats, dtype=float)
+    s = s[np.isfinite(s)]
+    if s.size == 0 or not np.isfinite(value):
+        return M(value, None)
+    lo, hi = np.quantile(s, [alpha / 2, 1 - alpha / 2])
+    return M(value, (min(lo, value), max(hi, value)))

@@ -99,8 +99,13 @@ class ModelCard:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def weights_path(self) -> Path:
+        """Absolute path of the weight file: absolute as written, else beside the cards in
+        ``weights_dir()`` (so ``$SPINE_MODELS_WEIGHTS`` deployments work), else under the repo root."""
         p = Path(self.weights)
-        return p if p.is_absolute() else REPO_ROOT / p
+        if p.is_absolute():
+            return p
+        beside = weights_dir() / p.name
+        return beside if beside.exists() else REPO_ROOT / p
 
 
 def list_cards(directory: str | Path | None = None) -> list[ModelCard]:
@@ -113,6 +118,8 @@ def list_cards(directory: str | Path | None = None) -> list[ModelCard]:
         if not wp.is_absolute():
             wp = d / wp.name if (d / wp.name).exists() else REPO_ROOT / wp
         if wp.exists():
+            if not Path(card.weights).is_absolute() and wp.parent == d:
+                card.weights = str(wp) if d != weights_dir() else card.weights
             cards.append(card)
     return cards
 

@@ -1,0 +1,605 @@
+"""Classification engine: ``train`` / ``Predictor`` / ``evaluate`` (see ``spine_models/engine/__init__.py``).
+
+The studies' recipes as configuration (``spine_models/cfg/classify.yaml``):
+
+- ``mode: frozen`` trains the head only (transfer learning; backbone batch-norm statistics stay fixed),
+  ``mode: finetune`` trains everything; ``freeze_epochs: K`` runs K frozen epochs at ``head_lr`` before
+  fine-tuning (the Xception study's schedule). ``lr: null`` picks 1e-3 for frozen/scratch training and
+  1e-5 for fine-tuning pretrained weights (the MRI study).
+- ``init: scratch | imagenet | <checkpoint path>`` — ImageNet only from a local file; a checkpoint
+  path (an earlier run's ``model.pt``/``best.pt``/``last.pt``) is the MRI study's same-domain transfer.
+- Data: ``load_dataset(cfg["data"])`` split per patient with ``split_dataset`` (ratios ``split``, seed
+  ``seed``); augmentation (``augment`` preset) is applied to the train part only, after the split; the
+  test part is used once, at the end, for the card's metrics.
+- Binary tasks: the decision threshold on P(positive) is chosen on the validation part (Youden's J)
+  and stored in the card as ``thresholds["binary"]``.
+- Model selection: ``val_metric: balanced_accuracy`` (ties broken by lower validation loss: the score is
+  ``balanced_accuracy - 0.001 * min(val_loss, 10)``), ``loss``, ``accuracy`` or ``auc``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from spine_models.engine.callbacks import Callback, CallbackList
+from spine_models.errors import ConfigError, DatasetError, SpineInputError
+from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
+
+__all__ = ["train", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "load_pixels", "logits_to_probs",
+           "youden_threshold", "build_model_for"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# preprocessing shared by training and inference
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Everything between decoded pixels and the model input tensor; stored in the card."""
+
+    size: int = 224
+    in_chans: int = 1
+    normalization: dict = field(default_factory=lambda: {"kind": "minmax"})
+    resize_mode: str = "stretch"
+    roi: bool = False
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """HxW float [0,1] -> (C, size, size) float32 via ``spine_models.data.transforms.to_model_input``."""
+        from spine_models.data.transforms import to_model_input
+
+        if self.roi:
+            from spine_models.data.mri import crop_roi
+
+            pixels = crop_roi(pixels)
+        return to_model_input(np.asarray(pixels, dtype=np.float32), self.size, dict(self.normalization),
+                              in_chans=self.in_chans, resize_mode=self.resize_mode)
+
+    @classmethod
+    def from_card(cls, card: ModelCard) -> "Preprocess":
+        size = card.input_size if isinstance(card.input_size, int) else int(card.input_size[0])
+        pp = card.preprocessing or {}
+        return cls(size, card.in_chans, dict(card.normalization), pp.get("resize_mode", "stretch"), bool(pp.get("roi", False)))
+
+
+def _frame_index(sample: Any) -> int | None:
+    meta = getattr(sample, "meta", {}) or {}
+    # 0-based frame inside a multi-frame file (spine_models.data.mri); meta["frame"] is 1-based, not used here
+    return None if meta.get("frame_index") is None else int(meta["frame_index"])
+
+
+def load_pixels(source: Any) -> np.ndarray:
+    """A Sample / path / Radiograph / array -> HxW float32 in [0, 1] (the sample's frame for volumes)."""
+    if isinstance(source, np.ndarray):
+        a = source.astype(np.float32)
+        if a.ndim == 3 and a.shape[-1] in (3, 4):
+            a = a[..., :3].mean(axis=-1)
+        if a.ndim != 2:
+            raise SpineInputError(f"expected a 2-D grayscale image array, got shape {a.shape}")
+        return a
+    if hasattr(source, "pixels") and not hasattr(source, "patient_id"):
+        return np.asarray(source.pixels, dtype=np.float32)
+    from spine_models.io import read_image
+
+    path = getattr(source, "path", source)
+    if path is None:
+        raise DatasetError(f"sample {getattr(source, 'id', '?')}: no image path (two-view samples need two_view=true)")
+    rad = read_image(path)
+    frame = _frame_index(source)
+    volume = getattr(rad, "volume", None)
+    if frame is not None and volume is not None and 0 <= frame < len(volume):
+        return np.asarray(volume[frame], dtype=np.float32)
+    return np.asarray(rad.pixels, dtype=np.float32)
+
+
+def _shrink(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Cache copy: downscale so the long side is at most 2x the model size (decode once per run)."""
+    import cv2
+
+    h, w = pixels.shape
+    scale = 2 * size / max(h, w)
+    if scale < 1:
+        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return pixels.astype(np.float32)
+
+
+class ClassifyImages(torch.utils.data.Dataset):
+    """Samples -> (input tensor or (ap, lat) tensors, class index). Augmentation only when given."""
+
+    def __init__(self, samples: Sequence[Any], classes: Sequence[str], pre: Preprocess, *, augment: Any = None,
+                 two_view: bool = False, cache: bool = True) -> None:
+        self.samples = list(samples)
+        self.index = {c: i for i, c in enumerate(classes)}
+        self.pre, self.augment, self.two_view, self.cache = pre, augment, two_view, cache
+        self._cache: dict[tuple[int, str], np.ndarray] = {}
+        for s in self.samples:
+            if s.label not in self.index:
+                raise DatasetError(f"sample {s.id} ({s.path or s.views}): label {s.label!r} is not one of {list(classes)}")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _pixels(self, i: int, view: str) -> np.ndarray:
+        key = (i, view)
+        if key in self._cache:
+            return self._cache[key]
+        s = self.samples[i]
+        if view == "image":
+            px = load_pixels(s)
+        else:
+            if view not in s.views:
+                raise DatasetError(f"sample {s.id}: no {view!r} view (two-view training needs ap and lat images)")
+            px = load_pixels(s.views[view])
+        px = _shrink(px, self.pre.size)
+        if self.cache:
+            self._cache[key] = px
+        return px
+
+    def _one(self, i: int, view: str) -> torch.Tensor:
+        px = self._pixels(i, view)
+        if self.augment is not None:
+            px = self.augment(image=px)["image"]
+        return torch.from_numpy(np.ascontiguousarray(self.pre(px)))
+
+    def __getitem__(self, i: int):
+        y = self.index[self.samples[i].label]
+        if self.two_view:
+            return (self._one(i, "ap"), self._one(i, "lat")), y
+        return self._one(i, "image"), y
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
+
+def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
+    """(N, C) softmax, or for one-logit (sigmoid) models (N, 2) = [1-p, p]."""
+    if logits.shape[-1] == 1:
+        p = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p, p], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
+def youden_threshold(y_true: np.ndarray, p_pos: np.ndarray) -> float:
+    """Threshold on P(positive) maximising sensitivity + specificity - 1 (0.5 when undefined)."""
+    from sklearn.metrics import roc_curve
+
+    y_true = np.asarray(y_true)
+    if len(np.unique(y_true)) < 2:
+        return 0.5
+    fpr, tpr, thr = roc_curve(y_true, p_pos)
+    j = tpr - fpr
+    k = int(np.argmax(j))
+    t = float(thr[k])
+    return float(min(max(t if np.isfinite(t) else 1.0, 1e-6), 1 - 1e-6))
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(balanced_accuracy_score(y, pred)) if len(y) else float("nan")
+
+
+def _auc(y: np.ndarray, probs: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(y)
+    if len(present) < 2 or len(present) < probs.shape[1]:
+        return float("nan")
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(y, probs[:, 1]))
+    return float(roc_auc_score(y, probs, multi_class="ovr"))
+
+
+def build_model_for(card: ModelCard) -> nn.Module:
+    from spine_models.models import create_model
+
+    sd, kwargs = load_state(card)
+    model = create_model(card.arch, task="classify", **{**kwargs, "pretrained": None})
+    model.load_state_dict(sd)
+    return model
+
+
+def _view_of(samples: Sequence[Any], two_view: bool) -> str:
+    if two_view:
+        return "any"
+    views = {(s.view or "").lower() for s in samples}
+    if views == {"ap"}:
+        return "ap"
+    if views == {"lat"}:
+        return "lat"
+    if views and all(v.startswith("mri") for v in views):
+        return "mri"
+    return "any"
+
+
+def _resolve_lr(cfg: dict) -> tuple[float, float]:
+    """(backbone lr, head lr)."""
+    pretrained = cfg["init"] not in ("scratch", "", None)
+    lr = cfg.get("lr")
+    if lr is None:
+        lr = 1e-5 if (cfg["mode"] == "finetune" and pretrained) else 1e-3
+    head_lr = cfg.get("head_lr")
+    if head_lr is None:
+        head_lr = 1e-3 if cfg["mode"] == "frozen" or cfg["freeze_epochs"] > 0 else lr
+    for k, v in (("lr", lr), ("head_lr", head_lr)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0 < float(v) < 10):
+            raise ConfigError(f"classify config: {k}={v!r} should be a positive number like 1e-3")
+    return float(lr), float(head_lr)
+
+
+def _validate_cfg(cfg: dict) -> None:
+    if cfg["mode"] not in ("frozen", "finetune"):
+        raise ConfigError(f"classify config: mode={cfg['mode']!r}; valid: frozen, finetune")
+    if cfg["val_metric"] not in ("balanced_accuracy", "loss", "accuracy", "auc"):
+        raise ConfigError(f"classify config: val_metric={cfg['val_metric']!r}; valid: balanced_accuracy, loss, accuracy, auc")
+    if cfg["in_chans"] not in (1, 3):
+        raise ConfigError(f"classify config: in_chans={cfg['in_chans']!r}; valid: 1, 3")
+    if cfg["resize_mode"] not in ("stretch", "letterbox"):
+        raise ConfigError(f"classify config: resize_mode={cfg['resize_mode']!r}; valid: stretch, letterbox")
+    if cfg["optimizer"] not in ("adam", "adamw", "sgd"):
+        raise ConfigError(f"classify config: optimizer={cfg['optimizer']!r}; valid: adam, adamw, sgd")
+    if cfg.get("view") not in (None, "ap", "lat", "mri", "any"):
+        raise ConfigError(f"classify config: view={cfg['view']!r}; valid: ap, lat, mri, any")
+    if cfg["scheduler"] not in ("none", "cosine"):
+        raise ConfigError(f"classify config: scheduler={cfg['scheduler']!r}; valid: none, cosine")
+    for k in ("epochs", "batch", "imgsz"):
+        if not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 1:
+            raise ConfigError(f"classify config: {k}={cfg[k]} should be at least 1")
+    if not cfg["data"]:
+        raise ConfigError("classify config: no data; pass --data DIR (repeatable)")
+
+
+def _class_weights(cfg: dict, train_samples: Sequence[Any], classes: list[str]) -> torch.Tensor | None:
+    cw = cfg["class_weights"]
+    if cw in (None, "none", False):
+        return None
+    counts = np.array([sum(1 for s in train_samples if s.label == c) for c in classes], dtype=np.float64)
+    if cw == "balanced":
+        w = np.where(counts > 0, counts.sum() / (len(classes) * np.maximum(counts, 1)), 0.0)
+    elif isinstance(cw, (list, tuple)) and len(cw) == len(classes):
+        w = np.asarray(cw, dtype=np.float64)
+    else:
+        raise ConfigError(f"classify config: class_weights={cw!r}; use none, balanced, or a list of {len(classes)} numbers")
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def _make_loss(n_out: int, weights: torch.Tensor | None, smoothing: float, device: torch.device) -> Callable:
+    if n_out == 1:
+        pos_weight = None if weights is None or weights[0] <= 0 else (weights[1] / weights[0]).reshape(1).to(device)
+        bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        return lambda out, y: bce(out[:, 0], y.float())
+    ce = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device), label_smoothing=smoothing)
+    return lambda out, y: ce(out, y)
+
+
+# ----------------------------------------------------------------------------------------------------
+# train
+
+def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback] | None = None, quiet: bool = False) -> Path:
+    """Train a classifier per ``cfg`` (see the module docstring); returns ``out_dir/card.json``."""
+    from spine_models._env import configure_offline, get_device
+    from spine_models.data.adapters import load_dataset
+    from spine_models.data.splits import split_dataset, split_provenance
+    from spine_models.engine import trainer as T
+    from spine_models.models import create_model, get_spec
+
+    configure_offline()
+    cfg = dict(cfg)
+    if cfg.get("imgsz") is None:
+        size = get_spec(cfg["model"], task="classify").input_size
+        cfg["imgsz"] = int(size if isinstance(size, int) else size[0])
+    _validate_cfg(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
+        callbacks if isinstance(callbacks, list) else ([callbacks] if callbacks else []))
+    seed = int(cfg["seed"])
+    T.seed_everything(seed)
+    device = get_device(cfg.get("device") or None)
+
+    data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
+    ds = load_dataset(data, task="classify")
+    labelled = [s for s in ds.samples if s.label is not None]
+    if len(labelled) < len(ds.samples):
+        cb.on_log(f"{len(ds.samples) - len(labelled)} samples without a label left out")
+    ds = replace(ds, samples=labelled)
+    classes = list(ds.classes) or sorted({s.label for s in labelled})
+    if len(classes) < 2:
+        raise DatasetError(f"{', '.join(map(str, data))}: classification needs at least two classes, found {classes}")
+    two_view = bool(cfg["two_view"])
+    if two_view and not all(s.views for s in labelled):
+        raise DatasetError(f"{', '.join(map(str, data))}: two_view=true needs the two-view patient layout (DIR/<label>/<patient>/ap+lat)")
+    parts = split_dataset(ds, cfg["split"], seed=seed, group_near_duplicates=bool(cfg["group_near_duplicates"]))
+    if cfg["leakage_check"]:
+        from spine_models.data.leakage import check_leakage
+        from spine_models.errors import LeakageError
+
+        try:
+            check_leakage(parts)
+        except LeakageError as exc:  # the user's data, not our bug: exit 2 with the message
+            raise DatasetError(f"{exc} (or train anyway with --set leakage_check=false)") from None
+    provenance = split_provenance(parts)
+    for name in ("train", "val"):
+        if not len(parts[name]):
+            raise DatasetError(f"{', '.join(map(str, data))}: the {name} part is empty after a per-patient split "
+                               f"{cfg['split']}; add data or change --set split=")
+
+    pre = Preprocess(int(cfg["imgsz"]), int(cfg["in_chans"]), dict(cfg["normalization"]), cfg["resize_mode"], bool(cfg["roi"]))
+    augment = None
+    if cfg["augment"] not in ("none", "", None):
+        from spine_models.data.transforms import augmentation_preset
+
+        augment = augmentation_preset(cfg["augment"], int(cfg["imgsz"]))
+    train_set = ClassifyImages(parts["train"].samples, classes, pre, augment=augment, two_view=two_view, cache=cfg["cache"])
+    val_set = ClassifyImages(parts["val"].samples, classes, pre, two_view=two_view, cache=cfg["cache"])
+    gen = T.make_generator(seed)
+    workers = int(cfg["workers"])
+
+    def _worker_init(worker_id: int) -> None:
+        T.seed_worker(worker_id)
+        if augment is not None and hasattr(augment, "set_random_seed"):
+            augment.set_random_seed(torch.initial_seed() % (2**32))
+
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=int(cfg["batch"]), shuffle=True, generator=gen,
+                                               num_workers=workers, worker_init_fn=_worker_init if workers else None,
+                                               persistent_workers=workers > 0,
+                                               drop_last=len(train_set) > int(cfg["batch"]) and len(train_set) % int(cfg["batch"]) == 1)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=int(cfg["batch"]), shuffle=False, num_workers=workers,
+                                             persistent_workers=workers > 0)
+
+    init = cfg["init"]
+    pretrained = None if init in ("scratch", "", None) else init
+    arch_kwargs = {"num_classes": len(classes), "in_chans": int(cfg["in_chans"]), "dropout": float(cfg["dropout"])}
+    model = create_model(cfg["model"], task="classify", pretrained=pretrained, **arch_kwargs).to(device)
+    if getattr(model, "two_view", False) != two_view:
+        raise ConfigError(f"model {cfg['model']} {'is' if getattr(model, 'two_view', False) else 'is not'} a two-view model "
+                          f"but two_view={two_view}; use twoview_* models with --set two_view=true")
+    report = getattr(model, "pretrained_report", None)
+    if report:
+        cb.on_log(f"init {init}: loaded {report['loaded']}/{report['total']} tensors")
+
+    from spine_models.models.classification import get_classifier
+
+    head_ids = {id(p) for p in get_classifier(model).parameters()}
+    head_params = [p for p in model.parameters() if id(p) in head_ids]
+    body_params = [p for p in model.parameters() if id(p) not in head_ids]
+    lr, head_lr = _resolve_lr(cfg)
+    groups = [{"params": head_params, "lr": head_lr, "name": "head"}, {"params": body_params, "lr": lr, "name": "body"}]
+    wd = float(cfg["weight_decay"])
+    if cfg["optimizer"] == "adam":
+        optimizer = torch.optim.Adam(groups, weight_decay=wd)
+    elif cfg["optimizer"] == "adamw":
+        optimizer = torch.optim.AdamW(groups, weight_decay=wd)
+    else:
+        optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=wd)
+    head_modules = set(get_classifier(model).modules())
+    epochs = int(cfg["epochs"])
+    freeze_epochs = epochs if cfg["mode"] == "frozen" else int(cfg["freeze_epochs"])
+
+    def phase(epoch: int) -> str:
+        return "frozen" if epoch < freeze_epochs else "finetune"
+
+    def on_epoch_start(epoch: int) -> dict[str, Any]:
+        frozen = phase(epoch) == "frozen"
+        for p in body_params:
+            p.requires_grad_(not frozen)
+        factor = 0.5 * (1 + math.cos(math.pi * epoch / epochs)) if cfg["scheduler"] == "cosine" else 1.0
+        optimizer.param_groups[0]["lr"] = (head_lr if frozen else (lr if cfg["mode"] == "finetune" else head_lr)) * factor
+        optimizer.param_groups[1]["lr"] = lr * factor
+        if augment is not None and hasattr(augment, "set_random_seed"):
+            augment.set_random_seed(T.epoch_seed(seed, epoch))
+        return {"phase": phase(epoch)}
+
+    current_epoch = {"e": 0}
+
+    def set_train_mode(m: nn.Module) -> None:
+        m.train()
+        if phase(current_epoch["e"]) == "frozen":  # frozen backbone: keep its batch-norm statistics
+            for mod in m.modules():
+                if mod not in head_modules:
+                    mod.train(False)
+            for mod in head_modules:
+                mod.train(True)
+
+    def on_epoch_start_tracked(epoch: int) -> dict[str, Any]:
+        current_epoch["e"] = epoch
+        return on_epoch_start(epoch)
+
+    with torch.no_grad():
+        model.eval()
+        x0, _ = val_set[0]
+        x0 = tuple(t[None].to(device) for t in x0) if two_view else x0[None].to(device)
+        n_out = T.forward_batch(model, x0).shape[-1]
+    weights = _class_weights(cfg, parts["train"].samples, classes)
+    loss_fn = _make_loss(n_out, weights, float(cfg["label_smoothing"]), device)
+
+    def validate(m: nn.Module) -> dict[str, float]:
+        logits, y = T.predict_loader(m, val_loader, device)
+        with torch.no_grad():
+            vloss = float(loss_fn(logits, y))
+        probs = logits_to_probs(logits).numpy()
+        y_np = y.numpy().astype(int)
+        pred = probs.argmax(1)
+        ba = _balanced_accuracy(y_np, pred)
+        res = {"val_loss": vloss, "val_accuracy": float((pred == y_np).mean()), "val_balanced_accuracy": ba,
+               "val_auc": _auc(y_np, probs)}
+        res["val_score"] = {"balanced_accuracy": ba - 1e-3 * min(vloss, 10.0), "loss": vloss,
+                            "accuracy": res["val_accuracy"] - 1e-3 * min(vloss, 10.0), "auc": res["val_auc"]}[cfg["val_metric"]]
+        return res
+
+    cfg_record = {k: v for k, v in cfg.items()}
+    cb.on_log(f"train {len(train_set)} / val {len(val_set)} / test {len(parts['test'])} samples; classes {classes}; device {device}")
+    result = T.fit(model, train_loader=train_loader, validate=validate, loss_fn=loss_fn, optimizer=optimizer, device=device,
+                   epochs=epochs, out_dir=out, cfg=cfg_record, seed=seed, val_metric="val_score",
+                   mode="min" if cfg["val_metric"] == "loss" else "max", patience=int(cfg["patience"]), callbacks=cb,
+                   quiet=quiet, resume=cfg.get("resume") or False, on_epoch_start=on_epoch_start_tracked,
+                   set_train_mode=set_train_mode, generator=gen)
+    model.load_state_dict(result.best_state)
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+    thresholds: dict[str, float] = {}
+    if len(classes) == 2:
+        logits, y = T.predict_loader(model, val_loader, device)
+        thresholds["binary"] = youden_threshold(y.numpy(), logits_to_probs(logits).numpy()[:, 1])
+
+    weights_path = out / "model.pt"
+    sha = save_checkpoint_file(weights_path, arch=cfg["model"], task="classify", state_dict=model.state_dict(),
+                               arch_kwargs=arch_kwargs, half=bool(cfg["half"]))
+    card = ModelCard(
+        id=cfg.get("name") or out.resolve().name, task="classify", arch=cfg["model"],
+        view=cfg.get("view") or _view_of(labelled, two_view), trained_on=f"{ds.name} ({', '.join(map(str, data))})",
+        weights=str(weights_path.resolve()), sha256=sha, input_size=int(cfg["imgsz"]),
+        train_command=cfg.get("train_command") or "", license=cfg["license"], classes=classes, metrics={},
+        in_chans=int(cfg["in_chans"]), normalization=dict(cfg["normalization"]),
+        preprocessing={"resize_mode": cfg["resize_mode"], "roi": bool(cfg["roi"]), "two_view": two_view,
+                       "augment": cfg["augment"]},
+        thresholds=thresholds, arch_kwargs=arch_kwargs,
+        notes=[f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stopped_by}); val_metric {cfg['val_metric']}",
+               f"mode {cfg['mode']}, init {init}, freeze_epochs {cfg['freeze_epochs']}, seed {seed}"]
+              + ([f"init loaded {report['loaded']}/{report['total']} tensors from {report['source']}"] if report else []),
+        data={"split": provenance, "evaluated_on": "test"},
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    if len(parts["test"]):
+        ev = evaluate(card, parts["test"], quiet=quiet, n_resamples=int(cfg["eval_resamples"]), device=device)
+        card.metrics = ev["metrics"]
+        T.write_json(out / "test_predictions.json", ev["predictions"])
+    else:
+        card.notes.append("test part empty: no test metrics")
+    card_path = out / "card.json"
+    card.to_json(card_path)
+    return card_path
+
+
+# ----------------------------------------------------------------------------------------------------
+# inference
+
+class Predictor:
+    """A trained classifier from its card: ``predict(image, cam=True, shap=False) -> ClassificationResult``."""
+
+    def __init__(self, card: ModelCard, device: str | torch.device | None = None) -> None:
+        from spine_models._env import get_device
+
+        self.card = card
+        self.device = get_device(str(device) if device is not None else None)
+        self.model = build_model_for(card).to(self.device).eval()
+        self.pre = Preprocess.from_card(card)
+        self.two_view = bool(getattr(self.model, "two_view", False))
+        self.threshold = card.thresholds.get("binary") if len(card.classes or []) == 2 else None
+
+    def _input(self, image: Any) -> tuple[Any, np.ndarray, str]:
+        if self.two_view:
+            if isinstance(image, dict):
+                views = image
+            elif getattr(image, "views", None):
+                views = image.views
+            else:
+                raise SpineInputError(f"model {self.card.id} needs two views: pass {{'ap': image, 'lat': image}}")
+            if not {"ap", "lat"} <= set(views):
+                raise SpineInputError(f"model {self.card.id} needs 'ap' and 'lat' views, got {sorted(views)}")
+            ap, lat = load_pixels(views["ap"]), load_pixels(views["lat"])
+            x = tuple(torch.from_numpy(self.pre(p))[None].to(self.device) for p in (ap, lat))
+            return x, ap, "two-view"
+        pixels = load_pixels(image)
+        name = str(getattr(image, "name", "") or getattr(image, "id", "") or (image if isinstance(image, (str, Path)) else ""))
+        return torch.from_numpy(self.pre(pixels))[None].to(self.device), pixels, Path(name).name if name else ""
+
+    @torch.no_grad()
+    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
+        """(N, C) probabilities for several images (no explanations)."""
+        from spine_models.engine.trainer import forward_batch
+
+        out = []
+        for im in images:
+            x, _, _ = self._input(im)
+            out.append(logits_to_probs(forward_batch(self.model, x).float()).cpu().numpy()[0])
+        return np.stack(out) if out else np.zeros((0, len(self.card.classes or [])))
+
+    def _place(self, heat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Model-input-sized map -> original resolution (into the ROI box when ROI cropping was used)."""
+        import cv2
+
+        h, w = shape
+        if self.pre.roi:
+            from spine_models.data.mri import roi_box
+
+            y0, y1, x0, x1 = roi_box(h, w)
+            full = np.zeros((h, w), np.float32)
+            full[y0:y1, x0:x1] = cv2.resize(heat.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            return full
+        return cv2.resize(heat.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def predict(self, image: Any, *, cam: bool = True, shap: bool = False, shap_evals: int = 300,
+                shap_progress: Callable[[int, int], None] | None = None):
+        from spine_models.engine.trainer import forward_batch
+        from spine_models.results import ClassificationResult
+
+        t0 = time.perf_counter()
+        x, pixels, name = self._input(image)
+        with torch.no_grad():
+            probs = logits_to_probs(forward_batch(self.model, x).float()).cpu().numpy()[0]
+        classes = list(self.card.classes or [])
+        res = ClassificationResult(model_id=self.card.id, source=name, image_size=tuple(int(v) for v in pixels.shape[:2]),
+                                   device=str(self.device), classes=classes, probs=[float(p) for p in probs],
+                                   threshold=self.threshold)
+        top = classes.index(res.top_class)
+        if cam:
+            from spine_models.explain import gradcam
+
+            heat = gradcam(self.model, x, target_class=top)  # two-view: the AP map
+
+            res.cam = np.clip(self._place(heat, pixels.shape[:2]), 0, 1)
+        if shap and not self.two_view:
+            from spine_models.explain import shap_partition
+
+            x_hwc = x[0].permute(1, 2, 0).cpu().numpy()
+            res.shap = self._place(shap_partition(self._nhwc_predict, x_hwc, max_evals=shap_evals, class_index=top,
+                                                  progress_callback=shap_progress), pixels.shape[:2])
+        res.elapsed_ms = (time.perf_counter() - t0) * 1000
+        return res
+
+    @torch.no_grad()
+    def _nhwc_predict(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2).to(self.device)
+        return logits_to_probs(self.model(x).float()).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------------------------------
+# evaluation
+
+def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples: int = 1000,
+             device: str | torch.device | None = None, batch: int = 16) -> dict[str, Any]:
+    """SPEC classify metrics (bootstrap CIs over patients) and per-sample predictions on ``dataset``."""
+    from spine_models.engine.trainer import predict_loader
+    from spine_models.metrics.classification import classification_metrics
+
+    samples = [s for s in dataset.samples if s.label is not None]
+    if not samples:
+        raise DatasetError(f"dataset {getattr(dataset, 'name', '?')}: no labelled samples to evaluate")
+    classes = list(card.classes or [])
+    unknown = sorted({s.label for s in samples} - set(classes))
+    if unknown:
+        raise DatasetError(f"dataset {getattr(dataset, 'name', '?')}: labels {unknown} are not classes of model "
+                           f"{card.id} ({', '.join(classes)})")
+    pred = Predictor(card, device)
+    ds = ClassifyImages(samples, classes, pred.pre, two_view=pred.two_view, cache=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
+    logits, y = predict_loader(pred.model, loader, pred.device, quiet=quiet, desc="evaluate")
+    probs = logits_to_probs(logits).numpy()
+    y_true = y.numpy().astype(int)
+    groups = [s.patient_id for s in samples]
+    metrics = classification_metrics(y_true, probs, classes, groups=groups, threshold=pred.threshold, n_resamples=n_resamples)
+    if pred.threshold is not None:
+        y_pred = (probs[:, 1] >= pred.threshold).astype(int)
+    else:
+        y_pred = probs.argmax(1)
+    predictions = [{"id": s.id, "patient_id": s.patient_id, "truth": s.label, "pred": classes[int(k)],
+                    "probs": {c: round(float(p), 6) for c, p in zip(classes, pr)}}
+                   for s, k, pr in zip(samples, y_pred, probs)]
+    return {"metrics": metrics, "predictions": predictions}

@@ -1,0 +1,81 @@
+"""Load any trained model by card, shipped id or path, and run the models that fit a file.
+
+Why here: the CLI ``predict``, the app and ``evaluate`` all start from "this model" given in a different
+form; one resolver means a moved run folder or a shipped id behave the same everywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+from spine_models.errors import WeightsNotAvailableError
+from spine_models.models.cards import ModelCard, find_card
+
+__all__ = ["resolve_card", "load_predictor", "card_fits", "predict_file"]
+
+
+def _card_from_file(path: Path) -> ModelCard:
+    card = ModelCard.from_json(path)
+    if not card.weights_path().exists():
+        # a run folder or a weights folder that moved: the weight file sits next to the card
+        for cand in (path.parent / Path(card.weights).name, path.parent / "model.pt", path.with_suffix(".pt")):
+            if cand.is_file():
+                return dataclasses.replace(card, weights=str(cand.resolve()))
+    return card
+
+
+def resolve_card(model: ModelCard | str | Path) -> ModelCard:
+    """A card from: a ModelCard; a run folder; a ``card.json``/``<id>.json``; a ``model.pt`` with its card beside it; a shipped id."""
+    if isinstance(model, ModelCard):
+        return model
+    p = Path(model)
+    if p.is_dir():
+        if (p / "card.json").is_file():
+            return _card_from_file(p / "card.json")
+        raise WeightsNotAvailableError(f"{p}: no card.json in this folder; pass a run folder written by `spine-models train`")
+    if p.is_file():
+        if p.suffix == ".json":
+            return _card_from_file(p)
+        for cand in (p.with_suffix(".json"), p.parent / "card.json"):
+            if cand.is_file():
+                card = _card_from_file(cand)
+                return dataclasses.replace(card, weights=str(p.resolve()), sha256="") if card.weights_path().resolve() != p.resolve() else card
+        raise WeightsNotAvailableError(f"{p}: no model card next to this weight file (card.json or {p.with_suffix('.json').name})")
+    return find_card(str(model))
+
+
+def load_predictor(model: ModelCard | str | Path, device: str | None = None) -> Any:
+    """The task's Predictor (``spine_models.engine.<task>.Predictor``) for a card, id or path."""
+    from spine_models.engine import task_module
+
+    card = resolve_card(model)
+    return task_module(card.task).Predictor(card, device=device)
+
+
+def card_fits(card: ModelCard, radiograph: Any) -> bool:
+    """Does a model's view fit the image? ``any`` fits all; ``mri`` fits MR; ``ap``/``lat`` fit X-rays
+    (the film's own view, when known, must match)."""
+    kind = "mri" if str(getattr(radiograph, "modality", "") or "").upper() == "MR" else "xray"
+    if card.view == "any":
+        return True
+    if card.view == "mri":
+        return kind == "mri"
+    if kind == "mri":
+        return False
+    view = str(getattr(radiograph, "view", "") or "").lower()
+    return not view or view == card.view
+
+
+def predict_file(path: str | Path, cards: Sequence[ModelCard | str | Path], *, device: str | None = None,
+                 **predict_kwargs: Any) -> list[Any]:
+    """Read ``path`` once and run every given model that fits it; returns their typed results."""
+    from spine_models.io import read_image
+
+    rad = read_image(path)
+    results = []
+    for c in cards:
+        card = resolve_card(c)
+        if card_fits(card, rad):
+            results.append(load_predictor(card, device=device).predict(rad, **predict_kwargs))
+    return results

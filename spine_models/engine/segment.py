@@ -1,0 +1,572 @@
+"""Segment engine: train / Predictor / evaluate for the U-Nets, plus the measurements on their masks.
+
+Why here: one place turns a film into per-structure masks at the film's own resolution and then into
+clinical numbers (Cobb on AP, slip % / Meyerding / disc heights on lateral), so the CLI, the app and
+the evaluation report all see the same thing. The split is per patient and made before any
+augmentation; augmentation touches the train part only.
+
+Preprocessing (identical at train and inference): the 2-D film in [0, 1] is resized ("stretch") to
+the model's (H, W) and min-max normalised per image; targets are the masks resized with area
+averaging (soft targets keep few-pixel-wide lines alive at lower resolution). Predictions are
+sigmoid probabilities resized back to the original size (bilinear) and thresholded.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from spine_models.config import defaults as cfg_defaults
+from spine_models.data.records import Sample, SpineDataset
+from spine_models.engine.callbacks import Callback, CallbackList
+from spine_models.errors import ConfigError, DatasetError, SpineInputError
+from spine_models.metrics.segmentation import mae_metric, mask_scores, score_mask, segmentation_metrics
+from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
+from spine_models.models.registry import create_model, get_spec
+from spine_models.results.segmentation import SegmentationResult
+
+__all__ = ["STRUCTURES", "train", "train_parts", "Predictor", "evaluate", "score_mask", "read_pixels",
+           "read_mask", "model_input", "resolve_size", "measure_masks"]
+
+# SPEC segmentation structures per view, in SPEC order
+STRUCTURES: dict[str, tuple[str, ...]] = {
+    "ap": ("vertebra", "spinous_process", "pedicle"),
+    "lat": ("vertebra", "spinous_process", "disc_height", "anterior_line", "posterior_line"),
+}
+
+
+MIN_BODIES_COBB = 4  # fewer separate bodies than this: the mask cannot show a curve
+
+# ----------------------------------------------------------------------------------------- images
+def read_pixels(image: Any) -> tuple[np.ndarray, str, tuple[float, float] | None]:
+    """(float32 HxW in [0, 1], de-identified name, pixel spacing (row, col) mm or None)."""
+    if hasattr(image, "pixels"):
+        sp = getattr(image, "pixel_spacing_mm", None)
+        return np.asarray(image.pixels, np.float32), str(getattr(image, "name", "")), tuple(sp) if sp else None
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        try:
+            from spine_models.io import read_image
+        except ImportError:  # spine_models.io not landed: plain 8/16-bit files
+            return _read_with_cv2(path), path.name, None
+        rad = read_image(path)
+        sp = rad.pixel_spacing_mm
+        return np.asarray(rad.pixels, np.float32), str(getattr(rad, "name", path.name)), tuple(sp) if sp else None
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        a = a[..., :3].mean(axis=-1)
+    if a.ndim != 2:
+        raise SpineInputError(f"image array of shape {a.shape}: expected a 2-D grayscale image (H, W)")
+    a = a.astype(np.float32)
+    if a.size and (a.min() < 0 or a.max() > 1):
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    return a, "", None
+
+
+def _read_with_cv2(path: Path) -> np.ndarray:
+    import cv2
+
+    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise SpineInputError(f"{path}: not an image file OpenCV can read; use PNG, JPEG or DICOM")
+    if a.ndim == 3:
+        a = a[..., :3].mean(axis=-1)
+    scale = 65535.0 if a.dtype == np.uint16 else 255.0 if a.dtype == np.uint8 else max(float(a.max()), 1.0)
+    return (a.astype(np.float32) / scale).clip(0, 1)
+
+
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A binary mask file as HxW bool (non-zero = structure); resized (nearest) to ``shape`` if given."""
+    import cv2
+
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        raise DatasetError(f"{path}: mask file is missing or not an image; masks are 8-bit PNG, 0 = background")
+    if m.ndim == 3:
+        m = m.max(axis=-1)
+    if shape is not None and m.shape != tuple(shape):
+        m = cv2.resize((m > 0).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return m > 0
+
+
+def resolve_size(imgsz: Any, arch: str) -> tuple[int, int]:
+    """(H, W) from cfg ``imgsz``: None = the arch's input, int N = N x N/2 (portrait film), or [H, W]."""
+    if imgsz is None or imgsz == [] or imgsz == "":
+        s = get_spec(arch, "segment").input_size
+        return (int(s[0]), int(s[1])) if isinstance(s, (tuple, list)) else (int(s), int(s) // 2)
+    if isinstance(imgsz, (int, float)):
+        return int(imgsz), int(imgsz) // 2
+    if isinstance(imgsz, (list, tuple)) and len(imgsz) == 2:
+        return int(imgsz[0]), int(imgsz[1])
+    raise ConfigError(f"segment config: imgsz={imgsz!r}; use null, an int (height; width = height/2) or [H, W]")
+
+
+def _check_divisible(size: tuple[int, int], div: int = 32) -> None:
+    if size[0] % div or size[1] % div:
+        raise ConfigError(f"segment config: imgsz {size[0]}x{size[1]} must be multiples of {div} (U-Net pooling); "
+                          f"e.g. {max(div, size[0] // div * div)}x{max(div, size[1] // div * div)}")
+
+
+def model_input(pixels: np.ndarray, size: tuple[int, int], normalization: dict | None = None) -> np.ndarray:
+    """(1, H, W) float32: stretch-resize to ``size`` and normalise (min-max per image by default)."""
+    import cv2
+
+    norm = normalization or {"kind": "minmax"}
+    a = np.asarray(pixels, np.float32)
+    interp = cv2.INTER_AREA if a.shape[0] > size[0] else cv2.INTER_LINEAR
+    r = cv2.resize(a, (size[1], size[0]), interpolation=interp)
+    kind = norm.get("kind", "minmax")
+    if kind == "minmax":
+        lo, hi = float(r.min()), float(r.max())
+        r = (r - lo) / (hi - lo) if hi > lo else np.zeros_like(r)
+    elif kind == "meanstd":
+        r = (r - float(norm.get("mean", 0.5))) / float(norm.get("std", 0.25))
+    elif kind != "none":
+        raise ConfigError(f"normalization kind {kind!r} is not known; use minmax, meanstd or none")
+    return r[None].astype(np.float32)
+
+
+def _resize_soft(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(mask.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+# ------------------------------------------------------------------------------------ torch dataset
+def _augmenter(name: str, size: tuple[int, int]):
+    """Albumentations pipeline applied to the resized image and its masks together (train part only)."""
+    if name in ("none", "", None):
+        return None
+    import albumentations as A
+
+    if name == "light":
+        return A.Compose([
+            A.Affine(scale=(0.9, 1.1), translate_percent=(-0.04, 0.04), rotate=(-10, 10), p=0.7),
+            A.HorizontalFlip(p=0.5),
+            A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.2, p=0.5),
+            A.RandomGamma(gamma_limit=(80, 120), p=0.3),
+        ])
+    try:
+        from spine_models.data.transforms import augmentation_preset
+    except ImportError:
+        raise ConfigError(f"segment config: augment={name!r} needs spine_models.data.transforms; use none or light") from None
+    return augmentation_preset(name, size, targets="mask")
+
+
+class _SegTorchDataset:
+    """(image (1,H,W), soft masks (K,H,W)) pairs; decoded and resized once when ``cache``."""
+
+    def __init__(self, samples: Sequence[Sample], structures: Sequence[str], size: tuple[int, int],
+                 normalization: dict, augment: Any = None, cache: bool = True) -> None:
+        self.samples, self.structures, self.size = list(samples), list(structures), size
+        self.normalization, self.augment, self.cache = normalization, augment, cache
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i in self._cache:
+            return self._cache[i]
+        import cv2
+
+        s = self.samples[i]
+        pix, _, _ = read_pixels(s.path)
+        img = cv2.resize(pix, (self.size[1], self.size[0]),
+                         interpolation=cv2.INTER_AREA if pix.shape[0] > self.size[0] else cv2.INTER_LINEAR)
+        masks = np.zeros((len(self.structures), *self.size), np.float32)
+        for k, st in enumerate(self.structures):
+            if st in s.masks:
+                masks[k] = _resize_soft(read_mask(s.masks[st]), self.size)
+        out = (img.astype(np.float32), masks)
+        if self.cache:
+            self._cache[i] = (img.astype(np.float16), masks.astype(np.float16))
+        return out
+
+    def __getitem__(self, i: int):
+        import torch
+
+        img, masks = self._load(i)
+        img, masks = img.astype(np.float32), masks.astype(np.float32)
+        if self.augment is not None:
+            r = self.augment(image=img.clip(0, 1), masks=list(masks))
+            img, masks = r["image"], np.stack(r["masks"]).astype(np.float32)
+        x = model_input(img, self.size, self.normalization)
+        return torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(masks))
+
+
+# ---------------------------------------------------------------------------------------- training
+def _select(ds: SpineDataset, view: str | None, structures: Sequence[str]) -> tuple[str | None, list[str], list[Sample]]:
+    """The view to train, its structures (SPEC order first) and the samples that have masks for them."""
+    with_masks = [s for s in ds.samples if s.masks and s.path is not None]
+    if not with_masks:
+        raise DatasetError(f"{ds.root or ds.name}: no sample has masks; segmentation needs the synth layout "
+                           "(DIR/masks/<structure>/<id>.png)")
+    views = Counter(s.view for s in with_masks)
+    if view is None:
+        view = views.most_common(1)[0][0]
+    chosen = [s for s in with_masks if s.view == view or s.view is None or view is None]
+    if not chosen:
+        raise DatasetError(f"{ds.root or ds.name}: no {view!r} samples with masks; views present: {dict(views)}")
+    present = set().union(*(s.masks.keys() for s in chosen))
+    if structures:
+        missing = [s for s in structures if s not in present]
+        if missing:
+            raise ConfigError(f"segment config: structures {missing} have no masks in the data; present: {sorted(present)}")
+        structs = list(structures)
+    else:
+        spec = STRUCTURES.get(view or "", ())
+        structs = [s for s in spec if s in present] + sorted(present - set(spec))
+    return view, structs, chosen
+
+
+def _init_from(model: Any, init: str | None, log) -> None:
+    if not init or init == "scratch":
+        return
+    import torch
+
+    p = Path(init)
+    if not p.is_file():
+        raise ConfigError(f"segment config: init={init!r}: segment models start from 'scratch' or from an earlier "
+                          "run's model.pt / last.pt path (no pretrained encoders are downloaded)")
+    ck = torch.load(p, map_location="cpu", weights_only=True)
+    sd = ck.get("state_dict") or ck.get("model") or ck
+    own = model.state_dict()
+    ok = {k: v.float() for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(ok, strict=False)
+    log(f"init: loaded {len(ok)}/{len(own)} tensors from {p}")
+
+
+def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list | None = None, quiet: bool = False) -> Path:
+    """Load ``cfg["data"]``, split it per patient, train, evaluate on the test part; returns card.json."""
+    from spine_models.data.adapters import load_dataset
+    from spine_models.data.splits import split_dataset
+
+    full = {**cfg_defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}
+    if not full.get("data"):
+        raise ConfigError("segment training needs --data DIR (a synth folder with masks/)")
+    ds = load_dataset(full["data"], task="segment")
+    parts = split_dataset(ds, full["split"], seed=int(full["seed"]))
+    if full.get("leakage_check", True):
+        from spine_models.data.leakage import check_leakage
+        from spine_models.errors import LeakageError
+
+        try:
+            check_leakage(parts)
+        except LeakageError as exc:  # the user's data, not our bug: exit 2 with the message
+            raise DatasetError(f"{exc} (or train anyway with --set leakage_check=false)") from None
+    return train_parts(parts, full, out_dir, callbacks=callbacks, quiet=quiet)
+
+
+def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, *,
+                callbacks: Callback | list | None = None, quiet: bool = False) -> Path:
+    """Train on already-split parts ``{"train", "val", "test"}`` (tests and callers with their own split)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from spine_models._env import get_device
+    from spine_models.engine.trainer import fit, make_generator, seed_everything, seed_worker, write_json
+    from spine_models.models.segmentation import build_loss
+
+    cfg = {**cfg_defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}
+    cfg["task"] = "segment"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
+        list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else [])
+
+    def log(msg: str) -> None:
+        cb.on_log(msg)
+        if not quiet:
+            print(msg, file=sys.stderr)
+
+    arch = cfg["model"]
+    get_spec(arch, "segment")  # unknown names fail here with the valid ones
+    view, structures, train_samples = _select(parts["train"], cfg.get("view"), cfg.get("structures") or [])
+    _, _, val_samples = _select(parts["val"], view, structures) if parts.get("val") and parts["val"].samples else (None, None, [])
+    test_ds = parts.get("test")
+    size = resolve_size(cfg.get("imgsz"), arch)
+    _check_divisible(size, 32 if arch.startswith("unet_res") else 16 if arch == "unet_study" else 4)
+    seed = int(cfg["seed"])
+    seed_everything(seed)
+    device = get_device(cfg.get("device"))
+    model = create_model(arch, task="segment", num_classes=len(structures), in_chans=1).to(device)
+    _init_from(model, cfg.get("init"), log)
+    norm = dict(cfg.get("normalization") or {"kind": "minmax"})
+    aug = _augmenter(cfg.get("augment", "none"), size)
+    train_t = _SegTorchDataset(train_samples, structures, size, norm, aug, cache=bool(cfg["cache"]))
+    val_t = _SegTorchDataset(val_samples or train_samples, structures, size, norm, None, cache=bool(cfg["cache"]))
+    if not val_samples:
+        log("no validation samples with masks: validating on the train part (early stopping is then optimistic)")
+    gen = make_generator(seed)
+    workers = int(cfg.get("workers") or 0)
+    train_loader = DataLoader(train_t, batch_size=int(cfg["batch"]), shuffle=True, num_workers=workers,
+                              generator=gen, worker_init_fn=seed_worker, drop_last=len(train_t) > int(cfg["batch"]))
+    max_steps = int(cfg.get("max_steps") or 0)
+    if max_steps > 0:
+        train_loader = _Limited(train_loader, max_steps)
+    val_loader = DataLoader(val_t, batch_size=int(cfg["batch"]), shuffle=False, num_workers=workers)
+    loss_fn = build_loss(cfg["loss"], float(cfg["smooth"]))
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    thr = float(cfg["threshold"])
+
+    @torch.no_grad()
+    def validate(m) -> dict[str, float]:
+        was = m.training
+        m.eval()
+        inter = np.zeros(len(structures))
+        total = np.zeros(len(structures))
+        dices: list[np.ndarray] = []
+        losses = []
+        for i, (x, y) in enumerate(val_loader):
+            if max_steps and i >= max_steps:
+                break
+            logits = m(x.to(device)).float().cpu()
+            losses.append(float(loss_fn(logits, y)))
+            p = (torch.sigmoid(logits) > thr).numpy()
+            t = (y > 0.5).numpy()
+            it = (p & t).sum((2, 3))
+            su = p.sum((2, 3)) + t.sum((2, 3))
+            dices.append(np.where(su == 0, 1.0, 2 * it / np.maximum(su, 1)))
+            inter += it.sum(0)
+            total += su.sum(0)
+        m.train(was)
+        d = np.concatenate(dices) if dices else np.zeros((0, len(structures)))
+        res = {"val_loss": float(np.mean(losses)) if losses else float("nan"),
+               "val_dice": float(d.mean()) if d.size else float("nan")}
+        for k, s in enumerate(structures):
+            res[f"val_dice_{s}"] = float(d[:, k].mean()) if d.size else float("nan")
+        return res
+
+    cfg_record = {**cfg, "structures": structures, "view": view, "imgsz": list(size)}
+    t0 = time.perf_counter()
+    resume = cfg.get("resume")
+    fr = fit(model, train_loader=train_loader, validate=validate, loss_fn=loss_fn, optimizer=opt, device=device,
+             epochs=int(cfg["epochs"]), out_dir=out, cfg=cfg_record, seed=seed, val_metric=cfg["val_metric"],
+             mode="min" if cfg["val_metric"].endswith("loss") else "max", patience=int(cfg["patience"]),
+             callbacks=cb, quiet=quiet, resume=resume if resume else False, generator=gen)
+    train_s = time.perf_counter() - t0
+    model.load_state_dict(fr.best_state)
+    arch_kwargs = {"num_classes": len(structures), "in_chans": 1}
+    sha = save_checkpoint_file(out / "model.pt", arch=arch, task="segment", state_dict=model.state_dict(),
+                               arch_kwargs=arch_kwargs)
+    model_id = cfg.get("id") or f"{arch}-{out.resolve().name}"
+    data_name = ", ".join(str(d) for d in (cfg.get("data") if isinstance(cfg.get("data"), list) else [cfg.get("data")]) if d) \
+        or parts["train"].name
+    card = ModelCard(
+        id=model_id, task="segment", arch=arch, view=view or "any", trained_on=data_name,
+        weights=str((out / "model.pt").resolve()), sha256=sha, input_size=list(size),
+        train_command=cfg.get("train_command") or _reconstruct_command(cfg, out), license="Apache-2.0",
+        structures=structures, in_chans=1, normalization=norm,
+        preprocessing={"resize_mode": "stretch", "input_orientation": "HxW portrait", "masks": "resized back bilinear"},
+        thresholds={"mask": thr}, arch_kwargs=arch_kwargs,
+        limitations=["Trained on the synthetic phantom unless trained_on says otherwise; real films differ."],
+        notes=[f"loss {cfg['loss']}, best epoch {fr.best_epoch} of {fr.epochs_run} ({fr.stopped_by}), "
+               f"train time {train_s:.0f} s on {device}"],
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    eval_ds = test_ds if test_ds is not None and any(s.masks for s in test_ds.samples) else None
+    if eval_ds is not None:
+        rep = evaluate(card, eval_ds, quiet=quiet, n_resamples=int(cfg["eval_resamples"]))
+        card.metrics = rep["metrics"]
+        write_json(out / "test_predictions.json", rep["predictions"])
+    else:
+        log("no test samples with masks: the card carries no metrics")
+    try:
+        from spine_models.data.splits import split_provenance
+        card.data = {"split": split_provenance(parts), "evaluated_on": "test" if eval_ds is not None else None}
+    except (ImportError, KeyError, StopIteration):
+        card.data = {"n_train": len(train_samples), "n_val": len(val_samples)}
+    card.to_json(out / "card.json")
+    return out / "card.json"
+
+
+class _Limited:
+    """A DataLoader cut to ``n`` batches per epoch (``max_steps``)."""
+
+    def __init__(self, loader: Any, n: int) -> None:
+        self.loader, self.n = loader, n
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.loader))
+
+    def __iter__(self):
+        for i, b in enumerate(self.loader):
+            if i >= self.n:
+                break
+            yield b
+
+
+def _reconstruct_command(cfg: dict, out: Path) -> str:
+    data = cfg.get("data") or []
+    data = data if isinstance(data, list) else [data]
+    parts = ["spine-models", "train", "--task", "segment", "--model", str(cfg["model"])]
+    for d in data:
+        parts += ["--data", str(d)]
+    parts += ["--out", str(out), "--epochs", str(cfg["epochs"]), "--seed", str(cfg["seed"])]
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------- inference
+def measure_masks(masks: dict[str, np.ndarray], view: str, pixel_spacing_mm: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Cobb (AP) or slip % + Meyerding + disc heights (lateral) from full-resolution masks."""
+    from spine_models.measure import cobb_angle, slip_from_mask, vertebrae_from_mask
+
+    out: dict[str, Any] = {}
+    vert = masks.get("vertebra")
+    if vert is None or not np.any(vert):
+        return out
+    if view == "ap" or (view not in ("lat",) and "pedicle" in masks):
+        lm = vertebrae_from_mask(vert)
+        if len(lm) >= MIN_BODIES_COBB:
+            res = cobb_angle(lm, pixel_spacing_mm=pixel_spacing_mm)
+            out["cobb"] = {**res.to_dict(), "n_vertebrae": len(lm)}
+        else:
+            out["cobb"] = {"cobb_deg": None, "n_vertebrae": len(lm),
+                           "note": f"only {len(lm)} separate vertebral bodies found; Cobb needs {MIN_BODIES_COBB}"}
+    if view == "lat" or (view not in ("ap",) and "disc_height" in masks):
+        slip = slip_from_mask(vert, spinous_mask=masks.get("spinous_process"), pixel_spacing_mm=pixel_spacing_mm)
+        if slip["level"] is None:
+            slip.update(slip_percent=None, meyerding_grade=None, meyerding=None,
+                        note=f"only {len(slip['vertebrae'])} separate vertebral bodies found; slip needs 2")
+        out["slip"] = slip
+    return out
+
+
+class Predictor:
+    """A trained segment model ready to run on films: ``Predictor(card).predict(image)``."""
+
+    def __init__(self, card: ModelCard | str | Path, device: Any = None) -> None:
+        import torch
+
+        from spine_models._env import get_device
+
+        if not isinstance(card, ModelCard):
+            card = ModelCard.from_json(card)
+        if card.task != "segment":
+            raise ConfigError(f"model {card.id!r} is a {card.task} model, not a segment model")
+        self.card = card
+        self.device = get_device(device) if not isinstance(device, torch.device) else device
+        sd, kw = load_state(card)
+        self.model = create_model(card.arch, task="segment", **kw)
+        self.model.load_state_dict(sd)
+        self.model.eval().to(self.device)
+        s = card.input_size
+        self.size = (int(s[0]), int(s[1])) if isinstance(s, (list, tuple)) else (int(s), int(s) // 2)
+        self.structures = list(card.structures or [])
+        self.threshold = float(card.thresholds.get("mask", 0.5))
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """(K, H, W) float32 sigmoid probabilities at the film's original resolution."""
+        import cv2
+        import torch
+
+        x = torch.from_numpy(model_input(pixels, self.size, self.card.normalization))[None].to(self.device)
+        with torch.inference_mode():
+            p = torch.sigmoid(self.model(x).float())[0].cpu().numpy()
+        h, w = pixels.shape[:2]
+        return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in p])
+
+    def predict(self, image: Any, *, pixel_spacing_mm: tuple[float, float] | float | None = None,
+                measure: bool = True, threshold: float | None = None) -> SegmentationResult:
+        """Masks per structure at the original resolution (+ measurements, in mm when spacing is known)."""
+        t0 = time.perf_counter()
+        pixels, name, sp = read_pixels(image)
+        if pixel_spacing_mm is not None:
+            sp = (float(pixel_spacing_mm), float(pixel_spacing_mm)) if isinstance(pixel_spacing_mm, (int, float)) \
+                else (float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1]))
+        probs = self.probabilities(pixels)
+        thr = self.threshold if threshold is None else float(threshold)
+        masks = {s: probs[k] > thr for k, s in enumerate(self.structures)}
+        meas = measure_masks(masks, self.card.view, sp) if measure else {}
+        if sp is not None:
+            meas["pixel_spacing_mm"] = list(sp)
+        return SegmentationResult(model_id=self.card.id, source=name, image_size=tuple(pixels.shape[:2]),
+                                  elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
+                                  structures=list(self.structures), masks=masks, measurements=meas)
+
+
+# --------------------------------------------------------------------------------------- evaluation
+def _finite(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _spacing(meta: dict) -> tuple[float, float] | None:
+    v = meta.get("pixel_spacing_mm")
+    if isinstance(v, (int, float)) and _finite(v):
+        return float(v), float(v)
+    if isinstance(v, str) and v:
+        try:
+            parts = [float(p) for p in v.replace("x", " ").replace(",", " ").replace(";", " ").split()]
+        except ValueError:
+            return None
+        return (parts[0], parts[-1]) if parts else None
+    return None
+
+
+def evaluate(card: ModelCard | str | Path, dataset: SpineDataset, *, quiet: bool = False,
+             n_resamples: int = 1000) -> dict[str, Any]:
+    """SPEC segment metrics on ``dataset``: Dice/IoU per structure (CI over images), and
+    ``cobb_mae_deg`` / ``slip_mae_percent`` when the data carries that truth. A film whose mask
+    cannot be measured (too few separate bodies) counts as 0 deg / 0 %, so failures raise the error
+    instead of silently leaving the average."""
+    from spine_models._progress import progress
+    from spine_models.measure import cobb_angle
+
+    pred = card if isinstance(card, Predictor) else Predictor(card)
+    view = pred.card.view
+    samples = [s for s in dataset.samples if s.path is not None and s.masks
+               and (view in ("any", None) or s.view in (None, view))]
+    if not samples:
+        raise DatasetError(f"{dataset.root or dataset.name}: no {view} samples with masks to evaluate model {pred.card.id!r}")
+    per_image: list[dict[str, dict[str, float]]] = []
+    rows: list[dict[str, Any]] = []
+    cobb_p, cobb_t, slip_p, slip_t = [], [], [], []
+    for s in progress(samples, total=len(samples), desc="evaluate", quiet=quiet):
+        res = pred.predict(s.path, pixel_spacing_mm=_spacing(s.meta))
+        truth = {st: read_mask(p, res.image_size) for st, p in s.masks.items() if st in pred.structures}
+        sc = mask_scores(res.masks, truth)
+        per_image.append(sc)
+        row: dict[str, Any] = {"id": s.id, "patient_id": s.patient_id,
+                               "dice": {k: round(v["dice"], 4) for k, v in sc.items()},
+                               "iou": {k: round(v["iou"], 4) for k, v in sc.items()}}
+        if "cobb" in res.measurements:
+            truth_c = _finite(s.meta.get("cobb_deg"))
+            if truth_c is None and s.landmarks:
+                truth_c = cobb_angle(s.landmarks).max_angle
+            if truth_c is not None:
+                # a film the measurement failed on counts as 0 deg (an unread film, not a skipped one)
+                got = res.measurements["cobb"]["cobb_deg"]
+                p = float(got) if got is not None else 0.0
+                cobb_p.append(p)
+                cobb_t.append(truth_c)
+                row.update(cobb_pred=None if got is None else round(p, 2), cobb_true=round(truth_c, 2))
+        if "slip" in res.measurements:
+            truth_s = _finite(s.meta.get("slip_percent"))
+            if truth_s is not None:
+                got = res.measurements["slip"]["slip_percent"]
+                p = float(got) if got is not None else 0.0  # failed measurement counts as "no slip"
+                slip_p.append(p)
+                slip_t.append(truth_s)
+                row.update(slip_pred=round(p, 2), slip_true=round(truth_s, 2),
+                           grade_pred=res.measurements["slip"]["meyerding_grade"],
+                           grade_true=s.meta.get("meyerding_grade"))
+        rows.append(row)
+    metrics: dict[str, Any] = segmentation_metrics(per_image, pred.structures, n_resamples=n_resamples)
+    if cobb_t:
+        metrics["cobb_mae_deg"] = mae_metric(cobb_p, cobb_t, n_resamples=n_resamples)
+    if slip_t:
+        metrics["slip_mae_percent"] = mae_metric(slip_p, slip_t, n_resamples=n_resamples)
+    return {"metrics": metrics, "predictions": rows, "n": len(samples),
+            "n_patients": len({s.patient_id for s in samples})}

@@ -1,0 +1,364 @@
+"""Task-independent training loop pieces: seeding, one epoch, prediction, checkpoints, resume, early stop.
+
+Why shared: classification and segmentation (and any later task) need the same guarantees — a full
+checkpoint every epoch, exact resume, early stopping on a validation metric, callbacks that can stop a
+run cleanly, seeded runs. :func:`fit` owns the epoch loop; a task supplies the model, the loaders,
+a loss, an optimizer and a ``validate(model) -> dict`` function.
+
+Reproducibility: every epoch reseeds python/numpy/torch and the DataLoader generator from
+``(seed, epoch)``, so an interrupted run resumed from ``last.pt`` replays the interrupted epoch exactly
+(the RNG states are stored in the checkpoint too, for inspection). Checkpoints are written atomically
+(temp file + rename) and load with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from spine_models._progress import progress
+from spine_models.engine.callbacks import Callback, CallbackList
+from spine_models.errors import ConfigError
+
+__all__ = [
+    "seed_everything",
+    "epoch_seed",
+    "make_generator",
+    "seed_worker",
+    "to_device",
+    "forward_batch",
+    "train_one_epoch",
+    "predict_loader",
+    "EarlyStopping",
+    "save_checkpoint",
+    "load_checkpoint",
+    "FitResult",
+    "fit",
+    "write_json",
+]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices); cheap determinism switches for cuDNN."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch) * 7919) % (2**31 - 1)
+
+
+def make_generator(seed: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: numpy/python seeds follow torch's per-worker seed."""
+    s = torch.initial_seed() % (2**32)
+    np.random.seed(s)
+    random.seed(s)
+
+
+def to_device(x: Any, device: torch.device) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, (list, tuple)):
+        return type(x)(to_device(v, device) for v in x)
+    if isinstance(x, dict):
+        return {k: to_device(v, device) for k, v in x.items()}
+    return x
+
+
+def forward_batch(model: nn.Module, x: Any) -> torch.Tensor:
+    """``model(x)``, or ``model(*x)`` for multi-input models (two-view: ``(ap, lat)``)."""
+    return model(*x) if isinstance(x, (list, tuple)) else model(x)
+
+
+def _rng_state() -> dict[str, Any]:
+    """RNG states as plain tensors/lists so ``weights_only=True`` loading accepts them."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    optimizer: torch.optim.Optimizer, device: torch.device, *, callbacks: Callback | None = None,
+                    quiet: bool = True, desc: str = "train", set_train_mode: Callable[[nn.Module], None] | None = None,
+                    step_scheduler: Any = None, grad_clip: float | None = None) -> float:
+    """One pass over ``loader`` (batches ``(x, y)``); returns the mean loss. Stops early (returning NaN)
+    when a callback's ``should_stop`` turns true, so a cancelled job never writes a half epoch."""
+    cb = callbacks or CallbackList()
+    (set_train_mode or (lambda m: m.train()))(model)
+    total, count = 0.0, 0
+    steps = len(loader) if hasattr(loader, "__len__") else 0
+    for step, (x, y) in enumerate(progress(loader, total=steps or None, desc=desc, quiet=quiet), start=1):
+        x, y = to_device(x, device), to_device(y, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(forward_batch(model, x), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
+        n = len(y) if hasattr(y, "__len__") else 1
+        total += float(loss.detach()) * n
+        count += n
+        cb.on_batch_end(step, steps, float(loss.detach()))
+        if cb.should_stop():
+            return float("nan")
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict_loader(model: nn.Module, loader: Iterable, device: torch.device, *, quiet: bool = True,
+                   desc: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
+    """(outputs, targets) concatenated over ``loader`` in eval mode; the model's mode is restored."""
+    was = {m: m.training for m in model.modules()}
+    model.eval()
+    outs, ys = [], []
+    try:
+        steps = len(loader) if hasattr(loader, "__len__") else None
+        for x, y in progress(loader, total=steps, desc=desc, quiet=quiet):
+            outs.append(forward_batch(model, to_device(x, device)).float().cpu())
+            ys.append(y.cpu() if isinstance(y, torch.Tensor) else torch.as_tensor(y))
+    finally:
+        for m, t in was.items():
+            m.training = t
+    if not outs:
+        return torch.empty(0), torch.empty(0)
+    return torch.cat(outs), torch.cat(ys)
+
+
+@dataclass
+class EarlyStopping:
+    """Stop after ``patience`` epochs without improving ``best`` by more than ``min_delta``."""
+
+    patience: int = 10
+    mode: str = "max"
+    min_delta: float = 0.0
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"early stopping mode {self.mode!r} should be 'max' or 'min'")
+
+    def improved(self, value: float) -> bool:
+        if value is None or not np.isfinite(value):
+            return self.best is None
+        if self.best is None:
+            return True
+        return value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta
+
+    def step(self, value: float, epoch: int) -> bool:
+        """Record ``value``; True when it is the new best."""
+        if self.improved(value):
+            self.best = float(value) if value is not None and np.isfinite(value) else self.best
+            self.best_epoch = epoch
+            self.bad_epochs = 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.bad_epochs = d["best"], d["best_epoch"], d["bad_epochs"]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _plain(obj: Any) -> Any:
+    """cfg/history to JSON-safe python (so the checkpoint loads with weights_only=True)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None, scheduler: Any,
+                    epoch: int, early: EarlyStopping, history: list[dict], cfg: dict, extra: dict | None = None) -> None:
+    """Full training state after ``epoch`` (0-based, completed), written atomically."""
+    ckpt = {
+        "format": "spine-models-train/1",
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "early_stopping": early.state_dict(),
+        "history": _plain(history),
+        "cfg": _plain(cfg),
+        "rng": _rng_state(),
+        "extra": _plain(extra or {}),
+    }
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no checkpoint to resume from; start without --resume")
+    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "spine-models-train/1":
+        raise ConfigError(f"{p}: not a spine-models training checkpoint (last.pt of a run folder)")
+    return ckpt
+
+
+@dataclass
+class FitResult:
+    history: list[dict]
+    best_epoch: int
+    best_metric: float | None
+    best_state: dict[str, torch.Tensor]
+    stopped_by: str  # "epochs" | "early_stopping" | "callback"
+    epochs_run: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], dict[str, float]],
+        loss_fn: Callable, optimizer: torch.optim.Optimizer, device: torch.device, epochs: int, out_dir: Path,
+        cfg: dict, seed: int = 0, val_metric: str = "val_loss", mode: str = "min", patience: int = 0,
+        scheduler: Any = None, callbacks: Callback | None = None, quiet: bool = False, resume: bool | str | Path = False,
+        on_epoch_start: Callable[[int], dict[str, Any] | None] | None = None,
+        set_train_mode: Callable[[nn.Module], None] | None = None,
+        generator: torch.Generator | None = None, grad_clip: float | None = None) -> FitResult:
+    """The epoch loop. Writes ``last.pt`` (every epoch), ``best.pt`` (state dict of the best epoch) and
+    ``history.json`` into ``out_dir``.
+
+    ``validate(model)`` returns metrics (must contain ``val_metric``); ``on_epoch_start(epoch)`` lets a
+    task change what trains (e.g. unfreeze after ``freeze_epochs``) — it must depend on ``epoch`` only,
+    so resume reproduces it; ``scheduler`` is stepped once per epoch; ``generator`` (the train
+    DataLoader's) is reseeded per epoch.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList([callbacks] if callbacks else [])
+    early = EarlyStopping(patience=patience, mode=mode)
+    history: list[dict] = []
+    start = 0
+    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if resume:
+        ckpt = load_checkpoint(resume if isinstance(resume, (str, Path)) and not isinstance(resume, bool) else last_path)
+        model.load_state_dict(ckpt["model"])
+        start = int(ckpt["epoch"]) + 1
+        # the task's epoch hook may change param groups / requires_grad: replay it before loading the optimizer
+        if on_epoch_start is not None and start > 0:
+            on_epoch_start(start - 1)
+        if ckpt["optimizer"] is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt["scheduler"] is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        early.load_state_dict(ckpt["early_stopping"])
+        history = list(ckpt["history"])
+        _set_rng_state(ckpt["rng"])
+        if best_path.is_file():
+            best_state = torch.load(best_path, map_location="cpu", weights_only=True)
+        cb.on_log(f"resumed from {last_path} after epoch {start}")
+    cb.on_train_start(cfg)
+    stopped_by = "epochs"
+    if early.should_stop and start > 0:
+        stopped_by = "early_stopping"
+    epoch = start - 1
+    for epoch in range(start, epochs if stopped_by == "epochs" else start):
+        es = epoch_seed(seed, epoch)
+        seed_everything(es)
+        if generator is not None:
+            generator.manual_seed(es)
+        info = on_epoch_start(epoch) if on_epoch_start is not None else None
+        cb.on_epoch_start(epoch, epochs)
+        t0 = time.perf_counter()
+        train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device, callbacks=cb, quiet=quiet,
+                                     desc=f"epoch {epoch + 1}/{epochs}", set_train_mode=set_train_mode,
+                                     grad_clip=grad_clip)
+        if cb.should_stop():
+            stopped_by = "callback"
+            epoch -= 1  # this epoch did not complete; last.pt holds the previous one
+            break
+        metrics = dict(validate(model))
+        if scheduler is not None:
+            scheduler.step()
+        row = {"epoch": epoch + 1, "train_loss": train_loss, **metrics,
+               "lr": [g["lr"] for g in optimizer.param_groups], "time_s": round(time.perf_counter() - t0, 3)}
+        if info:
+            row.update(info)
+        history.append(_plain(row))
+        if val_metric not in metrics:
+            raise ConfigError(f"val_metric {val_metric!r} is not computed; available: {', '.join(sorted(metrics))}")
+        if early.step(metrics[val_metric], epoch):
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            tmp = best_path.with_suffix(".pt.tmp")
+            torch.save(best_state, tmp)
+            os.replace(tmp, best_path)
+        save_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, early=early,
+                        history=history, cfg=cfg)
+        write_json(out_dir / "history.json", history)
+        cb.on_epoch_end(epoch, row)
+        if early.should_stop:
+            stopped_by = "early_stopping"
+            cb.on_log(f"early stopping after epoch {epoch + 1}: no {val_metric} improvement for {early.patience} epochs")
+            break
+        if cb.should_stop():
+            stopped_by = "callback"
+            break
+    summary = {"best_epoch": early.best_epoch + 1, "best_metric": early.best, "stopped_by": stopped_by,
+               "epochs_run": epoch + 1}
+    cb.on_train_end(summary)
+    return FitResult(history, early.best_epoch + 1, early.best, best_state, stopped_by, epoch + 1)

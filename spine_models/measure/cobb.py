@@ -1,0 +1,469 @@
+"""Cobb angle from vertebral endplates, and vertebra corners from a segmentation mask.
+
+Why: none of the peer tools measures the curve automatically. The Cobb angle is the angle between
+the superior endplate of the upper end vertebra and the inferior endplate of the lower end vertebra,
+the end vertebrae being the most tilted ones of a curve. We find every curve as a swing of the
+endplate-angle profile (top to bottom) between two turning points, keep up to three, and name them
+by their apex (SRS convention): proximal thoracic (apex T1-T5), main thoracic (apex T6-T11),
+thoracolumbar/lumbar (apex T12 or below).
+
+Geometry conventions (image coordinates, x right, y down, as the film is seen):
+- corners of a vertebra: top-left, top-right, bottom-right, bottom-left (SPEC landmarks.csv);
+- an endplate angle is ``atan2(dy, dx)`` of its left->right line in degrees, positive when the
+  line goes down to the right of the image.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "LEVELS",
+    "CobbCurve",
+    "CobbResult",
+    "endplate_angles",
+    "cobb_from_endplates",
+    "cobb_angle",
+    "vertebrae_from_mask",
+    "curve_name",
+]
+
+# Vertebral levels a spine film shows, top to bottom (the phantom's T1..L5; S1 is the sacrum).
+LEVELS: tuple[str, ...] = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
+
+Point = tuple[float, float]
+INTER_OBSERVER_DEG = 5.0  # the published +-5 deg inter-observer variability of manual Cobb angles
+
+
+def _angle(p: Sequence[float], q: Sequence[float]) -> float:
+    """Angle of the line p->q in degrees, folded to (-90, 90] so left/right order does not matter."""
+    a = math.degrees(math.atan2(float(q[1]) - float(p[1]), float(q[0]) - float(p[0])))
+    if a > 90:
+        a -= 180
+    elif a <= -90:
+        a += 180
+    return a
+
+
+def endplate_angles(corners: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """(upper, lower) endplate angles of one vertebra from its 4 corners TL, TR, BR, BL."""
+    c = np.asarray(corners, dtype=float).reshape(4, 2)
+    return _angle(c[0], c[1]), _angle(c[3], c[2])
+
+
+def curve_name(apex: str, index: int | None = None, count: int | None = None) -> str:
+    """SRS region of a curve from its apex level; unnamed levels fall back to relative position."""
+    if apex in LEVELS:
+        i = LEVELS.index(apex)
+        if i <= LEVELS.index("T5"):
+            return "proximal thoracic"
+        if i <= LEVELS.index("T11"):
+            return "main thoracic"
+        return "thoracolumbar/lumbar"
+    if index is None or not count or count < 2:
+        return "main thoracic"
+    f = index / (count - 1)
+    return "proximal thoracic" if f < 0.25 else "main thoracic" if f < 0.6 else "thoracolumbar/lumbar"
+
+
+@dataclass
+class CobbCurve:
+    """One curve: its angle, end vertebrae, apex and the two endplate lines that define it."""
+
+    name: str
+    angle_deg: float
+    upper_end: str
+    lower_end: str
+    apex: str
+    convex: str  # "image-left" | "image-right" | "unknown": side of the apex relative to the end vertebrae
+    upper_line: tuple[Point, Point] | None = None  # superior endplate of the upper end vertebra
+    lower_line: tuple[Point, Point] | None = None  # inferior endplate of the lower end vertebra
+
+    @property
+    def band(self) -> tuple[float, float]:
+        """The +-5 deg inter-observer band: manual readings of the same film typically fall in it."""
+        return (max(0.0, self.angle_deg - INTER_OBSERVER_DEG), self.angle_deg + INTER_OBSERVER_DEG)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "angle_deg": round(self.angle_deg, 2), "upper_end": self.upper_end,
+             "lower_end": self.lower_end, "apex": self.apex, "convex": self.convex,
+             "band": [round(b, 2) for b in self.band]}
+        if self.upper_line is not None and self.lower_line is not None:
+            d["upper_line"] = [[round(float(v), 1) for v in p] for p in self.upper_line]
+            d["lower_line"] = [[round(float(v), 1) for v in p] for p in self.lower_line]
+        return d
+
+
+@dataclass
+class CobbResult:
+    """All curves (top to bottom) plus the per-vertebra endplate angles they came from."""
+
+    curves: list[CobbCurve] = field(default_factory=list)
+    vertebrae: list[str] = field(default_factory=list)
+    upper_angles: list[float] = field(default_factory=list)
+    lower_angles: list[float] = field(default_factory=list)
+    pixel_spacing_mm: tuple[float, float] | None = None
+
+    @property
+    def max_angle(self) -> float:
+        """The largest curve's angle (0 for a straight spine): what "the Cobb angle" usually means."""
+        return max((c.angle_deg for c in self.curves), default=0.0)
+
+    @property
+    def major(self) -> CobbCurve | None:
+        return max(self.curves, key=lambda c: c.angle_deg, default=None)
+
+    @property
+    def band(self) -> tuple[float, float]:
+        return (max(0.0, self.max_angle - INTER_OBSERVER_DEG), self.max_angle + INTER_OBSERVER_DEG)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cobb_deg": round(self.max_angle, 2),
+            "band": [round(b, 2) for b in self.band],
+            "inter_observer_deg": INTER_OBSERVER_DEG,
+            "curves": [c.to_dict() for c in self.curves],
+            "vertebrae": [{"name": n, "upper_deg": round(u, 2), "lower_deg": round(lo, 2)}
+                          for n, u, lo in zip(self.vertebrae, self.upper_angles, self.lower_angles)],
+        }
+
+    def plot(self, image: np.ndarray, *, thickness: int | None = None) -> np.ndarray:
+        """RGB uint8 copy of ``image`` with each curve's two endplate lines (extended) and its angle."""
+        import cv2
+
+        from spine_models.results.base import to_rgb_uint8
+
+        rgb = np.ascontiguousarray(to_rgb_uint8(image))
+        h, w = rgb.shape[:2]
+        t = thickness or max(1, round(min(h, w) / 250))
+        colors = [(255, 60, 60), (60, 200, 255), (255, 200, 0)]
+        for i, c in enumerate(self.curves):
+            color = colors[i % len(colors)]
+            for line in (c.upper_line, c.lower_line):
+                if line is None:
+                    continue
+                (x1, y1), (x2, y2) = line
+                dx, dy = x2 - x1, y2 - y1
+                n = math.hypot(dx, dy) or 1.0
+                ext = 0.35 * w / n  # extend beyond the body so the angle reads like a hand drawing
+                p = (int(round(x1 - dx * ext)), int(round(y1 - dy * ext)))
+                q = (int(round(x2 + dx * ext)), int(round(y2 + dy * ext)))
+                cv2.line(rgb, p, q, color, t, cv2.LINE_AA)
+            if c.upper_line is not None and c.lower_line is not None:
+                ys = [c.upper_line[0][1], c.lower_line[0][1]]
+                y = int(round(sum(ys) / 2))
+                x = int(round(max(c.upper_line[1][0], c.lower_line[1][0]) + 0.05 * w))
+                x = min(x, w - int(0.3 * w))
+                text = f"{c.angle_deg:.0f} deg"
+                scale = max(0.4, min(h, w) / 700)
+                cv2.putText(rgb, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), t + 2, cv2.LINE_AA)
+                cv2.putText(rgb, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, t, cv2.LINE_AA)
+        return rgb
+
+
+def _turning_points(e: np.ndarray, min_swing: float) -> list[int]:
+    """Indices of alternating extrema of ``e`` between swings of at least ``min_swing``.
+
+    A hysteresis (zig-zag) scan: the running extreme becomes a turning point once the profile has
+    come back from it by ``min_swing``; the first decisive swing starts at the extreme before it.
+    """
+    n = len(e)
+    if n < 2:
+        return []
+    pts: list[int] = []
+    lo_i = hi_i = ext = 0
+    direction = 0
+    for i in range(1, n):
+        if direction == 0:
+            if e[i] > e[hi_i]:
+                hi_i = i
+            if e[i] < e[lo_i]:
+                lo_i = i
+            if e[hi_i] - e[lo_i] >= min_swing:
+                if lo_i < hi_i:
+                    pts.append(lo_i)
+                    direction, ext = 1, hi_i
+                else:
+                    pts.append(hi_i)
+                    direction, ext = -1, lo_i
+            continue
+        if direction == 1:
+            if e[i] > e[ext]:
+                ext = i
+            elif e[ext] - e[i] >= min_swing:
+                pts.append(ext)
+                direction, ext = -1, i
+        else:
+            if e[i] < e[ext]:
+                ext = i
+            elif e[i] - e[ext] >= min_swing:
+                pts.append(ext)
+                direction, ext = 1, i
+    if direction != 0:
+        pts.append(ext)
+    return pts
+
+
+def cobb_from_endplates(vertebrae: Sequence[tuple[str, float, float]], *, min_curve_deg: float = 5.0,
+                        max_curves: int = 3, centers: Sequence[Sequence[float]] | None = None,
+                        corners: Sequence[Sequence[Sequence[float]]] | None = None) -> CobbResult:
+    """Curves from ``[(name, upper_endplate_deg, lower_endplate_deg), ...]`` ordered top to bottom.
+
+    The endplate profile ``u0, l0, u1, l1, ...`` is split at its turning points (swings smaller than
+    ``min_curve_deg`` are ignored as noise); in each swing the upper end vertebra ``a`` and the
+    lower end vertebra ``b`` maximise ``|u_a - l_b|`` (the most tilted end vertebrae). The apex is
+    the vertebra between them whose centre lies farthest from the line joining the end vertebrae'
+    centres (when ``centers`` are given) else the one whose tilt is closest to the curve's mid-tilt.
+    The ``max_curves`` largest curves are kept, ordered top to bottom.
+    """
+    names = [str(v[0]) for v in vertebrae]
+    u = np.array([float(v[1]) for v in vertebrae])
+    lo = np.array([float(v[2]) for v in vertebrae])
+    res = CobbResult(vertebrae=names, upper_angles=u.tolist(), lower_angles=lo.tolist())
+    n = len(names)
+    if n < 2:
+        return res
+    e = np.empty(2 * n)
+    e[0::2], e[1::2] = u, lo
+    tps = _turning_points(e, min_swing=min_curve_deg)
+    curves: list[CobbCurve] = []
+    for p, q in zip(tps[:-1], tps[1:]):
+        s = 1.0 if e[p] > e[q] else -1.0
+        best: tuple[float, int, int] | None = None
+        for a in range(n):
+            if not (p - 1 <= 2 * a <= q):
+                continue
+            for b in range(a, n):
+                if not (p <= 2 * b + 1 <= q + 1):
+                    continue
+                val = s * (u[a] - lo[b])
+                # ties (plateaus of equal tilt): the end vertebrae closest to the apex, as read by hand
+                if best is None or val > best[0] + 1e-6 or (val > best[0] - 1e-6 and b - a < best[2] - best[1]):
+                    best = (val, a, b)
+        if best is None or best[0] < min_curve_deg:
+            continue
+        angle, a, b = best
+        apex_i = _apex(a, b, u, lo, centers)
+        convex = _convexity(a, b, apex_i, centers)
+        up_line = lo_line = None
+        if corners is not None:
+            ca, cb = np.asarray(corners[a], float), np.asarray(corners[b], float)
+            up_line = ((float(ca[0, 0]), float(ca[0, 1])), (float(ca[1, 0]), float(ca[1, 1])))
+            lo_line = ((float(cb[3, 0]), float(cb[3, 1])), (float(cb[2, 0]), float(cb[2, 1])))
+        curves.append(CobbCurve(name="", angle_deg=float(angle), upper_end=names[a], lower_end=names[b],
+                                apex=names[apex_i], convex=convex, upper_line=up_line, lower_line=lo_line))
+        curves[-1]._apex_index = apex_i  # type: ignore[attr-defined]
+    if not curves:
+        # no swing reaches min_curve_deg: still report the largest endplate difference so a
+        # near-straight spine reads e.g. 3 deg, not 0 (keeps errors against truth honest)
+        a, b = max(((a, b) for a in range(n) for b in range(a, n)), key=lambda ab: abs(u[ab[0]] - lo[ab[1]]))
+        if abs(u[a] - lo[b]) > 0:
+            apex_i = _apex(a, b, u, lo, centers)
+            up_line = lo_line = None
+            if corners is not None:
+                ca, cb = np.asarray(corners[a], float), np.asarray(corners[b], float)
+                up_line = ((float(ca[0, 0]), float(ca[0, 1])), (float(ca[1, 0]), float(ca[1, 1])))
+                lo_line = ((float(cb[3, 0]), float(cb[3, 1])), (float(cb[2, 0]), float(cb[2, 1])))
+            curves.append(CobbCurve(name="", angle_deg=float(abs(u[a] - lo[b])), upper_end=names[a],
+                                    lower_end=names[b], apex=names[apex_i],
+                                    convex=_convexity(a, b, apex_i, centers), upper_line=up_line, lower_line=lo_line))
+            curves[-1]._apex_index = apex_i  # type: ignore[attr-defined]
+    curves = sorted(sorted(curves, key=lambda c: -c.angle_deg)[:max_curves], key=lambda c: names.index(c.upper_end))
+    for c in curves:
+        c.name = curve_name(c.apex, getattr(c, "_apex_index", None), n)
+    res.curves = curves
+    return res
+
+
+def _apex(a: int, b: int, u: np.ndarray, lo: np.ndarray, centers: Sequence[Sequence[float]] | None) -> int:
+    if b <= a:
+        return a
+    idx = np.arange(a, b + 1)
+    if centers is not None:
+        c = np.asarray(centers, float)
+        p, q = c[a], c[b]
+        d = q - p
+        nrm = math.hypot(*d) or 1.0
+        dist = np.abs(d[0] * (c[idx, 1] - p[1]) - d[1] * (c[idx, 0] - p[0])) / nrm
+        return int(idx[int(np.argmax(dist))])
+    mid = (u[a] + lo[b]) / 2
+    tilt = (u[idx] + lo[idx]) / 2
+    return int(idx[int(np.argmin(np.abs(tilt - mid)))])
+
+
+def _convexity(a: int, b: int, apex: int, centers: Sequence[Sequence[float]] | None) -> str:
+    if centers is None or b <= a:
+        return "unknown"
+    c = np.asarray(centers, float)
+    p, q, m = c[a], c[b], c[apex]
+    if abs(q[1] - p[1]) < 1e-9:
+        return "unknown"
+    x_line = p[0] + (q[0] - p[0]) * (m[1] - p[1]) / (q[1] - p[1])
+    if abs(m[0] - x_line) < 1e-6:
+        return "unknown"
+    return "image-right" if m[0] > x_line else "image-left"
+
+
+def _ordered(landmarks: Mapping[str, Sequence[Sequence[float]]]) -> list[tuple[str, np.ndarray]]:
+    """Vertebrae sorted top to bottom by centre y (names need not be anatomical)."""
+    items = [(str(k), np.asarray(v, float).reshape(4, 2)) for k, v in landmarks.items()]
+    return sorted(items, key=lambda kv: kv[1][:, 1].mean())
+
+
+def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_deg: float = 5.0,
+               max_curves: int = 3, exclude: Sequence[str] = ("S1",),
+               pixel_spacing_mm: tuple[float, float] | None = None) -> CobbResult:
+    """Cobb curves from ``{vertebra: 4 corners (TL, TR, BR, BL)}`` (e.g. landmarks.csv or a mask).
+
+    The sacrum (``S1``) is left out by default: its top is not a vertebral endplate of the curve.
+    """
+    items = [(k, c) for k, c in _ordered(landmarks) if k not in set(exclude)]
+    verts = [(k, *endplate_angles(c)) for k, c in items]
+    centers = [c.mean(axis=0) for _, c in items]
+    res = cobb_from_endplates(verts, min_curve_deg=min_curve_deg, max_curves=max_curves,
+                              centers=centers, corners=[c for _, c in items])
+    res.pixel_spacing_mm = pixel_spacing_mm
+    return res
+
+
+def _fit_edge(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float] | None:
+    """Least-squares line y = m x + c through the central part of an edge profile."""
+    if len(xs) < 3:
+        return None
+    lo, hi = np.quantile(xs, [0.2, 0.8])
+    keep = (xs >= lo) & (xs <= hi)
+    if keep.sum() < 2:
+        keep = np.ones_like(xs, bool)
+    m, c = np.polyfit(xs[keep], ys[keep], 1)
+    return float(m), float(c)
+
+
+def _count_bodies(m: np.ndarray, min_area_frac: float) -> tuple[int, np.ndarray]:
+    import cv2
+
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return 0, lab
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    return int((areas >= max(4.0, min_area_frac * float(np.median(areas)))).sum()), lab
+
+
+def _split_touching(m: np.ndarray, min_area_frac: float, max_erosions: int = 4) -> np.ndarray:
+    """Component labels, with bodies a predicted mask bridged across a thin disc split apart.
+
+    Erode 1..``max_erosions`` times and keep the erosion that yields the most bodies; every pixel
+    of the original mask then takes the label of its nearest eroded body (so shapes keep their
+    size). With nothing bridged this is plain connected-component labelling.
+    """
+    import cv2
+    from scipy import ndimage
+
+    best_n, best_lab = _count_bodies(m, min_area_frac)
+    best_k = 0
+    kernel = np.ones((3, 3), np.uint8)
+    e = m
+    for k in range(1, max_erosions + 1):
+        e = cv2.erode(e, kernel)
+        if not e.any():
+            break
+        n, lab = _count_bodies(e, min_area_frac)
+        if n > best_n:
+            best_n, best_lab, best_k = n, lab, k
+    if best_k == 0:
+        return best_lab
+    _, idx = ndimage.distance_transform_edt(best_lab == 0, return_indices=True)
+    full = best_lab[idx[0], idx[1]]
+    full[m == 0] = 0
+    return full
+
+
+def vertebrae_from_mask(mask: np.ndarray, *, names: Sequence[str] | None = None, min_area_frac: float = 0.15,
+                        levels: Sequence[str] = LEVELS, split_touching: bool = True,
+                        max_side: int | None = 1024) -> dict[str, list[tuple[float, float]]]:
+    """``{name: 4 corners TL, TR, BR, BL}`` for each vertebral body in a binary mask, top to bottom.
+
+    Bodies a predicted mask joins across a thin disc are split first (``split_touching``: erosion
+    markers, then every pixel goes to its nearest marker). Each body (components smaller than
+    ``min_area_frac`` of the median body are dropped as specks) gets a minimum-area rectangle for its extent and orientation; its upper and lower
+    endplates are then refitted as lines through the central 60 % of the component's top and
+    bottom boundary, so wedged bodies keep distinct endplate slopes. Names: ``names`` when given,
+    else ``levels`` counted from the bottom up (the lowest body is L5) when the count fits, else
+    ``V1..Vn`` (with one body more than ``levels``, the lowest is taken as the sacrum ``S1``).
+    Masks larger than ``max_side`` are measured downscaled (corners are returned in full-size pixels).
+    """
+    import cv2
+
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    if m.ndim != 2:
+        raise ValueError(f"vertebrae_from_mask: expected a 2-D mask, got shape {m.shape}")
+    if max_side and max(m.shape) > max_side:
+        # big films: measure on a downscaled mask (slopes do not change) and scale the corners back
+        f = max(m.shape) / max_side
+        small = cv2.resize(m, (round(m.shape[1] / f), round(m.shape[0] / f)), interpolation=cv2.INTER_AREA)
+        sx, sy = m.shape[1] / small.shape[1], m.shape[0] / small.shape[0]
+        lm = vertebrae_from_mask(small, names=names, min_area_frac=min_area_frac, levels=levels,
+                                 split_touching=split_touching, max_side=None)
+        return {k: [((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5) for x, y in v] for k, v in lm.items()}
+    lab = _split_touching(m, min_area_frac) if split_touching else cv2.connectedComponents(m, connectivity=8)[1]
+    n = int(lab.max()) + 1
+    if n <= 1:
+        return {}
+    areas = np.bincount(lab.ravel(), minlength=n)[1:]
+    ys_all, xs_all = np.nonzero(lab)
+    cy = np.bincount(lab[ys_all, xs_all], weights=ys_all, minlength=n)[1:] / np.maximum(areas, 1)
+    med = float(np.median(areas[areas > 0]))
+    comps = [i + 1 for i in range(n - 1) if areas[i] >= max(4.0, min_area_frac * med)]
+    comps.sort(key=lambda i: cy[i - 1])
+    out: list[list[tuple[float, float]]] = []
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(lab)
+    for i in comps:
+        sl = boxes[i - 1]
+        ys, xs = np.nonzero(lab[sl] == i)
+        ys, xs = ys + sl[0].start, xs + sl[1].start
+        pts = np.stack([xs, ys], 1).astype(np.float32)
+        rect = cv2.minAreaRect(pts)
+        box = cv2.boxPoints(rect)
+        # order the rectangle's corners as seen: the two upper ones (by y) then left/right by x
+        order = np.argsort(box[:, 1])
+        top, bot = box[order[:2]], box[order[2:]]
+        tl, tr = sorted(top.tolist(), key=lambda p: p[0])
+        bl, br = sorted(bot.tolist(), key=lambda p: p[0])
+        # refit the endplates from the boundary profile (wedge-aware)
+        x0 = int(xs.min())
+        top = np.full(int(xs.max()) - x0 + 1, np.inf)
+        bot = np.full_like(top, -np.inf)
+        np.minimum.at(top, xs - x0, ys)
+        np.maximum.at(bot, xs - x0, ys)
+        has = np.isfinite(top)
+        ux = np.flatnonzero(has) + x0
+        top_y, bot_y = top[has], bot[has]
+        ft, fb = _fit_edge(ux.astype(float), top_y), _fit_edge(ux.astype(float), bot_y)
+        if ft is not None and fb is not None:
+            xl, xr = float(min(tl[0], bl[0])), float(max(tr[0], br[0]))
+            xl_t, xr_t = float(tl[0]), float(tr[0])
+            xl_b, xr_b = float(bl[0]), float(br[0])
+            if xr_t - xl_t < 2 or xr_b - xl_b < 2:
+                xl_t = xl_b = xl
+                xr_t = xr_b = xr
+            tl = [xl_t, ft[0] * xl_t + ft[1]]
+            tr = [xr_t, ft[0] * xr_t + ft[1]]
+            bl = [xl_b, fb[0] * xl_b + fb[1]]
+            br = [xr_b, fb[0] * xr_b + fb[1]]
+        out.append([tuple(map(float, tl)), tuple(map(float, tr)), tuple(map(float, br)), tuple(map(float, bl))])
+    k = len(out)
+    if names is not None:
+        if len(names) != k:
+            raise ValueError(f"vertebrae_from_mask: {k} bodies found but {len(names)} names given")
+        labels = list(names)
+    elif k <= len(levels):
+        labels = list(levels[len(levels) - k:])
+    elif k == len(levels) + 1:  # the whole column plus the sacrum, the usual extra body on a spine film
+        labels = list(levels) + ["S1"]
+    else:
+        labels = [f"V{i + 1}" for i in range(k)]  # cannot be named safely: Cobb names curves by position
+    return dict(zip(labels, out))

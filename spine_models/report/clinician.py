@@ -1,0 +1,228 @@
+"""One-page clinician report: a self-contained HTML file (images inlined as base64 PNG), optional PDF.
+
+Why self-contained: it must open offline on any workstation and be attachable to an e-mail. Why a
+header whitelist: the report may leave the research setting, so only technical, non-identifying
+fields of the image header are printed (never names, IDs, dates, institutions, free text), and the
+"Research use only — not a medical device." notice sits at the top of the page.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["DISCLAIMER", "SAFE_HEADER_KEYS", "safe_header", "png_data_uri", "clinician_html",
+           "write_clinician_report", "clinician_pdf"]
+
+DISCLAIMER = "Research use only — not a medical device."
+# technical header fields that identify nobody; everything else is dropped
+SAFE_HEADER_KEYS = ("format", "kind", "modality", "view", "width", "height", "bits", "photometric",
+                    "pixel_spacing_mm", "frames")
+COBB_BAND_DEG = 5.0
+
+
+def safe_header(header: dict[str, Any] | None) -> dict[str, Any]:
+    """Only whitelisted technical fields (no names, IDs, dates, institutions, file names)."""
+    out: dict[str, Any] = {}
+    for k in SAFE_HEADER_KEYS:
+        if header and k in header and header[k] is not None and not isinstance(header[k], (dict, bytes)):
+            out[k] = header[k]
+    return out
+
+
+def png_data_uri(rgb: np.ndarray, max_side: int = 768) -> str:
+    """RGB/gray uint8 (or float) image -> ``data:image/png;base64,...`` (downscaled to ``max_side``)."""
+    import cv2
+
+    from spine_models.results.base import to_rgb_uint8
+
+    a = np.asarray(rgb)
+    if a.dtype != np.uint8 or a.ndim == 2:
+        a = to_rgb_uint8(a)
+    h, w = a.shape[:2]
+    if max(h, w) > max_side:
+        s = max_side / max(h, w)
+        a = cv2.resize(a, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", a[..., ::-1] if a.ndim == 3 else a)
+    if not ok:
+        raise ValueError("PNG encoding of the overlay failed")
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _card_map(cards: Iterable[Any] | None) -> dict[str, Any]:
+    return {getattr(c, "id", ""): c for c in (cards or [])}
+
+
+def _overlay(result: Any, image: np.ndarray | None) -> np.ndarray | None:
+    if image is None or not hasattr(result, "plot"):
+        return None
+    try:
+        return result.plot(image)
+    except (ValueError, TypeError, IndexError):  # a result from another image size: show no overlay
+        return None
+
+
+def _cobb_html(cobb: dict[str, Any]) -> str:
+    angle = cobb.get("cobb_deg", cobb.get("angle_deg"))
+    if angle is None:
+        return ""
+    band = cobb.get("band") or [max(0.0, angle - COBB_BAND_DEG), angle + COBB_BAND_DEG]
+    rows = "".join(
+        f"<tr><td>{_esc(c.get('name', ''))}</td><td>{_esc(c.get('upper_end', ''))}–{_esc(c.get('lower_end', ''))}</td>"
+        f"<td>{float(c.get('angle_deg', 0)):.1f}°</td><td>{float(c['band'][0]):.1f}–{float(c['band'][1]):.1f}°</td></tr>"
+        for c in cobb.get("curves", []) if "band" in c)
+    table = (f"<table><tr><th>curve</th><th>end vertebrae</th><th>Cobb</th><th>±{COBB_BAND_DEG:.0f}° band</th></tr>"
+             f"{rows}</table>") if rows else ""
+    return (f"<p class='big'>Cobb angle <b>{float(angle):.1f}°</b> (manual readings typically within ±{COBB_BAND_DEG:.0f}°: "
+            f"{float(band[0]):.1f}–{float(band[1]):.1f}°)</p>{table}")
+
+
+def _slip_html(slip: Any) -> str:
+    if isinstance(slip, dict):
+        items = slip.items()
+    else:
+        return f"<p>Slip: {_esc(slip)}</p>"
+    rows = []
+    for k, v in items:
+        if isinstance(v, dict):
+            pct = v.get("slip_percent", v.get("percent"))
+            grade = v.get("meyerding_grade", v.get("grade"))
+            desc = ", ".join(x for x in (f"{float(pct):.1f}%" if isinstance(pct, (int, float)) else "",
+                                         f"Meyerding grade {_esc(grade)}" if grade is not None else "") if x)
+            rows.append(f"<tr><td>{_esc(k)}</td><td>{desc or _esc(v)}</td></tr>")
+        else:
+            rows.append(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>")
+    return f"<h4>Slip (spondylolisthesis)</h4><table>{''.join(rows)}</table>"
+
+
+def _result_html(result: Any, image: np.ndarray | None, card: Any | None) -> str:
+    d = result.to_dict()
+    sha = getattr(card, "sha256", "") or ""
+    model_line = (f"<p class='meta'>model <code>{_esc(d.get('model_id', ''))}</code>"
+                  + (f" · arch {_esc(card.arch)}" if card is not None else "")
+                  + (f" · sha256 <code>{_esc(sha)}</code>" if sha else "") + "</p>")
+    body = []
+    kind = d.get("type", "")
+    if kind == "ClassificationResult":
+        probs = d.get("probs", {})
+        rows = "".join(f"<tr><td>{_esc(c)}</td><td>{float(p) * 100:.1f}%</td>"
+                       f"<td><div class='bar' style='width:{float(p) * 100:.0f}%'></div></td></tr>"
+                       for c, p in probs.items())
+        thr = d.get("threshold")
+        body.append(f"<p class='big'>Finding: <b>{_esc(d.get('prediction', ''))}</b></p>"
+                    + (f"<p class='meta'>decision threshold {float(thr):.3f} on the positive class</p>" if thr is not None else "")
+                    + f"<table><tr><th>class</th><th>probability</th><th></th></tr>{rows}</table>")
+    elif kind == "DetectionResult":
+        findings = d.get("findings", {})
+        items = "".join(f"<li>{_esc(c)}: <b>{'present' if v else 'not detected'}</b></li>" for c, v in findings.items())
+        n_boxes = sum(1 for b in d.get("boxes", []) if b.get("score", 0) >= d.get("threshold", 0.5))
+        body.append(f"<ul>{items}</ul><p class='meta'>{n_boxes} box(es) at score ≥ {float(d.get('threshold', 0.5)):.2f}</p>")
+    elif kind == "SegmentationResult":
+        meas = d.get("measurements") or {}
+        if isinstance(meas.get("cobb"), dict):
+            body.append(_cobb_html(meas["cobb"]))
+        if meas.get("slip") is not None:
+            body.append(_slip_html(meas["slip"]))
+        other = {k: v for k, v in meas.items() if k not in ("cobb", "slip")}
+        if other:
+            body.append("<h4>Other measurements</h4><table>" + "".join(
+                f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in other.items()) + "</table>")
+        body.append("<p class='meta'>structures: " + _esc(", ".join(d.get("structures", []))) + "</p>")
+    ov = _overlay(result, image)
+    img = f"<img alt='overlay' src='{png_data_uri(ov)}'>" if ov is not None else ""
+    return (f"<section><h3>{_esc(kind.replace('Result', ''))}</h3>{model_line}"
+            f"<div class='row'><div class='col'>{''.join(body)}</div><div class='col'>{img}</div></div></section>")
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:960px;color:#111}
+.disclaimer{background:#b00020;color:#fff;font-weight:700;font-size:1.25em;padding:10px 16px;border-radius:6px;text-align:center}
+h1{font-size:1.4em;margin:16px 0 4px} h3{margin:6px 0} h4{margin:10px 0 4px}
+table{border-collapse:collapse;margin:6px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:.92em}
+.bar{background:#1565c0;height:10px;min-width:1px} .meta{color:#555;font-size:.85em} .big{font-size:1.15em}
+section{border-top:1px solid #ddd;padding-top:8px;margin-top:12px}
+.row{display:flex;gap:16px;flex-wrap:wrap} .col{flex:1 1 380px} img{max-width:100%;border:1px solid #ccc}
+code{font-size:.8em;word-break:break-all}
+"""
+
+
+def clinician_html(results: Sequence[Any], *, image: np.ndarray | None = None, header: dict[str, Any] | None = None,
+                   cards: Iterable[Any] | None = None, title: str = "Spine Lab — model findings") -> str:
+    """The page as an HTML string: disclaimer, de-identified header, findings per model with overlays."""
+    cmap = _card_map(cards)
+    hdr = safe_header(header)
+    hdr_rows = "".join(f"<tr><th>{_esc(k.replace('_', ' '))}</th><td>{_esc(v)}</td></tr>" for k, v in hdr.items())
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = "".join(_result_html(r, image, cmap.get(getattr(r, "model_id", ""))) for r in results)
+    if not sections:
+        sections = "<p>No model results.</p>"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
+            f"<style>{_CSS}</style></head><body>"
+            f"<div class='disclaimer' role='alert'>{_esc(DISCLAIMER)}</div>"
+            f"<h1>{_esc(title)}</h1><p class='meta'>generated {when} by spine-models; findings are model outputs, "
+            f"not a diagnosis, and must be reviewed by a qualified reader.</p>"
+            f"<h3>Image</h3><table>{hdr_rows}</table>{sections}"
+            f"<p class='disclaimer' style='font-size:1em;margin-top:20px'>{_esc(DISCLAIMER)}</p></body></html>")
+
+
+def write_clinician_report(path: str | Path, results: Sequence[Any], *, image: np.ndarray | None = None,
+                           header: dict[str, Any] | None = None, cards: Iterable[Any] | None = None,
+                           pdf: bool = False) -> Path:
+    """Write the HTML page (and ``<same name>.pdf`` when ``pdf``); returns the HTML path."""
+    cards = list(cards or [])
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(clinician_html(results, image=image, header=header, cards=cards), encoding="utf-8")
+    if pdf:
+        clinician_pdf(p.with_suffix(".pdf"), results, image=image, header=header, cards=cards)
+    return p
+
+
+def clinician_pdf(path: str | Path, results: Sequence[Any], *, image: np.ndarray | None = None,
+                  header: dict[str, Any] | None = None, cards: Iterable[Any] | None = None) -> Path:
+    """A one-page A4 PDF with matplotlib's PdfPages (no extra dependency): text findings + first overlay."""
+    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch, no GUI
+
+    cmap = _card_map(cards)
+    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in safe_header(header).items()]
+    overlay = None
+    for r in results:
+        d = r.to_dict()
+        card = cmap.get(d.get("model_id", ""))
+        lines.append("")
+        lines.append(f"{d.get('type', '').replace('Result', '')} — model {d.get('model_id', '')}")
+        if card is not None and getattr(card, "sha256", ""):
+            lines.append(f"  sha256 {card.sha256[:16]}…")
+        if "prediction" in d:
+            lines.append(f"  finding: {d['prediction']}  (" + ", ".join(f"{c} {float(p) * 100:.1f}%"
+                                                                         for c, p in d['probs'].items()) + ")")
+        if "findings" in d:
+            lines.append("  " + ", ".join(f"{c}: {'present' if v else 'not detected'}" for c, v in d["findings"].items()))
+        cobb = (d.get("measurements") or {}).get("cobb")
+        if isinstance(cobb, dict) and cobb.get("cobb_deg") is not None:
+            lines.append(f"  Cobb angle {float(cobb['cobb_deg']):.1f}° (±{COBB_BAND_DEG:.0f}° inter-observer band)")
+        if (d.get("measurements") or {}).get("slip") is not None:
+            lines.append(f"  slip: {d['measurements']['slip']}"[:110])
+        if overlay is None:
+            overlay = _overlay(r, image)
+    p = Path(path)
+    with PdfPages(p) as pdf:
+        fig = Figure(figsize=(8.27, 11.69))
+        fig.text(0.5, 0.96, DISCLAIMER, ha="center", va="top", fontsize=15, color="white", weight="bold",
+                 bbox={"facecolor": "#b00020", "edgecolor": "none", "pad": 8})
+        fig.text(0.06, 0.90, "\n".join(lines), ha="left", va="top", fontsize=9, family="DejaVu Sans")
+        if overlay is not None:
+            ax = fig.add_axes((0.25, 0.05, 0.5, 0.42))
+            ax.imshow(overlay)
+            ax.axis("off")
+        pdf.savefig(fig)
+    return p

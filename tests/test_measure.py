@@ -1,0 +1,211 @@
+"""Cobb angle, Meyerding slip and disc heights on hand-made geometry with known answers."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from spine_models.measure import (LEVELS, cobb_angle, cobb_from_endplates, disc_heights, endplate_angles,
+                                  meyerding_grade, slip_from_mask, slip_percent, vertebrae_from_mask)
+
+
+def rect(cx: float, cy: float, w: float, h: float, tilt_deg: float) -> np.ndarray:
+    """Corners TL, TR, BR, BL of a w x h body centred at (cx, cy) whose endplates slope tilt_deg."""
+    t = math.radians(tilt_deg)
+    ex = np.array([math.cos(t), math.sin(t)])  # along the endplate (image coords, y down)
+    ey = np.array([-math.sin(t), math.cos(t)])  # along the spine axis, downwards
+    c = np.array([cx, cy])
+    return np.array([c - ex * w / 2 - ey * h / 2, c + ex * w / 2 - ey * h / 2,
+                     c + ex * w / 2 + ey * h / 2, c - ex * w / 2 + ey * h / 2])
+
+
+def spine(tilts: list[float], step: float = 30.0, w: float = 40.0, h: float = 20.0) -> dict[str, np.ndarray]:
+    """Landmarks T1.. whose centres follow the axis the tilts imply (a plausible curved spine)."""
+    out, x, y = {}, 200.0, 40.0
+    for name, t in zip(LEVELS, tilts):
+        out[name] = rect(x, y, w, h, t)
+        r = math.radians(t)
+        x, y = x - step * math.sin(r), y + step * math.cos(r)
+    return out
+
+
+def test_endplate_angles_of_a_tilted_body():
+    u, lo = endplate_angles(rect(0, 0, 40, 20, 12.0))
+    assert u == pytest.approx(12.0) and lo == pytest.approx(12.0)
+    u, lo = endplate_angles(rect(0, 0, 40, 20, -7.5))
+    assert u == pytest.approx(-7.5)
+
+
+def test_straight_spine_is_zero():
+    res = cobb_angle(spine([0.0] * 17))
+    assert res.max_angle == pytest.approx(0.0, abs=1e-9)
+    assert res.curves == []
+    assert res.to_dict()["cobb_deg"] == 0.0
+
+
+def test_single_35_degree_curve():
+    tilts = [17.5] * 4 + list(np.linspace(17.5, -17.5, 10))[1:] + [-17.5] * 4
+    assert len(tilts) == 17
+    res = cobb_angle(spine(tilts))
+    assert len(res.curves) == 1
+    c = res.curves[0]
+    assert c.angle_deg == pytest.approx(35.0, abs=1e-6)
+    # the most tilted vertebrae closest to the apex: T4 (last at +17.5) and L1 (first at -17.5)
+    assert (c.upper_end, c.lower_end) == ("T4", "L1")
+    assert c.band == pytest.approx((30.0, 40.0))
+    assert LEVELS.index(c.upper_end) < LEVELS.index(c.apex) < LEVELS.index(c.lower_end)
+    assert c.name == "main thoracic"
+
+
+def test_s_curve_two_known_angles_and_names():
+    tilts = [20.0] * 3 + list(np.linspace(20, -20, 9))[1:] + list(np.linspace(-20, 10, 7))[1:]
+    assert len(tilts) == 17
+    res = cobb_angle(spine(tilts))
+    assert [round(c.angle_deg, 6) for c in res.curves] == [40.0, 30.0]
+    top, bottom = res.curves
+    assert (top.upper_end, top.lower_end) == ("T3", "T11")
+    assert (bottom.upper_end, bottom.lower_end) == ("T11", "L5")
+    assert top.apex == "T7" and top.name == "main thoracic"
+    assert bottom.name == "thoracolumbar/lumbar"
+    assert top.convex != bottom.convex and "unknown" not in (top.convex, bottom.convex)
+    assert res.max_angle == pytest.approx(40.0)
+    d = res.to_dict()
+    assert d["cobb_deg"] == 40.0 and len(d["curves"]) == 2 and d["curves"][0]["band"] == [35.0, 45.0]
+
+
+def test_small_curve_below_threshold_still_reported_as_its_size():
+    tilts = [1.5] * 5 + [0.0] * 6 + [-1.5] * 6
+    res = cobb_angle(spine(tilts))
+    assert res.max_angle == pytest.approx(3.0)
+
+
+def test_at_most_three_curves_named_by_apex():
+    # four alternating swings; the smallest one is dropped
+    prof = [10.0] * 2 + list(np.linspace(10, -10, 4))[1:] + list(np.linspace(-10, 15, 4))[1:] \
+        + list(np.linspace(15, -15, 4))[1:] + list(np.linspace(-15, -12, 3))[1:] + list(np.linspace(-12, 8, 4))[1:]
+    prof = prof[:17] + [prof[-1]] * (17 - len(prof))
+    res = cobb_from_endplates([(n, t, t) for n, t in zip(LEVELS, prof)])
+    assert 1 <= len(res.curves) <= 3
+    assert res.max_angle == pytest.approx(30.0)
+
+
+def test_cobb_plot_draws_lines_on_the_film():
+    tilts = [17.5] * 4 + list(np.linspace(17.5, -17.5, 10))[1:] + [-17.5] * 4
+    res = cobb_angle(spine(tilts))
+    film = np.zeros((600, 400), np.float32)
+    out = res.plot(film)
+    assert out.shape == (600, 400, 3) and out.dtype == np.uint8
+    assert out.any()
+
+
+@pytest.mark.parametrize("pct,grade", [(0, 0), (0.5, 0), (-10, 0), (1, 1), (24.9, 1), (25, 2), (49.99, 2),
+                                       (50, 3), (75, 4), (99.9, 4), (100, 5), (130, 5)])
+def test_meyerding_boundaries(pct, grade):
+    assert meyerding_grade(pct) == grade
+
+
+def test_meyerding_rejects_nan():
+    with pytest.raises(ValueError, match="finite"):
+        meyerding_grade(float("nan"))
+
+
+@pytest.mark.parametrize("shift_frac", [0.0, 0.3, 0.6])
+@pytest.mark.parametrize("anterior", ["left", "right"])
+def test_slip_percent_known_shift(shift_frac, anterior):
+    w = 50.0
+    lower = rect(100, 200, w, 25, 0)
+    direction = -1 if anterior == "left" else 1  # forward = towards the anterior side of the image
+    upper = rect(100 + direction * shift_frac * w, 160, w, 25, 0)
+    assert slip_percent(upper, lower, anterior=anterior) == pytest.approx(100 * shift_frac)
+    # the opposite assumption reads the same slip as retrolisthesis
+    other = "right" if anterior == "left" else "left"
+    assert slip_percent(upper, lower, anterior=other) == pytest.approx(-100 * shift_frac)
+
+
+def test_slip_percent_on_a_tilted_sacrum():
+    # rotate the whole pair: the slip is measured along the lower body's endplate, so it is unchanged
+    w = 50.0
+    lower = rect(0, 0, w, 25, 20)
+    t = math.radians(20)
+    ex, ey = np.array([math.cos(t), math.sin(t)]), np.array([-math.sin(t), math.cos(t)])
+    centre = -ey * 40 - ex * 0.4 * w
+    upper = rect(centre[0], centre[1], w, 25, 20)
+    assert slip_percent(upper, lower, anterior="left") == pytest.approx(40.0)
+
+
+def test_disc_heights_px_and_mm():
+    lm = {"L4": rect(100, 100, 50, 30, 0), "L5": rect(100, 142, 50, 30, 0)}  # 12 px gap
+    d = disc_heights(lm, anterior="left", pixel_spacing_mm=(0.5, 0.5))["L4-L5"]
+    assert d["anterior_px"] == pytest.approx(12) and d["middle_px"] == pytest.approx(12)
+    assert d["posterior_px"] == pytest.approx(12) and d["middle_mm"] == pytest.approx(6)
+    assert "anterior_mm" not in disc_heights(lm)["L4-L5"]
+
+
+def _draw(shape, bodies):
+    m = np.zeros(shape, np.uint8)
+    for c in bodies:
+        cv2.fillPoly(m, [np.round(c).astype(np.int32)], 255)
+    return m
+
+
+def test_vertebrae_from_mask_recovers_tilt_and_names():
+    tilts = [0.0, 8.0, -12.0, 15.0, -5.0]
+    bodies = [rect(120, 60 + 70 * i, 80, 40, t) for i, t in enumerate(tilts)]
+    lm = vertebrae_from_mask(_draw((420, 240), bodies))
+    assert list(lm) == ["L1", "L2", "L3", "L4", "L5"]
+    for (name, corners), t in zip(lm.items(), tilts):
+        u, lo = endplate_angles(corners)
+        assert u == pytest.approx(t, abs=1.5) and lo == pytest.approx(t, abs=1.5), name
+        assert np.mean(corners, axis=0) == pytest.approx(np.mean(bodies[tilts.index(t)], axis=0), abs=2)
+    res = cobb_angle(lm)
+    assert res.max_angle == pytest.approx(27.0, abs=2.5)
+
+
+def test_vertebrae_from_mask_too_many_bodies_are_indexed_and_specks_dropped():
+    bodies = [rect(60, 20 + 22 * i, 30, 12, 0) for i in range(19)]  # 19 > 17 levels + S1
+    m = _draw((440, 120), bodies)
+    m[2:4, 2:4] = 255  # a speck
+    lm = vertebrae_from_mask(m)
+    assert list(lm)[:2] == ["V1", "V2"] and len(lm) == 19
+    assert vertebrae_from_mask(np.zeros((50, 50), np.uint8)) == {}
+
+
+def test_slip_from_mask_infers_anterior_from_spinous_processes():
+    w = 60.0
+    shape = (300, 300)
+    top = rect(150, 60, w, 30, 0)
+    mid = rect(150 - 0.3 * w, 110, w, 30, 0)  # the middle body slipped 30 % towards image-left
+    bottom = rect(150, 160, w, 30, 0)
+    vert = _draw(shape, [top, mid, bottom])
+    spin = np.zeros(shape, np.uint8)
+    spin[50:170, 230:245] = 255  # posterior elements on image-right -> the patient faces left
+    out = slip_from_mask(vert, spinous_mask=spin, pixel_spacing_mm=(0.2, 0.2))
+    assert out["anterior"] == "left" and out["anterior_source"] == "spinous processes"
+    assert list(out["levels"]) == ["L3-L4", "L4-L5"]  # three bodies are named from the bottom up
+    assert out["levels"]["L3-L4"] == pytest.approx(-30, abs=3.5)  # the level above reads as retrolisthesis
+    assert out["level"] == "L4-L5" and out["slip_percent"] == pytest.approx(30, abs=3.5)
+    assert out["meyerding_grade"] == 2
+    assert out["disc_heights"]["L4-L5"]["middle_mm"] == pytest.approx(20 * 0.2, abs=0.6)
+    # without the spinous mask the side is assumed and said so
+    assert slip_from_mask(vert)["anterior_source"].startswith("assumed")
+
+
+def test_vertebrae_from_mask_names_a_full_column_plus_sacrum():
+    bodies = [rect(60, 20 + 22 * i, 30, 12, 0) for i in range(18)]
+    lm = vertebrae_from_mask(_draw((420, 120), bodies))
+    assert list(lm)[0] == "T1" and list(lm)[-2:] == ["L5", "S1"]
+    assert cobb_angle(lm).vertebrae[-1] == "L5"  # the sacrum is not part of the curve
+
+
+def test_vertebrae_from_mask_splits_bodies_bridged_by_a_thin_line():
+    tilts = [0.0, 6.0, -6.0, 10.0]
+    bodies = [rect(120, 60 + 60 * i, 80, 40, t) for i, t in enumerate(tilts)]
+    m = _draw((300, 240), bodies)
+    m[40:250, 118:121] = 255  # a 3-px bridge joining every body (a blurry prediction across the discs)
+    lm = vertebrae_from_mask(m)
+    assert len(lm) == 4
+    for corners, t in zip(lm.values(), tilts):
+        assert endplate_angles(corners)[0] == pytest.approx(t, abs=2.5)
+    assert len(vertebrae_from_mask(m, split_touching=False)) == 1
