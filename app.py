@@ -1,0 +1,40 @@
+"""Spine Lab: the Streamlit app's router and shared sidebar (run: `streamlit run app.py`).
+
+Pages live in pages/ and stay thin; models load only in ui/ (behind st.cache_resource).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from spine_models._env import configure_offline
+
+configure_offline()
+st.set_page_config(page_title="Spine Lab", page_icon=":material/radiology:", layout="wide")
+
+from ui.models import NO_MODELS_HINT, device_label, shipped_cards  # noqa: E402  (after set_page_config)
+
+PAGES = [
+    st.Page("pages/analyse_xray.py", title="Analyse X-ray", icon=":material/radiology:", default=True, url_path="analyse"),
+    st.Page("pages/mri_study.py", title="MRI study", icon=":material/view_in_ar:", url_path="mri"),
+    st.Page("pages/compare_models.py", title="Compare models", icon=":material/compare:", url_path="compare"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/models.py", title="Models", icon=":material/badge:", url_path="models"),
+]
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    st.markdown("### Spine Lab")
+    st.caption("Research use only — not a medical device.")
+    st.markdown(f"**Device:** {device_label()}")
+    try:
+        cards = shipped_cards()
+    except ValueError as exc:  # a damaged card file in weights/: say which, keep the app usable
+        cards = []
+        st.error(f"Could not read the shipped model cards: {exc}")
+    if cards:
+        st.markdown(f"**Shipped models:** {len(cards)}")
+        st.caption(", ".join(c.id for c in cards))
+    else:
+        st.warning(NO_MODELS_HINT)
+
+page.run()

@@ -1,0 +1,123 @@
+"""Compare models: two or more models on one dataset — confusion matrices, the nine measures with CIs,
+ROC, McNemar, where they disagree, and the shortcut-audit warning."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from spine_models.errors import SpineInputError
+from ui import analysis, render
+from ui.models import NO_MODELS_HINT, all_cards, max_upload_mb
+from ui.state import K
+
+st.title("Compare models")
+st.caption("Evaluation reports as `spine-models evaluate` writes them; cached by (weights sha256, data hash).")
+
+cards = all_cards(include_runs=True)
+if len(cards) < 1:
+    st.info(NO_MODELS_HINT)
+    st.stop()
+task = st.selectbox("Task", sorted({c.task for c in cards}))
+pool = [c for c in cards if c.task == task]
+chosen_ids = st.multiselect("Models (two or more; finished training runs are listed as run:<job>)",
+                            [c.id for c in pool], default=[c.id for c in pool[:2]], key=K.CMP_MODELS)
+chosen = [next(c for c in pool if c.id == i) for i in chosen_ids]  # in the user's order
+
+source = st.radio("Data", ["Phantom (generated here)", "Folder path", "Upload a ZIP"], horizontal=True, key=K.CMP_SOURCE)
+data_paths: list[str] = []
+try:
+    if source == "Phantom (generated here)":
+        kind = st.selectbox("Phantom kind", ["xray-ap", "xray-lat"], key=K.CMP_PHANTOM_KIND)
+        n = st.number_input("Films", 6, 500, 24, key=K.CMP_PHANTOM_N)
+        if st.button("Generate / use phantom data"):
+            st.session_state["_cmp_phantom"] = analysis.phantom_dataset(kind, int(n))
+        if st.session_state.get("_cmp_phantom"):
+            data_paths = [st.session_state["_cmp_phantom"]]
+    elif source == "Folder path":
+        folder = st.text_input("Dataset folder on this server (class folders, synth layout, YOLO, COCO, …)", key=K.CMP_FOLDER)
+        data_paths = [folder] if folder else []
+    else:
+        up = st.file_uploader("Dataset ZIP", type=["zip"], key=K.CMP_UPLOAD, help=f"Up to {max_upload_mb()} MB.")
+        if up is not None:
+            data_paths = [str(analysis.save_upload(up.getvalue(), up.name))]
+except SpineInputError as exc:
+    st.error(str(exc))
+if data_paths:
+    st.caption("Data: " + ", ".join(data_paths))
+
+resamples = st.select_slider("Bootstrap resamples", [200, 1000, 2000], value=1000, key=K.CMP_RESAMPLES)
+if not st.button("Evaluate", type="primary", disabled=len(chosen) < 2 or not data_paths, key=K.CMP_RUN):
+    if len(chosen) < 2:
+        st.info("Pick at least two models of the same task.")
+    st.stop()
+
+reports: dict[str, dict] = {}
+bar = st.progress(0.0, text="Evaluating…")
+try:
+    data_hash = analysis.dataset_hash(data_paths, task)
+    for i, card in enumerate(chosen):
+        bar.progress(i / len(chosen), text=f"Evaluating {card.id} ({i + 1}/{len(chosen)})…")
+        reports[card.id] = analysis.evaluate_cached(analysis.model_ref(card), card.sha256 or "", tuple(data_paths),
+                                                    data_hash, int(resamples))
+except SpineInputError as exc:
+    bar.empty()
+    st.error(str(exc))
+    st.stop()
+bar.progress(1.0, text="Done")
+
+if any(r.get("audit", {}).get("shortcut_warning") for r in reports.values()):
+    ba = next(iter(reports.values()))["audit"]["metadata_baseline"]["balanced_accuracy"]
+    st.error(f"⚠️ Shortcut warning: a classifier on image metadata alone (size, bit depth, intensity statistics) "
+             f"reaches balanced accuracy {render.m_text(ba)} on this data — well above chance. High scores here may "
+             "come from acquisition differences between classes, not from anatomy.")
+
+first = next(iter(reports.values()))
+st.caption(f"{first['data']['n']} images, {first['data']['n_patients']} patients, classes {', '.join(first['data']['classes'])}")
+if task == "classify":
+    classes = first["data"]["classes"]
+    cols = st.columns(len(reports))
+    for col, (name, rep) in zip(cols, reports.items()):
+        col.plotly_chart(render.confusion_heatmap(rep["metrics"]["confusion_matrix"], classes, title=name), key=f"cm_{name}")
+    st.subheader("Measures (95% CI)")
+    st.dataframe(render.metric_table({n: r["metrics"] for n, r in reports.items()}, classes), width="stretch")
+    curves = {n: pts for n, r in reports.items() if (pts := analysis.roc_points(r)) is not None}
+    if curves:
+        st.plotly_chart(render.roc_figure(curves), key="roc")
+else:
+    import pandas as pd
+
+    flat = {n: {k: render.m_text(v) for k, v in r["metrics"].items() if isinstance(v, dict) and "value" in v}
+            for n, r in reports.items()}
+    for n, r in reports.items():
+        for group in ("dice", "iou"):
+            for s, v in (r["metrics"].get(group) or {}).items():
+                flat[n][f"{group} · {s}"] = render.m_text(v)
+    st.dataframe(pd.DataFrame(flat), width="stretch")
+
+names = list(reports)
+if len(names) >= 2:
+    from spine_models.metrics.paired import mcnemar
+    from spine_models.report.evaluation import paired_table
+
+    st.subheader("McNemar (paired, same images)")
+    for other in names[1:]:
+        try:
+            res = mcnemar(paired_table(reports[names[0]]["predictions"], reports[other]["predictions"]))
+            st.markdown(f"**{names[0]} vs {other}:** p = {res['p_value']:.4g} ({res['method']}; "
+                        f"{res['b']} images only {names[0]} got right, {res['c']} only {other})")
+        except SpineInputError as exc:
+            st.info(f"{names[0]} vs {other}: {exc}")
+
+dis = analysis.disagreements(reports)
+st.subheader(f"Where the models disagree ({len(dis)} images)")
+if dis:
+    paths = analysis.image_paths(data_paths, task)
+    gallery = st.columns(4)
+    for k, row in enumerate(dis[:12]):
+        p = paths.get(row["id"])
+        if p and Path(p).is_file():
+            rad = analysis.read_upload(Path(p).read_bytes(), Path(p).name)
+            label = f"{row['id']} · truth {row['truth']} · " + " / ".join(f"{n}: {row[n]}" for n in names)
+            gallery[k % 4].image(render.png_bytes(rad.pixels), caption=label, width="stretch")
+    st.dataframe(dis, width="stretch")

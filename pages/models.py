@@ -1,0 +1,17 @@
+"""Models: every shipped model's card — data, metrics with CIs, licence, intended use, limitations."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import render
+from ui.models import NO_MODELS_HINT, shipped_cards
+
+st.title("Models")
+st.caption("Every model in weights/ with its card. Metrics are on the held-out test part of the data named; "
+           "95% confidence intervals by bootstrap. Research use only — not a medical device.")
+cards = shipped_cards()
+if not cards:
+    st.info(NO_MODELS_HINT)
+for card in cards:
+    with st.expander(f"{card.id} — {card.task}, {card.arch}, view {card.view}", expanded=len(cards) <= 3):
+        render.card_summary(card)

@@ -1,0 +1,69 @@
+"""MRI study: a folder or ZIP of DICOM series; the frames chosen per disc level and why; ROI; disc states."""
+from __future__ import annotations
+
+import streamlit as st
+
+from spine_models.errors import SpineInputError
+from ui import analysis, render
+from ui.models import max_upload_mb, shipped_cards
+from ui.state import K
+
+st.title("MRI study")
+st.caption("A lumbar MRI study (T2 sagittal, T2 axial, myelography) as a ZIP or a folder on the server. "
+           "Research use only — not a medical device.")
+
+source = st.radio("Study", ["Upload a ZIP", "Folder path", "Phantom example"], horizontal=True, key=K.MRI_EXAMPLE)
+folder, study = None, None
+try:
+    if source == "Upload a ZIP":
+        up = st.file_uploader("Study ZIP (DICOM series inside)", type=["zip"], key=K.MRI_UPLOAD,
+                              help=f"Up to {max_upload_mb()} MB. Headers are de-identified on reading.")
+        if up is not None:
+            folder = analysis.extract_upload_zip(up.getvalue(), up.name)
+    elif source == "Folder path":
+        folder = st.text_input("Folder on this server", key=K.MRI_FOLDER) or None
+    else:
+        folder = analysis.mri_example()
+    if folder:
+        study = analysis.load_study(folder)
+except SpineInputError as exc:
+    st.error(str(exc))
+
+if study is None:
+    st.info("Choose a study to start.")
+    st.stop()
+
+st.subheader("Series")
+st.dataframe([{k: v for k, v in s.to_dict().items() if k not in ("instance_numbers", "uid")} for s in study.series],
+             width="stretch")
+for s in study.series:
+    with st.expander(f"{s.description or '(no description)'} — {s.frames} frames, {s.orientation or 'unknown plane'}"):
+        idx = st.slider("Frame", 1, s.frames, (s.frames + 1) // 2, key=f"frame_{s.uid}") if s.frames > 1 else 1
+        st.image(render.png_bytes(s.frame(idx)), caption=f"frame {idx} of {s.frames}", width=360)
+
+st.subheader("Frame selection per disc level")
+try:
+    choices = analysis.mri_selection(folder)
+except SpineInputError as exc:
+    st.error(str(exc))
+    st.stop()
+st.dataframe([{"image": c.name, "level": c.level or "mid-sagittal", "series": c.series_description,
+               "frame": c.frame, "why": c.reason} for c in choices], width="stretch")
+
+st.subheader("ROI blocks (13×8 grid, blocks 30+13x+y)")
+axial = [c for c in choices if c.kind == "ax" and c.available]
+if axial:
+    cols = st.columns(min(5, len(axial)))
+    for col, ch in zip(cols, axial):
+        col.image(render.png_bytes(analysis.roi_overlay(analysis.frame_pixels(ch))), caption=f"{ch.level} · frame {ch.frame}",
+                  width="stretch")
+else:
+    st.info("No axial frame could be chosen, so there is no ROI to show.")
+
+st.subheader("Disc state per level")
+mri_cards = [c for c in shipped_cards() if c.view == "mri" and c.task == "classify"]
+if not mri_cards:
+    st.info("No shipped MRI disc-state model yet — train one on the Train page (task classify on MRI study "
+            "folders, `roi: true`) and promote it.")
+else:
+    st.dataframe(analysis.disc_predictions(mri_cards, choices), width="stretch")

@@ -1,0 +1,69 @@
+"""Helpers for the app tests: tiny random-weight shipped models and phantom-like films (no training)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+
+def make_weights(folder: Path, *, detect: bool = True) -> Path:
+    """weights/ with spinenet_tiny (classify), unet_tiny (segment) and, optionally, yolov8n (detect) cards."""
+    from spine_models.models.cards import ModelCard, save_checkpoint_file
+    from spine_models.models.registry import create_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = [
+        ("tiny-cls", "classify", "spinenet_tiny", {"num_classes": 3, "in_chans": 1}, 64,
+         {"classes": ["normal", "scoliosis", "spondylolisthesis"]}),
+        ("tiny-seg", "segment", "unet_tiny", {"num_classes": 3, "in_chans": 1}, [64, 32],
+         {"structures": ["vertebra", "spinous_process", "pedicle"], "view": "ap"}),
+        ("tiny-disc", "classify", "spinenet_tiny", {"num_classes": 4, "in_chans": 1}, 64,
+         {"classes": ["normal", "degeneration", "bulge", "herniation"], "view": "mri", "preprocessing": {"roi": True}}),
+    ]
+    if detect:
+        specs.append(("tiny-det", "detect", "yolov8n", {"nc": 2}, 128, {"classes": ["lumbar_implant", "scoliosis"],
+                                                                    "thresholds": {"score": 0.01}}))
+    for mid, task, arch, kw, size, extra in specs:
+        import torch
+
+        torch.manual_seed(0)
+        model = create_model(arch, task=task, **kw)
+        sha = save_checkpoint_file(folder / f"{mid}.pt", arch=arch, task=task, state_dict=model.state_dict(), arch_kwargs=kw)
+        card = ModelCard(id=mid, task=task, arch=arch, view=extra.pop("view", "any"), trained_on="random init (test)",
+                         weights=str((folder / f"{mid}.pt").resolve()), sha256=sha, input_size=size,
+                         train_command="(test fixture)", license="research-only", arch_kwargs=kw,
+                         metrics={"accuracy": {"value": 0.5, "ci95": [0.4, 0.6]}}, limitations=["random weights"], **extra)
+        card.to_json(folder / f"{mid}.json")
+    return folder
+
+
+def film(h: int = 128, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A phantom-like portrait film: a column of bright vertebral blocks on a dark background, uint16."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0.15, 0.03, (h, w))
+    for k in range(6):
+        y0 = 8 + k * (h - 16) // 6
+        x0 = w // 2 - w // 6 + int(3 * np.sin(k))
+        a[y0:y0 + (h - 16) // 8, x0:x0 + w // 3] = 0.8
+    return (np.clip(a, 0, 1) * 65535).astype(np.uint16)
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def dicom_bytes(arr: np.ndarray) -> bytes:
+    """A DX DICOM of the film with a patient name (which must never be shown)."""
+    import tempfile
+
+    from spine_models.io import make_dicom
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "film.dcm"
+        make_dicom(arr, p, modality="DX", patient_name="Doe^Jane", pixel_spacing=(0.5, 0.5), view_position="AP")
+        return p.read_bytes()

@@ -1,0 +1,221 @@
+"""AppTest (streamlit.testing.v1) for every page: upload, run, results render; bad uploads show one-line errors.
+
+Models are tiny random-weight cards written into a temp weights folder (SPINE_MODELS_WEIGHTS); runs go to a
+temp runs folder (SPINE_MODELS_RUNS). Nothing here trains except the Train page test.
+"""
+from __future__ import annotations
+
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from app_fixtures import dicom_bytes, film, make_weights, png_bytes  # noqa: E402
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture()
+def app_env(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SPINE_MODELS_WEIGHTS", str(weights))
+    monkeypatch.setenv("SPINE_MODELS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def new_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [s.value for s in at.subheader] + [s.value for s in at.success]
+    parts += [c.value for c in at.caption] + [i.value for i in at.info] + [w.value for w in at.warning]
+    return "\n".join(str(p) for p in parts)
+
+
+# ------------------------------------------------------------------------------------ Analyse X-ray
+def test_analyse_png_runs_every_fitting_model(app_env: Path) -> None:
+    at = new_app()
+    at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film()), "image/png").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    heads = [s.value for s in at.subheader]
+    assert {"tiny-cls · classify", "tiny-det · detect", "tiny-seg · segment"} <= set(heads)
+    assert any("Prediction:" in m.value for m in at.markdown)
+    assert at.get("plotly_chart"), "class probability chart missing"
+    assert {"vertebra", "spinous_process", "pedicle"} <= {c.label for c in at.checkbox}
+    assert "model(s) ran in" in at.success[0].value and "cpu" in at.success[0].value
+    labels = [b.label for b in at.get("download_button")]
+    assert {"Results JSON", "Results CSV", "Clinician report (HTML)"} <= set(labels)
+    # per-structure toggle: switching one off reruns without recomputing or failing
+    at.checkbox(key="seg_tiny-seg_pedicle").uncheck().run()
+    assert not at.exception
+
+
+@pytest.mark.slow
+def test_analyse_shap_on_demand_and_pdf_report(app_env: Path) -> None:
+    at = new_app()
+    at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film()), "image/png").run()
+    at.button(key="xray_shap_tiny-cls").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "xray_shap_tiny-cls" not in [b.key for b in at.button], "SHAP map should replace its button"
+    next(b for b in at.button if b.label == "Prepare PDF report").click().run()
+    assert "Clinician report (PDF)" in [b.label for b in at.get("download_button")]
+
+
+def test_analyse_dicom_shows_deidentified_header_and_window(app_env: Path) -> None:
+    at = new_app()
+    at.file_uploader(key="xray_upload").upload("film.dcm", dicom_bytes(film()), "application/dicom").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert {s.label for s in at.slider} >= {"Level (centre)", "Window (width)"}
+    header = str([j.value for j in at.json])
+    assert "DICOM" in header and "Doe" not in header and "Jane" not in header
+    at.slider(key="xray_window_width").set_value(0.5).run()
+    assert not at.exception and "tiny-seg · segment" in [s.value for s in at.subheader]
+
+
+def test_analyse_bad_upload_shows_error_and_session_continues(app_env: Path) -> None:
+    at = new_app()
+    at.file_uploader(key="xray_upload").upload("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "image/png").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "broken.png" in at.error[0].value and "\n" not in at.error[0].value
+    at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film(seed=3)), "image/png").run()
+    assert not at.error and "tiny-cls · classify" in [s.value for s in at.subheader]
+
+
+def test_analyse_without_models_says_so(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPINE_MODELS_WEIGHTS", str(app_env / "empty"))
+    at = new_app()
+    assert any("no shipped models yet" in w.value for w in at.warning)
+    at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film()), "image/png").run()
+    assert not at.exception and any("Train page" in w.value for w in at.warning)
+
+
+def test_analyse_phantom_example(app_env: Path) -> None:
+    """Examples come from `spine-models synth`; when the generator is missing the page says so plainly."""
+    at = new_app()
+    at.radio(key="xray_source").set_value("Phantom example").run()
+    assert not at.exception
+    if at.error:
+        assert "phantom generator" in at.error[0].value
+    else:
+        assert "tiny-cls · classify" in [s.value for s in at.subheader]
+
+
+# ---------------------------------------------------------------------------------------- MRI study
+def _study_zip() -> bytes:
+    from spine_models.io import make_dicom
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for desc, n, number in (("T2 SAG", 3, 1), ("T2 AX", 5, 2)):
+            for i in range(n):
+                px = (np.random.default_rng(i).random((64, 64)) * 4000).astype(np.uint16)
+                p = Path(f"/tmp/_mri_{desc.replace(' ', '')}_{i}.dcm")
+                make_dicom(px, p, modality="MR", series_description=desc, series_number=number, instance_number=i + 1,
+                           series_uid=f"1.2.3.{number}", study_uid="1.2.3", patient_name="Doe^John",
+                           image_position=[0, 0, float(i) * 4], image_orientation=[1, 0, 0, 0, 1, 0] if number == 2 else [0, 1, 0, 0, 0, -1])
+                zf.write(p, f"study/{desc}/{i}.dcm")
+                p.unlink()
+    return buf.getvalue()
+
+
+def test_mri_study_zip_lists_series(app_env: Path) -> None:
+    at = new_app("pages/mri_study.py")
+    at.file_uploader(key="mri_upload").upload("study.zip", _study_zip(), "application/zip").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert sorted(table["description"]) == ["T2 AX", "T2 SAG"] and sorted(table["frames"]) == [3, 5]
+    assert "Doe" not in table.to_string()
+    assert "Frame selection per disc level" in [s.value for s in at.subheader]
+
+
+def test_mri_phantom_folder_selection_roi_and_disc_states(app_env: Path) -> None:
+    from spine_models.data.phantom.mri import generate_mri
+
+    root = app_env / "mri"
+    generate_mri(root, 1, 0, quiet=True)
+    at = new_app("pages/mri_study.py")
+    at.radio(key="mri_example").set_value("Folder path").run()
+    at.text_input(key="mri_folder").input(str(root / "SYN-MRI-0001")).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    sel = at.dataframe[1].value
+    # the study's rule: disc x = 1 (L5-S1) .. 5 (L1-L2) on axial frame 3x + 2(x-1)
+    assert list(sel["level"]) == ["mid-sagittal", "L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2"]
+    assert list(sel["frame"]) == [8, 3, 8, 13, 18, 23] and sel["why"].str.len().min() > 10
+    assert not any("No axial frame" in i.value for i in at.info)
+    discs = at.dataframe[2].value
+    assert list(discs["level"]) == ["L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2"]
+    assert discs["tiny-disc"].str.contains("grade").all()
+
+
+def test_mri_bad_zip_shows_error(app_env: Path) -> None:
+    at = new_app("pages/mri_study.py")
+    at.file_uploader(key="mri_upload").upload("study.zip", b"PK\x03\x04 truncated", "application/zip").run()
+    assert not at.exception and len(at.error) == 1 and "study.zip" in at.error[0].value
+
+
+# ---------------------------------------------------------------------------------------- Compare
+def test_compare_two_models_on_a_folder(app_env: Path, weights: Path) -> None:
+    import shutil
+
+    from PIL import Image
+
+    # a second classifier: same file, another id (its own card)
+    for ext in ("pt", "json"):
+        shutil.copy(weights / f"tiny-cls.{ext}", app_env / f"tiny-cls-b.{ext}")
+    wdir = app_env / "w2"
+    wdir.mkdir()
+    for f in weights.glob("*"):
+        shutil.copy(f, wdir / f.name)
+    import json
+
+    card = json.loads((weights / "tiny-cls.json").read_text())
+    card["id"] = "tiny-cls-b"
+    (wdir / "tiny-cls-b.json").write_text(json.dumps(card))
+    data = app_env / "data"
+    rng = np.random.default_rng(0)
+    for c in ("normal", "scoliosis", "spondylolisthesis"):
+        (data / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray((rng.random((64, 48)) * 255).astype(np.uint8)).save(data / c / f"{c}_{i}.png")
+
+    import os
+
+    os.environ["SPINE_MODELS_WEIGHTS"] = str(wdir)  # monkeypatch restores it (app_env set it)
+    at = new_app("pages/compare_models.py")
+    at.selectbox[0].set_value("classify").run()
+    at.multiselect(key="cmp_models").set_value(["tiny-cls", "tiny-cls-b"]).run()
+    at.radio(key="cmp_source").set_value("Folder path").run()
+    at.text_input(key="cmp_folder").input(str(data)).run()
+    at.select_slider(key="cmp_resamples").set_value(200).run()
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.get("plotly_chart")) >= 3  # two confusion matrices + ROC
+    measures = at.dataframe[0].value
+    assert list(measures.columns) == ["tiny-cls", "tiny-cls-b"] and "scoliosis · sensitivity" in measures.index
+    # identical models never disagree: McNemar p = 1, empty gallery
+    assert any("p = 1" in m.value for m in at.markdown)
+    assert "Where the models disagree (0 images)" in [s.value for s in at.subheader]
+
+
+# ---------------------------------------------------------------------------------------- Models
+def test_models_page_shows_cards(app_env: Path) -> None:
+    at = new_app("pages/models.py")
+    assert [e.label.split(" — ")[0] for e in at.expander] == ["tiny-cls", "tiny-det", "tiny-disc", "tiny-seg"]
+    assert "Research use only" in texts(at) and "random weights" in texts(at)

@@ -1,0 +1,134 @@
+"""Real browser: Debian's chromium driven by Playwright against `streamlit run app.py` on a free port.
+
+Uploads a PNG and a DICOM film on the Analyse X-ray page, checks that every model's results appear and
+that no identifying DICOM field is shown, visits the other pages, and saves screenshots under
+test-artifacts/ (gitignored). Skips with a reason when /usr/bin/chromium or playwright is absent.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from app_fixtures import dicom_bytes, film, make_weights, png_bytes  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent: install Debian's chromium (apt-get install chromium) to run the browser test")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    tmp = tmp_path_factory.mktemp("browser")
+    weights = make_weights(tmp / "weights")
+    port = _free_port()
+    env = dict(os.environ, SPINE_MODELS_WEIGHTS=str(weights), SPINE_MODELS_RUNS=str(tmp / "runs"),
+               SPINE_MODELS_CACHE=str(tmp / "cache"), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    log = open(tmp / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(f"streamlit did not become healthy in 60 s; log: {(tmp / 'streamlit.log').read_text()[-2000:]}")
+    files = {"png": tmp / "film.png", "dcm": tmp / "film.dcm"}
+    files["png"].write_bytes(png_bytes(film(256, 128)))
+    files["dcm"].write_bytes(dicom_bytes(film(256, 128, seed=2)))
+    yield url, files
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 2600})
+        yield pg
+        browser.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(1500)  # let Streamlit finish drawing the rest of the page
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _upload_and_wait(page, path: Path) -> None:
+    page.locator("input[type=file]").first.set_input_files(str(path))
+    page.get_by_text("model(s) ran in").wait_for(timeout=90_000)
+    page.get_by_text("tiny-seg · segment").wait_for(timeout=30_000)
+
+
+def test_upload_png_and_dicom_show_results(server, page) -> None:
+    url, files = server
+    page.goto(url)
+    page.get_by_text("Analyse X-ray").first.wait_for(timeout=60_000)
+    page.get_by_text("Device:").wait_for(timeout=30_000)
+    _shot(page, "01-start")
+    _upload_and_wait(page, files["png"])
+    for head in ("tiny-cls · classify", "tiny-det · detect", "Prediction:", "Grad-CAM", "Clinician report (HTML)"):
+        page.get_by_text(head).first.wait_for(timeout=30_000)
+    _shot(page, "02-png-results")
+
+    _upload_and_wait(page, files["dcm"])
+    page.get_by_text("Window / level").wait_for(timeout=30_000)
+    page.get_by_text("Image header (de-identified)").click()
+    page.wait_for_timeout(500)
+    body = page.inner_text("body")
+    assert "Doe" not in body and "Jane" not in body
+    assert "DICOM" in body
+    _shot(page, "03-dicom-results")
+
+
+def test_bad_upload_shows_error_inline(server, page, tmp_path: Path) -> None:
+    url, _ = server
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    page.goto(url)
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.get_by_text("not an image").first.wait_for(timeout=30_000)
+    assert "Traceback" not in page.inner_text("body")
+    _shot(page, "04-bad-upload")
+
+
+@pytest.mark.parametrize("path,text", [("models", "tiny-seg"), ("train", "Start training"), ("compare", "Evaluate"),
+                                       ("mri", "Choose a study")])
+def test_other_pages_render(server, page, path: str, text: str) -> None:
+    url, _ = server
+    page.goto(f"{url}/{path}")
+    page.get_by_text(text).first.wait_for(timeout=60_000)
+    assert "Traceback" not in page.inner_text("body")
+    _shot(page, f"05-page-{path}")

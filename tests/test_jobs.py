@@ -1,0 +1,116 @@
+"""The persistent job store: a tiny training job runs to completion, another is cancelled, a job whose
+process died is marked failed after a "restart", the queue holds jobs beyond max_concurrent, promote."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spine_models.engine.jobs import JobStore, cfg_to_argv
+from spine_models.errors import ConfigError, SpineInputError
+
+
+def make_class_folders(root: Path, n: int = 6, size: int = 64) -> Path:
+    """A tiny class-per-folder dataset: 2 classes x n 64 px PNGs, one patient each."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("normal", "scoliosis"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = (rng.random((size, size)) * 120).astype(np.uint8)
+            if c == "scoliosis":
+                a[:, size // 3: 2 * size // 3] = 230
+            Image.fromarray(a).save(root / c / f"{c}_{i}.png")
+    return root
+
+
+def _running(pid: int) -> bool:
+    """True while pid exists and is not a zombie (a job started by another job's runner is reparented)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+TINY = {"task": "classify", "model": "spinenet_tiny", "epochs": 1, "imgsz": 64, "batch": 8,
+        "eval_resamples": 20, "leakage_check": False}
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path) -> Path:
+    return make_class_folders(tmp_path / "data")
+
+
+def test_cfg_to_argv_uses_flags_and_set() -> None:
+    argv = cfg_to_argv({**TINY, "data": ["a", "b"], "normalization": {"kind": "imagenet"}}, "/tmp/x")
+    assert argv[:6] == ["--task", "classify", "--data", "a", "--data", "b"]
+    assert "--epochs" in argv and "--set" in argv and "leakage_check=false" in argv
+    assert "normalization={kind: imagenet}" in argv
+    with pytest.raises(ConfigError):
+        cfg_to_argv({"task": "classify"}, "/tmp/x")
+
+
+def test_submit_rejects_unknown_keys(tmp_path: Path, data_dir: Path) -> None:
+    store = JobStore(tmp_path / "runs")
+    with pytest.raises(ConfigError, match="no_such_key"):
+        store.submit({**TINY, "data": [str(data_dir)], "no_such_key": 1})
+    assert store.list() == []
+
+
+@pytest.mark.slow
+def test_job_runs_queue_cancel_and_promote(tmp_path: Path, data_dir: Path) -> None:
+    store = JobStore(tmp_path / "runs", max_concurrent=1)
+    a = store.submit({**TINY, "data": [str(data_dir)]})
+    b = store.submit({**TINY, "data": [str(data_dir)], "epochs": 50})
+    # FIFO with one slot: a runs, b waits
+    assert store.get(a).status == "running" and store.get(b).status == "queued"
+    done = store.wait(a, timeout=240)
+    assert done.status == "done", done.error
+    assert (done.run_dir / "log.txt").read_text().startswith("$ spine-models train --task classify")
+    assert done.history() and done.history()[0]["epoch"] == 1
+    assert store.card_path(a) is not None
+    # b starts once a is done, then is cancelled: its process group is gone
+    store.tick()
+    jb = store.get(b)
+    assert jb.status == "running" and jb.pid
+    cancelled = store.cancel(b)
+    assert cancelled.status == "cancelled"
+    assert not _running(jb.pid)
+    # promote a into a weights folder: card rewritten, sha256 of the copy
+    wdir = tmp_path / "weights"
+    card_json = store.promote(a, "tiny-cls", weights_dir=wdir)
+    card = json.loads(card_json.read_text())
+    from spine_models.models.cards import list_cards, sha256_file
+
+    assert card["weights"] == "weights/tiny-cls.pt" and card["sha256"] == sha256_file(wdir / "tiny-cls.pt")
+    assert [c.id for c in list_cards(wdir)] == ["tiny-cls"]
+    with pytest.raises(SpineInputError, match="exists"):
+        store.promote(a, "tiny-cls", weights_dir=wdir)
+    assert [j for j, _ in store.finished_runs()][0].id == a
+
+
+def test_restart_marks_dead_running_job_failed_with_log(tmp_path: Path, data_dir: Path) -> None:
+    store = JobStore(tmp_path / "runs")
+    job_id = store.submit({**TINY, "data": [str(data_dir)]}, start=False)
+    job = store.get(job_id)
+    job.log_path.write_text("epoch 1/3\nRuntimeError: out of memory\n")
+    # pretend a previous app process started it and then everything died
+    store._update(job_id, status="running", pid=2**22 + 12345, started=time.time())
+    reopened = JobStore(tmp_path / "runs")
+    reopened.tick()
+    j = reopened.get(job_id)
+    assert j.status == "failed"
+    assert "out of memory" in j.error and "ended without a result" in j.error
+
+
+def test_cancel_queued_job_never_starts(tmp_path: Path, data_dir: Path) -> None:
+    store = JobStore(tmp_path / "runs")
+    job_id = store.submit({**TINY, "data": [str(data_dir)]}, start=False)
+    assert store.cancel(job_id).status == "cancelled"
+    store.tick()
+    assert store.get(job_id).status == "cancelled" and store.get(job_id).pid is None

@@ -1,0 +1,308 @@
+"""What the pages run: read uploads, make phantom examples, run models, score a mask, evaluate datasets.
+
+Why not in the pages: these call into torch-backed engines; pages only call these functions and show
+what comes back. Every user-input problem surfaces as a SpineInputError with a one-line message.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import streamlit as st
+
+from spine_models.errors import SpineInputError
+
+__all__ = ["read_upload", "example_films", "mri_example", "run_models", "fitting_cards", "dice",
+           "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "phantom_dataset", "model_ref",
+           "dataset_hash", "roc_points", "disagreements", "image_paths",
+           "load_study", "mri_selection", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf"]
+
+EXAMPLE_KINDS = ("xray-ap", "xray-lat")
+
+
+def read_upload(data: bytes, name: str) -> Any:
+    """An uploaded file's bytes -> de-identified Radiograph (raises SpineInputError for bad files)."""
+    from spine_models.io import read_image_bytes
+
+    return read_image_bytes(data, name)
+
+
+def _synth(kind: str, n: int, out: Path, seed: int) -> None:
+    """Run the phantom generator (`spine-models synth`) into ``out``; SpineInputError with its message if it fails."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "spine_models.cli", "synth", kind, "--n", str(n), "--out", str(out),
+           "--seed", str(seed), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SpineInputError(f"the phantom generator could not make {kind} examples ({last}); upload a film instead")
+
+
+@st.cache_data(show_spinner="Generating phantom examples (first use only)…")
+def example_films(kind: str = "xray-ap", n: int = 3, seed: int = 7) -> list[str]:
+    """Paths of a few small phantom films, generated once into the cache dir (never committed)."""
+    from spine_models._env import cache_dir
+
+    out = cache_dir() / "examples" / f"{kind}-n{n}-s{seed}"
+    images = sorted((out / "images").glob("*.png")) if (out / "images").is_dir() else []
+    if not images:
+        _synth(kind, n, out, seed)
+        images = sorted((out / "images").glob("*.png"))
+    return [str(p) for p in images]
+
+
+@st.cache_data(show_spinner="Generating a phantom MRI study (first use only)…")
+def mri_example(seed: int = 7) -> str:
+    """Folder of one phantom lumbar MRI study (T2 SAG, T2 AX, MYELO)."""
+    from spine_models._env import cache_dir
+
+    out = cache_dir() / "examples" / f"mri-lumbar-s{seed}"
+    if not (out / "MANIFEST.json").is_file():
+        _synth("mri-lumbar", 1, out, seed)
+    studies = [p for p in sorted(out.iterdir()) if p.is_dir() and any(p.rglob("*.dcm"))]
+    if not studies:
+        raise SpineInputError(f"{out}: the phantom MRI study holds no DICOM files; upload a study ZIP instead")
+    return str(studies[0])
+
+
+def fitting_cards(cards: Sequence[Any], rad: Any) -> list[Any]:
+    """Cards whose view fits the image (``engine.predictor.card_fits``); two-view models need two films."""
+    from spine_models.engine.predictor import card_fits
+
+    return [c for c in cards if card_fits(c, rad) and not c.arch.startswith("twoview")]
+
+
+def run_models(rad: Any, cards: Sequence[Any], *, cam: bool = True) -> tuple[list[Any], dict[str, float]]:
+    """Run each model once on the image; returns typed results and wall times in ms (incl. first load)."""
+    from ui.models import get_predictor
+
+    results, timings = [], {}
+    for card in cards:
+        t0 = time.perf_counter()
+        pred = get_predictor(card)
+        if card.task == "classify":
+            res = pred.predict(rad, cam=cam)
+        else:
+            res = pred.predict(rad)
+        timings[card.id] = (time.perf_counter() - t0) * 1000
+        results.append(res)
+    return results, timings
+
+
+def compute_shap(card: Any, rad: Any, progress: Callable[[int, int], None] | None = None, max_evals: int = 300) -> Any:
+    """A classification result with the SHAP partition map (seconds on CPU; on demand only)."""
+    from ui.models import get_predictor
+
+    return get_predictor(card).predict(rad, cam=True, shap=True, shap_evals=max_evals, shap_progress=progress)
+
+
+def read_mask_upload(data: bytes, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A ground-truth mask upload -> bool HxW at the film's size (nearest-neighbour resize)."""
+    import cv2
+
+    from spine_models.io import read_image_bytes
+
+    m = read_image_bytes(data, name, min_size=8).pixels > 0.5
+    if m.shape != tuple(shape):
+        m = cv2.resize(m.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return m
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two binary masks (1.0 when both are empty)."""
+    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
+    denom = p.sum() + t.sum()
+    return 1.0 if denom == 0 else float(2 * np.logical_and(p, t).sum() / denom)
+
+
+def save_upload(data: bytes, name: str) -> Path:
+    """Write an upload (e.g. a ZIP) to a content-addressed temp path so folder readers can open it."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "spine_lab_uploads" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / Path(name).name
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+@st.cache_data(show_spinner="Generating the phantom dataset…")
+def phantom_dataset(kind: str, n: int, seed: int = 11) -> str:
+    from spine_models._env import cache_dir
+
+    out = cache_dir() / "datasets" / f"{kind}-n{n}-s{seed}"
+    if not (out / "MANIFEST.json").is_file():
+        _synth(kind, n, out, seed)
+    return str(out)
+
+
+def model_ref(card: Any) -> str:
+    """What evaluate_command accepts: a shipped id, or the card file of a finished run (``run:<job>`` ids)."""
+    if card.id.startswith("run:"):
+        from ui.models import job_store
+
+        path = job_store().card_path(card.id[4:])
+        if path is None:
+            raise SpineInputError(f"run {card.id[4:]} has no finished model card; pick another model")
+        return str(path)
+    return card.id
+
+
+def dataset_hash(paths: Sequence[str], task: str) -> str:
+    """Content hash of the dataset (adapters.dataset_fingerprint) — the cache key of evaluations."""
+    from spine_models.data.adapters import dataset_fingerprint, load_dataset
+
+    return dataset_fingerprint(load_dataset(list(paths), task=task))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def evaluate_cached(ref: str, weights_sha256: str, data_paths: tuple[str, ...], data_hash: str,
+                    n_resamples: int) -> dict[str, Any]:
+    """The SPEC evaluation report of one model on one dataset, cached by (weights sha256, data hash)."""
+    from spine_models.report.evaluation import evaluate_command
+
+    return evaluate_command(ref, list(data_paths), None, n_resamples=n_resamples, quiet=True)
+
+
+def roc_points(report: dict[str, Any]) -> tuple[Any, Any, float] | None:
+    """Macro one-vs-rest ROC from a classify report's per-image probabilities (None without them)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    preds = report.get("predictions") or []
+    classes = report["data"]["classes"]
+    if not preds or "probs" not in preds[0]:
+        return None
+    y = np.array([classes.index(p["truth"]) for p in preds])
+    P = np.array([[p["probs"].get(c, 0.0) for c in classes] for p in preds])
+    grid = np.linspace(0, 1, 101)
+    tprs, aucs = [], []
+    for k in range(len(classes)):
+        yk = (y == k).astype(int)
+        if yk.min() == yk.max():
+            continue
+        fpr, tpr, _ = roc_curve(yk, P[:, k])
+        tprs.append(np.interp(grid, fpr, tpr))
+        aucs.append(roc_auc_score(yk, P[:, k]))
+        if len(classes) == 2:
+            break
+    if not tprs:
+        return None
+    return grid, np.mean(tprs, axis=0), float(np.mean(aucs))
+
+
+def disagreements(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Images where the models' predictions differ: [{"id", "truth", <model>: pred, ...}]."""
+    by_model = {name: {str(p["id"]): p for p in r.get("predictions") or []} for name, r in reports.items()}
+    if not by_model:
+        return []
+    common = set.intersection(*(set(v) for v in by_model.values()))
+    out = []
+    for i in sorted(common):
+        preds = {name: str(v[i].get("pred", v[i].get("findings"))) for name, v in by_model.items()}
+        if len(set(preds.values())) > 1:
+            first = next(iter(by_model.values()))[i]
+            out.append({"id": i, "truth": first.get("truth"), **preds})
+    return out
+
+
+def image_paths(data_paths: Sequence[str], task: str) -> dict[str, str]:
+    """Sample id -> image path (for the disagreement gallery)."""
+    from spine_models.data.adapters import load_dataset
+
+    ds = load_dataset(list(data_paths), task=task)
+    return {s.id: str(s.path or next(iter(s.views.values()), "")) for s in ds.samples}
+
+
+def load_study(path: str) -> Any:
+    from spine_models.io import read_study
+
+    return read_study(path)
+
+
+def extract_upload_zip(data: bytes, name: str) -> str:
+    """An uploaded study ZIP -> a folder (content-addressed, extracted safely once)."""
+    from spine_models.io.archive import safe_extract_zip
+
+    zpath = save_upload(data, name)
+    dest = zpath.parent / "extracted"
+    if not dest.is_dir():
+        tmp = zpath.parent / "extracting"
+        safe_extract_zip(zpath, tmp)
+        tmp.rename(dest)
+    return str(dest)
+
+
+def mri_selection(folder: str) -> list[Any]:
+    """The MRI study's frame choices (mid-sagittal + one axial frame per disc level) with reasons."""
+    from spine_models.data.mri import select_frames
+
+    return select_frames(folder)
+
+
+def frame_pixels(choice: Any) -> np.ndarray:
+    """Display pixels (float [0, 1]) of a chosen frame."""
+    from spine_models.io import read_image
+
+    rad = read_image(choice.path)
+    if rad.volume is not None and rad.volume.shape[0] > choice.frame_index:
+        return rad.volume[choice.frame_index]
+    return rad.pixels
+
+
+def roi_overlay(pixels: np.ndarray) -> np.ndarray:
+    """The 13x8 grid with the study's ROI blocks (30+13x+y) tinted; RGB uint8."""
+    import cv2
+
+    from spine_models.data.mri import GRID_COLS, GRID_ROWS, roi_mask
+    from spine_models.results.base import to_rgb_uint8
+
+    rgb = to_rgb_uint8(pixels).astype(np.float32)
+    h, w = pixels.shape
+    m = roi_mask(h, w)
+    rgb[m] = rgb[m] * 0.6 + np.array([255, 193, 7], np.float32) * 0.4
+    out = rgb.astype(np.uint8)
+    for i in range(1, GRID_COLS):
+        cv2.line(out, (i * w // GRID_COLS, 0), (i * w // GRID_COLS, h - 1), (0, 150, 255), 1)
+    for j in range(1, GRID_ROWS):
+        cv2.line(out, (0, j * h // GRID_ROWS), (w - 1, j * h // GRID_ROWS), (0, 150, 255), 1)
+    return out
+
+
+def disc_predictions(cards: Sequence[Any], choices: Sequence[Any]) -> list[dict[str, Any]]:
+    """One row per disc level (the grading schema's shape): chosen frame, and each model's disc state."""
+    from ui.models import get_predictor
+
+    states = ["normal", "degeneration", "bulge", "herniation"]
+    rows = []
+    for ch in choices:
+        if ch.kind != "ax":
+            continue
+        row: dict[str, Any] = {"level": ch.level, "frame": ch.frame, "image": ch.name}
+        if ch.available:
+            px = frame_pixels(ch)
+            for card in cards:
+                res = get_predictor(card).predict(px, cam=False)
+                grade = states.index(res.top_class) if res.top_class in states else None
+                row[f"{card.id}"] = f"{res.top_class} ({res.top_prob * 100:.0f}%)" + (f" · grade {grade}" if grade is not None else "")
+        rows.append(row)
+    return rows
+
+
+def report_html(results: Sequence[Any], image: np.ndarray, header: dict[str, Any], cards: Sequence[Any]) -> bytes:
+    from spine_models.report.clinician import clinician_html
+
+    return clinician_html(results, image=image, header=header, cards=cards).encode("utf-8")
+
+
+def report_pdf(results: Sequence[Any], image: np.ndarray, header: dict[str, Any], cards: Sequence[Any]) -> bytes:
+    from spine_models.report.clinician import clinician_pdf
+
+    with tempfile.TemporaryDirectory() as d:
+        p = clinician_pdf(Path(d) / "report.pdf", results, image=image, header=header, cards=cards)
+        return Path(p).read_bytes()

@@ -1,0 +1,119 @@
+"""Model and job-store loaders: the app's only ``st.cache_resource`` objects.
+
+Why here: a predictor is built once per (card id, weights sha256, weights path) and reused across
+reruns and sessions; a retrained file with a new hash gets a new entry. CUDA is used automatically
+when present (``get_device()`` inside each Predictor).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import streamlit as st
+
+__all__ = ["shipped_cards", "card_by_id", "get_predictor", "device_label", "job_store", "run_cards",
+           "all_cards", "NO_MODELS_HINT", "max_upload_mb", "architectures"]
+
+NO_MODELS_HINT = ("no shipped models yet — train one on the Train page or run "
+                  "`spine-models train --task classify --model resnet18 --data DIR --out runs/NAME`, "
+                  "then promote it to weights/")
+
+
+def max_upload_mb() -> int:
+    """server.maxUploadSize from .streamlit/config.toml (what the uploader help text states)."""
+    try:
+        return int(st.get_option("server.maxUploadSize"))
+    except (RuntimeError, ValueError, TypeError):
+        return 200
+
+
+def shipped_cards() -> list[Any]:
+    """Cards in weights/ whose weight file exists (cheap: a few small JSON files, read each rerun)."""
+    from spine_models.models.cards import list_cards
+
+    return list_cards()
+
+
+def run_cards() -> list[Any]:
+    """Cards of finished training jobs (from the job store), ids prefixed with ``run:``."""
+    import dataclasses
+
+    from spine_models.engine.predictor import resolve_card
+
+    out = []
+    for job, card_path in job_store().finished_runs():
+        try:
+            card = resolve_card(card_path)
+        except (OSError, ValueError) as exc:  # a run folder removed by hand: leave it out, say why in the log
+            print(f"spine lab: skipping run {job.id}: {exc}")
+            continue
+        out.append(dataclasses.replace(card, id=f"run:{job.id}"))
+    return out
+
+
+def all_cards(include_runs: bool = True) -> list[Any]:
+    return shipped_cards() + (run_cards() if include_runs else [])
+
+
+def card_by_id(model_id: str, include_runs: bool = True) -> Any:
+    for c in all_cards(include_runs):
+        if c.id == model_id:
+            return c
+    from spine_models.errors import ModelNotFoundError
+
+    raise ModelNotFoundError(f"no model {model_id!r}; pick one from the list")
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=16)
+def _predictor(card_id: str, sha256: str, weights: str, _card: Any) -> Any:
+    from spine_models.engine.predictor import load_predictor
+
+    return load_predictor(_card)
+
+
+def get_predictor(card: Any) -> Any:
+    """The card's Predictor, cached by (id, sha256, weights path)."""
+    return _predictor(card.id, card.sha256 or "", str(card.weights_path()), card)
+
+
+DEFAULT_ARCH = {"classify": "resnet18", "detect": "yolov8n", "segment": "unet_resnet18"}
+
+
+@st.cache_data(show_spinner=False)
+def architectures(task: str) -> list[str]:
+    """Registered architectures of a task (the registry is the one list), the task's default first."""
+    from spine_models.models.registry import list_models
+
+    names = list_models(task)
+    first = DEFAULT_ARCH.get(task)
+    return ([first] if first in names else []) + [n for n in names if n != first]
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    """"CUDA (<name>)" or "CPU (<n> threads)" for the sidebar."""
+    from spine_models._env import get_device
+
+    dev = get_device()
+    if dev.type == "cuda":
+        import torch
+
+        return f"CUDA ({torch.cuda.get_device_name(dev)})"
+    import torch
+
+    n = torch.get_num_threads()
+    return f"CPU ({n} thread{'s' if n != 1 else ''})"
+
+
+@st.cache_resource(show_spinner=False)
+def _store(runs_dir: str, max_concurrent: int) -> Any:
+    from spine_models.engine.jobs import JobStore
+
+    return JobStore(runs_dir, max_concurrent=max_concurrent)
+
+
+def job_store() -> Any:
+    """The persistent job store (``$SPINE_MODELS_RUNS`` or ./runs; ``$SPINE_MODELS_MAX_JOBS`` concurrent, default 1)."""
+    from spine_models.engine.jobs import default_runs_dir
+
+    return _store(str(default_runs_dir().resolve()), int(os.environ.get("SPINE_MODELS_MAX_JOBS", "1")))
