@@ -41,6 +41,6 @@ RUN pip install --no-deps -e . \
 USER 1000
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD curl -fsS http://localhost:7860/_stcore/health || exit 1
+    CMD ["curl", "-fsS", "http://localhost:7860/_stcore/health"]
 CMD ["streamlit", "run", "app.py", "--server.port", "7860", "--server.address", "0.0.0.0", \
      "--server.headless", "true", "--browser.gatherUsageStats", "false"]
