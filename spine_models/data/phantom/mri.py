@@ -27,6 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from spine_models.data.phantom.writer import write_manifest
+
 __all__ = [
     "DISC_STATES",
     "HERNIATION_TYPES",
@@ -603,14 +605,6 @@ def _write_instance(ds, path: Path, pixels: np.ndarray, *, p: MriPatient, series
     ds.save_as(path, enforce_file_format=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_study(p: MriPatient, study_dir: Path) -> list[Path]:
     """Write the three series of one phantom patient (DIR/<patient>/<series>/<instance>.dcm)."""
     files: list[Path] = []
@@ -644,18 +638,6 @@ def write_study(p: MriPatient, study_dir: Path) -> list[Path]:
                         ipp=[-MYELO_SIZE / 2 * p.myelo_ps, y, zc + MYELO_SIZE / 2 * p.myelo_ps], slice_loc=y)
         files.append(path)
     return files
-
-
-def _write_manifest(out_dir: Path, meta: dict[str, Any]) -> Path:
-    """MANIFEST.json with the sha256 of every file under out_dir (except itself), keys sorted."""
-    files = {}
-    for f in sorted(out_dir.rglob("*")):
-        if f.is_file() and f.name != "MANIFEST.json":
-            files[f.relative_to(out_dir).as_posix()] = _sha256(f)
-    meta = dict(meta, files=files)
-    path = out_dir / "MANIFEST.json"
-    path.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return path
 
 
 def generate_mri(out_dir: Path, n: int, seed: int, difficulty: str = "standard", quiet: bool = False) -> dict:
@@ -704,5 +686,5 @@ def generate_mri(out_dir: Path, n: int, seed: int, difficulty: str = "standard",
         "series": {k: {"description": v[0], "frames": {"T2_SAG": N_SAG, "T2_AX": N_AX, "MYELO": N_MYELO}[k]}
                    for k, v in SERIES.items()},
     }
-    _write_manifest(out_dir, meta)
+    write_manifest(out_dir, meta)
     return json.loads((out_dir / "MANIFEST.json").read_text(encoding="utf-8"))

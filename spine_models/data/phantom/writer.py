@@ -7,7 +7,6 @@ encoder settings; the manifest and CSVs are sorted.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -21,8 +20,9 @@ from spine_models._progress import progress
 from spine_models.data.phantom.xray import (AP_STRUCTURES, BOX_CLASSES, DIFFICULTIES, LAT_STRUCTURES, VERTEBRAE,
                                             make_patient, render_film)
 from spine_models.errors import ConfigError
+from spine_models.models.cards import sha256_file
 
-__all__ = ["GENERATOR_VERSION", "LABEL_COLUMNS", "generate_xray", "write_png", "sha256_file", "write_manifest"]
+__all__ = ["GENERATOR_VERSION", "LABEL_COLUMNS", "generate_xray", "write_png", "write_manifest"]
 
 GENERATOR_VERSION = "xray-phantom-1"
 LABEL_COLUMNS = ["id", "patient_id", "view", "class", "cobb_deg", "slip_percent", "meyerding_grade", "implant",
@@ -37,14 +37,6 @@ def write_png(path: Path, array: np.ndarray) -> None:
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     path.write_bytes(buf.tobytes())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_manifest(out_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
