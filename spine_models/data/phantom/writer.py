@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -24,7 +25,7 @@ from spine_models.models.cards import sha256_file
 
 __all__ = ["GENERATOR_VERSION", "LABEL_COLUMNS", "generate_xray", "write_png", "write_manifest"]
 
-GENERATOR_VERSION = "xray-phantom-1"
+GENERATOR_VERSION = "xray-phantom-2"
 LABEL_COLUMNS = ["id", "patient_id", "view", "class", "cobb_deg", "slip_percent", "meyerding_grade", "implant",
                  "pixel_spacing_mm", "difficulty", "cobb_upper_end", "cobb_lower_end", "curve_type", "slip_level",
                  "facing", "width", "height"]
@@ -70,6 +71,11 @@ def _one(job: tuple[int, int, str, str, float, int, int, str]) -> dict[str, Any]
     return {"row": row, "landmarks": lm, "boxes": film.boxes, "size": (W, H)}
 
 
+def _init_worker() -> None:
+    """One OpenCV thread per worker process: the processes already fill the cores."""
+    cv2.setNumThreads(1)
+
+
 def generate_xray(out_dir: str | Path, view: str, n: int, seed: int, *, difficulty: str = "standard",
                   implant_fraction: float = 0.25, height: int = 1024, width: int = 512, workers: int | None = None,
                   quiet: bool = False) -> dict[str, Any]:
@@ -93,7 +99,9 @@ def generate_xray(out_dir: str | Path, view: str, n: int, seed: int, *, difficul
     jobs = [(int(seed), i, view, difficulty, float(implant_fraction), int(height), int(width), str(out)) for i in range(n)]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 4, max(1, n // 4))
     if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
+        # forkserver/spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and can hang
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as ex:
             results = list(progress(ex.map(_one, jobs, chunksize=4), total=n, desc=f"synth {view}", quiet=quiet))
     else:
         results = [_one(j) for j in progress(jobs, total=n, desc=f"synth {view}", quiet=quiet)]

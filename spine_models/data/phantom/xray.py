@@ -29,6 +29,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from spine_models.data.phantom import render as R
+
 __all__ = [
     "VERTEBRAE", "AP_STRUCTURES", "LAT_STRUCTURES", "BOX_CLASSES", "DIFFICULTIES", "Patient", "Film",
     "make_patient", "render_film", "cobb_from_corners", "slip_from_corners", "meyerding_grade",
@@ -209,25 +211,7 @@ def _chain(tilt_deg: np.ndarray, heights: np.ndarray, widths: np.ndarray, discs:
 
 
 # ----------------------------------------------------------------------------------------------
-# rendering helpers (all in pixels of the film)
-def _poly(img: np.ndarray, pts: np.ndarray, value: float | int) -> None:
-    cv2.fillPoly(img, [np.round(pts * 4).astype(np.int32)], value, lineType=cv2.LINE_AA, shift=2)
-
-
-def _line(img: np.ndarray, pts: np.ndarray, value: float | int, thickness: int) -> None:
-    cv2.polylines(img, [np.round(pts * 4).astype(np.int32)], False, value, thickness, lineType=cv2.LINE_AA, shift=2)
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Zero-mean unit-ish filtered noise; drawn at reduced size then upsampled when sigma is large."""
-    f = max(1, int(sigma // 2))
-    small = rng.standard_normal((shape[0] // f + 1, shape[1] // f + 1)).astype(np.float32)
-    if sigma / f > 0.3:
-        small = cv2.GaussianBlur(small, (0, 0), sigma / f)
-    out = cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) if f > 1 else small[: shape[0], : shape[1]]
-    return out / (out.std() + 1e-6)
-
-
+# rendering helpers (pixels of the film; the layers live in render.py)
 def _shrink(c: np.ndarray, f: float) -> np.ndarray:
     m = c.mean(axis=0)
     return m + (c - m) * f
@@ -265,43 +249,39 @@ def render_film(p: Patient, view: str, *, height: int = 1024, width: int = 512, 
     top = rng.uniform(0.03, 0.10) * H
     mid_x = (lo[0] + hi[0]) / 2
     corners = (mm - np.array([mid_x, lo[1]])) * scale + np.array([cx, top])
-    # ------------------------------------------------------------------ attenuation map
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    # ------------------------------------------------------------------ attenuation map (line integrals)
     centers = corners.mean(axis=1)
-    spine_x = np.interp(yy[:, 0], centers[:, 1], centers[:, 0]).astype(np.float32)
+    yrow = np.arange(H, dtype=np.float32)
+    spine_x = np.interp(yrow, centers[:, 1], centers[:, 0]).astype(np.float32)
     spine_x = cv2.GaussianBlur(spine_x.reshape(-1, 1), (1, 0), sigmaX=0.1, sigmaY=0.06 * H).ravel()  # the body does not step with a slip
-    A = np.zeros((H, W), np.float32)
-    # soft-tissue envelope (elliptic cross-section), wider at the chest and the pelvis
-    s = yy[:, 0] / H
+    sz = float(np.mean(p.size))
+    yT = centers[:, 1]
     if ap:
-        half = W * (0.40 + 0.06 * np.sin(np.pi * np.clip(s * 1.6, 0, 1)) + 0.08 * np.clip((s - 0.7) / 0.3, 0, 1))
-        env_c = spine_x + rng.normal(0, 4)
+        A, lung = R.soft_tissue_ap(rng, H, W, spine_x, yT, scale, sz, difficulty)
     else:
-        half = W * (0.36 + 0.05 * np.sin(np.pi * s) + 0.06 * np.clip((s - 0.75) / 0.25, 0, 1))
-        env_c = spine_x - W * 0.10
-    dx = (xx - env_c[:, None]) / half[:, None]
-    A += rng.uniform(0.45, 0.7) * np.sqrt(np.clip(1 - dx ** 2, 0, 1))
-    # lungs (air: less attenuation) beside (AP) or in front of (lateral) the thoracic spine
-    t_top, t_bot = centers[0, 1] - 20 * scale, centers[9, 1]
-    ly = np.clip((yy - t_top) / (t_bot - t_top), 0, 1)
-    lung_env = np.sin(np.pi * ly) ** 0.7
-    if ap:
-        for side in (-1, 1):
-            lc = spine_x[:, None] + side * W * 0.2
-            A -= 0.45 * lung_env * np.clip(1 - ((xx - lc) / (W * 0.15)) ** 2, 0, 1) ** 0.6
-    else:
-        lc = spine_x[:, None] - W * 0.24
-        A -= 0.5 * lung_env * np.clip(1 - ((xx - lc) / (W * 0.2)) ** 2, 0, 1) ** 0.6
-    bone = np.zeros((H, W), np.float32)  # bone volume fraction
-    rim = np.zeros((H, W), np.float32)  # cortical shells
+        A, lung = R.soft_tissue_lat(rng, H, W, spine_x, yT, scale, sz, difficulty)
+    tex = R.trabecular_texture(rng, (H, W), scale)
+    A += 0.035 * lung * R.smooth_noise(rng, (H, W), max(1.0, 3.0 * scale), max(1.0, 5.0 * scale))  # vascular lung markings
+    bone = np.zeros((H, W), np.float32)  # flat/tubular bone and posterior elements (volume-ish)
+    rim = np.zeros((H, W), np.float32)  # cortical outlines seen tangentially
     masks = {k: np.zeros((H, W), np.uint8) for k in (AP_STRUCTURES if ap else LAT_STRUCTURES)}
-    lw = max(2, int(round(1.6 * scale)))
-    # vertebral bodies T1..L5 and the top of S1
+    lw = max(1, int(round(1.2 * scale)))
+    # vertebral bodies T1..L5 (+ unlabelled C7..C3 and the sacrum): rounded outlines, cortex + trabeculae
+    bodies = np.zeros((H, W), np.uint8)
     for i in range(17):
-        c = corners[i]
-        _poly(bone, c, 0.55)
-        _line(rim, np.vstack([c, c[:1]]), 0.5, lw)
-        _poly(masks["vertebra"], c, 255)
+        outline = R.body_outline(corners[i])
+        R.fill_poly(bodies, outline, 255)
+        R.fill_poly(masks["vertebra"], outline, 255)
+        if ap:  # endplates seen slightly obliquely: faint elliptical rings (ring apophyses)
+            c = corners[i]
+            for a, b in ((c[0], c[1]), (c[3], c[2])):
+                mid_e = (a + b) / 2
+                ang = math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
+                half = np.linalg.norm(b - a) / 2
+                cv2.ellipse(rim, (int(mid_e[0] * 4), int(mid_e[1] * 4)), (int(half * 0.92 * 4), max(1, int(half * 0.07 * 4))),
+                            ang, 0, 360, 0.18, 1, cv2.LINE_AA, 2)
+    for q in R.cervical_quads(corners, scale, sz, ap):
+        R.fill_poly(bodies, R.body_outline(q), 255)
     # sacrum: S1 top endplate extended into a tapering wedge along the spine axis
     c = corners[17]
     axis = (c[3] + c[2]) / 2 - (c[0] + c[1]) / 2
@@ -311,8 +291,26 @@ def render_film(p: Patient, view: str, *, height: int = 1024, width: int = 512, 
                     (c[0] + c[1]) / 2 + axis * length - (c[1] - c[0]) * 0.12])
     if not ap:  # lateral sacrum curves posteriorly: push the tip back
         sac[2:] += np.array([1, 0]) * 0.35 * length
-    _poly(bone, sac, 0.45)
-    _line(rim, np.vstack([sac, sac[:1]]), 0.4, lw)
+    if ap:  # sacral ala widen the top
+        ew = (c[1] - c[0]) / (np.linalg.norm(c[1] - c[0]) + 1e-9)
+        sac = np.array([sac[0] - ew * 0.15 * widths[17] * scale, sac[1] + ew * 0.15 * widths[17] * scale, sac[2], sac[3]])
+    bodies = (bodies > 127).astype(np.uint8)
+    # a lateral beam crosses the bodies' narrower flanks less obliquely: less bone on the path than AP
+    A += R.bone_from_mask(bodies, tex, scale) if ap else R.bone_from_mask(bodies, tex, scale, trab=0.38, cort=0.45)
+    sacrum = np.zeros((H, W), np.uint8)
+    R.fill_poly(sacrum, R.smooth_closed(sac, 40) if ap else R.body_outline(sac, waist=0.02, cut=0.05), 255)
+    A += R.bone_from_mask((sacrum > 127).astype(np.uint8), tex, scale, trab=0.3 if ap else 0.2, cort=0.45 if ap else 0.35)
+    if ap:  # sacral foramina: paired holes in the sacrum
+        sm, ew = (c[0] + c[1]) / 2, (c[1] - c[0]) / (np.linalg.norm(c[1] - c[0]) + 1e-9)
+        holes = np.zeros((H, W), np.float32)
+        for k in range(4):
+            for side in (-1, 1):
+                fc = sm + axis * (20 + 18 * k) * scale + ew * side * (0.22 - 0.03 * k) * widths[17] * scale
+                cv2.circle(holes, (int(fc[0] * 4), int(fc[1] * 4)), max(1, int((4 - 0.6 * k) * scale * 4)), 0.15, -1, cv2.LINE_AA, 2)
+        A -= cv2.GaussianBlur(holes, (0, 0), 1.0)
+        A += R.pelvis_ap((H, W), c, widths[17] * scale * 1.15, tex, scale, sz)
+    else:
+        A += R.pelvis_lat((H, W), c, tex, scale, sz)
     # posterior elements
     rot = np.zeros(17)
     if ap:
@@ -331,86 +329,56 @@ def render_film(p: Patient, view: str, *, height: int = 1024, width: int = 512, 
                 pc = mid_top + e * (side * 0.30 * w + shift) + t * 0.32 * h
                 ax, ay = 0.10 * w, 0.17 * h
                 ang = math.degrees(math.atan2(e[1], e[0]))
-                cv2.ellipse(bone, (int(pc[0] * 4), int(pc[1] * 4)), (int(ax * 4), int(ay * 4)), ang, 0, 360, 0.25, -1, cv2.LINE_AA, 2)
-                cv2.ellipse(rim, (int(pc[0] * 4), int(pc[1] * 4)), (int(ax * 4), int(ay * 4)), ang, 0, 360, 0.55, lw, cv2.LINE_AA, 2)
+                cv2.ellipse(bone, (int(pc[0] * 4), int(pc[1] * 4)), (int(ax * 4), int(ay * 4)), ang, 0, 360, 0.12, -1, cv2.LINE_AA, 2)
+                cv2.ellipse(rim, (int(pc[0] * 4), int(pc[1] * 4)), (int(ax * 4), int(ay * 4)), ang, 0, 360, 0.45, lw, cv2.LINE_AA, 2)
                 cv2.ellipse(masks["pedicle"], (int(pc[0] * 4), int(pc[1] * 4)), (int((ax + 1) * 4), int((ay + 1) * 4)), ang, 0, 360, 255, -1, cv2.LINE_AA, 2)
             sc = mid_top + e * (1.6 * shift) + t * 0.85 * h
             sp = np.array([sc - e * 0.07 * w - t * 0.25 * h, sc + e * 0.07 * w - t * 0.25 * h, sc + t * 0.35 * h])
-            _poly(bone, sp, 0.3)
-            _line(rim, np.vstack([sp, sp[:1]]), 0.35, max(1, lw - 1))
-            _poly(masks["spinous_process"], sp, 255)
-            # transverse processes (thoracic ribs attach here), small lumbar ones
-            for side in (-1, 1):
-                base = mid_top + e * side * 0.5 * w + t * 0.35 * h
-                tip = base + e * side * (0.35 if i >= 12 else 0.18) * w
-                _line(bone, np.array([base, tip]), 0.25, max(2, int(0.14 * h)))
+            R.fill_poly(bone, sp, 0.2)
+            R.draw_line(rim, sp, 0.25, lw, closed=True)
+            R.fill_poly(masks["spinous_process"], sp, 255)
+            for side in (-1, 1):  # transverse processes (ribs attach to the thoracic ones), laminae
+                base = mid_top + e * side * 0.45 * w + t * 0.35 * h
+                tip = base + e * side * (0.35 if i >= 12 else 0.16) * w - t * (0.05 * h if i >= 12 else 0.0)
+                R.draw_line(bone, np.array([base, tip]), 0.2, max(2, int(0.16 * h)))
+                R.draw_line(rim, np.array([mid_top + e * side * 0.1 * w + t * 0.7 * h, mid_top + e * side * 0.35 * w + t * 0.95 * h]),
+                            0.12, max(1, lw))
         else:
             post_top, post_bot = c[1], c[2]
             pe = post_top + (post_bot - post_top) * 0.15
             pe2 = post_top + (post_bot - post_top) * 0.75
             back = e * 0.55 * w
             lam = np.array([pe, pe2, pe2 + back + t * 0.2 * h, pe + back])
-            _poly(bone, lam, 0.25)
-            _line(rim, np.vstack([lam, lam[:1]]), 0.3, max(1, lw - 1))
+            R.fill_poly(bone, lam, 0.2)
+            R.draw_line(rim, lam, 0.25, lw, closed=True)
             base = pe + back * 0.9 + t * 0.1 * h
             down = 0.35 if i < 12 else 0.1
             sp = np.array([base, base + t * 0.55 * h, base + e * (0.9 * w) + t * (0.55 + down * 2) * h,
                            base + e * (0.95 * w) + t * (0.3 + down * 2) * h])
-            _poly(bone, sp, 0.3)
-            _line(rim, np.vstack([sp, sp[:1]]), 0.3, max(1, lw - 1))
-            _poly(masks["spinous_process"], sp, 255)
+            R.fill_poly(bone, sp, 0.22)
+            R.draw_line(rim, sp, 0.25, lw, closed=True)
+            R.fill_poly(masks["spinous_process"], sp, 255)
+            # facet joint: articular processes above/below, a dark joint line between
+            fj = pe2 + back * 0.7
+            R.draw_line(rim, np.array([fj - t * 0.25 * h, fj + t * 0.45 * h]), 0.2, max(1, lw))
     if not ap:
         for i in range(17):  # disc spaces, including L5-S1
             u, l = corners[i], corners[i + 1]
-            _poly(masks["disc_height"], np.array([u[3], u[2], l[1], l[0]]), 255)
+            R.fill_poly(masks["disc_height"], np.array([u[3], u[2], l[1], l[0]]), 255)
         ant = np.concatenate([[c[0], c[3]] for c in corners[:17]] + [[corners[17][0]]])
         post = np.concatenate([[c[1], c[2]] for c in corners[:17]] + [[corners[17][1]]])
-        _line(masks["anterior_line"], ant, 255, max(3, lw))
-        _line(masks["posterior_line"], post, 255, max(3, lw))
-    # ribs (T1..T12), clavicles, iliac wings / pelvis
-    for i in range(12):
-        c = corners[i]
-        mid = c.mean(axis=0)
-        h = np.linalg.norm(c[3] - c[0])
-        if ap:
-            for side in (-1, 1):
-                tt = np.linspace(0, 1, 12)
-                reach = W * (0.18 + 0.14 * math.sin(math.pi * min(1, (i + 2) / 10)))
-                px_ = mid[0] + side * (widths[i] * scale * 0.55 + reach * tt)
-                py_ = mid[1] - 0.2 * h + (0.6 + 0.4 * i / 12) * reach * (tt ** 1.6) * 0.9
-                pts = np.stack([px_, py_], 1)
-                _line(bone, pts, 0.16, max(3, int(0.55 * h)))
-                _line(bone, pts, -0.07, max(1, int(0.3 * h)))
-        else:
-            tt = np.linspace(0, 1, 10)
-            pts = np.stack([mid[0] + W * 0.05 - W * 0.35 * tt, mid[1] + 0.4 * h * i / 12 + 0.9 * h * tt ** 1.5], 1)
-            _line(bone, pts, 0.06, max(3, int(0.5 * h)))
+        R.draw_line(masks["anterior_line"], ant, 255, max(3, lw))
+        R.draw_line(masks["posterior_line"], post, 255, max(3, lw))
+    # ribs, clavicles, scapulae
     if ap:
-        c0 = corners[0].mean(axis=0)
-        for side in (-1, 1):
-            tt = np.linspace(0, 1, 14)
-            pts = np.stack([c0[0] + side * (8 * scale + W * 0.36 * tt), c0[1] - 8 * scale + 18 * scale * np.sin(np.pi * tt * 0.8) * 0.3 - 10 * scale * tt], 1)
-            _line(bone, pts, 0.28, max(4, int(9 * scale)))
-        c = corners[17]
-        sm = (c[0] + c[1]) / 2
-        ang = np.linspace(-0.55 * np.pi, 0.9 * np.pi, 18)
-        right = np.stack([70 * scale + 60 * scale * np.cos(ang), 5 * scale - 50 * scale * np.sin(ang)], 1)
-        right = np.vstack([[0, 60 * scale], right])
-        for side in (-1, 1):
-            base = sm + np.array([side * widths[17] * scale * 0.5, 10 * scale])
-            wing = base + right * np.array([side, 1])
-            _poly(bone, wing, 0.22)
-            _line(rim, np.vstack([wing, wing[:1]]), 0.35, lw)
+        R.ribs_ap(bone, corners, scale, sz, rng)
+        R.clavicles_ap(bone, corners, scale, sz)
     else:
-        c = corners[17]
-        fh = c.mean(axis=0) + np.array([-35 * scale, 85 * scale])
-        cv2.circle(bone, (int(fh[0] * 4), int(fh[1] * 4)), int(24 * scale * 4), 0.3, -1, cv2.LINE_AA, 2)
-        cv2.circle(rim, (int(fh[0] * 4), int(fh[1] * 4)), int(24 * scale * 4), 0.4, lw, cv2.LINE_AA, 2)
-    # trabecular texture modulates bone; cortical rims add on top
-    tex = 0.75 + 0.25 * _smooth_noise(rng, (H, W), 1.2) + 0.12 * _smooth_noise(rng, (H, W), 4.0)
-    A += 1.4 * bone * tex + 1.2 * rim
+        R.ribs_lat(bone, corners, scale, sz, spine_x)
+    A += 1.3 * bone * tex + 1.1 * rim
     # metal: pedicle screws, rods, cage
     boxes: list[tuple[str, float, float, float, float]] = []
+    metal = None
     if p.implant:
         metal = np.zeros((H, W), np.float32)
         f, l = p.implant_levels
@@ -426,28 +394,27 @@ def render_film(p: Patient, view: str, *, height: int = 1024, width: int = 512, 
                 for side in (-1, 1):
                     head = mid_top + e * side * 0.42 * w + t * 0.35 * h
                     tip = mid_top + e * side * 0.08 * w + t * 0.45 * h
-                    _line(metal, np.array([head, tip]), 1.0, max(3, int(0.16 * h)))
+                    R.draw_line(metal, np.array([head, tip]), 1.0, max(3, int(0.16 * h)))
                     cv2.circle(metal, (int(head[0] * 4), int(head[1] * 4)), int(0.13 * h * 4), 1.0, -1, cv2.LINE_AA, 2)
                     heads[side].append(head)
             else:
                 head = c[1] + (c[2] - c[1]) * 0.3 + e * 0.7 * w
                 tip = c[0] + (c[3] - c[0]) * 0.4 + e * 0.15 * w
-                _line(metal, np.array([head, tip]), 1.0, max(3, int(0.15 * h)))
+                R.draw_line(metal, np.array([head, tip]), 1.0, max(3, int(0.15 * h)))
                 cv2.circle(metal, (int(head[0] * 4), int(head[1] * 4)), int(0.14 * h * 4), 1.0, -1, cv2.LINE_AA, 2)
                 heads[1].append(head)
         for side, hs in heads.items():
             if len(hs) >= 2:
-                _line(metal, np.array(hs), 0.9, max(3, int(5 * scale)))
+                R.draw_line(metal, np.array(hs), 0.9, max(3, int(5 * scale)))
         if p.cage and l > f:
             u, lo_ = corners[f], corners[f + 1]
             disc = np.array([u[3], u[2], lo_[1], lo_[0]])
             cage = _shrink(disc, 0.6)
-            _line(metal, np.vstack([cage, cage[:1]]), 0.9, max(2, int(1.5 * scale)))
+            R.draw_line(metal, cage, 0.9, max(2, int(1.5 * scale)), closed=True)
         ys, xs = np.nonzero(metal > 0.3)
         pad = 3 * scale
         boxes.append(("lumbar_implant", float(xs.min() - pad), float(ys.min() - pad), float(xs.max() + pad), float(ys.max() + pad)))
-        bloom = cv2.GaussianBlur(metal, (0, 0), 2.5 + 2 * rng.random())
-        A += 4.0 * metal + 1.2 * bloom
+        A += 4.0 * metal
     # ------------------------------------------------------------------ truth measured from what was drawn
     labels: dict[str, Any] = {"pixel_spacing_mm": round(float(spacing), 4), "facing": "" if ap else "left"}
     if ap:
@@ -473,45 +440,46 @@ def render_film(p: Patient, view: str, *, height: int = 1024, width: int = 512, 
         c = corners[i]
         boxes.append(("vertebra", float(c[:, 0].min()), float(c[:, 1].min()), float(c[:, 0].max()), float(c[:, 1].max())))
     # ------------------------------------------------------------------ radiograph formation
-    mu = rng.uniform(0.9, 1.2)
-    img = 1.0 - np.exp(-mu * np.clip(A, 0, None))
-    heel = 1.0 + rng.uniform(-0.12, 0.12) * (yy / H - 0.5)
-    img = img * heel
-    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.6, 1.4))
-    lo_c, hi_c = _CONTRAST[difficulty]
-    gamma = rng.uniform(0.8, 1.3)
-    img = np.clip(img, 0, 1) ** gamma
-    img = img / max(float(np.percentile(img[::4, ::4], 99)), 1e-3) * rng.uniform(0.72, 0.88)  # bone below saturation, metal above
-    img = 0.45 + (img - 0.45) * rng.uniform(lo_c, hi_c) + rng.uniform(-0.04, 0.04)
-    sigma = _NOISE[difficulty] * rng.uniform(0.7, 1.3)
-    img = img + rng.standard_normal((H, W)).astype(np.float32) * sigma * np.sqrt(np.clip(img, 0.02, 1)) * 3
-    # collimation: unexposed (bright) margins outside a random field, on ~half the films
+    img = R.form_radiograph(A, metal, rng, noise=_NOISE[difficulty], contrast=_CONTRAST[difficulty])
+    # collimation: unexposed margins outside a random field on ~half the films (bright or shuttered dark)
     if rng.random() < 0.5:
         x0, x1 = int(rng.uniform(0, 0.08) * W), int(W - rng.uniform(0, 0.08) * W)
         y0, y1 = int(rng.uniform(0, 0.03) * H), int(H - rng.uniform(0, 0.04) * H)
         field_ = np.zeros((H, W), np.float32)
         field_[y0:y1, x0:x1] = 1
         field_ = cv2.GaussianBlur(field_, (0, 0), 2.0)
-        img = img * field_ + (1 - field_) * rng.uniform(0.75, 0.95)
+        outside = rng.uniform(0.75, 0.95) if rng.random() < 0.6 else rng.uniform(0.0, 0.06)
+        img = img * field_ + (1 - field_) * outside
     # burned-in text and a ruler, as on real films
     txt = np.zeros((H, W), np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     marker = ("R" if rng.random() < 0.5 else "L") if ap else ("LAT" if rng.random() < 0.5 else "L")
     cv2.putText(txt, marker, (int(W * rng.uniform(0.04, 0.15)), int(H * rng.uniform(0.05, 0.12))), font, W / 400, 255, 2, cv2.LINE_AA)
     if rng.random() < 0.6:
-        words = ["STANDING", "ERECT", "WHOLE SPINE", "PA", "AP", "SUPINE"]
+        words = ["STANDING", "ERECT", "WHOLE SPINE", "PA", "AP", "SUPINE"] if ap else ["STANDING", "ERECT", "LATERAL", "WHOLE SPINE"]
         cv2.putText(txt, str(rng.choice(words)), (int(W * 0.05), int(H * 0.97)), font, W / 1100, 255, 1, cv2.LINE_AA)
         cv2.putText(txt, f"{int(rng.integers(60, 99))}kV {int(rng.integers(5, 40))}mAs", (int(W * 0.55), int(H * 0.97)), font, W / 1200, 255, 1, cv2.LINE_AA)
     if rng.random() < 0.4:
-        rx = int(W * (0.93 if rng.random() < 0.5 else 0.05))
-        y_a, y_b = int(H * 0.15), int(H * 0.85)
-        cv2.line(txt, (rx, y_a), (rx, y_b), 255, 2)
+        vertical = rng.random() < 0.6
         step = 10.0 / spacing  # a tick per centimetre
-        k = 0
-        while y_a + k * step < y_b:
-            y = int(y_a + k * step)
-            cv2.line(txt, (rx, y), (rx + (10 if k % 5 == 0 else 5), y), 255, 1)
-            k += 1
+        if vertical:
+            rx = int(W * (0.93 if rng.random() < 0.5 else 0.05))
+            y_a, y_b = int(H * 0.15), int(H * 0.85)
+            cv2.line(txt, (rx, y_a), (rx, y_b), 255, 2)
+            k = 0
+            while y_a + k * step < y_b:
+                y = int(y_a + k * step)
+                cv2.line(txt, (rx, y), (rx + (10 if k % 5 == 0 else 5), y), 255, 1)
+                k += 1
+        else:  # along the bottom edge, as on many long films
+            ry = int(H * 0.985)
+            x_a, x_b = int(W * 0.1), int(W * 0.9)
+            cv2.line(txt, (x_a, ry), (x_b, ry), 255, 1)
+            k = 0
+            while x_a + k * step < x_b:
+                x = int(x_a + k * step)
+                cv2.line(txt, (x, ry), (x, ry - (8 if k % 5 == 0 else 4)), 255, 1)
+                k += 1
     img = np.maximum(img, txt.astype(np.float32) * (rng.uniform(0.85, 1.0) / 255.0))
     img16 = (np.clip(img, 0, 1) * 65535.0 + 0.5).astype(np.uint16)
     masks = {k: (m > 127).astype(np.uint8) * 255 for k, m in masks.items()}
