@@ -209,3 +209,59 @@ def test_vertebrae_from_mask_splits_bodies_bridged_by_a_thin_line():
     for corners, t in zip(lm.values(), tilts):
         assert endplate_angles(corners)[0] == pytest.approx(t, abs=2.5)
     assert len(vertebrae_from_mask(m, split_touching=False)) == 1
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.2, 0.45])
+def test_slip_at_l5_s1_uses_the_disc_mask_for_the_sacral_endplate(shift):
+    # lateral masks as the phantom draws them: bodies down to L5 only; the sacrum is bone, not
+    # "vertebra", so the L5-S1 level needs the disc's lower edge (the S1 endplate)
+    w, h, gap, shape = 60.0, 30.0, 14.0, (400, 300)
+    sacrum = rect(150, 300, w, h, 0)  # drawn into no mask
+    l5 = rect(150 - shift * w, 300 - h - gap, w, h, 0)  # slipped towards image-left (anterior)
+    l4 = rect(150 - shift * w, 300 - 2 * (h + gap), w, h, 0)
+    l3 = rect(150 - shift * w, 300 - 3 * (h + gap), w, h, 0)
+    vert = _draw(shape, [l3, l4, l5])
+    disc = _draw(shape, [np.array([l5[3], l5[2], sacrum[1], sacrum[0]])])
+    spin = np.zeros(shape, np.uint8)
+    spin[100:290, 240:250] = 255
+    without = slip_from_mask(vert, spinous_mask=spin)
+    assert "L5-S1" not in without["levels"]
+    out = slip_from_mask(vert, spinous_mask=spin, disc_mask=disc)
+    assert out["sacrum_from_disc"] and "L5-S1" in out["levels"]
+    assert out["levels"]["L5-S1"] == pytest.approx(100 * shift, abs=3.0)
+    if shift > 0:
+        assert out["level"] == "L5-S1" and out["meyerding_grade"] == meyerding_grade(100 * shift)
+
+
+def test_worst_slip_level_is_lumbar_not_a_kyphotic_thoracic_step():
+    # a big offset between two upper (thoracic) bodies must not be read as the spondylolisthesis
+    w, shape = 40.0, (900, 200)
+    bodies = [rect(100 - (0.2 * w if i < 3 else 0), 30 + 48 * i, w, 30, 0) for i in range(17)]  # T1-T3 anterior
+    out = slip_from_mask(_draw(shape, bodies), anterior="left")
+    assert out["levels"]["T3-T4"] == pytest.approx(20, abs=3)  # the step is there and reads as a forward slip
+    assert out["level"].split("-")[1] in ("L2", "L3", "L4", "L5") and abs(out["slip_percent"]) < 3
+    assert out["meyerding_grade"] == 0
+    assert slip_from_mask(_draw(shape, bodies), anterior="left", worst_of=None)["level"] == "T3-T4"
+
+
+def test_body_tilt_angles_resist_endplate_noise_on_a_straight_spine():
+    # a straight spine whose endplates carry +-2 deg of alternating noise (as read off a predicted mask)
+    bodies = {}
+    for i, name in enumerate(LEVELS):
+        c = rect(200, 40 + 30 * i, 40, 20, 0.0)
+        n = 2.0 if i % 2 else -2.0
+        t = math.radians(n)
+        # tilt the upper endplate by +n and the lower by -n about their midpoints
+        for a, b in ((0, 1), (3, 2)):
+            mid = (c[a] + c[b]) / 2
+            s = 1 if a == 0 else -1
+            d = np.array([math.cos(s * t), math.sin(s * t)]) * 20
+            c[a], c[b] = mid - d, mid + d
+        bodies[name] = c
+    assert cobb_angle(bodies).max_angle >= 3.5  # the noise alone makes a "curve"
+    assert cobb_angle(bodies, angles="body_tilt").max_angle < 1.0
+    with pytest.raises(ValueError):
+        cobb_angle(bodies, angles="bogus")
+    # a real curve is kept
+    tilts = [0, 0, 5, 10, 15, 20, 15, 10, 5, 0, -5, -10, -15, -10, -5, 0, 0]
+    assert cobb_angle(spine(tilts), angles="body_tilt").max_angle == pytest.approx(35, abs=0.5)

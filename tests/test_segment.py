@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -273,3 +274,87 @@ def test_measure_masks_reports_unmeasurable_masks():
     lat = measure_masks({"vertebra": blob}, "lat")
     assert lat["slip"]["slip_percent"] is None and lat["slip"]["meyerding_grade"] is None
     assert measure_masks({"vertebra": np.zeros_like(blob)}, "ap") == {}
+
+
+def test_time_budget_stops_only_at_an_epoch_end():
+    from spine_models.engine.segment import _TimeBudget
+
+    b = _TimeBudget(minutes=0.5)  # 30 s
+    b.on_epoch_start(0, 10)
+    b.epoch_t0 -= 10  # pretend the epoch took 10 s
+    b.on_epoch_end(0, {})
+    b.t0 -= 10
+    assert not b.should_stop()  # 10 s used + 10 s for another epoch fits in 30 s
+    b.t0 -= 15
+    b.on_epoch_start(1, 10)
+    b.epoch_t0 -= 10
+    b.on_epoch_end(1, {})
+    assert b.should_stop()  # 25 s used: another 10 s epoch would overrun
+
+
+def test_measure_masks_lateral_reads_l5_s1_from_the_disc_mask():
+    """The lateral vertebra mask holds T1..L5 only; the L5-S1 slip needs the sacral endplate from the disc."""
+    from spine_models.engine.segment import measure_masks
+
+    shape, w, h, gap, shift = (420, 300), 60, 30, 14, 0.3
+    def box(cx, cy):
+        return np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2], [cx - w / 2, cy + h / 2]])
+    s1 = box(150, 320)
+    bodies = [box(150 - shift * w, 320 - k * (h + gap)) for k in (4, 3, 2, 1)]  # L2..L5, slipped at L5-S1
+    vert = np.zeros(shape, np.uint8)
+    for b in bodies:
+        cv2.fillPoly(vert, [np.round(b).astype(np.int32)], 255)
+    disc = np.zeros(shape, np.uint8)
+    cv2.fillPoly(disc, [np.round(np.array([bodies[-1][3], bodies[-1][2], s1[1], s1[0]])).astype(np.int32)], 255)
+    spin = np.zeros(shape, np.uint8)
+    spin[100:320, 250:260] = 255
+    out = measure_masks({"vertebra": vert > 0, "spinous_process": spin > 0, "disc_height": disc > 0}, "lat", (0.5, 0.5))
+    slip = out["slip"]
+    assert slip["level"] == "L5-S1" and slip["slip_percent"] == pytest.approx(30, abs=3)
+    assert slip["meyerding_grade"] == 2 and slip["anterior"] == "left"
+    assert slip["disc_heights"]["L5-S1"]["middle_mm"] == pytest.approx(gap * 0.5, abs=1.0)
+
+
+def test_time_budget_in_training_stops_and_still_writes_the_card(tmp_path):
+    """max_minutes through train_parts: the stop message reaches the caller's callbacks once, and the run ends
+    with a card (a regression: the budget once logged through the list holding it and recursed forever)."""
+    from spine_models.engine.callbacks import Callback
+    from spine_models.engine.segment import train_parts
+
+    class Rec(Callback):
+        def __init__(self):
+            self.msgs = []
+
+        def on_log(self, message):
+            self.msgs.append(message)
+
+    parts = {"train": _dataset(tmp_path / "d", 4, "tr", 1), "val": _dataset(tmp_path / "d", 2, "va", 2),
+             "test": _dataset(tmp_path / "d", 2, "te", 3)}
+    cfg = {"model": "unet_tiny", "imgsz": [64, 32], "epochs": 5, "batch": 2, "max_steps": 1, "augment": "none",
+           "eval_resamples": 20, "seed": 0, "max_minutes": 1e-6}
+    rec = Rec()
+    card = train_parts(parts, cfg, tmp_path / "run", callbacks=[rec], quiet=True)
+    assert card.is_file()
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(hist) == 1
+    assert sum(m.startswith("time budget") for m in rec.msgs) == 1
+
+
+def test_cobb_on_scattered_specks_is_flagged_unreliable():
+    """Real films gave the phantom-trained U-Net specks on skull, text and pelvis: say so, not just a number."""
+    from spine_models.engine.segment import measure_masks
+
+    m = np.zeros((800, 400), np.uint8)
+    rng = np.random.default_rng(0)
+    for _ in range(6):  # a few blobs in one corner region, tilted every which way
+        box = cv2.boxPoints(((rng.uniform(50, 350), rng.uniform(600, 780)), (30, 14), rng.uniform(-60, 60)))
+        cv2.fillPoly(m, [np.round(box).astype(np.int32)], 255)
+    out = measure_masks({"vertebra": m > 0, "pedicle": np.zeros_like(m, bool)}, "ap")
+    assert out["cobb"]["reliable"] is False and out["cobb"]["warnings"]
+    # a proper column stays reliable
+    col = np.zeros((800, 400), np.uint8)
+    for i in range(14):
+        box = cv2.boxPoints(((200, 60 + i * 50), (60, 30), 3 * math.sin(i / 3)))
+        cv2.fillPoly(col, [np.round(box).astype(np.int32)], 255)
+    ok = measure_masks({"vertebra": col > 0, "pedicle": np.zeros_like(col, bool)}, "ap")
+    assert ok["cobb"]["reliable"] is True and ok["cobb"]["warnings"] == []

@@ -504,11 +504,14 @@ class Predictor:
             if not {"ap", "lat"} <= set(views):
                 raise SpineInputError(f"model {self.card.id} needs 'ap' and 'lat' views, got {sorted(views)}")
             ap, lat = load_pixels(views["ap"]), load_pixels(views["lat"])
-            x = tuple(torch.from_numpy(self.pre(p))[None].to(self.device) for p in (ap, lat))
+            x = tuple(torch.from_numpy(self.pre(_shrink(p, self.pre.size)))[None].to(self.device) for p in (ap, lat))
             return x, ap, "two-view"
         pixels = load_pixels(image)
         name = str(getattr(image, "name", "") or getattr(image, "id", "") or (image if isinstance(image, (str, Path)) else ""))
-        return torch.from_numpy(self.pre(pixels))[None].to(self.device), pixels, Path(name).name if name else ""
+        # the same two-step downscale as training/evaluation (ClassifyImages caches _shrink(pixels)): a direct
+        # full-resolution -> 224 resize changed P(positive) by up to 0.2 on real films
+        x = torch.from_numpy(self.pre(_shrink(pixels, self.pre.size)))[None].to(self.device)
+        return x, pixels, Path(name).name if name else ""
 
     @torch.no_grad()
     def predict_proba(self, images: Sequence[Any]) -> np.ndarray:

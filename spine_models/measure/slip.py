@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 __all__ = ["slip_percent", "slip_grade", "meyerding_grade", "slip_levels", "slip_from_mask", "disc_heights", "infer_anterior",
+           "s1_endplate_from_disc", "LUMBAR_LOWER",
            "MEYERDING_NAMES"]
 
 MEYERDING_NAMES = {0: "none", 1: "I", 2: "II", 3: "III", 4: "IV", 5: "V (spondyloptosis)"}
@@ -127,12 +128,114 @@ def disc_heights(landmarks: Mapping[str, Sequence[Sequence[float]]], *, anterior
     return out
 
 
+LUMBAR_LOWER = ("L2", "L3", "L4", "L5", "S1")  # lower body of a lumbar level (L1-L2 .. L5-S1)
+
+
+def s1_endplate_from_disc(disc_mask: np.ndarray, lowest_body: Sequence[Sequence[float]], *,
+                          anterior: str = "left", min_length: float | None = None,
+                          posterior_line_mask: np.ndarray | None = None) -> list[tuple[float, float]] | None:
+    """The sacrum's superior endplate (anterior and posterior corner) from the L5-S1 disc mask.
+
+    Why: a lateral vertebra mask holds the bodies T1..L5 only (the phantom draws the sacrum as bone,
+    not as a vertebra), so the L5-S1 level, where most slips happen, has no lower body in it. The
+    disc below L5 ends on the S1 endplate: its bottom boundary is a straight line over the sacral
+    endplate, while beyond the sacrum's anterior corner a slipped disc's edge climbs towards L5. The
+    line is fitted on the posterior part of the profile; the anterior end is the last column still on
+    it. A forward slip leaves only a thin sliver of disc over the sacrum's posterior corner, which a
+    predicted mask loses; the posterior vertebral line (lateral ``posterior_line`` structure) ends on
+    that corner, so when given, its lowest point below the endplate's normal direction (projected
+    onto the endplate line) moves the posterior corner back when it lies further posterior.
+    ``min_length`` (px, off by default) extends a short endplate posteriorly from the anterior corner.
+    Returns 4 corners TL, TR, BR, BL as seen (the lower two a body height below, a placeholder:
+    only the upper endplate is used), or None when no disc lies below the lowest body.
+    """
+    import cv2
+
+    _check_side(anterior)
+    m = (np.asarray(disc_mask) > 0).astype(np.uint8)
+    if m.ndim != 2 or not m.any():
+        return None
+    low = _corners(lowest_body)
+    bottom_mid = (low[2] + low[3]) / 2
+    body_w = float(np.hypot(*(low[1] - low[0]))) or 1.0
+    body_h = float(np.hypot(*(low[3] - low[0]))) or 1.0
+    n, lab, stats, cents = cv2.connectedComponentsWithStats(m, connectivity=8)
+    best, best_d = 0, np.inf
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] < 4 or cents[i][1] < bottom_mid[1] - 0.25 * body_h:
+            continue  # specks, and discs above L5's lower endplate
+        d = float(np.hypot(*(cents[i] - bottom_mid)))
+        if d < best_d:
+            best, best_d = i, d
+    if best == 0 or best_d > 1.5 * body_w:
+        return None
+    ys, xs = np.nonzero(lab == best)
+    x0 = int(xs.min())
+    prof = np.full(int(xs.max()) - x0 + 1, -np.inf)
+    np.maximum.at(prof, xs - x0, ys)
+    cols = np.flatnonzero(np.isfinite(prof)) + x0
+    yb = prof[cols - x0]
+    if len(cols) < 4:
+        return None
+    # order columns from posterior to anterior
+    order = np.argsort(-cols) if anterior == "left" else np.argsort(cols)
+    cols, yb = cols[order].astype(float), yb[order]
+    k = len(cols)
+    fit = slice(int(0.05 * k), max(int(0.5 * k), int(0.05 * k) + 3))
+    mfit, cfit = np.polyfit(cols[fit], yb[fit], 1)
+    tol = max(1.5, 0.03 * body_w)
+    on = np.abs(yb - (mfit * cols + cfit)) <= tol
+    # anterior end: the last column of the first long run on the line (a few noisy columns may dip off)
+    end = k - 1
+    off = 0
+    for j in range(k):
+        off = 0 if on[j] else off + 1
+        if off > max(2, int(0.04 * k)):
+            end = j - off
+            break
+    sel = slice(0, max(end + 1, 3))
+    core = slice(int(0.1 * (end + 1)), max(int(0.9 * (end + 1)), int(0.1 * (end + 1)) + 2))
+    mfit, cfit = np.polyfit(cols[sel][core], yb[sel][core], 1)
+    post_x, ant_x = float(cols[0]), float(cols[max(end, 1)])
+    post = np.array([post_x, mfit * post_x + cfit])
+    ant = np.array([ant_x, mfit * ant_x + cfit])
+    u = (post - ant) / (float(np.hypot(*(post - ant))) or 1.0)  # anterior -> posterior along the endplate
+    if posterior_line_mask is not None:
+        pys, pxs = np.nonzero(np.asarray(posterior_line_mask) > 0)
+        if len(pxs):
+            pts = np.stack([pxs, pys], 1).astype(float)
+            near = np.hypot(*(pts - post).T) < 0.8 * body_w
+            if near.any():
+                pts = pts[near]
+                nrm = np.array([-u[1], u[0]])
+                nrm = nrm if nrm[1] > 0 else -nrm  # pointing down, away from L5
+                pr = (pts - post) @ nrm
+                tip = pts[pr >= pr.max() - 1.5].mean(axis=0)
+                along = float((tip - ant) @ u)
+                if along > float((post - ant) @ u):
+                    post = ant + u * along
+    length = float(np.hypot(*(post - ant)))
+    if min_length and length < min_length and length > 0:
+        post = ant + (post - ant) / length * float(min_length)
+    down = np.array([-(post - ant)[1], (post - ant)[0]]) if anterior == "left" else np.array([(post - ant)[1], -(post - ant)[0]])
+    down = down / (np.hypot(*down) or 1.0) * body_h
+    if down[1] < 0:
+        down = -down
+    tl, tr = (ant, post) if anterior == "left" else (post, ant)
+    return [tuple(map(float, tl)), tuple(map(float, tr)), tuple(map(float, tr + down)), tuple(map(float, tl + down))]
+
+
 def slip_from_mask(vertebra_mask: np.ndarray, *, spinous_mask: np.ndarray | None = None, anterior: str | None = None,
-                   pixel_spacing_mm: tuple[float, float] | None = None, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Slip per level, the worst level with its Meyerding grade, and disc heights, from a lateral mask.
+                   pixel_spacing_mm: tuple[float, float] | None = None, names: Sequence[str] | None = None,
+                   disc_mask: np.ndarray | None = None, posterior_line_mask: np.ndarray | None = None, worst_of: Sequence[str] | None = LUMBAR_LOWER) -> dict[str, Any]:
+    """Slip per level, the worst lumbar level with its Meyerding grade, and disc heights, from a lateral mask.
 
     ``anterior`` wins when given; else it is inferred from ``spinous_mask``; else "left" is assumed
-    (and said so in the result's ``anterior_source``).
+    (and said so in the result's ``anterior_source``). With ``disc_mask`` (the lateral disc_height
+    structure) the sacrum's endplate is found below L5 (:func:`s1_endplate_from_disc`) so L5-S1 is
+    measured too. The worst level is taken among levels whose lower body is in ``worst_of`` (lumbar
+    by default: thoracic kyphosis makes neighbouring bodies look offset by 5-8 % without any slip);
+    ``worst_of=None`` considers every level.
     """
     from spine_models.measure.cobb import vertebrae_from_mask
 
@@ -143,9 +246,15 @@ def slip_from_mask(vertebra_mask: np.ndarray, *, spinous_mask: np.ndarray | None
         if anterior is None:
             anterior, source = "left", "assumed (no spinous process mask)"
     lm = vertebrae_from_mask(vertebra_mask, names=names)
+    if disc_mask is not None and lm and "S1" not in lm:
+        low = np.asarray(list(lm.values())[-1], float)
+        s1 = s1_endplate_from_disc(disc_mask, low, anterior=anterior, posterior_line_mask=posterior_line_mask)
+        if s1 is not None:
+            lm["S1"] = s1
     levels = slip_levels(lm, anterior=anterior) if len(lm) >= 2 else {}
-    worst = max(levels, key=lambda k: levels[k], default=None)
-    pct = levels[worst] if worst is not None else 0.0
+    pool = {k: v for k, v in levels.items() if worst_of is None or k.split("-")[-1] in set(worst_of)} or levels
+    worst = max(pool, key=lambda k: pool[k], default=None)
+    pct = pool[worst] if worst is not None else 0.0
     grade = meyerding_grade(pct)
     return {
         "anterior": anterior,
@@ -157,4 +266,5 @@ def slip_from_mask(vertebra_mask: np.ndarray, *, spinous_mask: np.ndarray | None
         "meyerding": MEYERDING_NAMES[grade],
         "disc_heights": disc_heights(lm, anterior=anterior, pixel_spacing_mm=pixel_spacing_mm) if len(lm) >= 2 else {},
         "vertebrae": {k: [[round(x, 1), round(y, 1)] for x, y in v] for k, v in lm.items()},
+        "sacrum_from_disc": "S1" in lm and (names is None or "S1" not in names),
     }

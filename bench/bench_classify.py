@@ -1,0 +1,77 @@
+"""Shipped classifier latency on this CPU. Prints figures; not a test.
+
+    .venv/bin/python bench/bench_classify.py                 # every shipped classify model, 224 px films
+    .venv/bin/python bench/bench_classify.py --model ID --reps 50 --threads 2
+
+Why: the issue's target is <= 50 ms per 224 px image on 2 CPU cores for the shipped real-data model.
+Three figures per model, median of --reps after warm-up: the bare forward pass (batch 1), the
+Predictor's probabilities (preprocessing from a decoded film + forward) and a full ``predict`` with the
+Grad-CAM map the app shows. A random 1024x512 film stands in for a decoded radiograph (latency does
+not depend on pixel values).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["main", "time_ms"]
+
+
+def time_ms(fn: Callable[[], object], reps: int, warmup: int = 3) -> tuple[float, float]:
+    """(median, p90) wall time of ``fn`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        t.append((time.perf_counter() - t0) * 1000)
+    t.sort()
+    return statistics.median(t), t[int(0.9 * (len(t) - 1))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="shipped classifier latency (CPU)")
+    ap.add_argument("--model", action="append", help="model id (default: every shipped classify model)")
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--target-ms", type=float, default=50.0)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from spine_models.engine.classify import Predictor
+    from spine_models.models.cards import list_cards
+
+    torch.set_num_threads(args.threads)
+    cards = [c for c in list_cards() if c.task == "classify" and (not args.model or c.id in args.model)]
+    if not cards:
+        print("no shipped classify models in weights/ (train one, see weights/*.json train_command)", file=sys.stderr)
+        return 1
+    film = np.random.default_rng(0).random((1024, 512)).astype(np.float32)
+    print(f"torch {torch.__version__}, {args.threads} threads, median (p90) of {args.reps} runs, target {args.target_ms:.0f} ms")
+    print(f"{'model':40s} {'arch':16s} {'input':>5s} {'forward ms':>16s} {'proba ms':>16s} {'predict+CAM ms':>16s}")
+    for card in cards:
+        pred = Predictor(card, device="cpu")
+        size = card.input_size if isinstance(card.input_size, int) else int(card.input_size[0])
+        if pred.two_view:
+            print(f"{card.id:40s} two-view model: skipped")
+            continue
+        x = torch.from_numpy(pred.pre(film))[None]
+        with torch.inference_mode():
+            fwd = time_ms(lambda: pred.model(x), args.reps)
+        proba = time_ms(lambda: pred.predict_proba([film]), args.reps)
+        full = time_ms(lambda: pred.predict(film, cam=True), max(5, args.reps // 3))
+        flag = "OK" if fwd[0] <= args.target_ms else "OVER TARGET"
+        print(f"{card.id:40s} {card.arch:16s} {size:5d} {fwd[0]:8.1f} ({fwd[1]:5.1f}) {proba[0]:8.1f} ({proba[1]:5.1f}) "
+              f"{full[0]:8.1f} ({full[1]:5.1f})  {flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Copy a trained classify run into ``weights/<id>.pt`` + ``weights/<id>.json`` (the shipped model card).
+
+    .venv/bin/python docs/ship_classify_model.py --run /tmp/wc/ap --id ap_scoliosis_resnet18_fraiwan \
+        --report /tmp/wc/ap/report_test.json --trained-on "fraiwan-ap (Fraiwan et al., Mendeley Data V1)" \
+        --license "CC-BY-4.0" --limitation "..." --note "..."
+
+Why: the run folder's card names its weights by absolute path and carries the test metrics computed at
+the end of training; the shipped card names ``weights/<id>.pt`` and takes its metrics and audit from the
+evaluation report (`spine-models evaluate --split test`), so the card shows the same figures as the report.
+The run's ``train_command`` is kept verbatim (the exact command that produced the weights).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+__all__ = ["main"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", required=True, help="run folder with card.json and model.pt")
+    ap.add_argument("--id", required=True, help="shipped model id (file stem in weights/)")
+    ap.add_argument("--report", help="evaluation report JSON whose metrics/audit go into the card")
+    ap.add_argument("--trained-on", required=True)
+    ap.add_argument("--license", required=True)
+    ap.add_argument("--limitation", action="append", default=[])
+    ap.add_argument("--note", action="append", default=[])
+    ap.add_argument("--view", choices=("ap", "lat", "mri", "any"), help="override the card's view")
+    ap.add_argument("--extra", help="JSON file merged into the card's 'data' (e.g. pretraining provenance)")
+    args = ap.parse_args(argv)
+
+    from spine_models.models.cards import ModelCard, sha256_file
+
+    run = Path(args.run)
+    card = ModelCard.from_json(run / "card.json")
+    dst = REPO / "weights" / f"{args.id}.pt"
+    dst.parent.mkdir(exist_ok=True)
+    shutil.copyfile(run / "model.pt", dst)
+    sha = sha256_file(dst)
+    if sha != card.sha256:
+        raise SystemExit(f"{run / 'model.pt'}: sha256 differs from its card ({card.sha256}); the run folder changed")
+    size_mb = dst.stat().st_size / 1e6
+    if size_mb > 50:
+        raise SystemExit(f"{dst}: {size_mb:.1f} MB is over the 50 MB limit for shipped weights")
+    card.id = args.id
+    card.weights = f"weights/{args.id}.pt"
+    card.trained_on = args.trained_on
+    card.license = args.license
+    if args.view:
+        card.view = args.view
+    if args.report:
+        rep = json.loads(Path(args.report).read_text())
+        card.metrics = rep["metrics"]
+        card.audit = rep.get("audit", {})
+        card.data = {**(card.data or {}), "evaluation": {k: rep["data"][k] for k in rep["data"]}}
+    if args.extra:
+        card.data = {**(card.data or {}), **json.loads(Path(args.extra).read_text())}
+    card.limitations = list(card.limitations) + args.limitation
+    card.notes = list(card.notes) + args.note
+    card.to_json(REPO / "weights" / f"{args.id}.json")
+    print(f"weights/{args.id}.pt ({size_mb:.1f} MB, sha256 {sha[:12]}…) + weights/{args.id}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
