@@ -337,3 +337,19 @@ def test_unknown_arch_and_missing_class_are_input_errors(tmp_path):
         detect.train(_tiny_cfg(model="yolov99", data=ds), tmp_path / "a", quiet=True)
     with pytest.raises(SpineInputError, match="vertebra"):
         detect.train(_tiny_cfg(model="yolov8n", data=ds, classes=["vertebra"]), tmp_path / "b", quiet=True)
+
+
+def test_fasterrcnn_time_budget_stops_early_with_annealed_lr_and_bad_optimizer_is_config_error(tmp_path):
+    """max_minutes ends training inside the planned epochs with the cosine lr at ~0; optimizer names are checked."""
+    from spine_models.data.adapters import load_dataset
+    from spine_models.engine import detect
+    from spine_models.errors import ConfigError
+
+    ds = load_dataset(_write_coco(tmp_path / "coco"), task="detect")
+    base = dict(model="fasterrcnn_mobilenet_v3", data=ds, classes=["lumbar_implant"], min_size=64, max_size=64, imgsz=64,
+                batch=2)
+    card = detect.train(_tiny_cfg(**base, epochs=50, max_minutes=1e-4, optimizer="adamw"), tmp_path / "run", quiet=True)
+    hist = json.loads((card.parent / "history.json").read_text())["epochs"]
+    assert len(hist) == 1 and hist[0]["steps"] == 1 and hist[0]["lr"] < 1e-6  # budget spent: lr annealed to 0
+    with pytest.raises(ConfigError, match="optimizer"):
+        detect.train(_tiny_cfg(**base, optimizer="rmsprop"), tmp_path / "bad", quiet=True)
