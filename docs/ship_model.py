@@ -1,6 +1,6 @@
-"""Copy a trained classify run into ``weights/<id>.pt`` + ``weights/<id>.json`` (the shipped model card).
+"""Copy a trained run (classify, detect or segment) into ``weights/<id>.pt`` + ``weights/<id>.json`` (the shipped model card).
 
-    .venv/bin/python docs/ship_classify_model.py --run /tmp/wc/ap --id ap_scoliosis_resnet18_fraiwan \
+    .venv/bin/python docs/ship_model.py --run /tmp/wc/ap --id ap_scoliosis_resnet18_fraiwan \
         --report /tmp/wc/ap/report_test.json --trained-on "fraiwan-ap (Fraiwan et al., Mendeley Data V1)" \
         --license "CC-BY-4.0" --limitation "..." --note "..."
 
