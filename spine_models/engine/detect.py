@@ -21,6 +21,7 @@ import numpy as np
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.engine.callbacks import Callback, CallbackList, StopTraining
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
+from spine_models.io.pixels import as_pixels
 from spine_models.metrics.detection import (ImageBoxes, detection_map, detection_map_ci, image_level_sens_spec,
                                             image_scores, sens_spec_ci, youden_threshold)
 from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
@@ -37,23 +38,8 @@ _PAD = 114  # Ultralytics' letterbox grey
 # ----------------------------------------------------------------------------------------- images
 def read_pixels(image: Any) -> tuple[np.ndarray, str]:
     """(float32 HxW in [0, 1], de-identified name) from a Radiograph, a 2-D array or a file path."""
-    if hasattr(image, "pixels"):
-        return np.asarray(image.pixels, dtype=np.float32), str(getattr(image, "name", ""))
-    if isinstance(image, (str, Path)):
-        from spine_models.io import read_image
-
-        rad = read_image(image)
-        return np.asarray(rad.pixels, dtype=np.float32), str(getattr(rad, "name", Path(image).name))
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[-1] in (3, 4):
-        a = a[..., :3].mean(axis=-1)
-    if a.ndim != 2:
-        raise SpineInputError(f"image array of shape {a.shape}: expected a 2-D grayscale image (H, W)")
-    a = a.astype(np.float32)
-    if a.size and (a.min() < 0 or a.max() > 1):
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    return a, ""
+    pixels, name, _ = as_pixels(image)
+    return pixels, name
 
 
 def prepare_image(pixels: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ from spine_models.config import defaults as cfg_defaults
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.engine.callbacks import Callback, CallbackList
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
+from spine_models.io.pixels import as_pixels
 from spine_models.metrics.segmentation import mae_metric, mask_scores, score_mask, segmentation_metrics
 from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
 from spine_models.models.registry import create_model, get_spec
@@ -47,40 +48,7 @@ MIN_BODIES_COBB = 4  # fewer separate bodies than this: the mask cannot show a c
 # ----------------------------------------------------------------------------------------- images
 def read_pixels(image: Any) -> tuple[np.ndarray, str, tuple[float, float] | None]:
     """(float32 HxW in [0, 1], de-identified name, pixel spacing (row, col) mm or None)."""
-    if hasattr(image, "pixels"):
-        sp = getattr(image, "pixel_spacing_mm", None)
-        return np.asarray(image.pixels, np.float32), str(getattr(image, "name", "")), tuple(sp) if sp else None
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        try:
-            from spine_models.io import read_image
-        except ImportError:  # spine_models.io not landed: plain 8/16-bit files
-            return _read_with_cv2(path), path.name, None
-        rad = read_image(path)
-        sp = rad.pixel_spacing_mm
-        return np.asarray(rad.pixels, np.float32), str(getattr(rad, "name", path.name)), tuple(sp) if sp else None
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[-1] in (3, 4):
-        a = a[..., :3].mean(axis=-1)
-    if a.ndim != 2:
-        raise SpineInputError(f"image array of shape {a.shape}: expected a 2-D grayscale image (H, W)")
-    a = a.astype(np.float32)
-    if a.size and (a.min() < 0 or a.max() > 1):
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    return a, "", None
-
-
-def _read_with_cv2(path: Path) -> np.ndarray:
-    import cv2
-
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if a is None:
-        raise SpineInputError(f"{path}: not an image file OpenCV can read; use PNG, JPEG or DICOM")
-    if a.ndim == 3:
-        a = a[..., :3].mean(axis=-1)
-    scale = 65535.0 if a.dtype == np.uint16 else 255.0 if a.dtype == np.uint8 else max(float(a.max()), 1.0)
-    return (a.astype(np.float32) / scale).clip(0, 1)
+    return as_pixels(image)
 
 
 def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
