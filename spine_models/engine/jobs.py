@@ -185,6 +185,35 @@ def _pid_alive(pid: int | None, job_id: str) -> bool:
     return True
 
 
+def _pid_running(pid: int) -> bool:
+    """The process exists and is not a zombie (no ownership check: used to finish a kill)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state not in ("Z", "X")
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the job's process group; fall back to the process itself before it has its own group."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+            return
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 # Popen objects of jobs started by this process (so finished children are reaped, not zombies)
 _CHILDREN: dict[str, subprocess.Popen] = {}
 
@@ -314,26 +343,25 @@ class JobStore:
         return self.list()
 
     def cancel(self, job_id: str, *, grace_s: float = 3.0) -> Job:
-        """Stop a job: a queued one never starts; a running one's process group is killed."""
+        """Stop a job: a queued one never starts; a running one's process group is killed.
+
+        The kill does not depend on the PID-reuse guard of ``_alive``: a job that another job's runner
+        has just started may not show its id in its command line yet, and must still be stopped.
+        """
         job = self.get(job_id)
         if not job.active:
             return job
-        if job.status == "running" and job.pid and self._alive(job):
-            try:
-                os.killpg(job.pid, signal.SIGTERM)  # start_new_session: pgid == pid
-            except ProcessLookupError:
-                pass
-            deadline = time.time() + grace_s
-            while time.time() < deadline and self._alive(job):
-                time.sleep(0.1)
-            if self._alive(job):
-                try:
-                    os.killpg(job.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        if job.status == "running" and job.pid and _pid_running(job.pid):
+            for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+                _signal_group(job.pid, sig)
                 proc = _CHILDREN.get(job.id)
-                if proc is not None:
-                    proc.wait(timeout=10)
+                deadline = time.time() + wait_s
+                while time.time() < deadline and _pid_running(job.pid):
+                    if proc is not None:
+                        proc.poll()  # reap our own child so it does not linger as a zombie
+                    time.sleep(0.05)
+                if not _pid_running(job.pid):
+                    break
         _CHILDREN.pop(job.id, None)
         self._update(job_id, status="cancelled", finished=time.time(), error="cancelled by the user")
         self.tick()
