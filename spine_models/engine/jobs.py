@@ -165,24 +165,15 @@ def tail(path: str | Path, n: int = 20) -> str:
 
 def _pid_alive(pid: int | None, job_id: str) -> bool:
     """Is ``pid`` still our runner for ``job_id``? (guards against PID reuse after a restart)."""
-    if not pid:
+    if not pid or not _pid_running(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.exists():  # no /proc: the pid is all we can check
         return True
-    proc = Path(f"/proc/{pid}")
-    if proc.exists():
-        try:
-            stat = (proc / "stat").read_text()
-            if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-                return False
-            return job_id in (proc / "cmdline").read_bytes().decode("utf-8", "replace")
-        except OSError:
-            return False
-    return True
+    try:
+        return job_id in cmdline.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return False
 
 
 def _pid_running(pid: int) -> bool:
