@@ -29,7 +29,7 @@ from spine_models.models.detection import ensure_ultralytics_offline, is_yolo
 from spine_models.models.registry import create_model, get_spec
 from spine_models.results.detection import Box, DetectionResult
 
-__all__ = ["DETECTION_CLASSES", "train", "Predictor", "evaluate", "choose_threshold", "prepare_image", "read_pixels"]
+__all__ = ["DETECTION_CLASSES", "train", "Predictor", "evaluate", "choose_threshold", "prepare_image", "read_pixels", "split_by_box_classes"]
 
 DETECTION_CLASSES = ("lumbar_implant", "scoliosis", "vertebra")  # SPEC order; unknown names go after
 _PAD = 114  # Ultralytics' letterbox grey
@@ -222,8 +222,11 @@ def _classes(ds: SpineDataset, wanted: Sequence[str] | None) -> list[str]:
     return sorted(present, key=lambda c: (order.get(c, len(order)), c))
 
 
-def _split(ds: SpineDataset, split: str, seed: int, classes: Sequence[str]) -> dict[str, list[Sample]]:
+def split_by_box_classes(ds: SpineDataset, split: Any, seed: int, classes: Sequence[str],
+                         **split_kwargs: Any) -> dict[str, list[Sample]]:
     """Per-patient split (``data.splits``) stratified by which detection classes an image holds.
+
+    Training uses it, and ``evaluate --split test`` rebuilds the same test part with it.
 
     Why not the samples' own ``label``: in the synth layout that is the classification class, while the
     detector needs implant and non-implant films in every part.
@@ -240,7 +243,7 @@ def _split(ds: SpineDataset, split: str, seed: int, classes: Sequence[str]) -> d
         origin[id(p)] = s
         proxies.append(p)
     keys = sorted({p.label for p in proxies})
-    parts = split_dataset(SpineDataset(ds.name, proxies, classes=keys), split, seed=seed)
+    parts = split_dataset(SpineDataset(ds.name, proxies, classes=keys), split, seed=seed, **split_kwargs)
     return {k: [origin[id(p)] for p in v.samples] for k, v in parts.items()}
 
 
@@ -531,7 +534,7 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: list[Callback] | None = 
     cbs = CallbackList(list(callbacks or []))
     ds = _load_data(cfg["data"])
     classes = _classes(ds, cfg.get("classes"))
-    split = _split(ds, str(cfg["split"]), int(cfg["seed"]), classes)
+    split = split_by_box_classes(ds, str(cfg["split"]), int(cfg["seed"]), classes)
     parts = {k: [s for s in v if s.path is not None] for k, v in split.items()}
     if not parts.get("train"):
         raise DatasetError(f"dataset {ds.name!r}: the training split is empty ({len(ds)} images, split {cfg['split']})")

@@ -289,7 +289,6 @@ def test_part(card: Any, dataset: Any) -> Any:
     """
     import dataclasses
 
-    from spine_models.data.records import SpineDataset
     from spine_models.data.splits import split_dataset
     from spine_models.engine import task_module
 
@@ -302,16 +301,10 @@ def test_part(card: Any, dataset: Any) -> Any:
               "group_near_duplicates": bool(rec.get("group_near_duplicates", False))}
     if card.task != "detect":
         return split_dataset(dataset, ratios=ratios, seed=seed, **kwargs)["test"]
-    shown = [c for c in (card.classes or []) if c != "vertebra"] or list(card.classes or [])
-    proxies, origin = [], {}
-    for smp in dataset.samples:
-        key = "+".join(c for c in shown if any(b.label == c for b in smp.boxes)) or "none"
-        proxy = dataclasses.replace(smp, label=key)
-        origin[id(proxy)] = smp
-        proxies.append(proxy)
-    parts = split_dataset(SpineDataset(dataset.name, proxies, classes=sorted({p.label for p in proxies})),
-                          ratios=ratios, seed=seed, **kwargs)
-    return dataclasses.replace(dataset, samples=[origin[id(p)] for p in parts["test"].samples])
+    from spine_models.engine.detect import split_by_box_classes
+
+    parts = split_by_box_classes(dataset, ratios, seed, card.classes or [], **kwargs)
+    return dataclasses.replace(dataset, samples=parts["test"])
 
 
 def _class_index(card: Any, dataset: Any) -> list[str]:
