@@ -192,3 +192,24 @@ def test_youden_threshold_and_balanced_class_weights():
     w = _class_weights({"class_weights": "balanced"}, samples, ["normal", "scoliosis"])
     assert w.tolist() == pytest.approx([8 / 12, 8 / 4])
     assert _class_weights({"class_weights": "none"}, samples, ["normal", "scoliosis"]) is None
+
+
+def test_classify_time_budget_stops_after_one_epoch_and_writes_the_card(class_folders, tmp_path):
+    """max_minutes (shared with segment via engine.callbacks.with_time_budget): a budget smaller than one
+    epoch ends the run after that epoch, never mid-epoch, with a complete card and one log line."""
+    from spine_models.engine import classify
+    from spine_models.engine.callbacks import Callback
+
+    class Rec(Callback):
+        def __init__(self):
+            self.msgs = []
+
+        def on_log(self, message):
+            self.msgs.append(message)
+
+    rec = Rec()
+    card = classify.train(_cfg(class_folders, tmp_path / "run", epochs=5, max_minutes=1e-6), tmp_path / "run",
+                          callbacks=[rec], quiet=True)
+    assert card.is_file()
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 1
+    assert sum(m.startswith("time budget") for m in rec.msgs) == 1

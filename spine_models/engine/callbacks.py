@@ -4,9 +4,11 @@ Every task trainer calls these hooks; none of them may change training results.
 """
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
-__all__ = ["Callback", "CallbackList", "StopTraining"]
+__all__ = ["Callback", "CallbackList", "StopTraining", "TimeBudget", "with_time_budget"]
 
 
 class StopTraining(Exception):
@@ -56,3 +58,41 @@ class CallbackList(Callback):
 
     def should_stop(self) -> bool:
         return any(c.should_stop() for c in self.callbacks)
+
+
+class TimeBudget(Callback):
+    """Stop after the epoch whose end leaves too little time for another (``max_minutes``; 0 = off).
+
+    Why: training here shares a 2-core CPU; a wall-clock budget keeps runs inside the issue's
+    time limits whatever the load, and never cuts an epoch in half (the flag is raised at epoch end)."""
+
+    def __init__(self, minutes: float, say: Any = None) -> None:
+        self.say = say or (lambda msg: None)  # a plain printer: never the CallbackList holding this budget
+        self.budget = float(minutes) * 60.0
+        self.t0 = time.perf_counter()
+        self.epoch_t0 = self.t0
+        self.longest = 0.0
+        self.stop = False
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        self.epoch_t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        self.longest = max(self.longest, now - self.epoch_t0)
+        if now - self.t0 + self.longest > self.budget:
+            self.stop = True
+            self.say(f"time budget: stopping after epoch {epoch + 1} ({(now - self.t0) / 60:.1f} of "
+                        f"{self.budget / 60:.1f} min used; an epoch takes {self.longest / 60:.1f} min)")
+
+    def should_stop(self) -> bool:
+        return self.stop
+
+
+def with_time_budget(cb: CallbackList, max_minutes: Any, quiet: bool) -> CallbackList:
+    """``cb`` plus a :class:`TimeBudget` when ``max_minutes`` > 0 (the tasks' ``max_minutes`` setting)."""
+    if not float(max_minutes or 0) > 0:
+        return cb
+    budget = TimeBudget(float(max_minutes),  # reports through the callbacks given, not through a list that holds it
+                        say=lambda msg: (cb.on_log(msg), None if quiet else print(msg, file=sys.stderr)))
+    return CallbackList([*cb.callbacks, budget])

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spine_models.engine.callbacks import Callback, CallbackList
+from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
 
@@ -298,6 +298,7 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
     out.mkdir(parents=True, exist_ok=True)
     cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
         callbacks if isinstance(callbacks, list) else ([callbacks] if callbacks else []))
+    cb = with_time_budget(cb, cfg.get("max_minutes"), quiet)
     seed = int(cfg["seed"])
     T.seed_everything(seed)
     device = get_device(cfg.get("device") or None)
