@@ -181,6 +181,13 @@ def test_registry_has_detectors_and_builds_offline(no_network):
     assert y.nc == 3 if hasattr(y, "nc") else y.yaml["nc"] == 3
     r = create_model("fasterrcnn_mobilenet_v3", task="detect", nc=2, min_size=128, max_size=128)
     assert r.roi_heads.box_predictor.cls_score.out_features == 3 and r.transform.min_size == (128,)
+    # the CPU variant's slim head and sampling; torchvision's reference sizes on request
+    assert r.roi_heads.box_head.fc7.out_features == 256 and r.roi_heads.fg_bg_sampler.batch_size_per_image == 128
+    assert r.rpn._post_nms_top_n["training"] == 500
+    ref = create_model("fasterrcnn_mobilenet_v3", task="detect", nc=2, representation_size=1024,
+                       rpn_post_nms_top_n_train=2000, box_batch_size_per_image=512)
+    assert ref.roi_heads.box_head.fc7.out_features == 1024 and ref.roi_heads.box_predictor.bbox_pred.out_features == 12
+    assert sum(p.numel() for p in r.parameters()) < 0.5 * sum(p.numel() for p in ref.parameters())
     assert not no_network
 
 
