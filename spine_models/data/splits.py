@@ -84,7 +84,7 @@ def split_dataset(
 
     ``group_near_duplicates`` first joins patients whose images are near duplicates
     (:func:`spine_models.data.leakage.find_near_duplicates`) into one group, so re-saved copies of a film
-    under another name cannot straddle the split (fraiwan-ap has such pairs; costs ~2 s per 200 films).
+    under another name cannot straddle the split (fraiwan-ap has such pairs; ~5 s per 200 films, ~50 s per 1000 look-alike phantom films).
     """
     fr = parse_ratios(ratios)
     if not ds.samples:
