@@ -236,8 +236,12 @@ def test_measure_masks_on_a_drawn_ap_spine():
 
     m = np.zeros((400, 200), np.uint8)
     tilts = [10, 5, 0, -5, -10, -15]
+    x, y = 100.0, 30.0  # centres follow the curve the tilts make (endplates ~ perpendicular to the column)
     for i, t in enumerate(tilts):
-        box = cv2.boxPoints(((100, 30 + i * 60), (70, 35), t))
+        if i:
+            for a in (tilts[i - 1], t):
+                x, y = x - 30 * np.sin(np.radians(a)), y + 30 * np.cos(np.radians(a))
+        box = cv2.boxPoints(((x, y), (70, 35), t))
         cv2.fillPoly(m, [np.round(box).astype(np.int32)], 255)
     out = measure_masks({"vertebra": m > 0, "pedicle": np.zeros_like(m, bool)}, "ap", (0.3, 0.3))
     assert out["cobb"]["n_vertebrae"] == 6
@@ -277,9 +281,9 @@ def test_measure_masks_reports_unmeasurable_masks():
 
 
 def test_time_budget_stops_only_at_an_epoch_end():
-    from spine_models.engine.segment import _TimeBudget
+    from spine_models.engine.callbacks import TimeBudget
 
-    b = _TimeBudget(minutes=0.5)  # 30 s
+    b = TimeBudget(minutes=0.5)  # 30 s
     b.on_epoch_start(0, 10)
     b.epoch_t0 -= 10  # pretend the epoch took 10 s
     b.on_epoch_end(0, {})
