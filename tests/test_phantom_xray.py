@@ -114,7 +114,7 @@ def test_lateral_slip_and_grade_are_consistent(lat: Path) -> None:
 
 
 def test_meyerding_boundaries() -> None:
-    assert [meyerding_grade(v) for v in (0, 4.9, 5, 24.9, 25, 50, 75, 100, 101)] == [0, 0, 1, 1, 2, 3, 4, 4, 5]
+    assert [meyerding_grade(v) for v in (0, 4.9, 5, 24.9, 25, 50, 75, 99.9, 100, 101)] == [0, 0, 1, 1, 2, 3, 4, 4, 5, 5]
 
 
 def test_boxes_masks_and_formats_agree(ap: Path) -> None:

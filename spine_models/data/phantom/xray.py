@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from spine_models.data.phantom import render as R
+from spine_models.measure.slip import meyerding_grade  # one definition for the truth and the measurement
 
 __all__ = [
     "VERTEBRAE", "AP_STRUCTURES", "LAT_STRUCTURES", "BOX_CLASSES", "DIFFICULTIES", "Patient", "Film",
@@ -79,15 +80,6 @@ class Film:
     corners: np.ndarray  # (18, 4, 2) TL, TR, BR, BL as seen on the image
     boxes: list[tuple[str, float, float, float, float]]  # (class, x1, y1, x2, y2)
     labels: dict[str, Any] = field(default_factory=dict)
-
-
-def meyerding_grade(percent: float) -> int:
-    """0 (< 5 %), I (5–25), II (25–50), III (50–75), IV (75–100), V (> 100); lower bound inclusive."""
-    if percent < 5.0:
-        return 0
-    if percent > 100.0:
-        return 5
-    return min(4, 1 + int(percent // 25.0))
 
 
 def _angle_deg(p: np.ndarray, q: np.ndarray) -> float:
