@@ -8,6 +8,12 @@ Why: the run folder's card names its weights by absolute path and carries the te
 the end of training; the shipped card names ``weights/<id>.pt`` and takes its metrics and audit from the
 evaluation report (`spine-models evaluate --split test`), so the card shows the same figures as the report.
 The run's ``train_command`` is kept verbatim (the exact command that produced the weights).
+
+    .venv/bin/python docs/ship_model.py --refresh --id seg_unet_ap --report NEW_REPORT.json \
+        --drop-limitation "above the 2 degree" --note "..."
+
+``--refresh`` re-evaluates an already shipped model (e.g. after a measurement fix): the weights stay, the
+card's metrics, audit and evaluation provenance are replaced by the new report's.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -23,19 +30,26 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", required=True, help="run folder with card.json and model.pt")
+    ap.add_argument("--run", help="run folder with card.json and model.pt (not with --refresh)")
     ap.add_argument("--id", required=True, help="shipped model id (file stem in weights/)")
     ap.add_argument("--report", help="evaluation report JSON whose metrics/audit go into the card")
-    ap.add_argument("--trained-on", required=True)
-    ap.add_argument("--license", required=True)
+    ap.add_argument("--trained-on", help="required unless --refresh")
+    ap.add_argument("--license", help="required unless --refresh")
     ap.add_argument("--limitation", action="append", default=[])
     ap.add_argument("--note", action="append", default=[])
+    ap.add_argument("--refresh", action="store_true", help="keep the shipped weights; replace the card's metrics from --report")
+    ap.add_argument("--drop-limitation", action="append", default=[], metavar="TEXT",
+                    help="with --refresh: drop limitations / notes containing TEXT (no longer true)")
     ap.add_argument("--view", choices=("ap", "lat", "mri", "any"), help="override the card's view")
     ap.add_argument("--extra", help="JSON file merged into the card's 'data' (e.g. pretraining provenance)")
     args = ap.parse_args(argv)
 
     from spine_models.models.cards import ModelCard, sha256_file
 
+    if args.refresh:
+        return _refresh(args)
+    if not (args.run and args.trained_on and args.license):
+        ap.error("--run, --trained-on and --license are required (or use --refresh)")
     run = Path(args.run)
     card = ModelCard.from_json(run / "card.json")
     dst = REPO / "weights" / f"{args.id}.pt"
@@ -54,16 +68,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.view:
         card.view = args.view
     if args.report:
-        rep = json.loads(Path(args.report).read_text())
-        card.metrics = rep["metrics"]
-        card.audit = rep.get("audit", {})
-        card.data = {**(card.data or {}), "evaluation": {k: rep["data"][k] for k in rep["data"]}}
+        _take_report(card, args.report)
     if args.extra:
         card.data = {**(card.data or {}), **json.loads(Path(args.extra).read_text())}
     card.limitations = list(card.limitations) + args.limitation
     card.notes = list(card.notes) + args.note
     card.to_json(REPO / "weights" / f"{args.id}.json")
     print(f"weights/{args.id}.pt ({size_mb:.1f} MB, sha256 {sha[:12]}…) + weights/{args.id}.json")
+    return 0
+
+
+def _take_report(card: Any, report: str) -> None:
+    rep = json.loads(Path(report).read_text())
+    card.metrics = rep["metrics"]
+    card.audit = rep.get("audit", {})
+    card.data = {**(card.data or {}), "evaluation": {k: rep["data"][k] for k in rep["data"]}}
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from spine_models.models.cards import ModelCard, sha256_file
+
+    path = REPO / "weights" / f"{args.id}.json"
+    if not path.is_file() or not args.report:
+        raise SystemExit(f"--refresh needs a shipped card ({path}) and --report")
+    card = ModelCard.from_json(path)
+    if sha256_file(REPO / card.weights) != card.sha256:
+        raise SystemExit(f"{card.weights}: sha256 differs from its card; ship it anew instead of --refresh")
+    _take_report(card, args.report)
+    keep = [x for x in card.limitations if not any(d in x for d in args.drop_limitation)]
+    card.limitations = keep + args.limitation
+    card.notes = [x for x in card.notes if not any(d in x for d in args.drop_limitation)] + args.note
+    card.to_json(path)
+    print(f"weights/{args.id}.json: metrics from {args.report}")
     return 0
 
 

@@ -1,0 +1,56 @@
+"""Generated docs stay in sync with the shipped cards, and the weights stay inside their budget."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from spine_models.models.cards import REPO_ROOT
+
+WEIGHTS_BUDGET_MB = 100  # the brief: weights/ under 100 MB in all
+FILE_LIMIT_MB = 50  # issue 4: each shipped file <= 50 MB
+
+
+def _table_module():
+    spec = importlib.util.spec_from_file_location("make_models_table", REPO_ROOT / "docs" / "make_models_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cards() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((REPO_ROOT / "weights").glob("*.json"))]
+
+
+def test_shipped_models_page_matches_the_cards():
+    """docs/shipped_models.md is generated from weights/*.json: a card changed without re-running
+    `python docs/make_models_table.py` fails here instead of leaving stale figures on the page."""
+    cards = _cards()
+    if not cards:
+        pytest.skip("no shipped weights")
+    page = (REPO_ROOT / "docs" / "shipped_models.md").read_text()
+    assert page == _table_module().render(cards)
+
+
+def test_headline_reads_metrics_and_flags_shortcuts():
+    mod = _table_module()
+    card = {"task": "classify", "metrics": {"balanced_accuracy": {"value": 0.5, "ci95": [0.4, 0.6]}},
+            "audit": {"shortcut_warning": True, "metadata_baseline": {"balanced_accuracy": {"value": 0.9, "ci95": [0.8, 1.0]}}}}
+    lines = mod.headline(card)
+    assert lines[0] == "balanced accuracy 0.500 [0.40, 0.60]"
+    assert "shortcut warning" in lines[-1] and "0.900" in lines[-1]
+    seg = mod.headline({"task": "segment", "metrics": {"dice": {"vertebra": {"value": 0.9, "ci95": [0.8, 0.95]}},
+                                                        "slip_mae_percent": {"value": 10.0, "ci95": [8.0, 12.0]}}})
+    assert seg == ["Dice vertebra 0.900 [0.80, 0.95]", "slip MAE 10.00 [8.00, 12.00] %"]
+
+
+def test_weights_within_budget_and_each_card_names_an_existing_file():
+    total = 0.0
+    for c in _cards():
+        f = REPO_ROOT / c["weights"]
+        assert f.is_file(), f"{c['id']}: card names {c['weights']}, which is missing"
+        mb = f.stat().st_size / 1e6
+        assert mb <= FILE_LIMIT_MB, f"{f.name} is {mb:.1f} MB"
+        total += mb
+    assert total < WEIGHTS_BUDGET_MB, f"weights/ holds {total:.1f} MB"
