@@ -151,32 +151,17 @@ def s1_endplate_from_disc(disc_mask: np.ndarray, lowest_body: Sequence[Sequence[
     Returns 4 corners TL, TR, BR, BL as seen (the lower two a body height below, a placeholder:
     only the upper endplate is used), or None when no disc lies below the lowest body.
     """
-    import cv2
-
     _check_side(anterior)
     m = (np.asarray(disc_mask) > 0).astype(np.uint8)
     if m.ndim != 2 or not m.any():
         return None
     low = _corners(lowest_body)
-    bottom_mid = (low[2] + low[3]) / 2
     body_w = float(np.hypot(*(low[1] - low[0]))) or 1.0
     body_h = float(np.hypot(*(low[3] - low[0]))) or 1.0
-    n, lab, stats, cents = cv2.connectedComponentsWithStats(m, connectivity=8)
-    best, best_d = 0, np.inf
-    for i in range(1, n):
-        if stats[i, cv2.CC_STAT_AREA] < 4 or cents[i][1] < bottom_mid[1] - 0.25 * body_h:
-            continue  # specks, and discs above L5's lower endplate
-        d = float(np.hypot(*(cents[i] - bottom_mid)))
-        if d < best_d:
-            best, best_d = i, d
-    if best == 0 or best_d > 1.5 * body_w:
+    disc = _disc_below(m, low)
+    if disc is None:
         return None
-    ys, xs = np.nonzero(lab == best)
-    x0 = int(xs.min())
-    prof = np.full(int(xs.max()) - x0 + 1, -np.inf)
-    np.maximum.at(prof, xs - x0, ys)
-    cols = np.flatnonzero(np.isfinite(prof)) + x0
-    yb = prof[cols - x0]
+    cols, yb = _lower_outline(disc)
     if len(cols) < 4:
         return None
     # order columns from posterior to anterior
@@ -270,12 +255,7 @@ def s1_endplate_from_corner(disc_mask: np.ndarray, lowest_body: Sequence[Sequenc
     comp = _disc_below(m.astype(np.uint8), low)
     if comp is None:
         return None
-    ys, xs = np.nonzero(comp)
-    x0 = int(xs.min())
-    prof = np.full(int(xs.max()) - x0 + 1, -np.inf)
-    np.maximum.at(prof, xs - x0, ys)
-    cols = np.flatnonzero(np.isfinite(prof))
-    pts = np.stack([cols + x0, prof[cols]], 1).astype(float)  # lower outline, one point per column
+    pts = np.stack(_lower_outline(comp), 1).astype(float)  # lower outline, one point per column
     if len(pts) < 4:
         return None
     t5 = low[2] - low[3]  # L5's lower endplate, anterior -> posterior (image-right when facing left)
@@ -336,6 +316,16 @@ def _posterior_line_reaches_s1(posterior_line_mask: np.ndarray | None, lowest_bo
     return bool(np.any(((q @ (axis / h)) > 0.15 * h) & (np.hypot(*q.T) < 2.0 * h)))
 
 
+def _lower_outline(disc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and lowest y of every column a disc component covers: its boundary over the sacrum."""
+    ys, xs = np.nonzero(disc)
+    x0 = int(xs.min())
+    prof = np.full(int(xs.max()) - x0 + 1, -np.inf)
+    np.maximum.at(prof, xs - x0, ys)
+    cols = np.flatnonzero(np.isfinite(prof))
+    return cols + x0, prof[cols]
+
+
 def _disc_below(m: np.ndarray, low: np.ndarray) -> np.ndarray | None:
     """The disc component just below the lowest body (specks and discs above it skipped), or None."""
     import cv2
@@ -347,7 +337,7 @@ def _disc_below(m: np.ndarray, low: np.ndarray) -> np.ndarray | None:
     best, best_d = 0, np.inf
     for i in range(1, n):
         if stats[i, cv2.CC_STAT_AREA] < 4 or cents[i][1] < bottom_mid[1] - 0.25 * body_h:
-            continue
+            continue  # specks, and discs above L5's lower endplate
         d = float(np.hypot(*(cents[i] - bottom_mid)))
         if d < best_d:
             best, best_d = i, d
