@@ -68,8 +68,7 @@ def _save_small(rgb: np.ndarray, path: Path, max_kb: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spine_models.engine.segment import Predictor, read_pixels
-    from spine_models.measure import cobb_angle, vertebrae_from_mask
+    from spine_models.engine.segment import Predictor, cobb_from_mask, read_pixels
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(REPO.parent / "shared/data/fraiwan-ap/scoliosis"))
@@ -90,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, f in enumerate(pick, 1):
         pixels, _, _ = read_pixels(f)
         res = pred.predict(pixels)
-        lm = vertebrae_from_mask(res.masks["vertebra"])
-        cobb = cobb_angle(lm, angles="body_tilt") if len(lm) >= 4 else None  # as measure_masks does
+        lm, cobb = cobb_from_mask(res.masks["vertebra"])  # the Predictor's own measurement path
         rgb = overlay(pixels, res, cobb, a.height)
         row = {"film": k, "size": list(pixels.shape), "bodies": len(lm),
                "cobb_deg": res.measurements.get("cobb", {}).get("cobb_deg"),

@@ -34,7 +34,7 @@ from spine_models.measure.cobb import LEVELS
 from spine_models.results.segmentation import SegmentationResult
 
 __all__ = ["STRUCTURES", "train", "train_parts", "Predictor", "evaluate", "score_mask", "read_pixels",
-           "read_mask", "model_input", "resolve_size", "measure_masks"]
+           "read_mask", "model_input", "resolve_size", "measure_masks", "cobb_from_mask"]
 
 # SPEC segmentation structures per view, in SPEC order
 STRUCTURES: dict[str, tuple[str, ...]] = {
@@ -385,20 +385,33 @@ def _reconstruct_command(cfg: dict, out: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------- inference
+def cobb_from_mask(vertebra_mask: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None
+                   ) -> tuple[dict[str, Any], Any]:
+    """(body landmarks, CobbResult or None) from an AP vertebra mask: the one Cobb path of the engine.
+
+    Body tilts from pixel moments, fused with the line through the body centres (measure.fuse_tilts):
+    phantom AP test set (seed 911), shipped U-Net masks: Cobb MAE 3.03 -> 1.99 deg (tuned on seed 123).
+    None when fewer than ``MIN_BODIES_COBB`` separate bodies are found.
+    """
+    from spine_models.measure import cobb_angle, vertebrae_from_mask
+
+    lm = vertebrae_from_mask(vertebra_mask, orientation="moments")
+    if len(lm) < MIN_BODIES_COBB:
+        return lm, None
+    return lm, cobb_angle(lm, pixel_spacing_mm=pixel_spacing_mm, angles="fused")
+
+
 def measure_masks(masks: dict[str, np.ndarray], view: str, pixel_spacing_mm: tuple[float, float] | None = None) -> dict[str, Any]:
     """Cobb (AP) or slip % + Meyerding + disc heights (lateral) from full-resolution masks."""
-    from spine_models.measure import cobb_angle, slip_from_mask, vertebrae_from_mask
+    from spine_models.measure import slip_from_mask
 
     out: dict[str, Any] = {}
     vert = masks.get("vertebra")
     if vert is None or not np.any(vert):
         return out
     if view == "ap" or (view not in ("lat",) and "pedicle" in masks):
-        # body tilts from pixel moments, fused with the line through the body centres (measure.fuse_tilts):
-        # phantom AP test set (seed 911), shipped U-Net masks: Cobb MAE 3.03 -> 1.99 deg (tuned on seed 123)
-        lm = vertebrae_from_mask(vert, orientation="moments")
-        if len(lm) >= MIN_BODIES_COBB:
-            res = cobb_angle(lm, pixel_spacing_mm=pixel_spacing_mm, angles="fused")
+        lm, res = cobb_from_mask(vert, pixel_spacing_mm)
+        if res is not None:
             out["cobb"] = {**res.to_dict(), "n_vertebrae": len(lm), **_plausibility(lm, res.max_angle, vert.shape)}
         else:
             out["cobb"] = {"cobb_deg": None, "n_vertebrae": len(lm),
