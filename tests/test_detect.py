@@ -360,3 +360,32 @@ def test_fasterrcnn_time_budget_stops_early_with_annealed_lr_and_bad_optimizer_i
     assert len(hist) == 1 and hist[0]["steps"] == 1 and hist[0]["lr"] < 1e-6  # budget spent: lr annealed to 0
     with pytest.raises(ConfigError, match="optimizer"):
         detect.train(_tiny_cfg(**base, optimizer="rmsprop"), tmp_path / "bad", quiet=True)
+
+
+def test_fasterrcnn_init_from_an_earlier_run_and_init_errors(tmp_path):
+    """init loads an earlier run's weights (continuing a budget-cut run); with the budget spent before the
+    first step the lr is 0, so the new run's weights are exactly the loaded ones. YOLO and missing files
+    are config errors, not silent fresh starts."""
+    from spine_models.data.adapters import load_dataset
+    from spine_models.engine import detect
+    from spine_models.errors import ConfigError
+    from spine_models.models.cards import ModelCard, load_state
+
+    ds = load_dataset(_write_coco(tmp_path / "coco"), task="detect")
+    base = dict(model="fasterrcnn_mobilenet_v3", data=ds, classes=["lumbar_implant"], min_size=64, max_size=64, imgsz=64,
+                batch=2)
+    first = detect.train(_tiny_cfg(**base, epochs=3, seed=1), tmp_path / "a", quiet=True)
+    second = detect.train(_tiny_cfg(**base, epochs=3, init=str(first.parent / "model.pt"), seed=2, max_minutes=1e-4),
+                          tmp_path / "b", quiet=True)
+    sd_a, _ = load_state(ModelCard.from_json(first))
+    sd_b, _ = load_state(ModelCard.from_json(second))
+    weights = [k for k in sd_a if "running_" not in k and "num_batches" not in k]  # batch-norm statistics move in train mode
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in weights)
+    fresh = detect.train(_tiny_cfg(**base, epochs=1, seed=2, max_minutes=1e-4), tmp_path / "c", quiet=True)
+    sd_c, _ = load_state(ModelCard.from_json(fresh))
+    assert not all(torch.equal(sd_a[k], sd_c[k]) for k in weights)  # the equality above is the init, not chance
+    with pytest.raises(ConfigError, match="init"):
+        detect.train(_tiny_cfg(**base, init=str(tmp_path / "missing.pt")), tmp_path / "d", quiet=True)
+    with pytest.raises(ConfigError, match="Faster R-CNN"):
+        detect.train(_tiny_cfg(model="yolov8n", data=ds, classes=["lumbar_implant"], init=str(first.parent / "model.pt")),
+                     tmp_path / "e", quiet=True)

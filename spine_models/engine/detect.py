@@ -20,6 +20,7 @@ import numpy as np
 
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.engine.callbacks import Callback, CallbackList, StopTraining
+from spine_models.engine.trainer import init_from_run
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.io.pixels import as_pixels
 from spine_models.metrics.detection import (ImageBoxes, detection_map, detection_map_ci, image_level_sens_spec,
@@ -426,7 +427,9 @@ def _train_rcnn(cfg: dict, arch: str, classes: list[str], parts: dict[str, list[
     device = get_device(cfg.get("device"))
     torch.manual_seed(int(cfg["seed"]))
     rng = np.random.default_rng(int(cfg["seed"]))
-    model = create_model(arch, task="detect", **arch_kwargs).to(device)
+    model = create_model(arch, task="detect", **arch_kwargs)
+    init_from_run(model, cfg.get("init"), "detect", cbs.on_log)
+    model = model.to(device)
     items = _rcnn_items(parts["train"], classes, int(cfg["imgsz"]), quiet)
     epochs, batch = int(cfg["epochs"]), int(cfg["batch"])
     params = [p for p in model.parameters() if p.requires_grad]
@@ -549,6 +552,9 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: list[Callback] | None = 
     else:
         from spine_models.models.detection import YOLO_YAMLS
 
+        if cfg.get("init") not in (None, "", "scratch"):
+            raise ConfigError(f"detect config: init={cfg['init']!r} is for Faster R-CNN; YOLO models start from their "
+                              "YAML with random weights")
         arch_kwargs["yaml"] = YOLO_YAMLS[arch]
     cbs.on_train_start(dict(cfg, data=str(cfg["data"]) if isinstance(cfg["data"], SpineDataset) else cfg["data"]))
     t0 = time.perf_counter()

@@ -25,6 +25,7 @@ import numpy as np
 from spine_models.config import defaults as cfg_defaults
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
+from spine_models.engine.trainer import init_from_run
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.io.pixels import as_pixels
 from spine_models.metrics.segmentation import mae_metric, mask_scores, score_mask, segmentation_metrics
@@ -196,23 +197,6 @@ def _select(ds: SpineDataset, view: str | None, structures: Sequence[str]) -> tu
     return view, structs, chosen
 
 
-def _init_from(model: Any, init: str | None, log) -> None:
-    if not init or init == "scratch":
-        return
-    import torch
-
-    p = Path(init)
-    if not p.is_file():
-        raise ConfigError(f"segment config: init={init!r}: segment models start from 'scratch' or from an earlier "
-                          "run's model.pt / last.pt path (no pretrained encoders are downloaded)")
-    ck = torch.load(p, map_location="cpu", weights_only=True)
-    sd = ck.get("state_dict") or ck.get("model") or ck
-    own = model.state_dict()
-    ok = {k: v.float() for k, v in sd.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(ok, strict=False)
-    log(f"init: loaded {len(ok)}/{len(own)} tensors from {p}")
-
-
 def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list | None = None, quiet: bool = False) -> Path:
     """Load ``cfg["data"]``, split it per patient, train, evaluate on the test part; returns card.json."""
     from spine_models.data.adapters import load_dataset
@@ -268,7 +252,7 @@ def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, 
     seed_everything(seed)
     device = get_device(cfg.get("device"))
     model = create_model(arch, task="segment", num_classes=len(structures), in_chans=1).to(device)
-    _init_from(model, cfg.get("init"), log)
+    init_from_run(model, cfg.get("init"), "segment", log)
     norm = dict(cfg.get("normalization") or {"kind": "minmax"})
     aug = _augmenter(cfg.get("augment", "none"), size)
     train_t = _SegTorchDataset(train_samples, structures, size, norm, aug, cache=bool(cfg["cache"]))

@@ -30,6 +30,7 @@ from spine_models.engine.callbacks import Callback, CallbackList
 from spine_models.errors import ConfigError
 
 __all__ = [
+    "init_from_run",
     "seed_everything",
     "epoch_seed",
     "make_generator",
@@ -362,3 +363,24 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
                "epochs_run": epoch + 1}
     cb.on_train_end(summary)
     return FitResult(history, early.best_epoch + 1, early.best, best_state, stopped_by, epoch + 1)
+
+
+def init_from_run(model: nn.Module, init: str | None, task: str, log: Callable[[str], None]) -> None:
+    """Load every matching tensor of an earlier run's ``model.pt`` / ``last.pt`` into ``model``.
+
+    Why: continuing or transferring a detector or U-Net (same-domain transfer, or more steps for a run a
+    time budget cut short) needs the same partial load as classification; a head of another size is
+    skipped and reported. ``init`` "scratch" (or empty) does nothing; nothing is ever downloaded.
+    """
+    if not init or init == "scratch":
+        return
+    p = Path(init)
+    if not p.is_file():
+        raise ConfigError(f"{task} config: init={init!r}: {task} models start from 'scratch' or from an earlier "
+                          "run's model.pt / last.pt path (no pretrained weights are downloaded)")
+    ck = torch.load(p, map_location="cpu", weights_only=True)
+    sd = ck.get("state_dict") or ck.get("model") or ck
+    own = model.state_dict()
+    ok = {k: v.to(own[k].dtype) for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(ok, strict=False)
+    log(f"init: loaded {len(ok)}/{len(own)} tensors from {p}")
