@@ -84,10 +84,16 @@ def _independent_cobb(corners: dict[str, np.ndarray]) -> float:
     return max(abs(up[i] - lo[j]) for i in range(len(names)) for j in range(i, len(names)))
 
 
-def test_cobb_truth_agrees_with_landmarks_within_one_degree(ap: Path) -> None:
+def _landmarks(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    """{film id: {vertebra: 4 corners}} from a synth folder's landmarks.csv."""
     lms: dict[str, dict[str, np.ndarray]] = {}
-    for r in _rows(ap / "landmarks.csv"):
+    for r in _rows(folder / "landmarks.csv"):
         lms.setdefault(r["id"], {})[r["vertebra"]] = np.array([[float(r[f"x{i}"]), float(r[f"y{i}"])] for i in range(1, 5)])
+    return lms
+
+
+def test_cobb_truth_agrees_with_landmarks_within_one_degree(ap: Path) -> None:
+    lms = _landmarks(ap)
     classes = set()
     for r in _rows(ap / "labels.csv"):
         cobb = float(r["cobb_deg"])
@@ -98,9 +104,7 @@ def test_cobb_truth_agrees_with_landmarks_within_one_degree(ap: Path) -> None:
 
 
 def test_lateral_slip_and_grade_are_consistent(lat: Path) -> None:
-    lms: dict[str, dict[str, np.ndarray]] = {}
-    for r in _rows(lat / "landmarks.csv"):
-        lms.setdefault(r["id"], {})[r["vertebra"]] = np.array([[float(r[f"x{i}"]), float(r[f"y{i}"])] for i in range(1, 5)])
+    lms = _landmarks(lat)
     seen = set()
     for r in _rows(lat / "labels.csv"):
         slip, grade = float(r["slip_percent"]), int(r["meyerding_grade"])
