@@ -43,6 +43,12 @@ _THUMB = 128
 _HASH_CACHE: dict[tuple[str, int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
 
 
+def _cache_key(p: Path, flips: bool) -> tuple[str, int, int, bool]:
+    """Path, size and mtime: a file is decoded once per process unless it changes."""
+    st = p.stat()
+    return (str(p.resolve()), st.st_size, st.st_mtime_ns, flips)
+
+
 def _thumbnail(path: Path) -> np.ndarray:
     """Small uint8 grayscale copy of any supported image, decoded as cheaply as the format allows."""
     import cv2
@@ -76,8 +82,7 @@ def image_hashes(path: "str | Path", *, flips: bool = True) -> np.ndarray:
     from PIL import Image
 
     p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, flips)
+    key = _cache_key(p, flips)
     if key not in _HASH_CACHE:
         th = _thumbnail(p)
         variants = [th, th[:, ::-1], th[::-1, :], th[::-1, ::-1]] if flips else [th]
@@ -88,8 +93,7 @@ def image_hashes(path: "str | Path", *, flips: bool = True) -> np.ndarray:
 
 def _thumb_cached(path: Path, flips: bool) -> np.ndarray:
     p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, flips)
+    key = _cache_key(p, flips)
     if key not in _HASH_CACHE:
         image_hashes(p, flips=flips)
     return _HASH_CACHE[key][1]
@@ -144,8 +148,7 @@ def _features(th: np.ndarray, flips: bool) -> tuple[np.ndarray, np.ndarray]:
 
 def _feat_cached(path: Path, flips: bool) -> tuple[np.ndarray, np.ndarray]:
     p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, flips)
+    key = _cache_key(p, flips)
     if key not in _FEAT_CACHE:
         _FEAT_CACHE[key] = _features(_thumb_cached(p, flips), flips)
     return _FEAT_CACHE[key]
@@ -277,7 +280,7 @@ def _candidates(score: np.ndarray, k: int, same: bool) -> np.ndarray:
 def _pairs(
     ea: list[tuple[Sample, Path]], ha: np.ndarray, eb: list[tuple[Sample, Path]], hbv: np.ndarray,
     phash_threshold: int, verify_threshold: float | None, flips: bool, same: bool,
-    max_candidates: int = 8, stats: dict[str, Any] | None = None,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES, stats: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Near-duplicate pairs between entry lists a and b (``same``: a is b, report i < j once)."""
     d, which_h = _distances(ha, hbv)
