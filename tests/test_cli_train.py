@@ -213,3 +213,47 @@ def test_classify_time_budget_stops_after_one_epoch_and_writes_the_card(class_fo
     assert card.is_file()
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 1
     assert sum(m.startswith("time budget") for m in rec.msgs) == 1
+
+
+def test_portrait_input_size_is_kept_through_card_prediction_and_cam(class_folders, tmp_path):
+    """imgsz [height, width]: a portrait film is not squashed into a square; the card records both sides and
+    the Predictor's input and Grad-CAM follow them (the CAM comes back at the film's own size)."""
+    from spine_models.engine import classify
+    from spine_models.engine.predictor import load_predictor
+
+    card_path = classify.train(_cfg(class_folders, tmp_path / "run", imgsz=[48, 32]), tmp_path / "run", quiet=True)
+    raw = json.loads(card_path.read_text())
+    assert raw["input_size"] == [48, 32]
+    pred = load_predictor(card_path)
+    x, _, _ = pred._input(np.zeros((64, 48), np.float32) + np.eye(64, 48, dtype=np.float32))
+    assert tuple(x.shape[-2:]) == (48, 32)
+    film = next(class_folders.glob("Scoliosis/*.png"))
+    res = pred.predict(film, cam=True)
+    assert res.cam.shape == (64, 48) and np.isfinite(res.cam).all()
+
+
+def test_letterbox_cam_is_placed_on_the_film_not_the_padding(class_folders, tmp_path):
+    """With letterbox resizing the model sees padding; a map lit only inside the film's part of the input
+    must cover the whole film when placed back (and a map lit only on the padding must vanish)."""
+    from spine_models.engine import classify
+    from spine_models.data.transforms import letterbox_geometry
+    from spine_models.engine.predictor import load_predictor
+
+    card_path = classify.train(_cfg(class_folders, tmp_path / "run", imgsz=32, resize_mode="letterbox"),
+                               tmp_path / "run", quiet=True)
+    pred = load_predictor(card_path)
+    nh, nw, top, left = letterbox_geometry((64, 48), 32)
+    assert (nh, nw, top, left) == (32, 24, 0, 4)
+    inside = np.zeros((32, 32), np.float32)
+    inside[top:top + nh, left:left + nw] = 1.0
+    np.testing.assert_allclose(pred._place(inside, (64, 48)), 1.0)
+    np.testing.assert_allclose(pred._place(1.0 - inside, (64, 48)), 0.0)
+
+
+@pytest.mark.parametrize("bad", [[48, 32, 3], [0, 32], "big", [48.5, 32]])
+def test_bad_imgsz_is_a_config_error_naming_the_value(class_folders, tmp_path, bad):
+    from spine_models.engine import classify
+    from spine_models.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="imgsz"):
+        classify.train(_cfg(class_folders, tmp_path / "run", imgsz=bad), tmp_path / "run", quiet=True)

@@ -121,3 +121,20 @@ def test_timm_imagenet_from_local_file(arch, timm_name, hub_dir):
     conv = model.conv_stem if arch == "efficientnet_b0" else model.backbone.conv1
     ref_conv = ref.conv_stem if arch == "efficientnet_b0" else ref.conv1
     torch.testing.assert_close(conv.weight, ref_conv.weight.sum(1, keepdim=True))
+
+
+@pytest.mark.parametrize("seg_arch,cls_arch,probe", [("unet_mobilenet_v2", "mobilenet_v2", "features.18.0.weight"),
+                                                     ("unet_resnet18", "resnet18", "layer4.1.conv2.weight")])
+def test_transfer_from_a_segmentation_unet_encoder(tmp_path, seg_arch, cls_arch, probe):
+    """A U-Net run's encoder is a same-domain backbone: every backbone tensor loads, only the head is new."""
+    from spine_models.models.cards import save_checkpoint_file
+
+    torch.manual_seed(2)
+    unet = create_model(seg_arch, task="segment", num_classes=5, in_chans=1)
+    path = tmp_path / "model.pt"
+    save_checkpoint_file(path, arch=seg_arch, task="segment", state_dict=unet.state_dict(), half=True)
+    clf = create_model(cls_arch, task="classify", num_classes=3, in_chans=1, pretrained=str(path))
+    rep = clf.pretrained_report
+    head = {k for k in clf.state_dict() if k.startswith(("fc.", "classifier."))}
+    assert rep["loaded"] == rep["total"] - len(head)
+    torch.testing.assert_close(clf.state_dict()[probe], unet.state_dict()[f"encoder.{probe}"].half().float())

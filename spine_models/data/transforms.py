@@ -16,6 +16,7 @@ from spine_models.errors import ConfigError
 __all__ = [
     "to_model_input",
     "resize_2d",
+    "letterbox_geometry",
     "augmentation_preset",
     "PRESET_NAMES",
     "IMAGENET_MEAN",
@@ -33,6 +34,18 @@ def _hw(size: "int | Sequence[int]") -> tuple[int, int]:
         return int(size), int(size)
     h, w = (int(v) for v in size)
     return h, w
+
+
+def letterbox_geometry(image_hw: "Sequence[int]", size: "int | Sequence[int]") -> tuple[int, int, int, int]:
+    """Where a letterboxed image sits in the model input: (height, width, pad_top, pad_left).
+
+    One rule for the forward resize and for mapping model-sized maps (Grad-CAM, SHAP) back to the film.
+    """
+    h, w = _hw(size)
+    ih, iw = int(image_hw[0]), int(image_hw[1])
+    s = min(h / ih, w / iw)
+    nh, nw = max(1, int(round(ih * s))), max(1, int(round(iw * s)))
+    return nh, nw, (h - nh) // 2, (w - nw) // 2
 
 
 def resize_2d(
@@ -54,11 +67,9 @@ def resize_2d(
         return out, {"scale_y": h / ih, "scale_x": w / iw, "pad_top": 0.0, "pad_left": 0.0}
     if resize_mode != "letterbox":
         raise ConfigError(f"resize_mode {resize_mode!r} is not known; use 'stretch' or 'letterbox'")
-    s = min(h / ih, w / iw)
-    nh, nw = max(1, int(round(ih * s))), max(1, int(round(iw * s)))
+    nh, nw, top, left = letterbox_geometry((ih, iw), (h, w))
     small = cv2.resize(pixels, (nw, nh), interpolation=interp)
     out = np.zeros((h, w) + pixels.shape[2:], dtype=pixels.dtype)
-    top, left = (h - nh) // 2, (w - nw) // 2
     out[top : top + nh, left : left + nw] = small
     return out, {"scale_y": nh / ih, "scale_x": nw / iw, "pad_top": float(top), "pad_left": float(left)}
 

@@ -32,7 +32,7 @@ from spine_models.engine.callbacks import Callback, CallbackList, with_time_budg
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
 
-__all__ = ["train", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "load_pixels", "logits_to_probs",
+__all__ = ["train", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "load_pixels", "logits_to_probs", "input_hw",
            "youden_threshold", "build_model_for"]
 
 
@@ -43,14 +43,14 @@ __all__ = ["train", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "lo
 class Preprocess:
     """Everything between decoded pixels and the model input tensor; stored in the card."""
 
-    size: int = 224
+    size: int | tuple[int, int] = 224  # square side, or (height, width) so portrait films keep their shape
     in_chans: int = 1
     normalization: dict = field(default_factory=lambda: {"kind": "minmax"})
     resize_mode: str = "stretch"
     roi: bool = False
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """HxW float [0,1] -> (C, size, size) float32 via ``spine_models.data.transforms.to_model_input``."""
+        """HxW float [0,1] -> (C, H, W) float32 via ``spine_models.data.transforms.to_model_input``."""
         from spine_models.data.transforms import to_model_input
 
         if self.roi:
@@ -62,8 +62,8 @@ class Preprocess:
 
     @classmethod
     def from_card(cls, card: ModelCard) -> "Preprocess":
-        size = card.input_size if isinstance(card.input_size, int) else int(card.input_size[0])
         pp = card.preprocessing or {}
+        size = input_hw(card.input_size)
         return cls(size, card.in_chans, dict(card.normalization), pp.get("resize_mode", "stretch"), bool(pp.get("roi", False)))
 
 
@@ -97,12 +97,19 @@ def load_pixels(source: Any) -> np.ndarray:
     return np.asarray(rad.pixels, dtype=np.float32)
 
 
-def _shrink(pixels: np.ndarray, size: int) -> np.ndarray:
+def input_hw(size: Any) -> int | tuple[int, int]:
+    """A card's / config's input size as the model takes it: an int (square) or (height, width)."""
+    if isinstance(size, (list, tuple)):
+        return (int(size[0]), int(size[1])) if len(size) == 2 and size[0] != size[1] else int(size[0])
+    return int(size)
+
+
+def _shrink(pixels: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Cache copy: downscale so the long side is at most 2x the model size (decode once per run)."""
     import cv2
 
     h, w = pixels.shape
-    scale = 2 * size / max(h, w)
+    scale = 2 * max(size if isinstance(size, tuple) else (size,)) / max(h, w)
     if scale < 1:
         pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     return pixels.astype(np.float32)
@@ -247,9 +254,14 @@ def _validate_cfg(cfg: dict) -> None:
         raise ConfigError(f"classify config: view={cfg['view']!r}; valid: ap, lat, mri, any")
     if cfg["scheduler"] not in ("none", "cosine"):
         raise ConfigError(f"classify config: scheduler={cfg['scheduler']!r}; valid: none, cosine")
-    for k in ("epochs", "batch", "imgsz"):
+    for k in ("epochs", "batch"):
         if not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 1:
             raise ConfigError(f"classify config: {k}={cfg[k]} should be at least 1")
+    sz = cfg["imgsz"]
+    parts = list(sz) if isinstance(sz, (list, tuple)) else [sz]
+    if len(parts) not in (1, 2) or any(not isinstance(v, int) or isinstance(v, bool) or v < 8 for v in parts):
+        raise ConfigError(f"classify config: imgsz={sz!r}; use a side in pixels (224) or [height, width] "
+                          f"(e.g. [448, 224] for portrait films), each at least 8")
     if not cfg["data"]:
         raise ConfigError("classify config: no data; pass --data DIR (repeatable)")
 
@@ -294,6 +306,7 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
         size = get_spec(cfg["model"], task="classify").input_size
         cfg["imgsz"] = int(size if isinstance(size, int) else size[0])
     _validate_cfg(cfg)
+    size = input_hw(cfg["imgsz"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
@@ -330,12 +343,12 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
             raise DatasetError(f"{', '.join(map(str, data))}: the {name} part is empty after a per-patient split "
                                f"{cfg['split']}; add data or change --set split=")
 
-    pre = Preprocess(int(cfg["imgsz"]), int(cfg["in_chans"]), dict(cfg["normalization"]), cfg["resize_mode"], bool(cfg["roi"]))
+    pre = Preprocess(size, int(cfg["in_chans"]), dict(cfg["normalization"]), cfg["resize_mode"], bool(cfg["roi"]))
     augment = None
     if cfg["augment"] not in ("none", "", None):
         from spine_models.data.transforms import augmentation_preset
 
-        augment = augmentation_preset(cfg["augment"], int(cfg["imgsz"]))
+        augment = augmentation_preset(cfg["augment"], size)
     train_set = ClassifyImages(parts["train"].samples, classes, pre, augment=augment, two_view=two_view, cache=cfg["cache"])
     val_set = ClassifyImages(parts["val"].samples, classes, pre, two_view=two_view, cache=cfg["cache"])
     gen = T.make_generator(seed)
@@ -455,7 +468,7 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
     card = ModelCard(
         id=cfg.get("name") or out.resolve().name, task="classify", arch=cfg["model"],
         view=cfg.get("view") or _view_of(labelled, two_view), trained_on=f"{ds.name} ({', '.join(map(str, data))})",
-        weights=str(weights_path.resolve()), sha256=sha, input_size=int(cfg["imgsz"]),
+        weights=str(weights_path.resolve()), sha256=sha, input_size=list(size) if isinstance(size, tuple) else size,
         train_command=cfg.get("train_command") or "", license=cfg["license"], classes=classes, metrics={},
         in_chans=int(cfg["in_chans"]), normalization=dict(cfg["normalization"]),
         preprocessing={"resize_mode": cfg["resize_mode"], "roi": bool(cfg["roi"]), "two_view": two_view,
@@ -530,6 +543,17 @@ class Predictor:
         import cv2
 
         h, w = shape
+        if self.pre.resize_mode == "letterbox":  # drop the padding before stretching back to the film
+            from spine_models.data.transforms import letterbox_geometry
+
+            box = (h, w)
+            if self.pre.roi:
+                from spine_models.data.mri import roi_box
+
+                y0, y1, x0, x1 = roi_box(h, w)
+                box = (y1 - y0, x1 - x0)
+            nh, nw, top, left = letterbox_geometry(box, heat.shape)
+            heat = heat[top:top + nh, left:left + nw]
         if self.pre.roi:
             from spine_models.data.mri import roi_box
 

@@ -9,7 +9,8 @@ Weights are never downloaded. ``pretrained="imagenet"`` reads a file already on 
 ``torch.hub.get_dir()/checkpoints/<file from the weights URL>``; timm: ``.../checkpoints/timm-<name>.pth``
 or ``.safetensors``), otherwise :class:`~spine_models.errors.WeightsNotAvailableError` says where to
 put it. ``pretrained=<path>`` loads every tensor whose name and shape match (an earlier run's
-``model.pt`` / ``last.pt`` / ``best.pt``, or any state-dict file): the MRI study's same-domain transfer.
+``model.pt`` / ``last.pt`` / ``best.pt``, a segmentation U-Net's ``model.pt`` whose encoder matches the
+architecture, or any state-dict file): the MRI study's same-domain transfer.
 Grayscale (``in_chans=1``): 3-channel first-conv weights are summed into one channel (timm's
 ``adapt_input_conv`` rule), so a gray image repeated three times and a single channel agree.
 """
@@ -172,9 +173,11 @@ def load_matching_state(model: nn.Module, state: dict[str, torch.Tensor], *, fir
     head of a different class count; the report (loaded / total / skipped) tells the user what happened.
     """
     own = model.state_dict()
-    # strip a DataParallel / wrapper prefix if no key matches as is
+    # strip a DataParallel / wrapper prefix if no key matches as is; "encoder." takes the encoder of a
+    # segmentation run's U-Net (smp encoders keep torchvision's names): a same-domain backbone that already
+    # knows vertebrae, endplates and the vertebral lines
     if state and not (set(state) & set(own)):
-        for prefix in ("module.", "model.", "backbone."):
+        for prefix in ("module.", "model.", "backbone.", "encoder."):
             stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             if set(stripped) & set(own):
                 state = stripped
