@@ -178,6 +178,16 @@ def test_freeze_then_finetune_schedule(class_folders, tmp_path):
     assert history[0]["lr"] == [1e-2, 1e-4] and history[2]["lr"] == [1e-4, 1e-4]
 
 
+def test_head_lr_without_frozen_epochs_is_a_discriminative_rate(class_folders, tmp_path):
+    """Fine-tuning a pretrained backbone from the start: an explicit head_lr holds for the new head."""
+    from spine_models.engine import classify
+
+    classify.train(_cfg(class_folders, tmp_path / "run", epochs=2, lr=1e-4, head_lr=1e-2, patience=0), tmp_path / "run",
+                   quiet=True)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["lr"] for h in history] == [[1e-2, 1e-4], [1e-2, 1e-4]]
+
+
 def test_youden_threshold_and_balanced_class_weights():
     from types import SimpleNamespace
 

@@ -403,7 +403,10 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
         for p in body_params:
             p.requires_grad_(not frozen)
         factor = 0.5 * (1 + math.cos(math.pi * epoch / epochs)) if cfg["scheduler"] == "cosine" else 1.0
-        optimizer.param_groups[0]["lr"] = (head_lr if frozen else (lr if cfg["mode"] == "finetune" else head_lr)) * factor
+        # fine-tuning after frozen epochs: everything at lr (the Xception recipe); fine-tuning from the start
+        # with head_lr set: a discriminative rate (new head faster than a pretrained backbone)
+        ft_head = head_lr if cfg.get("head_lr") is not None and freeze_epochs == 0 else lr
+        optimizer.param_groups[0]["lr"] = (head_lr if frozen else (ft_head if cfg["mode"] == "finetune" else head_lr)) * factor
         optimizer.param_groups[1]["lr"] = lr * factor
         if augment is not None and hasattr(augment, "set_random_seed"):
             augment.set_random_seed(T.epoch_seed(seed, epoch))
