@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     film = np.random.default_rng(0).random((1024, 512)).astype(np.float32)
     print(f"torch {torch.__version__}, {args.threads} threads, median (p90) of {args.reps} runs, target {args.target_ms:.0f} ms")
-    print(f"{'model':40s} {'arch':16s} {'input':>5s} {'forward ms':>16s} {'proba ms':>16s} {'predict+CAM ms':>16s}")
+    print(f"{'model':40s} {'arch':16s} {'input':>7s} {'forward ms':>16s} {'proba ms':>16s} {'predict+CAM ms':>16s}")
     for card in cards:
         pred = Predictor(card, device="cpu")
-        size = card.input_size if isinstance(card.input_size, int) else int(card.input_size[0])
+        size = "x".join(str(v) for v in card.input_size) if isinstance(card.input_size, list) else str(card.input_size)
         if pred.two_view:
             print(f"{card.id:40s} two-view model: skipped")
             continue
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         proba = time_ms(lambda: pred.predict_proba([film]), args.reps)
         full = time_ms(lambda: pred.predict(film, cam=True), max(5, args.reps // 3))
         flag = "OK" if fwd[0] <= args.target_ms else "OVER TARGET"
-        print(f"{card.id:40s} {card.arch:16s} {size:5d} {fwd[0]:8.1f} ({fwd[1]:5.1f}) {proba[0]:8.1f} ({proba[1]:5.1f}) "
+        print(f"{card.id:40s} {card.arch:16s} {size:>7s} {fwd[0]:8.1f} ({fwd[1]:5.1f}) {proba[0]:8.1f} ({proba[1]:5.1f}) "
               f"{full[0]:8.1f} ({full[1]:5.1f})  {flag}")
     return 0
 
