@@ -138,3 +138,17 @@ def test_transfer_from_a_segmentation_unet_encoder(tmp_path, seg_arch, cls_arch,
     head = {k for k in clf.state_dict() if k.startswith(("fc.", "classifier."))}
     assert rep["loaded"] == rep["total"] - len(head)
     torch.testing.assert_close(clf.state_dict()[probe], unet.state_dict()[f"encoder.{probe}"].half().float())
+
+
+@pytest.mark.parametrize("view,modality,film_view,fits", [
+    ("any", "CR", "", True), ("any", "DX", "lat", True), ("any", "MR", "", False),
+    ("mri", "MR", "", True), ("mri", "CR", "", False),
+    ("ap", "CR", "ap", True), ("ap", "CR", "lat", False), ("ap", "CR", "", True), ("lat", "MR", "", False)])
+def test_card_fits_routes_films_and_mr_images(view, modality, film_view, fits):
+    """An X-ray model for either view ("any", e.g. the three-class model) never runs on an MR image."""
+    from types import SimpleNamespace
+
+    from spine_models.engine.predictor import card_fits
+
+    card = SimpleNamespace(view=view)
+    assert card_fits(card, SimpleNamespace(modality=modality, view=film_view)) is fits

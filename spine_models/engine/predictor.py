@@ -54,11 +54,12 @@ def load_predictor(model: ModelCard | str | Path, device: str | None = None) -> 
 
 
 def card_fits(card: ModelCard, radiograph: Any) -> bool:
-    """Does a model's view fit the image? ``any`` fits all; ``mri`` fits MR; ``ap``/``lat`` fit X-rays
-    (the film's own view, when known, must match)."""
+    """Does a model's view fit the image? ``mri`` fits MR; ``any`` fits an X-ray of either view (an MR
+    image goes to the ``mri`` models: an X-ray model's classes mean nothing on it); ``ap``/``lat`` fit
+    X-rays (the film's own view, when known, must match)."""
     kind = "mri" if str(getattr(radiograph, "modality", "") or "").upper() == "MR" else "xray"
     if card.view == "any":
-        return True
+        return kind == "xray"
     if card.view == "mri":
         return kind == "mri"
     if kind == "mri":
