@@ -378,9 +378,7 @@ def init_from_run(model: nn.Module, init: str | None, task: str, log: Callable[[
     if not p.is_file():
         raise ConfigError(f"{task} config: init={init!r}: {task} models start from 'scratch' or from an earlier "
                           "run's model.pt / last.pt path (no pretrained weights are downloaded)")
-    ck = torch.load(p, map_location="cpu", weights_only=True)
-    sd = ck.get("state_dict") or ck.get("model") or ck
-    own = model.state_dict()
-    ok = {k: v.to(own[k].dtype) for k, v in sd.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(ok, strict=False)
-    log(f"init: loaded {len(ok)}/{len(own)} tensors from {p}")
+    from spine_models.models.classification import load_matching_state, read_state_file
+
+    report = load_matching_state(model, read_state_file(p), source=str(p))  # the classifiers' partial load
+    log(f"init: loaded {report['loaded']}/{report['total']} tensors from {p}")

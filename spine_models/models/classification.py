@@ -35,6 +35,7 @@ __all__ = [
     "cam_target_layer",
     "first_conv_name",
     "load_matching_state",
+    "read_state_file",
     "XceptionStudy",
     "SpineNetTiny",
 ]
