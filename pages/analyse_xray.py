@@ -60,6 +60,9 @@ cards = shipped_cards()
 if not cards:
     st.warning(NO_MODELS_HINT)
     st.stop()
+rad, view_note = analysis.infer_view(rad, cards)
+if view_note:
+    st.caption(view_note)
 fitting = analysis.fitting_cards(cards, rad)
 if not fitting:
     st.warning(f"None of the {len(cards)} shipped models fits this image (view {rad.view or 'unknown'}, "
@@ -92,7 +95,10 @@ for res in results:
         chart, a, b = st.columns([2, 1, 1])
         chart.markdown(f"**Prediction: {res.top_class}** ({res.top_prob * 100:.1f}%)")
         chart.plotly_chart(render.prob_bars(res), key=f"probs_{res.model_id}")
-        a.image(render.png_bytes(res.plot(rad.pixels, "cam")), caption="Grad-CAM", width="stretch")
+        if render.decision_basis(res):
+            chart.caption(render.decision_basis(res))
+        a.image(render.png_bytes(res.plot(rad.pixels, "cam")), width="stretch",
+                caption="Grad-CAM" if res.cam is not None else "no Grad-CAM: a measurement decided")
         if res.shap is not None:
             b.image(render.png_bytes(res.plot(rad.pixels, "shap")), caption="SHAP (partition)", width="stretch")
         elif b.button("Compute SHAP (takes seconds)", key=f"{K.XRAY_SHAP}_{res.model_id}"):

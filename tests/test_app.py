@@ -219,3 +219,27 @@ def test_models_page_shows_cards(app_env: Path) -> None:
     at = new_app("pages/models.py")
     assert [e.label.split(" — ")[0] for e in at.expander] == ["tiny-cls", "tiny-det", "tiny-disc", "tiny-seg"]
     assert "Research use only" in texts(at) and "random weights" in texts(at)
+
+
+def test_infer_view_sets_a_sure_view_and_leaves_tagged_or_unsure_films(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A view model (classes ap, lat) names the view of an untagged X-ray when sure, so AP-only models skip
+    lateral films; a DICOM's own view, an MR image, an unsure answer or no view model change nothing."""
+    from types import SimpleNamespace
+
+    import ui.models
+    from spine_models.io.radiograph import Radiograph
+    from ui import analysis
+
+    gate = SimpleNamespace(id="view_gate", task="classify", classes=["ap", "lat"])
+    other = SimpleNamespace(id="cls", task="classify", classes=["normal", "scoliosis"])
+    answer = {"p": [0.02, 0.98]}
+    monkeypatch.setattr(ui.models, "get_predictor", lambda card: SimpleNamespace(predict_proba=lambda ims: np.array([answer["p"]])))
+    rad = Radiograph(pixels=np.zeros((64, 32), np.float32), bits=16, format="PNG", name="film.png", photometric="MONOCHROME2")
+    got, note = analysis.infer_view(rad, [other, gate])
+    assert got.view == "lat" and rad.view is None and "LAT by view_gate (98.0%)" in note
+    answer["p"] = [0.6, 0.4]
+    got, note = analysis.infer_view(rad, [gate])
+    assert got.view is None and "unsure" in note
+    assert analysis.infer_view(rad, [other]) == (rad, "")
+    tagged = Radiograph(pixels=rad.pixels, bits=16, format="DICOM", name="x.dcm", photometric="MONOCHROME2", view="ap")
+    assert analysis.infer_view(tagged, [gate])[0].view == "ap"

@@ -198,6 +198,9 @@ def test_youden_threshold_and_balanced_class_weights():
     t = youden_threshold(y, p)
     assert 0.35 < t <= 0.6  # separates all but the 0.32 positive: J = 0.75
     assert youden_threshold(np.zeros(4), np.linspace(0, 1, 4)) == 0.5
+    # perfectly separated: the cut sits in the gap, not on the weakest positive
+    t = youden_threshold(np.array([0, 0, 1, 1]), np.array([0.001, 0.002, 0.9951, 0.999]))
+    assert 0.4 < t < 0.6
     samples = [SimpleNamespace(label="normal")] * 6 + [SimpleNamespace(label="scoliosis")] * 2
     w = _class_weights({"class_weights": "balanced"}, samples, ["normal", "scoliosis"])
     assert w.tolist() == pytest.approx([8 / 12, 8 / 4])
@@ -235,7 +238,7 @@ def test_portrait_input_size_is_kept_through_card_prediction_and_cam(class_folde
     raw = json.loads(card_path.read_text())
     assert raw["input_size"] == [48, 32]
     pred = load_predictor(card_path)
-    x, _, _ = pred._input(np.zeros((64, 48), np.float32) + np.eye(64, 48, dtype=np.float32))
+    x = pred._input(np.zeros((64, 48), np.float32) + np.eye(64, 48, dtype=np.float32))[0]
     assert tuple(x.shape[-2:]) == (48, 32)
     film = next(class_folders.glob("Scoliosis/*.png"))
     res = pred.predict(film, cam=True)

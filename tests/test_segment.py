@@ -296,6 +296,23 @@ def test_time_budget_stops_only_at_an_epoch_end():
     assert b.should_stop()  # 25 s used: another 10 s epoch would overrun
 
 
+def test_time_budget_does_not_count_the_caching_first_epoch_once_later_ones_exist():
+    from spine_models.engine.callbacks import TimeBudget
+
+    b = TimeBudget(minutes=1.0)  # 60 s
+    for epoch, took in enumerate((28, 8)):  # the first epoch decodes and caches every film
+        b.on_epoch_start(epoch, 10)
+        b.epoch_t0 -= took
+        b.t0 -= took
+        b.on_epoch_end(epoch, {})
+    assert b.longest == pytest.approx(8, abs=0.5) and not b.should_stop()  # 36 s used + 8 s fits (counting the first: 36 + 28 > 60)
+    b.on_epoch_start(2, 10)
+    b.epoch_t0 -= 9
+    b.t0 -= 16
+    b.on_epoch_end(2, {})
+    assert b.longest == pytest.approx(9, abs=0.5) and b.should_stop()  # 52 s used + 9 s would overrun
+
+
 def test_measure_masks_lateral_reads_l5_s1_from_the_disc_mask():
     """The lateral vertebra mask holds T1..L5 only; the L5-S1 slip needs the sacral endplate from the disc."""
     from spine_models.engine.segment import measure_masks

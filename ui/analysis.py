@@ -18,7 +18,7 @@ import streamlit as st
 
 from spine_models.errors import SpineInputError
 
-__all__ = ["read_upload", "example_films", "mri_example", "run_models", "fitting_cards", "dice",
+__all__ = ["read_upload", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view", "dice",
            "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "phantom_dataset", "model_ref",
            "dataset_hash", "roc_points", "disagreements", "image_paths",
            "load_study", "mri_selection", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf"]
@@ -76,6 +76,18 @@ def fitting_cards(cards: Sequence[Any], rad: Any) -> list[Any]:
     from spine_models.engine.predictor import card_fits
 
     return [c for c in cards if card_fits(c, rad) and not c.arch.startswith("twoview")]
+
+
+def infer_view(rad: Any, cards: Sequence[Any]) -> tuple[Any, str]:
+    """(radiograph, note): an untagged X-ray gets the shipped view model's answer when that model is sure
+    (``engine.predictor.infer_view``), so AP-only models skip lateral films and the reverse."""
+    import dataclasses
+
+    from spine_models.engine.predictor import infer_view
+    from ui.models import get_predictor
+
+    view, note = infer_view(rad, cards, get=get_predictor)
+    return (dataclasses.replace(rad, view=view) if view and view != rad.view else rad), note
 
 
 def run_models(rad: Any, cards: Sequence[Any], *, cam: bool = True) -> tuple[list[Any], dict[str, float]]:

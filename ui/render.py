@@ -43,6 +43,22 @@ def prob_bars(result: Any) -> Any:
     return fig
 
 
+def decision_basis(result: Any) -> str:
+    """One line saying what decided a composite classifier's answer (``result.extra``): the view gate and
+    its expert, the measured value; "" for a plain network."""
+    extra = getattr(result, "extra", None) or {}
+    parts = []
+    view = extra.get("view")
+    if isinstance(view, dict) and view:
+        parts.append("view " + " / ".join(f"{k.upper()} {v * 100:.1f}%" for k, v in view.items()))
+    if extra.get("expert"):
+        parts.append(f"decided by `{extra['expert']}`")
+    for key, unit in (("cobb_deg", "°"), ("slip_percent", " %")):
+        if isinstance(extra.get(key), (int, float)):
+            parts.append(f"{key.split('_')[0]} {extra[key]:.1f}{unit} measured by `{extra.get('measured_by', '?')}`")
+    return " · ".join(parts)
+
+
 def confusion_heatmap(cm: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> Any:
     """Rows true, columns predicted (the SPEC order), counts written in the cells."""
     import plotly.graph_objects as go
@@ -179,6 +195,9 @@ def card_summary(card: Any) -> None:
     labels = card.classes or card.structures or []
     cols[1].markdown(f"**{'Classes' if card.classes else 'Structures'}:** {', '.join(labels)}  \n"
                      f"**Intended use:** {card.intended_use}")
+    parts = (card.preprocessing or {}).get("components") or {}
+    if parts:
+        st.markdown("**Built from:** " + ", ".join(f"{role} `{mid}`" for role, mid in parts.items()))
     if card.limitations:
         st.markdown("**Limitations:**\n" + "\n".join(f"- {x}" for x in card.limitations))
     m = card.metrics or {}

@@ -1,7 +1,8 @@
 """`spine-models predict FILE...`: run the shipped models that fit each file (or the named ones).
 
 Fit: a card's ``view`` "any" fits every file, "ap"/"lat" fit X-rays (anything not an MR series),
-"mri" fits DICOM MR. One unreadable file prints one error line and the rest still run; the exit
+"mri" fits DICOM MR. An X-ray's view is its DICOM ViewPosition, else the shipped view model's answer
+when it is sure (``engine.predictor.infer_view``); a known view runs only that view's ap/lat models. One unreadable file prints one error line and the rest still run; the exit
 status is 2 at the end if any file failed.
 """
 from __future__ import annotations
@@ -58,12 +59,13 @@ def image_kind(image: Any) -> str:
     return "mri" if modality == "MR" else "xray"
 
 
-def fitting_cards(cards: list[Any], kind: str) -> list[Any]:
-    """Cards whose view fits an image kind: any -> all, ap/lat -> X-rays, mri -> MR."""
+def fitting_cards(cards: list[Any], kind: str, view: str | None = None) -> list[Any]:
+    """Cards whose view fits an image kind: any -> all, ap/lat -> X-rays (only that view's when the film's
+    view is known), mri -> MR."""
     out = []
     for c in cards:
         v = (c.view or "any").lower()
-        if v == "any" or (kind == "xray" and v in ("ap", "lat")) or (kind == "mri" and v == "mri"):
+        if v == "any" or (kind == "xray" and v in ("ap", "lat") and view in (None, v)) or (kind == "mri" and v == "mri"):
             out.append(c)
     return out
 
@@ -95,6 +97,7 @@ def _summary(result: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spine_models.engine.predictor import infer_view
     from spine_models.errors import SpineInputError, WeightsNotAvailableError
     from spine_models.models.cards import list_cards, weights_dir
     from spine_models.report.evaluation import resolve_card
@@ -116,7 +119,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             image = load_image(f)
             kind = image_kind(image)
-            use = cards if named else fitting_cards(cards, kind)
+            view, view_note = (None, "") if named or kind != "xray" else infer_view(
+                image, cards, get=lambda c: predictors.setdefault(c.id, get_predictor(c, device=args.device)))
+            use = cards if named else fitting_cards(cards, kind, view)
+            if view_note and not getattr(args, "quiet", False):
+                sys.stderr.write(f"spine-models predict: {Path(f).name}: {view_note}\n")
             if not use:
                 raise SpineInputError(f"no shipped model fits a {kind} image; pass --model ID", f)
             results = []
@@ -129,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"spine-models predict: error: {exc}\n")
             outputs.append({"file": Path(f).name, "error": str(exc)})
             continue
-        entry = {"file": Path(f).name, "kind": kind, "results": [r.to_dict() for r in results]}
+        entry = {"file": Path(f).name, "kind": kind, "view": view, "results": [r.to_dict() for r in results]}
         outputs.append(entry)
         if args.html:
             from spine_models.report.clinician import write_clinician_report

@@ -29,11 +29,12 @@ import torch
 from torch import nn
 
 from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
+from spine_models.engine.composite import is_composite
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
 
 __all__ = ["train", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "load_pixels", "logits_to_probs", "input_hw",
-           "youden_threshold", "build_model_for"]
+           "youden_threshold", "build_model_for", "relabel", "dataset_for_card", "LABEL_FROM", "VIEW_CLASSES"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -48,6 +49,23 @@ class Preprocess:
     normalization: dict = field(default_factory=lambda: {"kind": "minmax"})
     resize_mode: str = "stretch"
     roi: bool = False
+    crop: str = "none"  # "lumbosacral": a full-resolution crop placed by crop_model (spine_models.data.roi)
+    crop_model: str | None = None
+
+    def locate(self, pixels: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The crop box on full-resolution pixels (None: the whole film)."""
+        if self.crop in ("none", "", None):
+            return None
+        from spine_models.data.roi import locate
+
+        return locate(pixels, self.crop, self.crop_model)
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """Full-resolution pixels -> what is cached and augmented: the crop (if any), downscaled to at
+        most twice the model size."""
+        from spine_models.data.roi import crop_box
+
+        return _shrink(crop_box(pixels, self.locate(pixels)), self.size)
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """HxW float [0,1] -> (C, H, W) float32 via ``spine_models.data.transforms.to_model_input``."""
@@ -64,7 +82,8 @@ class Preprocess:
     def from_card(cls, card: ModelCard) -> "Preprocess":
         pp = card.preprocessing or {}
         size = input_hw(card.input_size)
-        return cls(size, card.in_chans, dict(card.normalization), pp.get("resize_mode", "stretch"), bool(pp.get("roi", False)))
+        return cls(size, card.in_chans, dict(card.normalization), pp.get("resize_mode", "stretch"), bool(pp.get("roi", False)),
+                   str(pp.get("crop") or "none"), pp.get("crop_model"))
 
 
 def _frame_index(sample: Any) -> int | None:
@@ -142,7 +161,7 @@ class ClassifyImages(torch.utils.data.Dataset):
             if view not in s.views:
                 raise DatasetError(f"sample {s.id}: no {view!r} view (two-view training needs ap and lat images)")
             px = load_pixels(s.views[view])
-        px = _shrink(px, self.pre.size)
+        px = self.pre.prepare(px)
         if self.cache:
             self._cache[key] = px
         return px
@@ -172,17 +191,14 @@ def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
 
 
 def youden_threshold(y_true: np.ndarray, p_pos: np.ndarray) -> float:
-    """Threshold on P(positive) maximising sensitivity + specificity - 1 (0.5 when undefined)."""
-    from sklearn.metrics import roc_curve
+    """Threshold on P(positive) maximising sensitivity + specificity - 1 (0.5 when undefined): the
+    middle of the best gap between scores (``spine_models.metrics.detection.youden_threshold``, the one
+    rule for both tasks). Why not the ROC point itself: that is the weakest positive's score, so a
+    validation part that separates perfectly put the cut at 0.9951 and a test positive at 0.9950 failed."""
+    from spine_models.metrics.detection import youden_threshold as _youden
 
-    y_true = np.asarray(y_true)
-    if len(np.unique(y_true)) < 2:
-        return 0.5
-    fpr, tpr, thr = roc_curve(y_true, p_pos)
-    j = tpr - fpr
-    k = int(np.argmax(j))
-    t = float(thr[k])
-    return float(min(max(t if np.isfinite(t) else 1.0, 1e-6), 1 - 1e-6))
+    t, _ = _youden(np.asarray(y_true).astype(bool), np.asarray(p_pos, dtype=np.float64), floor=1e-6)
+    return float(min(max(t, 1e-6), 1 - 1e-6))
 
 
 def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -209,6 +225,30 @@ def build_model_for(card: ModelCard) -> nn.Module:
     model = create_model(card.arch, task="classify", **{**kwargs, "pretrained": None})
     model.load_state_dict(sd)
     return model
+
+
+LABEL_FROM = ("class", "view")
+VIEW_CLASSES = ["ap", "lat"]
+
+
+def relabel(samples: Sequence[Any], label_from: str) -> list[Any]:
+    """Samples labelled by what the model learns: ``class`` (the data's label) or ``view`` (``ap`` / ``lat``,
+    a view classifier). Why: an X-ray of unknown view must be routed to the AP or the lateral models; the
+    phantom's labels.csv (and two-view patient folders) already say the view, so no second dataset is needed."""
+    if label_from == "class":
+        return [s for s in samples if s.label is not None]
+    if label_from == "view":
+        return [replace(s, label=str(s.view).lower()) for s in samples if str(s.view or "").lower() in VIEW_CLASSES]
+    raise ConfigError(f"classify config: label_from={label_from!r}; valid: {', '.join(LABEL_FROM)}")
+
+
+def dataset_for_card(card: ModelCard, dataset: Any) -> Any:
+    """``dataset`` labelled as the card's model learned it: a view model's samples carry ap / lat, so the
+    report's class counts, its test split and the metadata audit all judge the view question."""
+    label_from = (card.preprocessing or {}).get("label_from", "class")
+    if label_from == "class":
+        return dataset
+    return replace(dataset, samples=relabel(dataset.samples, label_from), classes=list(card.classes or VIEW_CLASSES))
 
 
 def _view_of(samples: Sequence[Any], two_view: bool) -> str:
@@ -252,6 +292,12 @@ def _validate_cfg(cfg: dict) -> None:
         raise ConfigError(f"classify config: optimizer={cfg['optimizer']!r}; valid: adam, adamw, sgd")
     if cfg.get("view") not in (None, "ap", "lat", "mri", "any"):
         raise ConfigError(f"classify config: view={cfg['view']!r}; valid: ap, lat, mri, any")
+    from spine_models.data.roi import CROPS
+
+    if cfg["crop"] not in CROPS:
+        raise ConfigError(f"classify config: crop={cfg['crop']!r}; valid: {', '.join(CROPS)}")
+    if cfg["label_from"] not in LABEL_FROM:
+        raise ConfigError(f"classify config: label_from={cfg['label_from']!r}; valid: {', '.join(LABEL_FROM)}")
     if cfg["scheduler"] not in ("none", "cosine"):
         raise ConfigError(f"classify config: scheduler={cfg['scheduler']!r}; valid: none, cosine")
     for k in ("epochs", "batch"):
@@ -300,8 +346,12 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
     from spine_models.engine import trainer as T
     from spine_models.models import create_model, get_spec
 
-    configure_offline()
     cfg = dict(cfg)
+    if is_composite(cfg["model"]):  # measurement / view-routed classifiers: no epochs, no network of their own
+        from spine_models.engine.composite import train_composite
+
+        return train_composite(cfg, out_dir, callbacks=callbacks, quiet=quiet)
+    configure_offline()
     if cfg.get("imgsz") is None:
         size = get_spec(cfg["model"], task="classify").input_size
         cfg["imgsz"] = int(size if isinstance(size, int) else size[0])
@@ -318,11 +368,13 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
 
     data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
     ds = load_dataset(data, task="classify")
-    labelled = [s for s in ds.samples if s.label is not None]
+    label_from = str(cfg["label_from"])
+    labelled = relabel(ds.samples, label_from)
     if len(labelled) < len(ds.samples):
-        cb.on_log(f"{len(ds.samples) - len(labelled)} samples without a label left out")
-    ds = replace(ds, samples=labelled)
-    classes = list(ds.classes) or sorted({s.label for s in labelled})
+        cb.on_log(f"{len(ds.samples) - len(labelled)} samples without a {label_from} label left out")
+    classes = (list(ds.classes) if label_from == "class" else []) or \
+        [c for c in VIEW_CLASSES if any(s.label == c for s in labelled)] or sorted({s.label for s in labelled})
+    ds = replace(ds, samples=labelled, classes=classes)
     if len(classes) < 2:
         raise DatasetError(f"{', '.join(map(str, data))}: classification needs at least two classes, found {classes}")
     two_view = bool(cfg["two_view"])
@@ -343,7 +395,12 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
             raise DatasetError(f"{', '.join(map(str, data))}: the {name} part is empty after a per-patient split "
                                f"{cfg['split']}; add data or change --set split=")
 
-    pre = Preprocess(size, int(cfg["in_chans"]), dict(cfg["normalization"]), cfg["resize_mode"], bool(cfg["roi"]))
+    if cfg["crop"] != "none":
+        from spine_models.data.roi import DEFAULT_CROP_MODEL
+
+        cfg["crop_model"] = cfg.get("crop_model") or DEFAULT_CROP_MODEL
+    pre = Preprocess(size, int(cfg["in_chans"]), dict(cfg["normalization"]), cfg["resize_mode"], bool(cfg["roi"]),
+                     str(cfg["crop"]), cfg.get("crop_model"))
     augment = None
     if cfg["augment"] not in ("none", "", None):
         from spine_models.data.transforms import augmentation_preset
@@ -470,12 +527,13 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
                                arch_kwargs=arch_kwargs, half=bool(cfg["half"]))
     card = ModelCard(
         id=cfg.get("name") or out.resolve().name, task="classify", arch=cfg["model"],
-        view=cfg.get("view") or _view_of(labelled, two_view), trained_on=f"{ds.name} ({', '.join(map(str, data))})",
+        view=cfg.get("view") or ("any" if label_from == "view" else _view_of(labelled, two_view)), trained_on=f"{ds.name} ({', '.join(map(str, data))})",
         weights=str(weights_path.resolve()), sha256=sha, input_size=list(size) if isinstance(size, tuple) else size,
         train_command=cfg.get("train_command") or "", license=cfg["license"], classes=classes, metrics={},
         in_chans=int(cfg["in_chans"]), normalization=dict(cfg["normalization"]),
         preprocessing={"resize_mode": cfg["resize_mode"], "roi": bool(cfg["roi"]), "two_view": two_view,
-                       "augment": cfg["augment"]},
+                       **({"crop": cfg["crop"], "crop_model": cfg["crop_model"]} if cfg["crop"] != "none" else {}),
+                       "augment": cfg["augment"], "label_from": label_from},
         thresholds=thresholds, arch_kwargs=arch_kwargs,
         notes=[f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stopped_by}); val_metric {cfg['val_metric']}",
                f"mode {cfg['mode']}, init {init}, freeze_epochs {cfg['freeze_epochs']}, seed {seed}"]
@@ -498,7 +556,18 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
 # inference
 
 class Predictor:
-    """A trained classifier from its card: ``predict(image, cam=True, shap=False) -> ClassificationResult``."""
+    """A trained classifier from its card: ``predict(image, cam=True, shap=False) -> ClassificationResult``.
+
+    A composite card (``measure_cobb``, ``measure_slip``, ``view_routed``) gives a
+    ``spine_models.engine.composite.CompositePredictor`` with the same methods, so every caller of
+    ``Predictor(card)`` (CLI, app, evaluate, benches) runs it unchanged."""
+
+    def __new__(cls, card: ModelCard, device: str | torch.device | None = None) -> Any:
+        if cls is Predictor and is_composite(card.arch):
+            from spine_models.engine.composite import CompositePredictor
+
+            return CompositePredictor(card, device)
+        return super().__new__(cls)
 
     def __init__(self, card: ModelCard, device: str | torch.device | None = None) -> None:
         from spine_models._env import get_device
@@ -510,7 +579,8 @@ class Predictor:
         self.two_view = bool(getattr(self.model, "two_view", False))
         self.threshold = card.thresholds.get("binary") if len(card.classes or []) == 2 else None
 
-    def _input(self, image: Any) -> tuple[Any, np.ndarray, str]:
+    def _input(self, image: Any) -> tuple[Any, np.ndarray, str, tuple[int, int, int, int] | None]:
+        """(model input, full-resolution pixels, name, crop box on those pixels or None)."""
         if self.two_view:
             if isinstance(image, dict):
                 views = image
@@ -522,13 +592,16 @@ class Predictor:
                 raise SpineInputError(f"model {self.card.id} needs 'ap' and 'lat' views, got {sorted(views)}")
             ap, lat = load_pixels(views["ap"]), load_pixels(views["lat"])
             x = tuple(torch.from_numpy(self.pre(_shrink(p, self.pre.size)))[None].to(self.device) for p in (ap, lat))
-            return x, ap, "two-view"
+            return x, ap, "two-view", None
         pixels = load_pixels(image)
         name = str(getattr(image, "name", "") or getattr(image, "id", "") or (image if isinstance(image, (str, Path)) else ""))
-        # the same two-step downscale as training/evaluation (ClassifyImages caches _shrink(pixels)): a direct
-        # full-resolution -> 224 resize changed P(positive) by up to 0.2 on real films
-        x = torch.from_numpy(self.pre(_shrink(pixels, self.pre.size)))[None].to(self.device)
-        return x, pixels, Path(name).name if name else ""
+        # the same crop and two-step downscale as training/evaluation (ClassifyImages caches pre.prepare(pixels)):
+        # a direct full-resolution -> 224 resize changed P(positive) by up to 0.2 on real films
+        from spine_models.data.roi import crop_box
+
+        box = self.pre.locate(pixels)
+        x = torch.from_numpy(self.pre(_shrink(crop_box(pixels, box), self.pre.size)))[None].to(self.device)
+        return x, pixels, Path(name).name if name else "", box
 
     @torch.no_grad()
     def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
@@ -537,30 +610,28 @@ class Predictor:
 
         out = []
         for im in images:
-            x, _, _ = self._input(im)
+            x = self._input(im)[0]
             out.append(logits_to_probs(forward_batch(self.model, x).float()).cpu().numpy()[0])
         return np.stack(out) if out else np.zeros((0, len(self.card.classes or [])))
 
-    def _place(self, heat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """Model-input-sized map -> original resolution (into the ROI box when ROI cropping was used)."""
+    def _place(self, heat: np.ndarray, shape: tuple[int, int], crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Model-input-sized map -> original resolution (into the crop / ROI box when one was used)."""
         import cv2
 
         h, w = shape
+        region = crop
+        if region is None and self.pre.roi:
+            from spine_models.data.mri import roi_box
+
+            region = roi_box(h, w)
         if self.pre.resize_mode == "letterbox":  # drop the padding before stretching back to the film
             from spine_models.data.transforms import letterbox_geometry
 
-            box = (h, w)
-            if self.pre.roi:
-                from spine_models.data.mri import roi_box
-
-                y0, y1, x0, x1 = roi_box(h, w)
-                box = (y1 - y0, x1 - x0)
+            box = (h, w) if region is None else (region[1] - region[0], region[3] - region[2])
             nh, nw, top, left = letterbox_geometry(box, heat.shape)
             heat = heat[top:top + nh, left:left + nw]
-        if self.pre.roi:
-            from spine_models.data.mri import roi_box
-
-            y0, y1, x0, x1 = roi_box(h, w)
+        if region is not None:
+            y0, y1, x0, x1 = region
             full = np.zeros((h, w), np.float32)
             full[y0:y1, x0:x1] = cv2.resize(heat.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
             return full
@@ -572,7 +643,7 @@ class Predictor:
         from spine_models.results import ClassificationResult
 
         t0 = time.perf_counter()
-        x, pixels, name = self._input(image)
+        x, pixels, name, box = self._input(image)
         with torch.no_grad():
             probs = logits_to_probs(forward_batch(self.model, x).float()).cpu().numpy()[0]
         classes = list(self.card.classes or [])
@@ -585,13 +656,13 @@ class Predictor:
 
             heat = gradcam(self.model, x, target_class=top)  # two-view: the AP map
 
-            res.cam = np.clip(self._place(heat, pixels.shape[:2]), 0, 1)
+            res.cam = np.clip(self._place(heat, pixels.shape[:2], box), 0, 1)
         if shap and not self.two_view:
             from spine_models.explain import shap_partition
 
             x_hwc = x[0].permute(1, 2, 0).cpu().numpy()
             res.shap = self._place(shap_partition(self._nhwc_predict, x_hwc, max_evals=shap_evals, class_index=top,
-                                                  progress_callback=shap_progress), pixels.shape[:2])
+                                                  progress_callback=shap_progress), pixels.shape[:2], box)
         res.elapsed_ms = (time.perf_counter() - t0) * 1000
         return res
 
@@ -610,7 +681,7 @@ def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples:
     from spine_models.engine.trainer import predict_loader
     from spine_models.metrics.classification import classification_metrics
 
-    samples = [s for s in dataset.samples if s.label is not None]
+    samples = relabel(dataset.samples, (card.preprocessing or {}).get("label_from", "class"))
     if not samples:
         raise DatasetError(f"dataset {getattr(dataset, 'name', '?')}: no labelled samples to evaluate")
     classes = list(card.classes or [])
@@ -619,11 +690,17 @@ def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples:
         raise DatasetError(f"dataset {getattr(dataset, 'name', '?')}: labels {unknown} are not classes of model "
                            f"{card.id} ({', '.join(classes)})")
     pred = Predictor(card, device)
-    ds = ClassifyImages(samples, classes, pred.pre, two_view=pred.two_view, cache=False)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
-    logits, y = predict_loader(pred.model, loader, pred.device, quiet=quiet, desc="evaluate")
-    probs = logits_to_probs(logits).numpy()
-    y_true = y.numpy().astype(int)
+    if is_composite(card.arch):
+        from spine_models._progress import progress
+
+        probs = pred.predict_proba(progress(samples, total=len(samples), desc="evaluate", quiet=quiet))
+        y_true = np.array([classes.index(s.label) for s in samples], dtype=int)
+    else:
+        ds = ClassifyImages(samples, classes, pred.pre, two_view=pred.two_view, cache=False)
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
+        logits, y = predict_loader(pred.model, loader, pred.device, quiet=quiet, desc="evaluate")
+        probs = logits_to_probs(logits).numpy()
+        y_true = y.numpy().astype(int)
     groups = [s.patient_id for s in samples]
     metrics = classification_metrics(y_true, probs, classes, groups=groups, threshold=pred.threshold, n_resamples=n_resamples)
     if pred.threshold is not None:

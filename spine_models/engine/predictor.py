@@ -6,13 +6,16 @@ form; one resolver means a moved run folder or a shipped id behave the same ever
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Sequence
 
 from spine_models.errors import WeightsNotAvailableError
 from spine_models.models.cards import ModelCard, find_card
 
-__all__ = ["resolve_card", "load_predictor", "card_fits", "predict_file"]
+__all__ = ["resolve_card", "load_predictor", "shared_predictor", "card_fits", "infer_view", "VIEW_SURE", "predict_file"]
+
+VIEW_SURE = 0.9  # below this a film stays "view unknown" and every X-ray model runs on it
 
 
 def _card_from_file(path: Path) -> ModelCard:
@@ -53,6 +56,14 @@ def load_predictor(model: ModelCard | str | Path, device: str | None = None) -> 
     return task_module(card.task).Predictor(card, device=device)
 
 
+@functools.lru_cache(maxsize=16)
+def shared_predictor(model: str) -> Any:
+    """One Predictor per model reference in this process, for components other models run (the U-Net that
+    places a crop, a composite's experts): inference does not change a predictor, so composites that share
+    a component load it once. Callers that need their own device use ``load_predictor``."""
+    return load_predictor(model)
+
+
 def card_fits(card: ModelCard, radiograph: Any) -> bool:
     """Does a model's view fit the image? ``mri`` fits MR; ``any`` fits an X-ray of either view (an MR
     image goes to the ``mri`` models: an X-ray model's classes mean nothing on it); ``ap``/``lat`` fit
@@ -66,6 +77,25 @@ def card_fits(card: ModelCard, radiograph: Any) -> bool:
         return False
     view = str(getattr(radiograph, "view", "") or "").lower()
     return not view or view == card.view
+
+
+def infer_view(image: Any, cards: Sequence[ModelCard], *, get: Any = None, sure: float = VIEW_SURE) -> tuple[str | None, str]:
+    """(view, note) for an X-ray without a view tag, from the first view model among ``cards`` (a classify
+    card with classes ap, lat) when it is at least ``sure``; else (None, note). Why: AP-only models must
+    skip lateral films and the reverse (a slip read off an AP film means nothing). A film's own view
+    (DICOM ViewPosition), an MR image or no view model: (its view or None, "")."""
+    own = str(getattr(image, "view", "") or "").lower() or None
+    if own or str(getattr(image, "modality", "") or "").upper() == "MR":
+        return own, ""
+    gates = [c for c in cards if c.task == "classify" and list(c.classes or []) == ["ap", "lat"]]
+    if not gates:
+        return None, ""
+    probs = (get or shared_predictor)(gates[0]).predict_proba([image])[0]
+    k = int(max(range(len(probs)), key=lambda i: probs[i]))
+    view, p = str(gates[0].classes[k]), float(probs[k])
+    if p < sure:
+        return None, f"view unsure ({gates[0].id}: {view.upper()} {p * 100:.0f}%): every X-ray model runs"
+    return view, f"view {view.upper()} by {gates[0].id} ({p * 100:.1f}%)"
 
 
 def predict_file(path: str | Path, cards: Sequence[ModelCard | str | Path], *, device: str | None = None,

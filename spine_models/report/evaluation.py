@@ -331,6 +331,10 @@ def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str |
     card = resolve_card(model)
     paths = [data_paths] if isinstance(data_paths, (str, Path)) else list(data_paths)
     dataset = load_dataset(paths, task=card.task)
+    if card.task == "classify":
+        from spine_models.engine.classify import dataset_for_card
+
+        dataset = dataset_for_card(card, dataset)
     full_n = len(dataset)
     provenance: dict[str, Any] = {"split": split}
     if split == "test":

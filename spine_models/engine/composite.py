@@ -1,0 +1,312 @@
+"""Classifiers built from other models: a measurement read by a segmentation model, and view routing.
+
+Why: the three-class X-ray question is two measured questions (the phantom's labels, and the clinical
+definitions: scoliosis = Cobb >= 10 deg on the AP film, spondylolisthesis = Meyerding grade >= I on the
+lateral film). A CNN that answers it from a whole film misses the borderline cases the shipped U-Nets
+measure (docs/three_class_synth.md), and a film of unknown view must first be told AP or lateral.
+
+- ``measure_cobb`` / ``measure_slip``: P(positive) = sigmoid(a * value + c), where ``value`` is the Cobb
+  angle (AP U-Net) or the worst lumbar slip % (lateral U-Net), clipped to ``clip``. ``a`` and ``c`` are
+  fitted by class-balanced logistic regression on the train + val parts' measurements (two numbers, no
+  model selection); the decision is P >= 0.5, the value where both classes are equally likely.
+- ``view_routed``: a view model (``label_from: view``, classes ap / lat) gates one expert per view; the
+  output is the mixture P(c) = sum_v P(view = v) * P_v(c) (an expert gives 0 to classes it does not
+  have; a binary expert's probabilities are first shifted so its own threshold sits at 0.5, see
+  :func:`at_threshold`). A film whose own metadata says its view (DICOM ViewPosition) skips the view model.
+
+Both are ``task: classify`` cards with a small weight file (the fitted numbers, the experts' ids and
+sha256), trained with ``spine-models train --task classify --model <arch>`` and evaluated like any
+classifier. Their predictors answer ``predict`` / ``predict_proba`` like ``classify.Predictor``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from spine_models.errors import ConfigError, DatasetError, WeightsNotAvailableError
+from spine_models.models.cards import ModelCard
+
+__all__ = ["MEASURES", "ROUTED", "ARCHS", "is_composite", "measured_value", "at_threshold", "CompositePredictor",
+           "train_composite"]
+
+# arch -> what it reads: the segmentation view, the measurement key and value, the positive class, the
+# default segmentation model and the value's clip range (a 90-deg misread must not outvote everything)
+MEASURES: dict[str, dict[str, Any]] = {
+    "measure_cobb": {"view": "ap", "key": "cobb", "value": "cobb_deg", "positive": "scoliosis",
+                     "seg": "seg_unet_ap", "clip": (0.0, 40.0)},
+    "measure_slip": {"view": "lat", "key": "slip", "value": "slip_percent", "positive": "spondylolisthesis",
+                     "seg": "seg_unet_lat", "clip": (-10.0, 60.0)},
+}
+ROUTED = "view_routed"
+ARCHS = (*MEASURES, ROUTED)
+
+
+def is_composite(arch: str) -> bool:
+    return arch in ARCHS
+
+
+def measured_value(arch: str, measurements: dict[str, Any]) -> float:
+    """The clipped measurement a ``measure_*`` model reads; an unmeasurable film reads as the clip's low
+    end (no finding), as ``segment.evaluate`` counts it."""
+    spec = MEASURES[arch]
+    v = (measurements.get(spec["key"]) or {}).get(spec["value"])
+    lo, hi = spec["clip"]
+    return float(np.clip(float(v), lo, hi)) if v is not None else float(lo)
+
+
+def _source(item: Any) -> Any:
+    """A Sample -> its image path; anything else (path, Radiograph, array) as it is."""
+    return item.path if hasattr(item, "patient_id") and hasattr(item, "path") else item
+
+
+def _load(model: str, device: Any) -> Any:
+    from spine_models.engine.predictor import load_predictor, shared_predictor
+
+    return shared_predictor(str(model)) if device is None else load_predictor(model, device=device)
+
+
+def _check_sha(name: str, card: ModelCard, want: str) -> None:
+    if want and card.sha256 and card.sha256 != want:
+        raise WeightsNotAvailableError(f"component {name} ({card.id}) has sha256 {card.sha256[:12]}..., this model was "
+                                       f"built on {want[:12]}...; retrain it with its train_command")
+
+
+def at_threshold(probs: np.ndarray, threshold: float | None) -> np.ndarray:
+    """A binary expert's [P(neg), P(pos)] shifted in logit space so its own decision threshold becomes 0.5.
+
+    Why: a routed answer is the argmax of the mixture; an expert whose threshold was chosen on its
+    validation part (Youden; 0.17 for the lateral slip model) would otherwise be overruled between its
+    threshold and 0.5 (the routed model made 7 lateral errors where the expert alone made 4)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if threshold is None or len(probs) != 2 or not 0 < float(threshold) < 1:
+        return probs
+    eps = 1e-7
+    p = float(np.clip(probs[1], eps, 1 - eps))
+    t = float(threshold)
+    z = np.log(p / (1 - p)) - np.log(t / (1 - t))
+    q = 1.0 / (1.0 + np.exp(-z))
+    return np.array([1.0 - q, q])
+
+
+class CompositePredictor:
+    """``predict(image) -> ClassificationResult`` for ``measure_*`` and ``view_routed`` cards."""
+
+    def __init__(self, card: ModelCard, device: Any = None) -> None:
+        from spine_models.models.cards import load_state
+
+        if not is_composite(card.arch):
+            raise ConfigError(f"model {card.id!r}: arch {card.arch!r} is not a composite ({', '.join(ARCHS)})")
+        self.card = card
+        sd, kw = load_state(card)
+        self.kw = kw
+        self.threshold = card.thresholds.get("binary") if len(card.classes or []) == 2 else None
+        self.two_view = False
+        if card.arch in MEASURES:
+            self.seg = _load(kw["seg"], device)
+            _check_sha("seg", self.seg.card, kw.get("seg_sha256", ""))
+            self.coef, self.intercept = float(sd["coef"].reshape(-1)[0]), float(sd["intercept"].reshape(-1)[0])
+            self.device = self.seg.device
+        else:
+            self.view_model = _load(kw["view"], device)
+            _check_sha("view", self.view_model.card, kw.get("view_sha256", ""))
+            self.experts = {}
+            for v in ("ap", "lat"):
+                self.experts[v] = _load(kw["experts"][v], device)
+                _check_sha(v, self.experts[v].card, kw.get("experts_sha256", {}).get(v, ""))
+            self.device = self.view_model.device
+
+    # ------------------------------------------------------------------ measure_*
+    def _measure(self, image: Any) -> tuple[np.ndarray, dict[str, Any], Any]:
+        seg = self.seg.predict(_source(image))
+        value = measured_value(self.card.arch, seg.measurements)
+        p = 1.0 / (1.0 + np.exp(-(self.coef * value + self.intercept)))
+        spec = MEASURES[self.card.arch]
+        details = {spec["value"]: value, "measured_by": self.seg.card.id,
+                   "measurement": seg.measurements.get(spec["key"])}
+        return np.array([1.0 - p, p]), details, seg
+
+    # ------------------------------------------------------------------ view_routed
+    def _view_probs(self, image: Any) -> dict[str, float]:
+        own = str(getattr(image, "view", "") or "").lower() if not hasattr(image, "patient_id") else ""
+        if own in ("ap", "lat"):
+            return {"ap": float(own == "ap"), "lat": float(own == "lat")}
+        pv = self.view_model.predict_proba([_source(image)])[0]
+        return {c: float(p) for c, p in zip(self.view_model.card.classes, pv)}
+
+    def _route(self, image: Any, *, explain: bool, **kw: Any) -> tuple[np.ndarray, dict[str, Any], Any]:
+        classes = list(self.card.classes or [])
+        views = self._view_probs(image)
+        out = np.zeros(len(classes))
+        chosen = max(views, key=views.get)
+        results = {}
+        weight = 0.0
+        for v, pv in views.items():
+            expert = self.experts[v]
+            if v == chosen or pv > 1e-3:  # a view the gate rules out costs nothing (the rest is renormalised)
+                weight += pv
+                r = expert.predict(_source(image), cam=explain and v == chosen, **kw) if v == chosen else None
+                probs = np.asarray(r.probs) if r is not None else expert.predict_proba([_source(image)])[0]
+                probs = at_threshold(probs, getattr(expert, "threshold", None))
+                for c, p in zip(expert.card.classes, probs):
+                    out[classes.index(c)] += pv * float(p)
+                if r is not None:
+                    results[v] = r
+        out /= max(weight, 1e-12)
+        details = {"view": {k: round(p, 6) for k, p in views.items()}, "expert": self.experts[chosen].card.id,
+                   **dict(getattr(results.get(chosen), "extra", {}) or {})}
+        return out, details, results.get(chosen)
+
+    # ------------------------------------------------------------------ common API
+    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
+        rows = []
+        for im in images:
+            rows.append(self._measure(im)[0] if self.card.arch in MEASURES else self._route(im, explain=False)[0])
+        return np.stack(rows) if rows else np.zeros((0, len(self.card.classes or [])))
+
+    def predict(self, image: Any, *, cam: bool = True, shap: bool = False, shap_evals: int = 300,
+                shap_progress: Callable[[int, int], None] | None = None) -> Any:
+        """A ClassificationResult; its ``extra`` says what was measured or which view and expert decided.
+        Grad-CAM / SHAP come from the deciding expert when it is a network (a measurement has none)."""
+        from spine_models.io.pixels import as_pixels
+        from spine_models.results import ClassificationResult
+
+        t0 = time.perf_counter()
+        if self.card.arch in MEASURES:
+            probs, details, inner = self._measure(image)
+            cam_map = shap_map = None
+        else:
+            kw = {"shap": shap, "shap_evals": shap_evals, "shap_progress": shap_progress}
+            probs, details, inner = self._route(image, explain=cam or shap, **kw)
+            cam_map = getattr(inner, "cam", None) if cam else None
+            shap_map = getattr(inner, "shap", None) if shap else None
+        size = tuple(getattr(inner, "image_size", ()) or as_pixels(_source(image))[0].shape[:2])
+        name = str(getattr(inner, "source", "") or "")
+        return ClassificationResult(model_id=self.card.id, source=name, image_size=tuple(int(v) for v in size),
+                                    elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
+                                    classes=list(self.card.classes or []), probs=[float(p) for p in probs],
+                                    threshold=self.threshold, cam=cam_map, shap=shap_map, extra=details)
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+def _fit_measure(cfg: dict, parts: dict[str, Any], classes: list[str], cb: Any, quiet: bool) -> tuple[dict, dict, dict]:
+    """Measure the train + val films and fit a class-balanced logistic regression on them.
+
+    Two parameters and no model selection, so the validation part joins the fit instead of choosing
+    anything; the cut is P = 0.5 of the balanced fit (the measured value where both classes are
+    equally likely), and the test part is left for the card's metrics."""
+    from sklearn.linear_model import LogisticRegression
+
+    from spine_models._progress import progress
+
+    arch = cfg["model"]
+    spec = MEASURES[arch]
+    if classes != ["normal", spec["positive"]]:
+        raise DatasetError(f"{arch} decides normal vs {spec['positive']}; the data's classes are {classes} "
+                           f"(use {spec['view'].upper()} films of those two classes)")
+    seg_id = cfg.get("seg") or spec["seg"]
+    seg = _load(seg_id, cfg.get("device"))
+    if seg.card.task != "segment":
+        raise ConfigError(f"seg={seg_id!r} is a {seg.card.task} model; {arch} needs a segment model")
+    samples = [*parts["train"].samples, *parts["val"].samples]
+    values = np.asarray([measured_value(arch, seg.predict(s.path).measurements)
+                         for s in progress(samples, total=len(samples), desc="measure", quiet=quiet)], dtype=np.float64)
+    labels = np.array([s.label == spec["positive"] for s in samples])
+    if len(np.unique(labels)) < 2:
+        raise DatasetError(f"{arch}: the train and val parts hold one class only; add films of both classes")
+    lr = LogisticRegression(class_weight="balanced").fit(values[:, None], labels)
+    coef, intercept = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    thr = 0.5
+    cut = -intercept / coef if coef else float("nan")
+    cb.on_log(f"{arch}: P({spec['positive']}) = sigmoid({coef:.3f} * {spec['value']} + {intercept:.3f}) on "
+              f"{len(samples)} films; P = 0.5 at {spec['value']} {cut:.2f}")
+    import torch
+
+    state = {"coef": torch.tensor([coef], dtype=torch.float64), "intercept": torch.tensor([intercept], dtype=torch.float64)}
+    arch_kwargs = {"seg": str(seg_id), "seg_sha256": seg.card.sha256,
+                   "value": spec["value"], "clip": list(spec["clip"])}
+    notes = [f"P({spec['positive']}) = sigmoid({coef:.4f} * {spec['value']} + {intercept:.4f}), {spec['value']} from "
+             f"{seg.card.id} clipped to {list(spec['clip'])}, fitted (class-balanced) on the train + val parts' "
+             f"{len(samples)} films; decision at P >= 0.5, i.e. {spec['value']} >= {cut:.2f}"]
+    return state, {"arch_kwargs": arch_kwargs, "thresholds": {"binary": thr}, "notes": notes,
+                   "view": spec["view"], "input_size": seg.card.input_size}, {"seg": seg.card}
+
+
+def _fit_routed(cfg: dict, classes: list[str]) -> tuple[dict, dict, dict]:
+    experts = cfg.get("experts") or {}
+    if not isinstance(experts, dict) or not {"view", "ap", "lat"} <= set(experts):
+        raise ConfigError("view_routed needs --set 'experts={view: VIEW_MODEL, ap: AP_MODEL, lat: LAT_MODEL}' "
+                          f"(shipped ids or run folders); got {experts!r}")
+    view = _load(str(experts["view"]), cfg.get("device"))
+    if list(view.card.classes or []) != ["ap", "lat"]:
+        raise ConfigError(f"experts.view={experts['view']!r} has classes {view.card.classes}; it must be a view model "
+                          "(classes ap, lat: train one with --set label_from=view)")
+    got = {v: _load(str(experts[v]), cfg.get("device")) for v in ("ap", "lat")}
+    for v, p in got.items():
+        if p.card.task != "classify":
+            raise ConfigError(f"experts.{v}={experts[v]!r} is a {p.card.task} model; experts are classifiers")
+        missing = set(p.card.classes or []) - set(classes)
+        if missing:
+            raise DatasetError(f"experts.{v} ({p.card.id}) has classes {sorted(missing)} that the data does not hold ({classes})")
+    # components are recorded as given (a shipped id, or a run folder for a researcher's own), pinned by sha256
+    ident = {"view": str(experts["view"]), "view_sha256": view.card.sha256,
+             "experts": {v: str(experts[v]) for v in got},
+             "experts_sha256": {v: p.card.sha256 for v, p in got.items()}}
+    notes = [f"no parameters of its own: view gate {view.card.id}, AP expert {got['ap'].card.id}, lateral expert "
+             f"{got['lat'].card.id}; P(c) = sum over views of P(view) * P_expert(c)"]
+    return {}, {"arch_kwargs": ident, "thresholds": {}, "notes": notes, "view": "any",
+                "input_size": view.card.input_size}, {"view": view.card, **{v: p.card for v, p in got.items()}}
+
+
+def train_composite(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> Path:
+    """``spine-models train --task classify --model measure_cobb|measure_slip|view_routed``: the same
+    data loading, per-patient split and test-part evaluation as a network, without epochs."""
+    from dataclasses import replace
+
+    from spine_models._env import configure_offline
+    from spine_models.data.adapters import load_dataset
+    from spine_models.data.splits import split_dataset, split_provenance
+    from spine_models.engine.callbacks import CallbackList
+    from spine_models.engine.classify import evaluate, relabel
+    from spine_models.engine.trainer import write_json
+    from spine_models.models.cards import save_checkpoint_file
+
+    configure_offline()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
+        callbacks if isinstance(callbacks, list) else ([callbacks] if callbacks else []))
+    data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
+    if not data:
+        raise ConfigError("classify config: no data; pass --data DIR (repeatable)")
+    ds = load_dataset(data, task="classify")
+    labelled = relabel(ds.samples, str(cfg.get("label_from") or "class"))
+    if not labelled:
+        raise DatasetError(f"{', '.join(map(str, data))}: no labelled images")
+    ds = replace(ds, samples=labelled)
+    classes = list(ds.classes) or sorted({s.label for s in labelled})
+    parts = split_dataset(ds, cfg["split"], seed=int(cfg["seed"]), group_near_duplicates=bool(cfg["group_near_duplicates"]))
+    if cfg["model"] in MEASURES:
+        state, fields, components = _fit_measure(cfg, parts, classes, cb, quiet)
+    else:
+        state, fields, components = _fit_routed(cfg, classes)
+    weights_path = out / "model.pt"
+    sha = save_checkpoint_file(weights_path, arch=cfg["model"], task="classify", state_dict=state,
+                               arch_kwargs=fields["arch_kwargs"], half=False)
+    card = ModelCard(
+        id=cfg.get("name") or out.resolve().name, task="classify", arch=cfg["model"], view=cfg.get("view") or fields["view"],
+        trained_on=f"{ds.name} ({', '.join(map(str, data))})", weights=str(weights_path.resolve()), sha256=sha,
+        input_size=fields["input_size"], train_command=cfg.get("train_command") or "", license=cfg["license"],
+        classes=classes, metrics={}, normalization={"kind": "components"},
+        preprocessing={"components": {k: c.id for k, c in components.items()}, "label_from": cfg.get("label_from") or "class"},
+        thresholds=fields["thresholds"], arch_kwargs=fields["arch_kwargs"], notes=fields["notes"],
+        data={"split": split_provenance(parts), "evaluated_on": "test"}, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    if len(parts["test"]):
+        ev = evaluate(card, parts["test"], quiet=quiet, n_resamples=int(cfg["eval_resamples"]))
+        card.metrics = ev["metrics"]
+        write_json(out / "test_predictions.json", ev["predictions"])
+    card.to_json(out / "card.json")
+    return out / "card.json"
