@@ -307,6 +307,18 @@ def test_fused_cobb_ignores_a_fragment_beside_a_straight_column():
     assert cobb_angle(lm, angles="fused").max_angle < 1.0
 
 
+def test_fused_cobb_drops_a_partly_segmented_end_body_but_keeps_a_whole_one():
+    """A half-segmented top body (the clavicles over T2) outlined 30 deg off made a straight column read
+    30 deg; a whole end body that really is tilted still counts."""
+    lm = spine([0.0] * 17)
+    top = lm["T1"].mean(axis=0)
+    lm["T1"] = rect(top[0] + 6, top[1], 28.0, 16.0, 30.0)  # ~0.55-0.9 of a body, tilted
+    assert cobb_angle(lm, angles="body_tilt").max_angle > 25
+    assert cobb_angle(lm, angles="fused").max_angle < 3.0
+    tilted = spine([20.0] + [0.0] * 16)
+    assert cobb_angle(tilted, angles="fused").max_angle > 8.0
+
+
 def test_fused_cobb_keeps_a_real_curve_and_drops_a_merged_bodys_own_tilt():
     tilts = [0, 0, 5, 10, 15, 20, 15, 10, 5, 0, -5, -10, -15, -10, -5, 0, 0]
     assert cobb_angle(chain(tilts), angles="fused").max_angle == pytest.approx(35, abs=0.5)
