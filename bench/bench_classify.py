@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if composite:
             fwd = (float("nan"), float("nan"))
         else:
-            x = torch.from_numpy(pred.pre(pred.pre.prepare(image)))[None]
+            x = torch.from_numpy(pred.pre(pred.pre.prepare(image)[0]))[None]
             with torch.inference_mode():
                 fwd = time_ms(lambda: pred.model(x), args.reps)
         reps = max(3, args.reps // 5) if composite else args.reps

@@ -95,8 +95,9 @@ for res in results:
         chart, a, b = st.columns([2, 1, 1])
         chart.markdown(f"**Prediction: {res.top_class}** ({res.top_prob * 100:.1f}%)")
         chart.plotly_chart(render.prob_bars(res), key=f"probs_{res.model_id}")
-        if render.decision_basis(res):
-            chart.caption(render.decision_basis(res))
+        basis = render.decision_basis(res)
+        if basis:
+            chart.caption(basis)
         a.image(render.png_bytes(res.plot(rad.pixels, "cam")), width="stretch",
                 caption="Grad-CAM" if res.cam is not None else "no Grad-CAM: a measurement decided")
         if res.shap is not None:

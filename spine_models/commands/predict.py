@@ -113,14 +113,19 @@ def run(args: argparse.Namespace) -> int:
                 f"no shipped models yet in {weights_dir()}; train one with `spine-models train ...` "
                 "and pass --model RUNDIR, or add weights/<id>.pt with its card")
     predictors: dict[str, Any] = {}
+
+    def predictor(card: Any) -> Any:  # one load per model for the whole run (the view model included)
+        if card.id not in predictors:
+            predictors[card.id] = get_predictor(card, device=args.device)
+        return predictors[card.id]
+
     outputs: list[dict[str, Any]] = []
     failed = 0
     for f in args.files:
         try:
             image = load_image(f)
             kind = image_kind(image)
-            view, view_note = (None, "") if named or kind != "xray" else infer_view(
-                image, cards, get=lambda c: predictors.setdefault(c.id, get_predictor(c, device=args.device)))
+            view, view_note = (None, "") if named or kind != "xray" else infer_view(image, cards, get=predictor)
             use = cards if named else fitting_cards(cards, kind, view)
             if view_note and not getattr(args, "quiet", False):
                 sys.stderr.write(f"spine-models predict: {Path(f).name}: {view_note}\n")
@@ -128,9 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 raise SpineInputError(f"no shipped model fits a {kind} image; pass --model ID", f)
             results = []
             for card in use:
-                if card.id not in predictors:
-                    predictors[card.id] = get_predictor(card, device=args.device)
-                results.append(predictors[card.id].predict(image))
+                results.append(predictor(card).predict(image))
         except SpineInputError as exc:
             failed += 1
             sys.stderr.write(f"spine-models predict: error: {exc}\n")

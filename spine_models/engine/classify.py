@@ -60,12 +60,13 @@ class Preprocess:
 
         return locate(pixels, self.crop, self.crop_model)
 
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        """Full-resolution pixels -> what is cached and augmented: the crop (if any), downscaled to at
-        most twice the model size."""
+    def prepare(self, pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+        """Full-resolution pixels -> (what is cached and augmented: the crop, if any, downscaled to at most
+        twice the model size; the crop box on ``pixels`` or None). One path for training and inference."""
         from spine_models.data.roi import crop_box
 
-        return _shrink(crop_box(pixels, self.locate(pixels)), self.size)
+        box = self.locate(pixels)
+        return _shrink(crop_box(pixels, box), self.size), box
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """HxW float [0,1] -> (C, H, W) float32 via ``spine_models.data.transforms.to_model_input``."""
@@ -161,7 +162,7 @@ class ClassifyImages(torch.utils.data.Dataset):
             if view not in s.views:
                 raise DatasetError(f"sample {s.id}: no {view!r} view (two-view training needs ap and lat images)")
             px = load_pixels(s.views[view])
-        px = self.pre.prepare(px)
+        px = self.pre.prepare(px)[0]
         if self.cache:
             self._cache[key] = px
         return px
@@ -372,8 +373,10 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
     labelled = relabel(ds.samples, label_from)
     if len(labelled) < len(ds.samples):
         cb.on_log(f"{len(ds.samples) - len(labelled)} samples without a {label_from} label left out")
-    classes = (list(ds.classes) if label_from == "class" else []) or \
-        [c for c in VIEW_CLASSES if any(s.label == c for s in labelled)] or sorted({s.label for s in labelled})
+    if label_from == "view":
+        classes = [c for c in VIEW_CLASSES if any(s.label == c for s in labelled)]
+    else:
+        classes = list(ds.classes) or sorted({s.label for s in labelled})
     ds = replace(ds, samples=labelled, classes=classes)
     if len(classes) < 2:
         raise DatasetError(f"{', '.join(map(str, data))}: classification needs at least two classes, found {classes}")
@@ -597,10 +600,8 @@ class Predictor:
         name = str(getattr(image, "name", "") or getattr(image, "id", "") or (image if isinstance(image, (str, Path)) else ""))
         # the same crop and two-step downscale as training/evaluation (ClassifyImages caches pre.prepare(pixels)):
         # a direct full-resolution -> 224 resize changed P(positive) by up to 0.2 on real films
-        from spine_models.data.roi import crop_box
-
-        box = self.pre.locate(pixels)
-        x = torch.from_numpy(self.pre(_shrink(crop_box(pixels, box), self.pre.size)))[None].to(self.device)
+        small, box = self.pre.prepare(pixels)
+        x = torch.from_numpy(self.pre(small))[None].to(self.device)
         return x, pixels, Path(name).name if name else "", box
 
     @torch.no_grad()

@@ -90,8 +90,10 @@ def infer_view(image: Any, cards: Sequence[ModelCard], *, get: Any = None, sure:
     gates = [c for c in cards if c.task == "classify" and list(c.classes or []) == ["ap", "lat"]]
     if not gates:
         return None, ""
+    import numpy as np
+
     probs = (get or shared_predictor)(gates[0]).predict_proba([image])[0]
-    k = int(max(range(len(probs)), key=lambda i: probs[i]))
+    k = int(np.argmax(probs))
     view, p = str(gates[0].classes[k]), float(probs[k])
     if p < sure:
         return None, f"view unsure ({gates[0].id}: {view.upper()} {p * 100:.0f}%): every X-ray model runs"

@@ -372,7 +372,7 @@ def fuse_tilts(tilts: Sequence[float], centers: Sequence[Sequence[float]], heigh
 # back (a 6 deg phantom film read 30.5 deg from a half-segmented T2). So an end body under this share of
 # its neighbours' size leaves the curve. Chosen on a tuning set (xray-ap seed 21, first 150 films, shipped
 # seg_unet_ap masks: MAE 1.67 -> 1.56 deg over 0 / 0.7 / 0.8 / 0.9), then held out: seed 911 (the
-# seg_unet_ap card's set) 1.99 -> 1.78, seed 9912 1.42 -> 1.35 deg.
+# seg_unet_ap card's set) 1.99 -> 1.78, seed 9912 1.42 -> 1.34 deg (spine-models evaluate).
 END_BODY_MIN_RATIO = 0.9
 MIN_END_KEEP = 4  # short columns keep their ends (too few bodies to spare one)
 
