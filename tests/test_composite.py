@@ -318,3 +318,16 @@ def test_at_threshold_moves_an_experts_cut_to_one_half_and_keeps_order():
     np.testing.assert_allclose(composite.at_threshold(p[2], None), p[2])
     three = np.array([0.2, 0.3, 0.5])
     np.testing.assert_allclose(composite.at_threshold(three, 0.17), three)  # only binary experts shift
+
+
+def test_cli_fits_models_to_a_file_by_the_apps_rule():
+    """`spine-models predict` picks models with engine.predictor.card_fits: a view-any X-ray model does not
+    run on an MR image, and a known view keeps only that view's ap/lat models."""
+    from spine_models.commands.predict import fitting_cards
+
+    cards = [_card(i, "classify", classes=["a", "b"], view=v) for i, v in
+             (("any", "any"), ("ap", "ap"), ("lat", "lat"), ("mri", "mri"))]
+    ids = lambda cs: [c.id for c in cs]  # noqa: E731
+    assert ids(fitting_cards(cards, "xray")) == ["any", "ap", "lat"]
+    assert ids(fitting_cards(cards, "xray", "lat")) == ["any", "lat"]
+    assert ids(fitting_cards(cards, "mri")) == ["mri"]

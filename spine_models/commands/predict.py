@@ -1,7 +1,7 @@
 """`spine-models predict FILE...`: run the shipped models that fit each file (or the named ones).
 
-Fit: a card's ``view`` "any" fits every file, "ap"/"lat" fit X-rays (anything not an MR series),
-"mri" fits DICOM MR. An X-ray's view is its DICOM ViewPosition, else the shipped view model's answer
+Fit (``engine.predictor.card_fits``, the app's rule): a card's ``view`` "any" and "ap"/"lat" fit X-rays
+(anything not an MR series), "mri" fits DICOM MR. An X-ray's view is its DICOM ViewPosition, else the shipped view model's answer
 when it is sure (``engine.predictor.infer_view``); a known view runs only that view's ap/lat models. One unreadable file prints one error line and the rest still run; the exit
 status is 2 at the end if any file failed.
 """
@@ -60,14 +60,14 @@ def image_kind(image: Any) -> str:
 
 
 def fitting_cards(cards: list[Any], kind: str, view: str | None = None) -> list[Any]:
-    """Cards whose view fits an image kind: any -> all, ap/lat -> X-rays (only that view's when the film's
-    view is known), mri -> MR."""
-    out = []
-    for c in cards:
-        v = (c.view or "any").lower()
-        if v == "any" or (kind == "xray" and v in ("ap", "lat") and view in (None, v)) or (kind == "mri" and v == "mri"):
-            out.append(c)
-    return out
+    """Cards that fit an image kind ("xray" / "mri") and, for X-rays, a known view: the app's rule
+    (``engine.predictor.card_fits``), so the CLI and the app run the same models on a file."""
+    from types import SimpleNamespace
+
+    from spine_models.engine.predictor import card_fits
+
+    image = SimpleNamespace(modality="MR" if kind == "mri" else None, view=view)
+    return [c for c in cards if card_fits(c, image)]
 
 
 def get_predictor(card: Any, device: str | None = None) -> Any:
