@@ -234,6 +234,8 @@ def test_lumbosacral_box_is_centred_on_the_lowest_body_and_scales_with_it():
     near_edge = _stacked_mask(x0=2)  # the box is shifted inside the film, never padded
     nb = lumbosacral_box(near_edge)
     assert nb[2] == 0 and nb[3] <= 200
+    b4 = lumbosacral_box(m, side_in_bodies=4.0)  # a tighter crop: same centre, smaller side
+    assert b4[1] - b4[0] == pytest.approx(4.0 * 30, abs=6) and abs((b4[0] + b4[1]) / 2 - lowest_cy) <= 2
     one = np.zeros((100, 100), bool)
     one[40:70, 40:70] = True
     assert lumbosacral_box(one) is None
@@ -248,24 +250,31 @@ def test_crop_is_used_at_training_and_the_cam_lands_in_the_box(monkeypatch, tmp_
 
     seen = []
 
-    def fake_locate(pixels, kind, model=None):
-        seen.append((pixels.shape, kind, model))
+    def fake_locate(pixels, kind, model=None, *, side_in_bodies=None):
+        seen.append((pixels.shape, kind, model, side_in_bodies))
         return (8, 40, 4, 36)
 
     monkeypatch.setattr(roi, "locate", fake_locate)
     data = _write_classes(tmp_path / "films", {"Normal": (False, 1.0), "Spondylolisthesis": (True, 1.0)}, n=8)
-    cfg = _cfg(data, tmp_path / "run", model="spinenet_tiny", epochs=1, imgsz=32, batch=8, half=False, crop="lumbosacral")
+    cfg = _cfg(data, tmp_path / "run", model="spinenet_tiny", epochs=1, imgsz=32, batch=8, half=False, crop="lumbosacral",
+               crop_side=4)
     card = ModelCard.from_json(classify.train(cfg, tmp_path / "run", quiet=True))
     assert card.preprocessing["crop"] == "lumbosacral" and card.preprocessing["crop_model"] == "seg_unet_lat"
-    assert seen and all(s == ((64, 48), "lumbosacral", "seg_unet_lat") for s in seen)  # full-resolution films
+    assert card.preprocessing["crop_side"] == 4.0
+    assert seen and all(s == ((64, 48), "lumbosacral", "seg_unet_lat", 4.0) for s in seen)  # full-resolution films
     pred = load_predictor(tmp_path / "run")
     film = _film(np.random.default_rng(2), True).astype(np.float32) / 255
+    seen.clear()
     x, px, _, box = pred._input(film)
+    assert seen == [((64, 48), "lumbosacral", "seg_unet_lat", 4.0)]  # inference crops as the card says
     assert box == (8, 40, 4, 36) and tuple(x.shape[-2:]) == (32, 32) and px.shape == (64, 48)
     placed = pred._place(np.ones((32, 32), np.float32), px.shape, box)
     assert placed[8:40, 4:36].min() == 1.0 and placed.sum() == 32 * 32
     with pytest.raises(ConfigError, match="crop"):
         classify.train(_cfg(data, tmp_path / "bad", model="spinenet_tiny", crop="pelvis"), tmp_path / "bad", quiet=True)
+    with pytest.raises(ConfigError, match="crop_side=40"):
+        classify.train(_cfg(data, tmp_path / "bad", model="spinenet_tiny", crop="lumbosacral", crop_side=40), tmp_path / "bad",
+                       quiet=True)
 
 
 def _synth_like(root: Path, n: int = 10, seed: int = 0) -> Path:

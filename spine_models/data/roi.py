@@ -46,7 +46,8 @@ def crop_box(pixels: np.ndarray, box: tuple[int, int, int, int] | None) -> np.nd
     return pixels[y0:y1, x0:x1]
 
 
-def locate(pixels: np.ndarray, kind: str, model: str | None = None) -> tuple[int, int, int, int] | None:
+def locate(pixels: np.ndarray, kind: str, model: str | None = None, *,
+           side_in_bodies: float | None = None) -> tuple[int, int, int, int] | None:
     """The crop box of ``kind`` on full-resolution ``pixels`` (None for ``none`` or when nothing is found:
     the whole film is used)."""
     if kind in ("none", "", None):
@@ -59,4 +60,4 @@ def locate(pixels: np.ndarray, kind: str, model: str | None = None) -> tuple[int
     if "vertebra" not in (seg.card.structures or []):
         raise ConfigError(f"crop_model={seg.card.id!r} has no 'vertebra' structure; use a lateral U-Net such as {DEFAULT_CROP_MODEL}")
     res = seg.predict(pixels, measure=False)
-    return lumbosacral_box(res.masks["vertebra"])
+    return lumbosacral_box(res.masks["vertebra"], side_in_bodies=side_in_bodies or SIDE_IN_BODIES)

@@ -51,6 +51,7 @@ class Preprocess:
     roi: bool = False
     crop: str = "none"  # "lumbosacral": a full-resolution crop placed by crop_model (spine_models.data.roi)
     crop_model: str | None = None
+    crop_side: float | None = None  # the crop's side in body heights (None: spine_models.data.roi.SIDE_IN_BODIES)
 
     def locate(self, pixels: np.ndarray) -> tuple[int, int, int, int] | None:
         """The crop box on full-resolution pixels (None: the whole film)."""
@@ -58,7 +59,7 @@ class Preprocess:
             return None
         from spine_models.data.roi import locate
 
-        return locate(pixels, self.crop, self.crop_model)
+        return locate(pixels, self.crop, self.crop_model, side_in_bodies=self.crop_side)
 
     def prepare(self, pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
         """Full-resolution pixels -> (what is cached and augmented: the crop, if any, downscaled to at most
@@ -84,7 +85,8 @@ class Preprocess:
         pp = card.preprocessing or {}
         size = input_hw(card.input_size)
         return cls(size, card.in_chans, dict(card.normalization), pp.get("resize_mode", "stretch"), bool(pp.get("roi", False)),
-                   str(pp.get("crop") or "none"), pp.get("crop_model"))
+                   str(pp.get("crop") or "none"), pp.get("crop_model"),
+                   None if pp.get("crop_side") is None else float(pp["crop_side"]))
 
 
 def _frame_index(sample: Any) -> int | None:
@@ -297,6 +299,9 @@ def _validate_cfg(cfg: dict) -> None:
 
     if cfg["crop"] not in CROPS:
         raise ConfigError(f"classify config: crop={cfg['crop']!r}; valid: {', '.join(CROPS)}")
+    side = cfg.get("crop_side")
+    if side is not None and (isinstance(side, bool) or not isinstance(side, (int, float)) or not 2.0 <= side <= 12.0):
+        raise ConfigError(f"classify config: crop_side={side!r}; give the crop's side in body heights, 2 to 12 (default 5.5)")
     if cfg["label_from"] not in LABEL_FROM:
         raise ConfigError(f"classify config: label_from={cfg['label_from']!r}; valid: {', '.join(LABEL_FROM)}")
     if cfg["scheduler"] not in ("none", "cosine"):
@@ -399,11 +404,12 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
                                f"{cfg['split']}; add data or change --set split=")
 
     if cfg["crop"] != "none":
-        from spine_models.data.roi import DEFAULT_CROP_MODEL
+        from spine_models.data.roi import DEFAULT_CROP_MODEL, SIDE_IN_BODIES
 
         cfg["crop_model"] = cfg.get("crop_model") or DEFAULT_CROP_MODEL
+        cfg["crop_side"] = float(cfg.get("crop_side") or SIDE_IN_BODIES)
     pre = Preprocess(size, int(cfg["in_chans"]), dict(cfg["normalization"]), cfg["resize_mode"], bool(cfg["roi"]),
-                     str(cfg["crop"]), cfg.get("crop_model"))
+                     str(cfg["crop"]), cfg.get("crop_model"), cfg.get("crop_side"))
     augment = None
     if cfg["augment"] not in ("none", "", None):
         from spine_models.data.transforms import augmentation_preset
@@ -535,7 +541,8 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
         train_command=cfg.get("train_command") or "", license=cfg["license"], classes=classes, metrics={},
         in_chans=int(cfg["in_chans"]), normalization=dict(cfg["normalization"]),
         preprocessing={"resize_mode": cfg["resize_mode"], "roi": bool(cfg["roi"]), "two_view": two_view,
-                       **({"crop": cfg["crop"], "crop_model": cfg["crop_model"]} if cfg["crop"] != "none" else {}),
+                       **({"crop": cfg["crop"], "crop_model": cfg["crop_model"], "crop_side": cfg["crop_side"]}
+                          if cfg["crop"] != "none" else {}),
                        "augment": cfg["augment"], "label_from": label_from},
         thresholds=thresholds, arch_kwargs=arch_kwargs,
         notes=[f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stopped_by}); val_metric {cfg['val_metric']}",
