@@ -14,6 +14,13 @@ The run's ``train_command`` is kept verbatim (the exact command that produced th
 
 ``--refresh`` re-evaluates an already shipped model (e.g. after a measurement fix): the weights stay, the
 card's metrics, audit and evaluation provenance are replaced by the new report's.
+
+    .venv/bin/python docs/ship_model.py --refresh --id seg_unet_ap --inference tta=hflip
+
+``--inference KEY=VALUE`` (with ``--refresh``) changes an inference-only setting of a shipped card (e.g. a
+segment model's ``tta``): it goes into the card's preprocessing and, as ``--set KEY=VALUE``, into its
+train command (training with it gives the same weights and this card). The card's metrics are then
+stale: evaluate the model again and ``--refresh --report`` it.
 """
 from __future__ import annotations
 
@@ -42,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --refresh: drop limitations / notes containing TEXT (no longer true)")
     ap.add_argument("--view", choices=("ap", "lat", "mri", "any"), help="override the card's view")
     ap.add_argument("--extra", help="JSON file merged into the card's 'data' (e.g. pretraining provenance)")
+    ap.add_argument("--inference", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --refresh: set an inference-only setting (segment: tta=none|hflip); then re-evaluate")
     args = ap.parse_args(argv)
 
     from spine_models.models.cards import ModelCard, sha256_file
@@ -85,15 +94,39 @@ def _take_report(card: Any, report: str) -> None:
     card.data = {**(card.data or {}), "evaluation": {k: rep["data"][k] for k in rep["data"]}}
 
 
+INFERENCE_SETTINGS = {"segment": {"tta": ("none", "hflip")}}
+
+
+def _set_inference(card: Any, items: list[str]) -> None:
+    allowed = INFERENCE_SETTINGS.get(card.task, {})
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in allowed or value not in allowed[key]:
+            valid = "; ".join(f"{k}={'|'.join(v)}" for k, v in allowed.items()) or "none"
+            raise SystemExit(f"--inference {item!r}: not an inference setting of a {card.task} model (valid: {valid})")
+        old = (card.preprocessing or {}).get(key, "none")
+        card.preprocessing = {**(card.preprocessing or {}), key: value}
+        card.train_command = f"{card.train_command.replace(f' --set {key}={old}', '')} --set {key}={value}"
+        card.notes = [*card.notes, f"{key}={value} set after training (docs/ship_model.py --refresh --inference {item}): "
+                                   f"an inference setting, the weights are unchanged; metrics re-evaluated with it"]
+
+
 def _refresh(args: argparse.Namespace) -> int:
     from spine_models.models.cards import ModelCard, sha256_file
 
     path = REPO / "weights" / f"{args.id}.json"
-    if not path.is_file() or not args.report:
-        raise SystemExit(f"--refresh needs a shipped card ({path}) and --report")
+    if not path.is_file() or not (args.report or args.inference):
+        raise SystemExit(f"--refresh needs a shipped card ({path}) and --report (or --inference)")
     card = ModelCard.from_json(path)
     if sha256_file(REPO / card.weights) != card.sha256:
         raise SystemExit(f"{card.weights}: sha256 differs from its card; ship it anew instead of --refresh")
+    if args.inference:
+        _set_inference(card, args.inference)
+        if not args.report:
+            card.to_json(path)
+            print(f"weights/{args.id}.json: {', '.join(args.inference)}; its metrics are stale until you evaluate it "
+                  f"and run --refresh --id {args.id} --report REPORT.json")
+            return 0
     _take_report(card, args.report)
     keep = [x for x in card.limitations if not any(d in x for d in args.drop_limitation)]
     card.limitations = keep + args.limitation

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from spine_models.data.records import Sample, SpineDataset
+from spine_models.errors import ConfigError
 from spine_models.metrics.segmentation import dice, iou, score_mask, segmentation_metrics
 from spine_models.models.registry import create_model, get_spec, list_models
 from spine_models.models.segmentation import (DiceBCELoss, StudyJaccardLoss, build_loss,
@@ -219,6 +220,30 @@ def test_predictor_returns_masks_at_original_resolution(tiny_run):
     assert res.plot(film).shape == (300, 140, 3)
     res2 = pred.predict(parts["test"].samples[0].path)
     assert res2.image_size == (128, 64)
+
+
+def test_hflip_tta_averages_the_film_and_its_mirror_and_follows_the_card(tiny_run):
+    """tta=hflip: the mean of the plain probabilities on the film and on its mirror, mirrored back
+    (so a mirrored film gets the mirrored answer exactly); the card's setting is the default."""
+    from spine_models.engine.segment import Predictor
+    from spine_models.models.cards import ModelCard
+
+    card_path, _ = tiny_run
+    card = ModelCard.from_json(card_path)
+    assert card.preprocessing["tta"] == "none"
+    plain, tta = Predictor(card), Predictor(card, tta="hflip")
+    assert plain.tta == "none" and tta.tta == "hflip"
+    film = np.random.default_rng(1).random((128, 64)).astype(np.float32)
+    mirror = np.ascontiguousarray(film[:, ::-1])
+    want = (plain.probabilities(film) + plain.probabilities(mirror)[..., ::-1]) / 2
+    got = tta.probabilities(film)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got - plain.probabilities(film)).max() > 1e-4  # it is not the plain answer
+    np.testing.assert_allclose(tta.probabilities(mirror), got[..., ::-1], atol=1e-5)
+    card.preprocessing = {**card.preprocessing, "tta": "hflip"}
+    assert Predictor(card).tta == "hflip"
+    with pytest.raises(ConfigError, match="tta='vflip'"):
+        Predictor(card, tta="vflip")
 
 
 def test_evaluate_report_shape(tiny_run):

@@ -54,3 +54,23 @@ def test_weights_within_budget_and_each_card_names_an_existing_file():
         assert mb <= FILE_LIMIT_MB, f"{f.name} is {mb:.1f} MB"
         total += mb
     assert total < WEIGHTS_BUDGET_MB, f"weights/ holds {total:.1f} MB"
+
+
+def test_ship_model_inference_setting_updates_card_and_command_and_refuses_others():
+    spec = importlib.util.spec_from_file_location("ship_model", REPO_ROOT / "docs" / "ship_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from types import SimpleNamespace
+
+    card = SimpleNamespace(task="segment", preprocessing={"resize_mode": "stretch"}, notes=[],
+                           train_command="spine-models train --task segment --data D --out R")
+    mod._set_inference(card, ["tta=hflip"])
+    assert card.preprocessing == {"resize_mode": "stretch", "tta": "hflip"}
+    assert card.train_command.endswith(" --set tta=hflip") and "weights are unchanged" in card.notes[-1]
+    mod._set_inference(card, ["tta=none"])  # switching back replaces the flag instead of adding a second
+    assert card.train_command.count("--set tta=") == 1 and card.train_command.endswith("--set tta=none")
+    for bad in ("tta=vflip", "threshold=0.3"):
+        with pytest.raises(SystemExit, match="tta=none|hflip"):
+            mod._set_inference(card, [bad])
+    with pytest.raises(SystemExit, match="classify model"):
+        mod._set_inference(SimpleNamespace(task="classify", preprocessing={}, notes=[], train_command=""), ["tta=hflip"])
