@@ -4,7 +4,8 @@
         --model xray_3class_routed_synth --ap AP_TEST --lat LAT_TEST [--report REPORT.json ...]
 
 AP_TEST / LAT_TEST are phantom sets from seeds never used in training
-(`spine-models synth xray-ap --n 150 --out AP_TEST --seed 4101`, `... xray-lat ... --seed 4102`).
+(`spine-models synth xray-ap --n 150 --out AP_TEST --seed 4301`, `... xray-lat ... --seed 4302`; the shipped
+docs page uses these fresh seeds, never used to train or choose anything).
 Writes docs/three_class_synth.md and docs/three_class_synth.json.
 
 Why: a classifier that says "scoliosis" decides a measured quantity (Cobb >= 10 deg on the AP film,
