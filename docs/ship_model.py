@@ -94,11 +94,15 @@ def _take_report(card: Any, report: str) -> None:
     card.data = {**(card.data or {}), "evaluation": {k: rep["data"][k] for k in rep["data"]}}
 
 
-INFERENCE_SETTINGS = {"segment": {"tta": ("none", "hflip")}}
+def _inference_settings() -> dict[str, dict[str, tuple[str, ...]]]:
+    """Per task, the card settings that only change inference (the engines own their valid values)."""
+    from spine_models.engine.segment import TTA_MODES
+
+    return {"segment": {"tta": TTA_MODES}}
 
 
 def _set_inference(card: Any, items: list[str]) -> None:
-    allowed = INFERENCE_SETTINGS.get(card.task, {})
+    allowed = _inference_settings().get(card.task, {})
     for item in items:
         key, _, value = item.partition("=")
         if key not in allowed or value not in allowed[key]:
@@ -108,7 +112,7 @@ def _set_inference(card: Any, items: list[str]) -> None:
         card.preprocessing = {**(card.preprocessing or {}), key: value}
         card.train_command = f"{card.train_command.replace(f' --set {key}={old}', '')} --set {key}={value}"
         card.notes = [*card.notes, f"{key}={value} set after training (docs/ship_model.py --refresh --inference {item}): "
-                                   f"an inference setting, the weights are unchanged; metrics re-evaluated with it"]
+                                   f"an inference setting, the weights are unchanged"]
 
 
 def _refresh(args: argparse.Namespace) -> int:
