@@ -11,6 +11,13 @@ Geometry conventions (image coordinates, x right, y down, as the film is seen):
 - corners of a vertebra: top-left, top-right, bottom-right, bottom-left (SPEC landmarks.csv);
 - an endplate angle is ``atan2(dy, dx)`` of its left->right line in degrees, positive when the
   line goes down to the right of the image.
+
+Angles are of lines, not vectors: a direction and the same direction + 180 deg are one endplate. So
+every tilt is kept in (-90, 90], differences of two tilts are taken modulo 180 (:func:`line_diff`), and
+an angle between two lines is in [0, 90] (:func:`line_angle`). Why: on real films a mask fragment lying
+beside the column gave a centre step near horizontal, read as -89 deg where +91 was meant, and the Cobb
+search then reported 277 and 578 deg on fraiwan-ap films. A true curve above 90 deg (3 of the 466
+aasce-ap labels) reads as 180 minus it: the angle between two lines cannot say more.
 """
 from __future__ import annotations
 
@@ -30,6 +37,9 @@ __all__ = [
     "vertebrae_from_mask",
     "curve_name",
     "fuse_tilts",
+    "line_diff",
+    "line_angle",
+    "fold_line",
 ]
 
 # Vertebral levels a spine film shows, top to bottom (the phantom's T1..L5; S1 is the sacrum).
@@ -39,14 +49,43 @@ Point = tuple[float, float]
 INTER_OBSERVER_DEG = 5.0  # the published +-5 deg inter-observer variability of manual Cobb angles
 
 
+def fold_line(a: float | np.ndarray) -> Any:
+    """A line direction (deg) folded to (-90, 90]: ``a`` and ``a + 180 k`` are the same line."""
+    x = np.asarray(a, dtype=float)
+    f = 90.0 - np.mod(90.0 - x, 180.0)  # (-90, 90]
+    return float(f) if f.ndim == 0 else f
+
+
+def line_diff(a: float | np.ndarray, b: float | np.ndarray) -> Any:
+    """Signed difference ``a - b`` of two line directions (deg), modulo 180, in (-90, 90]."""
+    return fold_line(np.asarray(a, float) - np.asarray(b, float))
+
+
+def line_angle(a: float | np.ndarray, b: float | np.ndarray) -> Any:
+    """Angle between two lines of directions ``a`` and ``b`` (deg): in [0, 90] whatever their wrap."""
+    d = np.abs(line_diff(a, b))
+    return float(d) if np.ndim(d) == 0 else d
+
+
+def _unwrap_lines(a: Sequence[float]) -> np.ndarray:
+    """Line directions made continuous: each one moved by a multiple of 180 to within 90 of the one
+    before, so a profile 89, -89 (two nearly equal lines) reads 89, 91 and not a 178 deg swing."""
+    x = np.asarray(a, dtype=float).copy()
+    if len(x):
+        x[0] = fold_line(x[0])
+    for i in range(1, len(x)):
+        x[i] = x[i - 1] + line_diff(x[i], x[i - 1])
+    return x
+
+
+def _line_mean(a: float, b: float) -> float:
+    """Mean direction of two lines (deg), in (-90, 90]: 89 and -89 average to 90, not 0."""
+    return fold_line(a + line_diff(b, a) / 2)
+
+
 def _angle(p: Sequence[float], q: Sequence[float]) -> float:
     """Angle of the line p->q in degrees, folded to (-90, 90] so left/right order does not matter."""
-    a = math.degrees(math.atan2(float(q[1]) - float(p[1]), float(q[0]) - float(p[0])))
-    if a > 90:
-        a -= 180
-    elif a <= -90:
-        a += 180
-    return a
+    return fold_line(math.degrees(math.atan2(float(q[1]) - float(p[1]), float(q[0]) - float(p[0]))))
 
 
 def endplate_angles(corners: Sequence[Sequence[float]]) -> tuple[float, float]:
@@ -86,7 +125,7 @@ class CobbCurve:
     @property
     def band(self) -> tuple[float, float]:
         """The +-5 deg inter-observer band: manual readings of the same film typically fall in it."""
-        return (max(0.0, self.angle_deg - INTER_OBSERVER_DEG), self.angle_deg + INTER_OBSERVER_DEG)
+        return (max(0.0, self.angle_deg - INTER_OBSERVER_DEG), min(90.0, self.angle_deg + INTER_OBSERVER_DEG))
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "angle_deg": round(self.angle_deg, 2), "upper_end": self.upper_end,
@@ -119,7 +158,7 @@ class CobbResult:
 
     @property
     def band(self) -> tuple[float, float]:
-        return (max(0.0, self.max_angle - INTER_OBSERVER_DEG), self.max_angle + INTER_OBSERVER_DEG)
+        return (max(0.0, self.max_angle - INTER_OBSERVER_DEG), min(90.0, self.max_angle + INTER_OBSERVER_DEG))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,17 +257,24 @@ def cobb_from_endplates(vertebrae: Sequence[tuple[str, float, float]], *, min_cu
     lower end vertebra ``b`` maximise ``|u_a - l_b|`` (the most tilted end vertebrae). The apex is
     the vertebra between them whose centre lies farthest from the line joining the end vertebrae'
     centres (when ``centers`` are given) else the one whose tilt is closest to the curve's mid-tilt.
-    The ``max_curves`` largest curves are kept, ordered top to bottom.
+    The ``max_curves`` largest curves are kept, ordered top to bottom. Endplate angles are lines: the
+    profile is unwrapped (each angle within 90 deg of the one before, :func:`_unwrap_lines`), and every
+    curve's angle is the angle between its two endplate lines, in [0, 90].
     """
     names = [str(v[0]) for v in vertebrae]
-    u = np.array([float(v[1]) for v in vertebrae])
-    lo = np.array([float(v[2]) for v in vertebrae])
-    res = CobbResult(vertebrae=names, upper_angles=u.tolist(), lower_angles=lo.tolist())
+    u_in = np.array([float(v[1]) for v in vertebrae])
+    lo_in = np.array([float(v[2]) for v in vertebrae])
+    if not (np.all(np.isfinite(u_in)) and np.all(np.isfinite(lo_in))):
+        raise ValueError("cobb_from_endplates: an endplate angle is not a finite number; give degrees for every vertebra")
+    res = CobbResult(vertebrae=names, upper_angles=[fold_line(x) for x in u_in],
+                     lower_angles=[fold_line(x) for x in lo_in])
     n = len(names)
     if n < 2:
         return res
     e = np.empty(2 * n)
-    e[0::2], e[1::2] = u, lo
+    e[0::2], e[1::2] = u_in, lo_in
+    e = _unwrap_lines(e)
+    u, lo = e[0::2], e[1::2]
     tps = _turning_points(e, min_swing=min_curve_deg)
     curves: list[CobbCurve] = []
     for p, q in zip(tps[:-1], tps[1:]):
@@ -246,7 +292,10 @@ def cobb_from_endplates(vertebrae: Sequence[tuple[str, float, float]], *, min_cu
                     best = (val, a, b)
         if best is None or best[0] < min_curve_deg:
             continue
-        angle, a, b = best
+        _, a, b = best
+        angle = line_angle(u[a], lo[b])  # a swing past 90 deg is two lines at 180 minus it
+        if angle < min_curve_deg:
+            continue
         apex_i = _apex(a, b, u, lo, centers)
         convex = _convexity(a, b, apex_i, centers)
         up_line = lo_line = None
@@ -260,15 +309,15 @@ def cobb_from_endplates(vertebrae: Sequence[tuple[str, float, float]], *, min_cu
     if not curves:
         # no swing reaches min_curve_deg: still report the largest endplate difference so a
         # near-straight spine reads e.g. 3 deg, not 0 (keeps errors against truth honest)
-        a, b = max(((a, b) for a in range(n) for b in range(a, n)), key=lambda ab: abs(u[ab[0]] - lo[ab[1]]))
-        if abs(u[a] - lo[b]) > 0:
+        a, b = max(((a, b) for a in range(n) for b in range(a, n)), key=lambda ab: line_angle(u[ab[0]], lo[ab[1]]))
+        if line_angle(u[a], lo[b]) > 0:
             apex_i = _apex(a, b, u, lo, centers)
             up_line = lo_line = None
             if corners is not None:
                 ca, cb = np.asarray(corners[a], float), np.asarray(corners[b], float)
                 up_line = ((float(ca[0, 0]), float(ca[0, 1])), (float(ca[1, 0]), float(ca[1, 1])))
                 lo_line = ((float(cb[3, 0]), float(cb[3, 1])), (float(cb[2, 0]), float(cb[2, 1])))
-            curves.append(CobbCurve(name="", angle_deg=float(abs(u[a] - lo[b])), upper_end=names[a],
+            curves.append(CobbCurve(name="", angle_deg=line_angle(u[a], lo[b]), upper_end=names[a],
                                     lower_end=names[b], apex=names[apex_i],
                                     convex=_convexity(a, b, apex_i, centers), upper_line=up_line, lower_line=lo_line))
             curves[-1]._apex_index = apex_i  # type: ignore[attr-defined]
@@ -333,12 +382,16 @@ def fuse_tilts(tilts: Sequence[float], centers: Sequence[Sequence[float]], heigh
     merged body in the mask) follow the axis, and an odd centre step (a fragment) count less. A step longer than ``gap`` times the expected
     pitch (a body missing in between) counts a quarter. ``body_weights`` (0..1) scale each body's
     own-tilt term (e.g. 0 for a body cut out of a merged blob, whose outline is not its own).
+
+    Tilts and centre steps are lines: the tilts are unwrapped along the column and each step's
+    direction is taken within 90 deg of its two bodies' tilts before solving (a step between two
+    fragments side by side is near horizontal, +-90 alike); the result is folded to (-90, 90].
     """
-    t0 = np.asarray(tilts, float)
+    t0 = _unwrap_lines(np.asarray(tilts, float))
     n = len(t0)
     c = np.asarray(centers, float).reshape(-1, 2)
     if n < 2:
-        return t0.copy()
+        return fold_line(t0).reshape(-1)
     if len(c) != n:
         raise ValueError(f"fuse_tilts: {n} tilts but {len(c)} centers")
     h = np.ones(n) if heights is None else np.maximum(np.asarray(heights, float), 1e-6)
@@ -351,6 +404,7 @@ def fuse_tilts(tilts: Sequence[float], centers: Sequence[Sequence[float]], heigh
     a = h[:-1] / (h[:-1] + h[1:])
     A[np.arange(n - 1), np.arange(n - 1)] = a
     A[np.arange(n - 1), np.arange(1, n)] = 1 - a
+    s = A @ t0 + line_diff(s, A @ t0)  # each step as the line nearest its bodies' tilts
     prior = np.ones(n) if body_weights is None else np.clip(np.asarray(body_weights, float), 0.0, 1.0)
     prior = np.maximum(prior, 1e-3)  # keeps the system solvable when every body is down-weighted
 
@@ -364,7 +418,7 @@ def fuse_tilts(tilts: Sequence[float], centers: Sequence[Sequence[float]], heigh
         wm = prior * hub(np.abs(t - t0) / sigma_body) / sigma_body ** 2
         wa = ws * hub(np.abs(A @ t - s) / sigma_axis)
         t = np.linalg.solve(np.diag(wm) + A.T @ (wa[:, None] * A), wm * t0 + A.T @ (wa * s))
-    return t
+    return fold_line(t).reshape(-1)
 
 
 # The top and bottom body of a predicted column are often cut: the clavicles over T1-T2, the pelvis over
@@ -422,7 +476,7 @@ def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_
     verts = [(k, *endplate_angles(c)) for k, c in items]
     centers = [c.mean(axis=0) for _, c in items]
     if angles == "body_tilt":
-        verts = [(k, (u + lo) / 2, (u + lo) / 2) for k, u, lo in verts]
+        verts = [(k, _line_mean(u, lo), _line_mean(u, lo)) for k, u, lo in verts]
     elif angles == "fused" and len(items) >= 2:
         ratio = _size_ratios([c for _, c in items])
         keep = ratio >= 0.55  # fragments: out of the curve (their centre is off the axis too)
@@ -435,7 +489,7 @@ def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_
         given = body_weights or {}
         # fused bodies keep their centre on the axis but not their own tilt
         bw = [float(given.get(k, 1.0)) * (0.1 if r > 1.6 else 1.0) for (k, _), r in zip(items, ratio[keep])]
-        t = fuse_tilts([(u + lo) / 2 for _, u, lo in verts], centers, heights, body_weights=bw)
+        t = fuse_tilts([_line_mean(u, lo) for _, u, lo in verts], centers, heights, body_weights=bw)
         verts = [(k, float(x), float(x)) for (k, _, _), x in zip(verts, t)]
     res = cobb_from_endplates(verts, min_curve_deg=min_curve_deg, max_curves=max_curves,
                               centers=centers, corners=[c for _, c in items])
