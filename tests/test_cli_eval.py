@@ -116,11 +116,12 @@ def test_predict_bad_file_continues(weights_env, tmp_path, capsys, monkeypatch):
     assert main(["predict", str(bad), str(good), "--json"]) == 2
     cap = capsys.readouterr()
     out = json.loads(cap.out)
-    assert out[0]["file"] == "broken.png" and "error" in out[0]
+    assert out[0]["file"] != "broken.png" and out[0]["index"] == 1 and "error" in out[0]  # neutral id, no raw name
+    assert "broken" not in cap.out
     assert out[1]["results"][0]["prediction"] == "scoliosis" and out[1]["results"][0]["model_id"] == "toy-ap"
     assert used == ["toy-ap"]
     assert "broken.png" in cap.err and "1 of 2" in cap.err
-    assert main(["predict", str(good), "--html", str(tmp_path / "html")]) == 0
+    assert main(["predict", str(good), "--html", str(tmp_path / "html"), "--show-names"]) == 0
     assert "toy-ap\tscoliosis" in capsys.readouterr().out
     assert "Research use only" in (tmp_path / "html" / "scoliosis_00.html").read_text(encoding="utf-8")
 

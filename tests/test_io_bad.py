@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from spine_models import errors as E
-from spine_models.io import read_image, read_image_bytes
+from spine_models.io import display_name, read_image, read_image_bytes
 from spine_models.io.dicom_build import make_dicom, make_identified_cr
 
 
@@ -28,7 +28,8 @@ def _raises(cls, path, **kw) -> str:
     with pytest.raises(cls) as info:
         read_image(path, **kw)
     msg = str(info.value)
-    assert "\n" not in msg and path.name in msg, msg
+    # named by its neutral id (file names can be patient names): display_name, never the raw name
+    assert "\n" not in msg and display_name(path.name) in msg and path.name not in msg, msg
     return msg
 
 

@@ -98,7 +98,9 @@ def test_bytes_and_filelike_inputs(tmp_path):
     a = read_image_bytes(data, "upload.png")
     b = read_image(io.BytesIO(data), name="upload.png")
     c = read_image(data, name="upload.png")
-    assert a.name == b.name == c.name == "upload.png"
+    # one neutral id for one name (names can be a patient's); the real name only on opt-in
+    assert a.name == b.name == c.name != "upload.png" and a.name.startswith("file-") and a.name.endswith(".png")
+    assert read_image_bytes(data, "upload.png", show_name=True).name == "upload.png"
     assert np.array_equal(a.pixels, b.pixels) and np.array_equal(a.pixels, c.pixels)
 
 

@@ -3,7 +3,9 @@
 Fit (``engine.predictor.card_fits``, the app's rule): a card's ``view`` "any" and "ap"/"lat" fit X-rays
 (anything not an MR series), "mri" fits DICOM MR. An X-ray's view is its DICOM ViewPosition, else the shipped view model's answer
 when it is sure (``engine.predictor.infer_view``); a known view runs only that view's ap/lat models. One unreadable file prints one error line and the rest still run; the exit
-status is 2 at the end if any file failed.
+status is 2 at the end if any file failed (1 if one hit an internal error); the JSON is always written.
+Outputs name files by a neutral id (``file-<hash>.<ext>`` plus ``index``, the position on the command
+line) unless ``--show-names``: file names are often a patient's name or ID.
 """
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model id, run folder or card.json (repeatable); default: every shipped model that fits")
     parser.add_argument("--json", action="store_true", help="print a JSON array (one object per file)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
+    parser.add_argument("--show-names", action="store_true",
+                        help="write real file names in the output (default: neutral ids file-<hash>; names can identify a patient)")
     parser.add_argument("--html", metavar="DIR", default=None,
                         help="also write a one-page clinician report (HTML) per file into DIR")
 
 
-def load_image(path: str | Path) -> Any:
+def load_image(path: str | Path, show_name: bool | None = None) -> Any:
     """A ``spine_models.io`` Radiograph (the shared reader raises SpineInputError on bad files).
 
     Falls back to a plain OpenCV read (PNG/JPEG/TIFF only) when the reader is not installed.
@@ -38,7 +42,7 @@ def load_image(path: str | Path) -> Any:
     except ImportError:
         read_image = None
     if read_image is not None:
-        return read_image(path)
+        return read_image(path, show_name=show_name)
     from types import SimpleNamespace
 
     from spine_models.errors import SpineInputError
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from spine_models.engine.predictor import infer_view
     from spine_models.errors import SpineInputError, WeightsNotAvailableError
     from spine_models.models.cards import list_cards, weights_dir
-    from spine_models.report.evaluation import resolve_card
+    from spine_models.models.hub import resolve_card
 
     if args.model:
         cards = [resolve_card(m) for m in args.model]  # a bad --model is a usage error for the whole run
@@ -119,11 +123,16 @@ def run(args: argparse.Namespace) -> int:
             predictors[card.id] = get_predictor(card, device=args.device)
         return predictors[card.id]
 
+    from spine_models.commands.info import name_argument
+    from spine_models.io.deid import display_name
+
+    show = True if getattr(args, "show_names", False) else None
     outputs: list[dict[str, Any]] = []
-    failed = 0
-    for f in args.files:
+    failed = internal = 0
+    for index, f in enumerate(args.files, start=1):
+        shown = display_name(Path(f).name or str(f), show=show)  # what the JSON and the reports carry
         try:
-            image = load_image(f)
+            image = load_image(f, show_name=show)
             kind = image_kind(image)
             view, view_note = (None, "") if named or kind != "xray" else infer_view(image, cards, get=predictor)
             use = cards if named else fitting_cards(cards, kind, view)
@@ -136,10 +145,19 @@ def run(args: argparse.Namespace) -> int:
                 results.append(predictor(card).predict(image))
         except SpineInputError as exc:
             failed += 1
-            sys.stderr.write(f"spine-models predict: error: {exc}\n")
-            outputs.append({"file": Path(f).name, "error": str(exc)})
+            sys.stderr.write(f"spine-models predict: error: {name_argument(exc, f, show)}\n")  # the user's own argument
+            outputs.append({"file": shown, "index": index, "error": str(exc).replace(str(f), shown)})
             continue
-        entry = {"file": Path(f).name, "kind": kind, "view": view, "results": [r.to_dict() for r in results]}
+        except Exception as exc:  # noqa: BLE001 - a bug on one file: reported, the batch and its JSON go on
+            failed += 1
+            internal += 1
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.write(f"spine-models predict: internal error on {f}: {type(exc).__name__}; the other files go on\n")
+            outputs.append({"file": shown, "index": index, "error": f"internal error ({type(exc).__name__}); please report it"})
+            continue
+        entry = {"file": shown, "index": index, "kind": kind, "view": view, "results": [r.to_dict() for r in results]}
         outputs.append(entry)
         if args.html:
             from spine_models.report.clinician import write_clinician_report
@@ -147,14 +165,14 @@ def run(args: argparse.Namespace) -> int:
             out_dir = Path(args.html)
             out_dir.mkdir(parents=True, exist_ok=True)
             header = image.to_dict() if hasattr(image, "to_dict") else {}
-            write_clinician_report(out_dir / f"{Path(f).stem}.html", results, image=getattr(image, "pixels", None),
+            write_clinician_report(out_dir / f"{Path(shown).stem}.html", results, image=getattr(image, "pixels", None),
                                    header=header, cards=use)
         if not args.json:
             for card, r in zip(use, results):
-                sys.stdout.write(f"{Path(f).name}\t{card.id}\t{_summary(r)}\n")
+                sys.stdout.write(f"{shown}\t{card.id}\t{_summary(r)}\n")
     if args.json:
         sys.stdout.write(json.dumps(outputs, indent=2) + "\n")
     if failed:
         sys.stderr.write(f"spine-models predict: {failed} of {len(args.files)} file(s) failed\n")
-        return 2
+        return 1 if internal else 2
     return 0

@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from spine_models.errors import EmptyFileError, SpineInputError, UnsupportedFormatError
 from spine_models.io._limits import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE, resolve_max_pixels
-from spine_models.io.deid import deidentify_dataset, pseudonym, remap_uid
+from spine_models.io.deid import deidentify_dataset, display_name, pseudonym, remap_uid
 from spine_models.io.radiograph import Radiograph
 from spine_models.io.sniff import EXTENSION_FORMATS, describe_format, sniff_format
 from spine_models.io.study import Series, Study, read_study
@@ -45,6 +45,7 @@ __all__ = [
     "deidentify_dataset",
     "pseudonym",
     "remap_uid",
+    "display_name",
     "make_dicom",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MIN_SIZE",
@@ -64,17 +65,20 @@ def make_dicom(*args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def read_image_bytes(
-    data: bytes, name: str, *, max_pixels: int | None = None, min_size: int = DEFAULT_MIN_SIZE
+    data: bytes, name: str, *, max_pixels: int | None = None, min_size: int = DEFAULT_MIN_SIZE, show_name: bool | None = None
 ) -> Radiograph:
-    """Decode image bytes (an upload); ``name`` is used for messages and the extension check only."""
-    name = PurePath(str(name)).name or "upload"
+    """Decode image bytes (an upload); ``name`` is used for the extension check and, as a neutral id
+    (``file-<hash>.<ext>``, see :func:`~spine_models.io.deid.display_name`), in messages and ``.name``;
+    ``show_name=True`` (or env ``SPINE_MODELS_SHOW_NAMES=1``) keeps the real base name."""
+    base = PurePath(str(name)).name or "upload"
+    suffix = PurePath(base).suffix.lower()
+    name = display_name(base, show=show_name)
     if not data:
         raise EmptyFileError("file is empty (0 bytes); re-copy or re-export it", name)
     fmt = sniff_format(bytes(data[:4096]))
-    suffix = PurePath(name).suffix.lower()
     claimed = EXTENSION_FORMATS.get(suffix)
     if fmt not in ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "DICOM"):
-        said = f" (despite its {suffix} extension)" if claimed and claimed != fmt else ""
+        said = f" (despite its {suffix} extension)" if claimed and claimed != fmt else ""  # suffix: a known one only
         what = "content is not a recognised image format" if fmt == "UNKNOWN" else f"is {describe_format(fmt)}, not an image"
         advice = {
             "ZIP": "read a study archive with read_study / --data, or unzip it first",
@@ -102,32 +106,38 @@ def read_image(
     name: str | None = None,
     max_pixels: int | None = None,
     min_size: int = DEFAULT_MIN_SIZE,
+    show_name: bool | None = None,
 ) -> Radiograph:
     """Read one image file (or bytes / a binary file object) into a de-identified :class:`Radiograph`.
 
     The format is sniffed from the content, never the extension. Raises a SpineInputError subclass
-    for every kind of bad input.
+    for every kind of bad input; messages name the file by its neutral id unless ``show_name``.
     """
+    kw = {"max_pixels": max_pixels, "min_size": min_size, "show_name": show_name}
     if isinstance(path, (bytes, bytearray, memoryview)):
-        return read_image_bytes(bytes(path), name or "upload", max_pixels=max_pixels, min_size=min_size)
+        return read_image_bytes(bytes(path), name or "upload", **kw)
     if hasattr(path, "read"):
-        label = name or getattr(path, "name", None) or "upload"
-        data = path.read()  # type: ignore[union-attr]
+        label = str(name or getattr(path, "name", None) or "upload")
+        try:
+            data = path.read()  # type: ignore[union-attr]
+        except OSError as exc:
+            raise SpineInputError(f"cannot read the file ({exc.strerror or type(exc).__name__})", display_name(label, show=show_name)) from exc
         if isinstance(data, str):
-            raise UnsupportedFormatError("was opened in text mode; open it with 'rb'", label)
-        return read_image_bytes(data, str(label), max_pixels=max_pixels, min_size=min_size)
+            raise UnsupportedFormatError("was opened in text mode; open it with 'rb'", display_name(label, show=show_name))
+        return read_image_bytes(data, label, **kw)
     file = Path(path)  # type: ignore[arg-type]
-    if not file.exists():
-        raise SpineInputError("no such file; check the path", file)
-    if file.is_dir():
-        raise UnsupportedFormatError("is a folder, not an image; use read_study for a DICOM series folder", file)
-    size = file.stat().st_size
-    if size == 0:
-        raise EmptyFileError("file is empty (0 bytes); re-copy or re-export it", file.name)
-    if size > _MAX_FILE_BYTES:
-        raise UnsupportedFormatError(f"file is {size / 1024**3:.1f} GB, above the 2 GB limit for one image", file.name)
+    shown = display_name(file.name or "file", show=show_name)
     try:
+        if not file.exists():
+            raise SpineInputError("no such file; check the path", shown)
+        if file.is_dir():
+            raise UnsupportedFormatError("is a folder, not an image; use read_study for a DICOM series folder", shown)
+        size = file.stat().st_size
+        if size == 0:
+            raise EmptyFileError("file is empty (0 bytes); re-copy or re-export it", shown)
+        if size > _MAX_FILE_BYTES:
+            raise UnsupportedFormatError(f"file is {size / 1024**3:.1f} GB, above the 2 GB limit for one image", shown)
         data = file.read_bytes()
-    except OSError as exc:
-        raise SpineInputError(f"cannot read the file ({exc.strerror or type(exc).__name__})", file.name) from exc
-    return read_image_bytes(data, name or file.name, max_pixels=max_pixels, min_size=min_size)
+    except OSError as exc:  # permission, a name too long, a FIFO, an I/O error
+        raise SpineInputError(f"cannot read the file ({exc.strerror or type(exc).__name__})", shown) from exc
+    return read_image_bytes(data, name or file.name, **kw)

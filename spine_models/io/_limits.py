@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from spine_models.errors import ConfigError, DecompressionBombError, ImageTooSmallError
+from spine_models.errors import ConfigError, CorruptFileError, DecompressionBombError, ImageTooSmallError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SIZE", "resolve_max_pixels", "check_declared_size"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SIZE", "resolve_max_pixels", "check_declared_size", "check_frame_size"]
 
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: a 14"×17" film at 0.05 mm is ~ 60 MP
 DEFAULT_MIN_SIZE = 32
@@ -53,5 +53,24 @@ def check_declared_size(
     if min(int(width), int(height)) < min_size:
         raise ImageTooSmallError(
             f"image is {width}×{height} px, smaller than the minimum {min_size} px per side; use the full-resolution original",
+            name,
+        )
+
+
+def check_frame_size(name: str, width: int, height: int, index: int, frames: int, *, max_pixels: int | None = None) -> None:
+    """Raise before decoding frame/page ``index`` (0-based) when it alone is above the limit.
+
+    Why: the declared size is the first frame's; a TIFF's second page, an MPO's second JPEG or a DICOM's
+    embedded codestream can declare far more, and would be decoded unchecked.
+    """
+    limit = resolve_max_pixels(max_pixels)
+    total = int(width) * int(height)
+    where = f"frame {index + 1} of {frames}" if frames > 1 else "its image data"
+    if width <= 0 or height <= 0:
+        raise CorruptFileError(f"{where} declares an empty {width}×{height} frame; re-export the file", name)
+    if total > limit:
+        raise DecompressionBombError(
+            f"{where} declares {width}×{height} = {total:,} pixels, above the limit of {limit:,}; refused before decoding "
+            f"(raise the limit with max_pixels= or env {ENV_MAX_PIXELS} if the file is genuine)",
             name,
         )

@@ -24,6 +24,7 @@ are low-entropy and a public salt allows dictionary look-ups).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from typing import Any, Iterable
@@ -37,9 +38,14 @@ __all__ = [
     "scrub_text",
     "header_dict",
     "deidentify_dataset",
+    "display_name",
+    "show_names",
+    "safe_reason",
+    "SHOW_NAMES_ENV",
 ]
 
 _DEFAULT_SALT = "spine-models-deid-v1"
+_NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "IS", "DS", "AT"})
 _VALID_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 # PS3.15 E.1-1 basic profile attributes (the ones our inputs carry in practice), by keyword
@@ -99,6 +105,59 @@ def pseudonym(value: str) -> str:
     """Stable pseudonymous key for a patient ID (groups a patient's images without revealing the ID)."""
     digest = hashlib.sha256(f"{_salt()}\x00{value}".encode("utf-8", "replace")).hexdigest()
     return f"anon-{digest[:12]}"
+
+
+SHOW_NAMES_ENV = "SPINE_MODELS_SHOW_NAMES"
+_SAFE_SUFFIXES = frozenset(
+    ".png .jpg .jpeg .jpe .jfif .tif .tiff .bmp .gif .webp .dcm .dicom .dic .ima .zip .pdf .txt .csv .json .nii .gz".split()
+)
+
+
+def show_names(show: bool | None = None) -> bool:
+    """Whether the user opted in to real file / member / folder names (argument, else env ``SPINE_MODELS_SHOW_NAMES=1``)."""
+    if show is not None:
+        return bool(show)
+    return os.environ.get(SHOW_NAMES_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def display_name(name: str, *, show: bool | None = None, kind: str = "file") -> str:
+    """The name an input carries in messages and outputs: ``file-<8 hex>.<ext>`` by default.
+
+    Why: file, ZIP-member and folder names are often a patient's name or ID (``PID-77341_07.dcm``).
+    The id is a salted hash of the full name, so one name always gets the same id (a user can match
+    messages to inputs) without revealing it. With the opt-in (:func:`show_names`) the base name is
+    kept, cut to 80 printable characters.
+    """
+    text = str(name).replace("\\", "/")
+    base = text.rstrip("/").rsplit("/", 1)[-1]
+    if show_names(show):
+        clean = "".join(c if c.isprintable() else "?" for c in base)[:80]
+        return clean or kind
+    suffix = ""
+    if "." in base:
+        candidate = "." + base.rsplit(".", 1)[-1].lower()
+        suffix = candidate if candidate in _SAFE_SUFFIXES else ""
+    digest = hashlib.sha256(f"{_salt()}\x00name\x00{text}".encode("utf-8", "replace")).hexdigest()
+    return f"{kind}-{digest[:8]}{suffix}"
+
+
+_QUOTED = re.compile(r"('[^']*'|\"[^\"]*\"|<[^>]*>)")
+
+
+def safe_reason(exc: BaseException, limit: int = 80) -> str:
+    """A third-party exception as a short, printable, quote-free phrase for a one-line message.
+
+    Why: library messages can quote raw bytes of the file, header values (names, IDs) or object reprs;
+    quoted parts are dropped, only printable ASCII is kept and the length is capped.
+    """
+    first = (str(exc).strip().splitlines() or [""])[0]
+    first = _QUOTED.sub("…", first)
+    first = "".join(c for c in first if 32 <= ord(c) < 127 or c == "…")
+    first = " ".join(first.split())
+    if len(first) > limit:
+        first = first[: limit - 1].rstrip() + "…"
+    kind = type(exc).__name__
+    return f"{kind}: {first}" if first else kind
 
 
 def _is_identifying(keyword: str, vr: str) -> bool:
@@ -175,8 +234,22 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return float(value)
-    return str(value).strip()
+        return float(value) if math.isfinite(value) else None  # NaN/inf are not JSON
+    if isinstance(value, (bytes, bytearray)):
+        return None  # an OB/UN-encoded value: binary, never shown
+    return "".join(c for c in str(value).strip() if c.isprintable())[:200]
+
+
+def _scrub_value(value: Any, ids: set[str]) -> Any:
+    """An allow-listed text value with every identifying value cut out (a patient ID put in ImageType)."""
+    if isinstance(value, list):
+        return [_scrub_value(v, ids) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    lowered = value.lower()
+    if not any(len(i) >= 3 and i.lower() in lowered for i in ids):
+        return value
+    return scrub_text(value, ids) or "(removed)"
 
 
 def header_dict(ds: Any, identifiers: Iterable[str] | None = None) -> dict[str, Any]:
@@ -192,17 +265,31 @@ def header_dict(ds: Any, identifiers: Iterable[str] | None = None) -> dict[str, 
         value = _json_value(elem.value)
         if keyword == "SeriesDescription":
             value = scrub_text(str(value), ids)
+        elif elem.VR not in _NUMERIC_VRS:
+            value = _scrub_value(value, ids)
+        if value is None or value == []:
+            continue
         out[keyword] = value
     for keyword in ("SOPClassUID",):
         if keyword in ds:
             from pydicom.uid import UID
 
-            value = str(ds[keyword].value)
-            out[keyword] = UID(value).name if _VALID_UID.match(value) else "(invalid UID)"
+            out[keyword] = uid_name(ds[keyword].value)
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "TransferSyntaxUID" in meta:
-        out["TransferSyntax"] = meta.TransferSyntaxUID.name
+        out["TransferSyntax"] = uid_name(meta["TransferSyntaxUID"].value)
     return out
+
+
+def uid_name(value: Any) -> str:
+    """A standard UID's name (SOP class, transfer syntax); anything else is never echoed (raw bytes, IDs)."""
+    from pydicom.uid import UID
+
+    text = str(value or "").strip().rstrip("\x00")
+    if len(text) > 64 or not _VALID_UID.match(text):
+        return "(invalid UID)"
+    name = UID(text).name
+    return name if name != text else "(unknown UID)"
 
 
 def deidentify_dataset(ds: Any) -> Any:

@@ -23,23 +23,26 @@ import numpy as np
 
 from spine_models.errors import (
     CorruptFileError,
+    DecompressionBombError,
     MissingPixelDataError,
     TruncatedFileError,
     UnsupportedPhotometricError,
     UnsupportedTransferSyntaxError,
 )
-from spine_models.io._limits import DEFAULT_MIN_SIZE, check_declared_size
-from spine_models.io.deid import collect_identifiers, header_dict, pseudonym, remap_uid, scrub_text
+from spine_models.io._limits import DEFAULT_MIN_SIZE, check_declared_size, check_frame_size
+from spine_models.io.deid import collect_identifiers, header_dict, pseudonym, remap_uid, scrub_text, uid_name
 from spine_models.io.radiograph import Radiograph
 
 __all__ = ["read_dicom", "read_dicom_frames", "DicomFrames", "parse_dicom", "orientation_of", "missing_decoder_hint"]
 
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, EOFError, OSError, struct.error, zlib.error, NotImplementedError, AttributeError, OverflowError, UnicodeError, RuntimeError)
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, EOFError, OSError, struct.error, zlib.error, NotImplementedError, AttributeError, OverflowError, UnicodeError, RuntimeError, StopIteration)
 _MONO = ("MONOCHROME1", "MONOCHROME2")
 _COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _LAT_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LLO", "RLO"}
 _UID_IN_TEXT = re.compile(r"\d+(?:\.\d+){4,}")
+# what numpy / pydicom raise on nonsense header values (UFuncTypeError is a TypeError)
+_VALUE_ERRORS = (*_PARSE_ERRORS, ZeroDivisionError, FloatingPointError, MemoryError)
 
 
 class _RedactValues(logging.Filter):
@@ -143,12 +146,12 @@ def _first_item(ds: Any, *path: str) -> Any:
             for key in path:
                 item = item[key].value[0]
             return item
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
             continue
     return None
 
 
-def _flatten_enhanced(ds: Any) -> None:
+def _flatten_enhanced(ds: Any, notes: list[str] | None = None) -> None:
     """Enhanced multi-frame files keep window, rescale and spacing in functional groups; lift them up."""
     lifts = {
         ("FrameVOILUTSequence",): ("WindowCenter", "WindowWidth", "VOILUTFunction"),
@@ -164,7 +167,14 @@ def _flatten_enhanced(ds: Any) -> None:
             continue
         for keyword in keywords:
             if keyword in item and keyword not in ds:
-                setattr(ds, keyword, item[keyword].value)
+                try:
+                    elem = item[keyword]
+                    if elem.VR in ("OB", "OW", "UN", "SQ") or isinstance(elem.value, (bytes, bytearray)):
+                        raise ValueError("binary-encoded")
+                    setattr(ds, keyword, elem.value)
+                except _VALUE_ERRORS:
+                    if notes is not None:
+                        notes.append(f"invalid {keyword} in the functional groups ignored")
 
 
 def _spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
@@ -204,8 +214,8 @@ def _check_decodable(ds: Any, name: str) -> None:
     from pydicom.pixels import get_decoder
 
     if not any(k in ds for k in _PIXEL_KEYWORDS):
-        what = ds.get("SOPClassUID")
-        kind = f" ({what.name})" if what is not None and hasattr(what, "name") else ""
+        what = uid_name(ds.get("SOPClassUID")) if "SOPClassUID" in ds else ""
+        kind = f" ({what})" if what and not what.startswith("(") else ""
         raise MissingPixelDataError(f"DICOM file without pixel data{kind}: it holds no image; choose an image file from the study", name)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     if photometric not in _MONO + _COLOR:
@@ -213,8 +223,8 @@ def _check_decodable(ds: Any, name: str) -> None:
         raise UnsupportedPhotometricError(
             f"unsupported PhotometricInterpretation {shown}; supported: MONOCHROME1, MONOCHROME2, RGB, YBR_*, PALETTE COLOR", name
         )
-    ts = ds.file_meta.TransferSyntaxUID
-    if not ts.is_transfer_syntax:
+    ts = _transfer_syntax(ds)
+    if ts is None:
         raise CorruptFileError("the file meta names an unknown transfer syntax (corrupt header?); re-export the file", name)
     if "PixelData" in ds and ts.is_compressed:
         try:
@@ -223,6 +233,87 @@ def _check_decodable(ds: Any, name: str) -> None:
             raise UnsupportedTransferSyntaxError(f"transfer syntax {ts.name} is not supported: {missing_decoder_hint(ts)}", name) from None
         if not _decoder_available(decoder):
             raise UnsupportedTransferSyntaxError(f"no installed decoder for transfer syntax {ts.name}: {missing_decoder_hint(ts)}", name)
+
+
+def _transfer_syntax(ds: Any) -> Any:
+    """The file's TransferSyntaxUID as a pydicom UID, or None when empty or not a transfer syntax.
+
+    Why: a garbage value arrives as a plain ``str`` (or bytes) and pydicom's decoders then fail on
+    ``.is_transfer_syntax``; a valid one is written back as a UID so they work.
+    """
+    from pydicom.uid import UID
+
+    meta = getattr(ds, "file_meta", None)
+    raw = meta.get("TransferSyntaxUID") if meta is not None else None
+    text = str(getattr(raw, "value", raw) or "").strip().rstrip("\x00")
+    if not text or len(text) > 64 or not re.fullmatch(r"[0-9.]+", text):
+        return None
+    ts = UID(text)
+    if not ts.is_transfer_syntax:
+        return None
+    meta.TransferSyntaxUID = ts
+    return ts
+
+
+_JPEG_SOF = frozenset([0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7])
+
+
+def codestream_size(fragment: bytes) -> tuple[int, int] | None:
+    """(width, height) a JPEG / JPEG-LS / JPEG 2000 codestream declares, read from its header only; None if unknown."""
+    head = bytes(fragment[:65536])
+    j2k = head.find(b"\xff\x4f\xff\x51")
+    if j2k >= 0 and (j2k == 0 or head.startswith(b"\x00\x00\x00\x0cjP")):
+        siz = head[j2k + 4 : j2k + 4 + 20]
+        if len(siz) < 20:
+            return None
+        _lsiz, _rsiz, xsiz, ysiz, xo, yo = struct.unpack(">HHIIII", siz)
+        return max(xsiz - xo, 0), max(ysiz - yo, 0)
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos + 4 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = int.from_bytes(head[pos + 2 : pos + 4], "big")
+        if marker in _JPEG_SOF:
+            body = head[pos + 4 : pos + 9]
+            if len(body) < 5:
+                return None
+            return int.from_bytes(body[3:5], "big"), int.from_bytes(body[1:3], "big")
+        if marker == 0xDA or length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
+def _check_codestreams(ds: Any, name: str, rows: int, cols: int, frames: int, max_pixels: int | None) -> None:
+    """Every embedded codestream's own declared size, before any decoding: it must be under the pixel
+    limit and match Rows × Columns (a header saying 64 rows may carry a 20000² JPEG)."""
+    from pydicom.encaps import generate_fragments
+
+    ts = ds.file_meta.TransferSyntaxUID
+    if "PixelData" not in ds or not ts.is_compressed:
+        return
+    seen = 0
+    try:
+        for fragment in generate_fragments(ds.PixelData):
+            size = codestream_size(fragment)
+            if size is None:
+                continue
+            check_frame_size(name, size[0], size[1], seen, frames, max_pixels=max_pixels)
+            if size[1] and (size[0], size[1]) != (cols, rows):
+                raise CorruptFileError(
+                    f"embedded image {seen + 1} is {size[0]}×{size[1]} but the header says {cols}×{rows}; re-export the file", name)
+            seen += 1
+    except (ValueError, TypeError, struct.error, EOFError, KeyError, IndexError) as exc:
+        raise CorruptFileError(f"encapsulated pixel data does not parse ({type(exc).__name__}); re-export or re-copy it", name) from exc
 
 
 def _decoder_available(decoder: Any) -> bool:
@@ -313,9 +404,12 @@ def _display_values(ds: Any, raw: np.ndarray, notes: list[str]) -> tuple[np.ndar
         return luma.astype(np.float32), 0.0, top, True, None
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        values = apply_modality_lut(raw, ds).astype(np.float32, copy=False)
+        values, rescale_ok = _modality_values(ds, raw, notes, apply_modality_lut)
+        values = _finite_values(values, notes)
         has_window = "WindowCenter" in ds and "WindowWidth" in ds
-        if "VOILUTSequence" in ds or has_window:
+        if not rescale_ok and ("VOILUTSequence" in ds or has_window):
+            notes.append("VOI window/LUT ignored: it is in rescaled units and the rescale was invalid")
+        elif "VOILUTSequence" in ds or has_window:
             try:
                 windowed = apply_voi_lut(values, ds).astype(np.float32, copy=False)
                 window = None
@@ -324,17 +418,74 @@ def _display_values(ds: Any, raw: np.ndarray, notes: list[str]) -> tuple[np.ndar
                 else:
                     center = float(_first(ds.WindowCenter))
                     width = float(_first(ds.WindowWidth))
+                    if not (np.isfinite(center) and np.isfinite(width) and width > 0):
+                        raise ValueError("window not finite or not positive")
                     probe = apply_voi_lut(np.array([center - width, center + width], dtype=np.float64), ds)
                     low, high = float(probe.min()), float(probe.max())
                     window = (center, width)
-                if high > low:
+                if high > low and np.isfinite(low) and np.isfinite(high) and np.isfinite(windowed).all():
                     return windowed, low, high, True, window
-                notes.append("VOI window gives a constant image; ignored")
-            except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError):
+                notes.append("VOI window gives a constant or non-finite image; ignored")
+            except _VALUE_ERRORS:
                 notes.append("invalid VOI window/LUT in the header; ignored (scaled min-max instead)")
     finite = values[np.isfinite(values)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     return values, low, high, False, None
+
+
+def _finite_number(value: Any) -> float | None:
+    """One finite number from a header value (DS string, float, one-item list), else None."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        if len(value) != 1:
+            return None
+        value = value[0]
+    if isinstance(value, (bytes, bytearray)):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def _modality_values(ds: Any, raw: np.ndarray, notes: list[str], apply_modality_lut: Any) -> tuple[np.ndarray, bool]:
+    """Stored values → modality values; an invalid Modality LUT or rescale is ignored with a note.
+
+    Returns (values, rescale_ok): False when the header's rescale/LUT was unusable, since a window
+    given in rescaled units then no longer fits the values.
+    """
+    values = raw.astype(np.float32, copy=False)
+    if "ModalityLUTSequence" in ds:
+        try:
+            out = np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
+            if out.shape != raw.shape:
+                raise ValueError("LUT output shape")
+            return out, True
+        except _VALUE_ERRORS:
+            notes.append("invalid Modality LUT in the header ignored (stored values used)")
+            return values, False
+    if "RescaleSlope" not in ds and "RescaleIntercept" not in ds:
+        return values, True
+    slope = _finite_number(ds.get("RescaleSlope", 1.0)) if "RescaleSlope" in ds else 1.0
+    intercept = _finite_number(ds.get("RescaleIntercept", 0.0)) if "RescaleIntercept" in ds else 0.0
+    if slope is None or intercept is None or slope == 0:
+        notes.append("invalid RescaleSlope/RescaleIntercept in the header ignored (stored values used)")
+        return values, False
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = values * np.float32(slope) + np.float32(intercept)
+    return out.astype(np.float32, copy=False), True
+
+
+def _finite_values(values: np.ndarray, notes: list[str]) -> np.ndarray:
+    """NaN/inf pixels (float pixel data, an overflowing rescale) replaced by the finite extremes, with a note."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return values
+    if not finite.any():
+        raise CorruptFileError("the pixel data holds no finite value (all NaN or infinite); re-export the file")
+    lo, hi = float(values[finite].min()), float(values[finite].max())
+    notes.append(f"{int(values.size - finite.sum())} NaN/infinite pixel value(s) replaced by the nearest finite extreme")
+    return np.nan_to_num(values, nan=lo, posinf=hi, neginf=lo).astype(np.float32, copy=False)
 
 
 def _first(value: Any) -> Any:
@@ -354,11 +505,13 @@ def _safe_name(name: str, identifiers: set[str], modality: str | None, sop_uid: 
 
 
 def _float_tuple(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None or isinstance(value, (bytes, bytearray, str)):
+        return None
     try:
         out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return out if len(out) == n else None
+    return out if len(out) == n and all(np.isfinite(out)) else None
 
 
 def read_dicom_frames(
@@ -395,10 +548,14 @@ def _frames_from_dataset(
     except (AttributeError, TypeError, ValueError) as exc:
         raise CorruptFileError("DICOM header lacks a valid Rows/Columns/NumberOfFrames", safe) from exc
     check_declared_size(safe, cols, rows, frames, max_pixels=max_pixels, min_size=min_size)
-    _flatten_enhanced(ds)
-    raw = _decode(ds, safe)
+    _check_codestreams(ds, safe, rows, cols, frames, max_pixels)
     notes: list[str] = []
-    values, low, high, windowed, window = _display_values(ds, raw, notes)
+    _flatten_enhanced(ds, notes)
+    raw = _decode(ds, safe)
+    try:
+        values, low, high, windowed, window = _display_values(ds, raw, notes)
+    except CorruptFileError as exc:
+        raise CorruptFileError(str(exc), safe) from exc
     if window is not None:
         value_range = (window[0] - window[1] / 2.0, window[0] + window[1] / 2.0)
     elif windowed and "VOILUTSequence" in ds:
@@ -407,14 +564,14 @@ def _frames_from_dataset(
         value_range = (low, high)
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     spacing, source = _spacing(ds)
-    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8)
+    bits = next((int(b) for b in (_finite_number(ds.get(k)) for k in ("BitsStored", "BitsAllocated")) if b and 1 <= b <= 64), 8)
     try:
         number = ds.get("SeriesNumber")
         series_number = int(number) if number not in (None, "") else None
         inst = ds.get("InstanceNumber")
         instance_number = int(inst) if inst not in (None, "") else None
-        thickness = float(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None
-    except (TypeError, ValueError):
+        thickness = _finite_number(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
         series_number = instance_number = None
         thickness = None
         notes.append("non-numeric SeriesNumber/InstanceNumber/SliceThickness ignored")

@@ -8,6 +8,7 @@ P, RGB, RGBA, CMYK) must end up as the same float32 [0, 1] grayscale.
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import warnings
 import zlib
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from spine_models.errors import CorruptFileError, SpineInputError, TruncatedFileError
-from spine_models.io._limits import DEFAULT_MIN_SIZE, check_declared_size
+from spine_models.errors import CorruptFileError, DecompressionBombError, SpineInputError, TruncatedFileError
+from spine_models.io._limits import DEFAULT_MIN_SIZE, check_declared_size, check_frame_size, resolve_max_pixels
+from spine_models.io.deid import safe_reason
 from spine_models.io.radiograph import Radiograph
 
 __all__ = ["read_raster"]
@@ -26,11 +28,76 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeEr
 
 
 def _decode_error(exc: BaseException, name: str, fmt: str) -> SpineInputError:
+    if type(exc).__name__ == "DecompressionBombError":  # Pillow's own check (GIF tiles, TIFF pages, MPO frames)
+        return DecompressionBombError(
+            f"{fmt} file declares a frame or tile above the pixel limit; refused before decoding "
+            "(raise the limit with max_pixels= or env SPINE_MODELS_MAX_PIXELS if the file is genuine)", name)
     text = str(exc).lower()
     if isinstance(exc, EOFError) or "truncated" in text or "end of file" in text or "premature" in text:
         return TruncatedFileError(f"truncated {fmt} file: the data ends before the image does; re-export or re-copy it", name)
-    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-    return CorruptFileError(f"corrupt {fmt} file ({reason}); re-export or re-copy it", name)
+    return CorruptFileError(f"corrupt {fmt} file ({safe_reason(exc)}); re-export or re-copy it", name)
+
+
+def _pillow_errors() -> tuple[type[BaseException], ...]:
+    from PIL import Image
+
+    return (*_DECODE_ERRORS, Image.DecompressionBombError)
+
+
+def _frame_extent(im: Any) -> tuple[int, int]:
+    """The largest (width, height) this frame will decode: its size or any tile's box, whichever is bigger."""
+    width, height = (int(v) for v in im.size)
+    for tile in getattr(im, "tile", None) or []:
+        box = tile[1] if len(tile) > 1 else None
+        if box and len(box) == 4:
+            width = max(width, int(box[2]) - min(int(box[0]), 0))
+            height = max(height, int(box[3]) - min(int(box[1]), 0))
+    return width, height
+
+
+_LIBTIFF_QUIET: list[bool] = []
+# Pillow logs some refusals (e.g. "More samples per pixel than can be decoded") at ERROR; with no handler
+# configured, Python's last-resort handler prints them on stderr. A NullHandler on Pillow's logger stops
+# that and nothing else: records still propagate to handlers an application configures.
+if not any(isinstance(h, logging.NullHandler) for h in logging.getLogger("PIL").handlers):
+    logging.getLogger("PIL").addHandler(logging.NullHandler())
+
+
+def _quiet_libtiff() -> None:
+    """Turn off libtiff's own warning/error printing to the terminal (once per process).
+
+    Why: libtiff (inside Pillow) writes "ZIPDecode: Decoding error ..." straight to file descriptor 2
+    on corrupt TIFFs; the same failure still reaches us as a Pillow exception, which becomes our one
+    line. Only libtiff's message handlers change (no Python warning filter); the libtiff is the very
+    one Pillow's ``_imaging`` loaded, found next to it or among the process's loaded libraries.
+    """
+    if _LIBTIFF_QUIET:
+        return
+    _LIBTIFF_QUIET.append(True)
+    import ctypes
+    import glob
+    import os
+
+    from PIL import Image
+
+    candidates: list[str] = []
+    here = os.path.dirname(Image.__file__)
+    for pattern in ("../pillow.libs/libtiff*.so*", ".dylibs/libtiff*.dylib", "../Pillow.libs/libtiff*.so*"):
+        candidates += glob.glob(os.path.join(here, pattern))
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            candidates += sorted({line.split()[-1] for line in fh if "libtiff" in line and line.split()[-1].startswith("/")})
+    except OSError:
+        pass  # not Linux: the glob above covers the wheels
+    for path in dict.fromkeys(candidates):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for fn in ("TIFFSetWarningHandler", "TIFFSetErrorHandler"):
+            if hasattr(lib, fn):
+                getattr(lib, fn).restype = ctypes.c_void_p
+                getattr(lib, fn)(None)
 
 
 def _open_lazy(data: bytes, fmt: str, name: str) -> Any:
@@ -42,10 +109,12 @@ def _open_lazy(data: bytes, fmt: str, name: str) -> Any:
     from PIL import Image
 
     Image.init()
+    if fmt == "TIFF":
+        _quiet_libtiff()
     factory, _accept = Image.OPEN[fmt]
     try:
         return factory(io.BytesIO(data), name)
-    except _DECODE_ERRORS as exc:
+    except _pillow_errors() as exc:
         raise _decode_error(exc, name, fmt) from exc
 
 
@@ -71,7 +140,11 @@ def _gray(im: Any, fmt: str, name: str) -> tuple[np.ndarray, int, str, list[str]
         if arr.size and np.isfinite(arr).all() and arr.min() >= 0.0 and arr.max() <= 1.0:
             return arr, 32, "MONOCHROME2", notes
         finite = arr[np.isfinite(arr)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if not finite.size:
+            raise CorruptFileError(f"{fmt} file holds no finite pixel value (all NaN or infinite); re-export it", name)
+        lo, hi = float(finite.min()), float(finite.max())
+        if finite.size < arr.size:
+            notes.append(f"{arr.size - finite.size} NaN/infinite pixel value(s) replaced by the nearest finite extreme")
         notes.append(f"{32}-bit values scaled min-max to [0, 1]")
         arr = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
         return ((arr - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32), 32, "MONOCHROME2", notes
@@ -112,15 +185,17 @@ def read_raster(data: bytes, name: str, fmt: str, *, max_pixels: int | None = No
     """Decode a sniffed raster format; size limits are checked on the header before decoding."""
     from PIL import ImageOps
 
+    errors = _pillow_errors()
+    limit = resolve_max_pixels(max_pixels)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         im = _open_lazy(data, fmt, name)
         width, height = im.size
         try:
             n_frames = int(getattr(im, "n_frames", 1) or 1)
-        except _DECODE_ERRORS as exc:
+        except errors as exc:
             raise _decode_error(exc, name, fmt) from exc
-        check_declared_size(name, width, height, n_frames, max_pixels=max_pixels, min_size=min_size)
+        check_declared_size(name, width, height, n_frames, max_pixels=limit, min_size=min_size)
         try:
             if fmt == "PNG":  # CRC of every chunk: catches flipped bits that zlib alone may not
                 _open_lazy(data, fmt, name).verify()
@@ -131,6 +206,11 @@ def read_raster(data: bytes, name: str, fmt: str, *, max_pixels: int | None = No
                 frames, notes = [], []
                 for index in range(n_frames):
                     im.seek(index)
+                    if index and tuple(im.size) != (width, height):  # decided before decoding the odd frame
+                        notes.append(f"frames {index + 1}..{n_frames} differ in size and were skipped")
+                        break
+                    # every frame and page, on what it will really decode (GIF tiles may exceed the screen)
+                    check_frame_size(name, *_frame_extent(im), index, n_frames, max_pixels=limit)
                     frame = im
                     if index == 0 and fmt in ("JPEG", "TIFF", "WEBP") and im.getexif().get(0x0112, 1) not in (1, None):
                         frame = ImageOps.exif_transpose(im)
@@ -144,7 +224,7 @@ def read_raster(data: bytes, name: str, fmt: str, *, max_pixels: int | None = No
                     frames.append(gray)
         except SpineInputError:
             raise
-        except _DECODE_ERRORS as exc:
+        except errors as exc:
             raise _decode_error(exc, name, fmt) from exc
         except MemoryError as exc:
             raise CorruptFileError("image too large to decode in memory; lower its resolution", name) from exc

@@ -9,6 +9,7 @@ depend on that order. One bad file is reported in ``problems``, not fatal.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -19,7 +20,7 @@ import numpy as np
 from spine_models.errors import DatasetError, SpineInputError
 from spine_models.io._limits import DEFAULT_MIN_SIZE
 from spine_models.io.archive import iter_zip_members
-from spine_models.io.deid import remap_uid, scrub_text
+from spine_models.io.deid import display_name, remap_uid, scrub_text, show_names as _show_names
 from spine_models.io.dicom import DicomFrames, orientation_of, read_dicom_frames
 from spine_models.io.sniff import sniff_format
 
@@ -108,22 +109,57 @@ class Study:
         return f"Study({self.name!r}, series={[s.description for s in self.series]})"
 
 
-def _iter_sources(source: str | Path | Iterable[str | Path]) -> tuple[str, Iterator[tuple[str, bytes]]]:
-    """(display name, iterator of (relative name, bytes))."""
+_MAX_FILE_BYTES = 2 * 1024**3  # one file of a study, as read_image's limit
+
+
+def _read_files(items: list[tuple[str, Path]], problems: list[str], show: bool) -> Iterator[tuple[str, bytes]]:
+    """(relative name, bytes) of each file; one that cannot be read goes to ``problems``."""
+    for rel, p in items:
+        try:
+            size = p.stat().st_size
+            if size > _MAX_FILE_BYTES:
+                problems.append(f"{display_name(rel, show=show)}: file is {size / 1024**3:.1f} GB, above the 2 GB limit; skipped")
+                continue
+            data = p.read_bytes()
+        except OSError as exc:
+            problems.append(f"{display_name(rel, show=show)}: cannot be read ({exc.strerror or type(exc).__name__}); skipped")
+            continue
+        yield rel, data
+
+
+def _folder_files(root: Path) -> list[tuple[str, Path]]:
+    """Regular files under ``root``, sorted; hidden entries skipped, symlinked folders not followed (no loops)."""
+    found: list[tuple[str, Path]] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            p = Path(folder) / f
+            if not f.startswith(".") and p.is_file():
+                found.append((p.relative_to(root).as_posix(), p))
+    return sorted(found)
+
+
+def _iter_sources(
+    source: str | Path | Iterable[str | Path], problems: list[str], show: bool
+) -> tuple[str, Iterator[tuple[str, bytes]]]:
+    """(display name, iterator of (relative name, bytes)); unreadable entries are described in ``problems``."""
     if not isinstance(source, (str, Path)):
         paths = [Path(p) for p in source]
-        return "files", ((p.name, p.read_bytes()) for p in paths)
+        return "files", _read_files([(p.name, p) for p in paths], problems, show)
     path = Path(source)
-    if not path.exists():
-        raise DatasetError("no such folder or ZIP; check the path", path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        return path.name, ((str(p.relative_to(path)), p.read_bytes()) for p in files)
-    with path.open("rb") as fh:
-        head = fh.read(4)
+    shown = display_name(path.name or "study", show=show)
+    try:
+        if not path.exists():
+            raise DatasetError("no such folder or ZIP; check the path", shown)
+        if path.is_dir():
+            return path.name, _read_files(_folder_files(path), problems, show)
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise DatasetError(f"cannot be read ({exc.strerror or type(exc).__name__}); check the path and permissions", shown) from exc
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return path.stem, iter_zip_members(path)
-    return path.name, iter([(path.name, path.read_bytes())])
+        return path.stem, iter_zip_members(path, problems=problems)
+    return path.name, _read_files([(path.name, path)], problems, show)
 
 
 def _slice_key(f: DicomFrames, index: int) -> tuple[float, float, int]:
@@ -200,14 +236,17 @@ def read_study(
     *,
     max_pixels: int | None = None,
     min_size: int = DEFAULT_MIN_SIZE,
+    show_names: bool | None = None,
 ) -> Study:
     """Read a folder (recursively), a ZIP, or a list of DICOM files into a de-identified Study.
 
-    Non-DICOM files and DICOM files without pixels (DICOMDIR, reports) are skipped and listed in
-    ``problems``; a source with no readable image raises :class:`DatasetError`.
+    Non-DICOM files, DICOM files without pixels (DICOMDIR, reports), unreadable files and ZIP
+    members are skipped and listed in ``problems`` (named by neutral ids unless ``show_names``); a
+    source with no readable image raises :class:`DatasetError`.
     """
-    display, members = _iter_sources(source)
+    show = _show_names(show_names)
     problems: list[str] = []
+    display, members = _iter_sources(source, problems, show)
     identifiers: set[str] = set()
     groups: dict[str, list[DicomFrames]] = {}
     skipped_other = 0
@@ -217,7 +256,8 @@ def read_study(
             skipped_other += 1
             continue
         try:
-            frames = read_dicom_frames(data, rel, max_pixels=max_pixels, min_size=min_size, identifiers_out=identifiers)
+            frames = read_dicom_frames(data, display_name(rel, show=show), max_pixels=max_pixels, min_size=min_size,
+                                       identifiers_out=identifiers)
         except SpineInputError as exc:
             problems.append(str(exc))
             continue
@@ -225,14 +265,22 @@ def read_study(
         groups.setdefault(key, []).append(frames)
     if skipped_other:
         problems.append(f"{skipped_other} non-DICOM file(s) skipped")
+    shown = display_name(PurePath(display).name or "study", show=show)
     if not groups:
-        detail = f" ({problems[0]})" if problems else ""
-        raise DatasetError(f"no readable DICOM image found{detail}; point to a DICOM study folder or ZIP", display)
-    series = [_build_series(items, problems) for items in groups.values()]
+        detail = f" ({scrub_text(problems[0], identifiers)[:160]})" if problems else ""
+        raise DatasetError(f"no readable DICOM image found{detail}; point to a DICOM study folder or ZIP", shown)
+    series = []
+    for items in groups.values():
+        try:
+            series.append(_build_series(items, problems))
+        except (ValueError, TypeError, IndexError, MemoryError) as exc:  # slices that cannot be stacked into one volume
+            problems.append(f"a series of {len(items)} file(s) could not be assembled ({type(exc).__name__}); skipped")
+    if not series:
+        raise DatasetError("no series could be assembled from its DICOM files; re-export the study", shown)
     series.sort(key=lambda s: (s.number if s.number is not None else math.inf, s.description, s.uid))
     first = next(iter(groups.values()))[0]
-    name = scrub_text(PurePath(display).name, identifiers) if display else "study"
-    if name != PurePath(display).name or re.search(r"\d+(?:\.\d+){4,}", name):
+    name = scrub_text(PurePath(display).name, identifiers) if display and show else ""
+    if not show or name != PurePath(display).name or re.search(r"\d+(?:\.\d+){4,}", name):
         name = f"study-{remap_uid(first.study_uid).rsplit('.', 1)[-1][-8:] if first.study_uid else 'anon'}"
     problems = [scrub_text(p, identifiers) for p in problems]  # file paths may carry names
     return Study(name=name or "study", series=series, uid=first.study_uid, patient_key=first.patient_key, problems=problems)

@@ -9,6 +9,9 @@ negative = retrolisthesis.
 Orientation: corners are TL, TR, BR, BL as seen on the image. Which side is anterior depends on
 how the film was taken; pass ``anterior="left"`` (patient facing image-left, the usual display) or
 ``"right"``. :func:`slip_from_mask` infers it from the spinous processes (they are posterior).
+
+:func:`slip_from_mask` says when its read must not be shown as a finding (``reliable``, ``warnings``):
+no level found, a slip no two adjacent bodies show, or an anterior side assumed rather than seen.
 """
 from __future__ import annotations
 
@@ -72,6 +75,26 @@ def meyerding_grade(percent: float, *, none_below: float = 5.0) -> int:
     return 1 + int(p // 25.0)
 
 
+# Slip % two adjacent bodies can show: beyond a full body length forward (grade V is >= 100 %; a body
+# displaced further than half a length again has left the level) or half a length backwards
+# (retrolisthesis rarely passes a quarter), the "level" is two unrelated fragments of a mask.
+SLIP_PLAUSIBLE_PERCENT = (-50.0, 150.0)
+
+
+def _slip_plausibility(level: str | None, pct: float, anterior_source: str) -> dict[str, Any]:
+    """``{"reliable", "warnings"}`` of a slip read: why a number must not be shown as a finding."""
+    warnings = []
+    if level is None:
+        warnings.append("fewer than 2 vertebral bodies found; slip needs two adjacent bodies")
+    elif not (math.isfinite(pct) and SLIP_PLAUSIBLE_PERCENT[0] <= pct <= SLIP_PLAUSIBLE_PERCENT[1]):
+        lo, hi = SLIP_PLAUSIBLE_PERCENT
+        warnings.append(f"slip {pct:.0f} % at {level} is outside what two adjacent bodies show ({lo:.0f} to {hi:.0f} %)")
+    if anterior_source.startswith("assumed"):
+        warnings.append("the film's anterior side was assumed, not seen (no spinous process found): "
+                        "a forward slip may read as a backward one")
+    return {"reliable": not warnings, "warnings": warnings}
+
+
 def slip_grade(upper: Sequence[Sequence[float]], lower: Sequence[Sequence[float]], *,
                anterior: str = "left") -> tuple[float, int]:
     """(slip %, Meyerding grade) of ``upper`` over ``lower`` in one call."""
@@ -83,6 +106,25 @@ def slip_levels(landmarks: Mapping[str, Sequence[Sequence[float]]], *, anterior:
     """Slip % for every adjacent pair of vertebrae (sorted top to bottom), keyed ``"L4-L5"``."""
     items = sorted(((k, _corners(v)) for k, v in landmarks.items()), key=lambda kv: kv[1][:, 1].mean())
     return {f"{a}-{b}": slip_percent(ca, cb, anterior=anterior) for (a, ca), (b, cb) in zip(items[:-1], items[1:])}
+
+
+def _measurable_levels(landmarks: Mapping[str, np.ndarray], anterior: str) -> tuple[dict[str, float], dict[str, str]]:
+    """Like :func:`slip_levels`, but a level that cannot be measured (a degenerate body from a predicted
+    mask) is listed with its reason instead of aborting the whole film (and a batch with it)."""
+    items = sorted(((k, _corners(v)) for k, v in landmarks.items()), key=lambda kv: kv[1][:, 1].mean())
+    levels: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    for (a, ca), (b, cb) in zip(items[:-1], items[1:]):
+        try:
+            value = slip_percent(ca, cb, anterior=anterior)
+        except ValueError as exc:
+            failed[f"{a}-{b}"] = str(exc).split(": ", 1)[-1]
+            continue
+        if math.isfinite(value):
+            levels[f"{a}-{b}"] = value
+        else:
+            failed[f"{a}-{b}"] = "slip is not a finite number (degenerate corners)"
+    return levels, failed
 
 
 def infer_anterior(vertebra_mask: np.ndarray, spinous_mask: np.ndarray | None) -> str | None:
@@ -358,7 +400,8 @@ def slip_from_mask(vertebra_mask: np.ndarray, *, spinous_mask: np.ndarray | None
     its posterior sliver), else from the disc's lower profile (:func:`s1_endplate_from_disc`); the
     result's ``sacrum_method`` says which. The worst level is taken among levels whose lower body is in ``worst_of`` (lumbar
     by default: thoracic kyphosis makes neighbouring bodies look offset by 5-8 % without any slip);
-    ``worst_of=None`` considers every level.
+    ``worst_of=None`` considers every level. A level that cannot be measured (e.g. a degenerate body
+    with a zero-length endplate) is listed in ``failed_levels`` with its reason, never raised.
     """
     from spine_models.measure.cobb import vertebrae_from_mask
 
@@ -381,7 +424,7 @@ def slip_from_mask(vertebra_mask: np.ndarray, *, spinous_mask: np.ndarray | None
             sacrum_method = "disc profile"
         if s1 is not None:
             lm["S1"] = s1
-    levels = slip_levels(lm, anterior=anterior) if len(lm) >= 2 else {}
+    levels, failed = _measurable_levels(lm, anterior) if len(lm) >= 2 else ({}, {})
     pool = {k: v for k, v in levels.items() if worst_of is None or k.split("-")[-1] in set(worst_of)} or levels
     worst = max(pool, key=lambda k: pool[k], default=None)
     pct = pool[worst] if worst is not None else 0.0
@@ -394,8 +437,10 @@ def slip_from_mask(vertebra_mask: np.ndarray, *, spinous_mask: np.ndarray | None
         "slip_percent": round(pct, 2),
         "meyerding_grade": grade,
         "meyerding": MEYERDING_NAMES[grade],
+        **_slip_plausibility(worst, pct, source),
         "disc_heights": disc_heights(lm, anterior=anterior, pixel_spacing_mm=pixel_spacing_mm) if len(lm) >= 2 else {},
         "vertebrae": {k: [[round(x, 1), round(y, 1)] for x, y in v] for k, v in lm.items()},
         "sacrum_from_disc": "S1" in lm and (names is None or "S1" not in names),
         "sacrum_method": sacrum_method if "S1" in lm else None,
+        "failed_levels": failed,
     }

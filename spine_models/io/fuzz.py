@@ -1,0 +1,548 @@
+"""Seeded hostile inputs for the readers, and the check that each one ends in a promised outcome.
+
+Why: the readers promise that any file, frame, ZIP member or series either reads or raises one
+:class:`~spine_models.errors.SpineInputError` with one line of at most 300 characters, that no name
+or identifying value leaks, and that ``to_dict()`` is valid JSON. A seeded generator makes that
+promise testable on thousands of inputs (``python -m bench.fuzz_io --n 10000``) and on a small fixed
+subset in the test suite (tests/test_io_fuzz.py).
+
+Families: PNG, JPEG, TIFF, GIF, WEBP, BMP, DICOM, ZIP. Mutations: truncation, bit flips, header
+overwrites, huge declared sizes, and per-family structural ones (DICOM element values, ZIP member
+names and data). Every input is named after a fake patient (``PID-77341_<n>``) and DICOMs carry the
+sample identifiers of :mod:`spine_models.io.dicom_build`, so leaks are caught too.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import struct
+import tempfile
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+__all__ = ["FAMILIES", "Case", "generate", "run_case", "OUTCOMES", "MAX_MESSAGE", "FAKE_NAME_TOKEN"]
+
+FAMILIES = ("PNG", "JPEG", "TIFF", "GIF", "WEBP", "BMP", "DICOM", "ZIP")
+OUTCOMES = ("ok", "refused", "crash", "bad_message", "leak", "invalid_json", "stderr_noise")
+MAX_MESSAGE = 300
+FAKE_NAME_TOKEN = "PID-77341"  # every input's file name carries it; it must never show
+_FUZZ_MAX_PIXELS = 4_000_000  # keeps one input's decode small; the limit logic is the same at any value
+
+
+@dataclass
+class Case:
+    """One generated input: ``data`` is the file (or the ZIP archive) and ``name`` its file name."""
+
+    family: str
+    mutation: str
+    name: str
+    data: bytes
+
+
+# ------------------------------------------------------------------ valid seeds, built once per process
+
+
+def _image(rng: np.random.Generator, h: int = 48, w: int = 40) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x * 5 + y * 3) % 256).astype(np.uint8) ^ rng.integers(0, 16, (h, w), dtype=np.uint8)
+
+
+def _pil_bytes(im: Any, fmt: str, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _raster_seeds() -> dict[str, list[bytes]]:
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    g8 = _image(rng)
+    g16 = (g8.astype(np.uint16) * 257)
+    rgb = np.stack([g8, g8[::-1], 255 - g8], axis=-1)
+    L, RGB = Image.fromarray(g8), Image.fromarray(rgb)
+    I16 = Image.fromarray(g16)
+    F = Image.fromarray(g8.astype(np.float32) / 255.0)
+    seeds = {
+        "PNG": [_pil_bytes(L, "PNG"), _pil_bytes(I16, "PNG"), _pil_bytes(RGB, "PNG"), _pil_bytes(RGB.convert("P"), "PNG"),
+                _pil_bytes(RGB.convert("RGBA"), "PNG"), _pil_bytes(L.convert("LA"), "PNG")],
+        "JPEG": [_pil_bytes(L, "JPEG"), _pil_bytes(RGB, "JPEG", quality=80), _pil_bytes(L, "JPEG", progressive=True)],
+        "TIFF": [_pil_bytes(L, "TIFF"), _pil_bytes(I16, "TIFF", compression="tiff_deflate"), _pil_bytes(F, "TIFF"),
+                 _pil_bytes(RGB, "TIFF", compression="tiff_lzw"), _pil_bytes(L, "TIFF", save_all=True, append_images=[L, L]),
+                 _pil_bytes(L, "TIFF", compression="packbits")],
+        "GIF": [_pil_bytes(L, "GIF"), _pil_bytes(L.convert("P"), "GIF", save_all=True, append_images=[L.convert("P")] * 2)],
+        "WEBP": [_pil_bytes(RGB, "WEBP", quality=70), _pil_bytes(L, "WEBP", lossless=True)],
+        "BMP": [_pil_bytes(L, "BMP"), _pil_bytes(RGB, "BMP")],
+    }
+    nan = g8.astype(np.float32)
+    nan[:4, :4] = np.nan
+    nan[-2:, -2:] = np.inf
+    seeds["TIFF"].append(_pil_bytes(Image.fromarray(nan), "TIFF"))
+    return seeds
+
+
+def _dicom_bytes(ds: Any) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _dicom_seeds() -> list[bytes]:
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    from spine_models.io.dicom_build import SAMPLE_IDENTIFIERS, make_dicom
+
+    ids = {k: v for k, v in SAMPLE_IDENTIFIERS.items() if k not in ("PatientID", "PatientName")}
+    who = {"patient_id": SAMPLE_IDENTIFIERS["PatientID"], "patient_name": SAMPLE_IDENTIFIERS["PatientName"], "extra": dict(ids)}
+    rng = np.random.default_rng(11)
+    g16 = (rng.random((48, 40)) * 4000).astype(np.uint16)
+    g8 = (rng.random((48, 40)) * 255).astype(np.uint8)
+    out = []
+
+    def add(pixels: np.ndarray, **kw: Any) -> None:
+        try:
+            out.append(_dicom_bytes(make_dicom(pixels, uid_seed=f"fuzz-{len(out)}", **{**who, **kw})))
+        except (ValueError, RuntimeError, NotImplementedError, ImportError):  # an encoder plugin missing: fewer seeds
+            return
+
+    add(g16, modality="CR", photometric="MONOCHROME1", bits_stored=12, window=(2048, 2048), imager_pixel_spacing=(0.15, 0.15))
+    add(g16, modality="CT", rescale=(1.0, -1024.0), window=(40, 400), pixel_spacing=(0.7, 0.7))
+    add(g8, modality="DX", view_position="LL")
+    add(np.stack([g16] * 3), modality="MR", series_description="T2 SAG QUIZBLORF", image_orientation=(0, 1, 0, 0, 0, -1),
+        image_position=(0, 0, 0), slice_thickness=3.0)
+    add(np.stack([g8, g8[::-1], 255 - g8], axis=-1), photometric="RGB", modality="OT")
+    add(g16, transfer_syntax=RLELossless)
+    add(g8, transfer_syntax=JPEGBaseline8Bit, modality="DX")
+    add(g16, transfer_syntax=JPEG2000Lossless, modality="DX")
+    add(g16, transfer_syntax=DeflatedExplicitVRLittleEndian)
+    add(g16, transfer_syntax=ImplicitVRLittleEndian)
+    # a VOI LUT sequence, a Modality LUT sequence and enhanced functional groups: the rarely exercised paths
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = make_dicom(g16, uid_seed="fuzz-luts", **who)
+    voi = Dataset()
+    voi.LUTDescriptor = [256, 0, 16]
+    voi.add_new(0x00283006, "US", list(range(0, 65536, 256)))
+    ds.VOILUTSequence = Sequence([voi])
+    mod = Dataset()
+    mod.LUTDescriptor = [256, 0, 16]
+    mod.add_new(0x00283006, "US", list(range(0, 4096, 16)))
+    mod.ModalityLUTType = "US"
+    ds.ModalityLUTSequence = Sequence([mod])
+    out.append(_dicom_bytes(ds))
+    ds = make_dicom(np.stack([g16] * 2), modality="MR", uid_seed="fuzz-enh", **who)
+    shared, meas, trans = Dataset(), Dataset(), Dataset()
+    meas.PixelSpacing = [0.5, 0.5]
+    trans.RescaleSlope, trans.RescaleIntercept, trans.RescaleType = 2.0, -10.0, "US"
+    shared.PixelMeasuresSequence = Sequence([meas])
+    shared.PixelValueTransformationSequence = Sequence([trans])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    out.append(_dicom_bytes(ds))
+    return out
+
+
+_SEEDS: dict[str, list[bytes]] = {}
+
+
+def seeds() -> dict[str, list[bytes]]:
+    """Valid files per family (cached): the starting points every mutation works on."""
+    if not _SEEDS:
+        _SEEDS.update(_raster_seeds())
+        _SEEDS["DICOM"] = _dicom_seeds()
+    return _SEEDS
+
+
+# ------------------------------------------------------------------ generic mutations
+
+
+def _truncate(r: random.Random, data: bytes) -> bytes:
+    return data[: r.randrange(0, max(len(data), 1))]
+
+
+def _bitflip(r: random.Random, data: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(r.choice((1, 2, 4, 16, 64))):
+        i = r.randrange(len(out))
+        out[i] ^= 1 << r.randrange(8)
+    return bytes(out)
+
+
+def _header_overwrite(r: random.Random, data: bytes) -> bytes:
+    out = bytearray(data)
+    start = r.randrange(min(len(out), 600))
+    run = r.choice((1, 2, 4, 8, 32))
+    fill = r.choice((b"\x00", b"\xff", b"\x7f", None))
+    for i in range(start, min(start + run, len(out))):
+        out[i] = fill[0] if fill else r.randrange(256)
+    return bytes(out)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _huge(r: random.Random, fam: str, data: bytes) -> bytes:
+    """The file's own header rewritten to declare a huge (or zero, or odd) size; checksums fixed where they exist."""
+    big = r.choice((0, 1, 31, 33000, 65535, 90000, 2**31 - 1, 2**32 - 1))
+    other = r.choice((1, 64, 20000, 65535))
+    out = bytearray(data)
+    if fam == "PNG" and len(out) > 33:
+        ihdr = bytearray(out[16:29])
+        ihdr[0:4], ihdr[4:8] = struct.pack(">I", big & 0xFFFFFFFF), struct.pack(">I", other)
+        return bytes(out[:8]) + _png_chunk(b"IHDR", bytes(ihdr)) + bytes(out[33:])
+    if fam == "JPEG":
+        for i in range(2, len(out) - 9):
+            if out[i] == 0xFF and out[i + 1] in (0xC0, 0xC1, 0xC2):
+                out[i + 5 : i + 7] = struct.pack(">H", big & 0xFFFF)
+                out[i + 7 : i + 9] = struct.pack(">H", other & 0xFFFF)
+                break
+        return bytes(out)
+    if fam == "GIF" and len(out) > 10:
+        out[6:8] = struct.pack("<H", big & 0xFFFF)
+        i = out.find(b"\x2c", 13)  # first image descriptor: a frame larger than the screen
+        if i > 0 and i + 9 < len(out) and r.random() < 0.5:
+            out[i + 5 : i + 9] = struct.pack("<HH", big & 0xFFFF, other & 0xFFFF)
+        return bytes(out)
+    if fam == "BMP" and len(out) > 26:
+        out[18:26] = struct.pack("<ii", big & 0x7FFFFFFF, other)
+        return bytes(out)
+    if fam == "WEBP" and len(out) > 30:
+        out[26:30] = struct.pack("<HH", big & 0x3FFF, other & 0x3FFF)
+        return bytes(out)
+    if fam == "TIFF":
+        return _tiff_huge(r, bytes(out), big, other)
+    return bytes(out)
+
+
+def _tiff_huge(r: random.Random, data: bytes, big: int, other: int) -> bytes:
+    """ImageWidth / ImageLength (tags 256/257) of the first or a later page set to huge values."""
+    if len(data) < 8 or data[:2] not in (b"II", b"MM"):
+        return data
+    e = "<" if data[:2] == b"II" else ">"
+    out = bytearray(data)
+    offset = struct.unpack(e + "I", data[4:8])[0]
+    pages = []
+    while 0 < offset < len(out) - 2 and len(pages) < 8:
+        pages.append(offset)
+        n = struct.unpack(e + "H", out[offset : offset + 2])[0]
+        nxt = offset + 2 + 12 * n
+        if nxt + 4 > len(out):
+            break
+        offset = struct.unpack(e + "I", out[nxt : nxt + 4])[0]
+    if not pages:
+        return data
+    page = pages[-1] if r.random() < 0.5 else pages[0]  # the later page: the size check must cover every page
+    n = struct.unpack(e + "H", out[page : page + 2])[0]
+    for k in range(n):
+        at = page + 2 + 12 * k
+        if at + 12 > len(out):
+            break
+        tag, typ = struct.unpack(e + "HH", out[at : at + 4])
+        if tag in (256, 257):
+            value = big if tag == 256 else other
+            out[at + 2 : at + 4] = struct.pack(e + "H", 4)
+            out[at + 4 : at + 8] = struct.pack(e + "I", 1)
+            out[at + 8 : at + 12] = struct.pack(e + "I", value & 0xFFFFFFFF)
+    return bytes(out)
+
+
+# ------------------------------------------------------------------ DICOM structural mutations
+
+_GARBAGE = ("abc", "", "nan", "inf", "-inf", "1\\2", "\\", "0", "-0", "1e309", "\x00\x01\x02", "9" * 40,
+            "PIDX-77412093", "QUIZBLORF")
+
+
+def _dicom_element(r: random.Random, data: bytes) -> bytes:
+    """One header element of a valid DICOM set to a hostile value (parsed with pydicom, then written back)."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    choice = r.randrange(14)
+    value = r.choice(_GARBAGE)
+    try:
+        if choice == 0:
+            ds.RescaleSlope = value
+        elif choice == 1:
+            ds.RescaleIntercept = value
+            ds.RescaleSlope = r.choice(("1", "nan", "0", "2\\3"))
+        elif choice == 2:
+            ds.WindowCenter, ds.WindowWidth = value, r.choice(_GARBAGE)
+        elif choice == 3:
+            item = Dataset()
+            if r.random() < 0.7:
+                item.LUTDescriptor = r.choice(([256, 0, 16], [256, 0, 0], [256], [0, 0, 8], [65535, 0, 16]))
+            if r.random() < 0.7:
+                item.add_new(0x00283006, "US", r.choice(([1, 2, 3], list(range(256)), [])))
+            setattr(ds, r.choice(("ModalityLUTSequence", "VOILUTSequence")), Sequence([item]))
+        elif choice == 4:
+            if r.random() < 0.5:
+                ds.VOILUTSequence = Sequence([Dataset()])
+                ds.VOILUTSequence[0].LUTDescriptor = [3, 0, 16]
+                ds.VOILUTSequence[0].add_new(0x00283006, "OW", b"\x01\x02\x03")  # odd-length LUT data
+            else:
+                ds.VOILUTSequence = Sequence([Dataset()])
+                ds.VOILUTSequence[0].LUTDescriptor = [0, 0, 0]  # 0 bits
+                ds.VOILUTSequence[0].add_new(0x00283006, "US", [0])
+        elif choice == 5:
+            ds.file_meta.TransferSyntaxUID = r.choice(("", "garbage", "1.2.3.4", "\x00\xff", "1.2.840.10008.1.2.4.50.999"))
+        elif choice == 6:
+            ds.PixelSpacing = value
+            ds.ImagerPixelSpacing = r.choice(_GARBAGE)
+        elif choice == 7:
+            groups = Dataset()
+            meas, trans = Dataset(), Dataset()
+            meas.add_new(0x00280030, r.choice(("DS", "OB", "UN")), r.choice((b"abc", b"\x00\x01", b"0.5\\0.5")))
+            trans.add_new(0x00281053, r.choice(("DS", "UN")), r.choice((b"abc", b"", b"1")))
+            groups.PixelMeasuresSequence = Sequence([meas])
+            groups.PixelValueTransformationSequence = Sequence([trans])
+            ds.SharedFunctionalGroupsSequence = Sequence([groups])
+            ds.NumberOfFrames = 1
+        elif choice == 8:
+            setattr(ds, r.choice(("Rows", "Columns")), r.choice((0, 1, 31, 20000, 65535)))
+        elif choice == 9:
+            ds.NumberOfFrames = r.choice(("abc", "0", "100000", "-1", "2"))
+        elif choice == 10:
+            setattr(ds, r.choice(("BitsStored", "BitsAllocated", "HighBit")), r.choice((0, 1, 7, 33, 64)))
+        elif choice == 11:
+            ds.PhotometricInterpretation = r.choice(("", "YBR_FULL", "PALETTE COLOR", "CMYK", "garbage"))
+        elif choice == 12:  # identifying values copied into allow-listed fields
+            ds.ImageType = ["ORIGINAL", "PIDX-77412093"]
+            ds.Manufacturer = "Vorplex Memorial Infirmary"
+            ds.BodyPartExamined = "QUIZBLORF"
+        else:
+            ds.SOPClassUID = r.choice(("\x00\x01\xff" * 20, "9" * 100, "garbage"))
+            if "PixelData" in ds and r.random() < 0.5:
+                del ds.PixelData
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=False)
+        return buf.getvalue()
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError, struct.error):
+        return _bitflip(r, data)  # pydicom would not write that value: a plain bit flip instead
+
+
+def _dicom_big_codestream(r: random.Random, data: bytes) -> bytes:
+    """Rows/Columns small but an embedded JPEG that declares far more (decoded unchecked before)."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    jpeg = bytearray(seeds()["JPEG"][0])
+    for i in range(2, len(jpeg) - 9):
+        if jpeg[i] == 0xFF and jpeg[i + 1] == 0xC0:
+            jpeg[i + 5 : i + 9] = struct.pack(">HH", r.choice((20000, 65535, 48)), r.choice((20000, 40, 65535)))
+            break
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = 48, 40
+    if "NumberOfFrames" in ds:
+        del ds.NumberOfFrames
+    ds.PixelData = encapsulate([bytes(jpeg)])
+    ds["PixelData"].is_undefined_length = True
+    ds["PixelData"].VR = "OB"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=False)
+    return buf.getvalue()
+
+
+def _dicom_float_nan(r: random.Random, data: bytes) -> bytes:
+    """Float pixel data or a rescale that holds NaN / inf (NaN reached to_dict and info JSON before)."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    if r.random() < 0.5 and ds.get("SamplesPerPixel", 1) == 1:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        arr = np.random.default_rng(r.randrange(2**31)).random((rows, cols)).astype(np.float32)
+        arr.flat[:: r.choice((3, 7, 1))] = r.choice((np.nan, np.inf, -np.inf))
+        del ds.PixelData
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
+        for k in ("PixelRepresentation", "WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept"):
+            if k in ds:
+                delattr(ds, k)
+        ds.FloatPixelData = arr.tobytes()
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    else:
+        ds.RescaleSlope = r.choice(("nan", "inf", "1e38"))
+        ds.RescaleIntercept = r.choice(("nan", "0", "-inf"))
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=False)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------ ZIP
+
+
+def _zip(members: list[tuple[str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, data in members:
+            zf.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), data, compress_type=method)
+    return buf.getvalue()
+
+
+def _zip_case(r: random.Random) -> tuple[str, bytes]:
+    dicoms = seeds()["DICOM"]
+    good = [(f"PID-77341/{k}.dcm", dicoms[k % len(dicoms)]) for k in range(r.randint(1, 4))]
+    kind = r.randrange(10)
+    if kind == 0:  # corrupt deflate data inside one member (zlib.error before)
+        z = bytearray(_zip(good + [("PID-77341/bad.dcm", dicoms[0])]))
+        at = z.rfind(b"PID-77341/bad.dcm") + 17 + r.randrange(1, 40)
+        if at < len(z):
+            z[at] ^= 0xFF
+        return "corrupt_member", bytes(z)
+    if kind == 1:  # a file "a" and a member "a/b.dcm" (FileExistsError on extraction)
+        return "name_clash", _zip(good + [("PID-77341/x", b"x"), ("PID-77341/x/y.dcm", dicoms[0])])
+    if kind == 2:  # names too long for any file system
+        return "long_name", _zip(good + [("PID-77341/" + "n" * r.choice((256, 300, 5000)) + ".dcm", dicoms[0])])
+    if kind == 3:  # traversal, absolute, backslash
+        bad = r.choice(("../../PID-77341.dcm", "/tmp/PID-77341.dcm", "..\\..\\PID-77341.dcm", "C:/PID-77341.dcm"))
+        return "traversal", _zip(good + [(bad, dicoms[0])])
+    if kind == 4:  # members of zeros, at and around the ratio boundary
+        size = r.choice((1024**2 - 1, 1024**2, 2 * 1024**2))
+        return "ratio_bomb", _zip(good + [(f"PID-77341/z{k}.dcm", b"\x00" * size) for k in range(r.randint(1, 3))])
+    if kind == 5:  # declared sizes that lie
+        z = bytearray(_zip(good))
+        i = z.find(b"PK\x01\x02")
+        if i >= 0:
+            z[i + 24 : i + 28] = struct.pack("<I", r.choice((0, 1, 2**31, 2**32 - 1)))
+        return "size_lie", bytes(z)
+    if kind == 6:
+        return "truncated", _truncate(r, _zip(good))
+    if kind == 7:
+        return "bitflip", _bitflip(r, _zip(good))
+    if kind == 8:  # one bad file among good ones: the study must still read, the bad one in problems
+        return "one_bad_member", _zip(good + [("PID-77341/broken.dcm", _bitflip(r, _truncate(r, dicoms[0])))], zipfile.ZIP_STORED)
+    return "mutated_member", _zip(good + [("PID-77341/m.dcm", _dicom_element(r, r.choice(dicoms)))])
+
+
+# ------------------------------------------------------------------ generator
+
+
+def generate(n: int, seed: int = 0, families: tuple[str, ...] = FAMILIES) -> Iterator[Case]:
+    """``n`` hostile inputs, round-robin over ``families``; the same (n, seed) gives the same bytes."""
+    s = seeds()
+    generic: list[tuple[str, Callable[[random.Random, bytes], bytes]]] = [
+        ("truncate", _truncate), ("bitflip", _bitflip), ("header", _header_overwrite)]
+    for i in range(n):
+        fam = families[i % len(families)]
+        r = random.Random(f"{seed}:{i}")
+        name = f"{FAKE_NAME_TOKEN}_{i:05d}.{ 'dcm' if fam == 'DICOM' else 'zip' if fam == 'ZIP' else fam.lower() }"
+        if fam == "ZIP":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mutation, data = _zip_case(r)
+            yield Case(fam, mutation, name, data)
+            continue
+        base = r.choice(s[fam])
+        options = generic + [("huge", lambda rr, d, f=fam: _huge(rr, f, d))]
+        if fam == "DICOM":
+            options = generic + [("element", _dicom_element), ("element", _dicom_element), ("element", _dicom_element),
+                                 ("codestream", _dicom_big_codestream), ("nan", _dicom_float_nan)]
+        mutation, fn = r.choice(options)
+        with warnings.catch_warnings():  # pydicom warns about the invalid values we write on purpose
+            warnings.simplefilter("ignore")
+            data = fn(r, base)
+        if r.random() < 0.15:  # a second mutation on top
+            data = _bitflip(r, data) if data else data
+        yield Case(fam, mutation, name, data)
+
+
+# ------------------------------------------------------------------ runner
+
+
+def _text_leaks(text: str) -> bool:
+    from spine_models.io.dicom_build import leaked_tokens
+
+    return FAKE_NAME_TOKEN.lower() in text.lower() or bool(leaked_tokens(text))
+
+
+class _CaptureFd2:
+    """Redirect file descriptor 2 (where C libraries such as libtiff write) to a temp file."""
+
+    def __enter__(self) -> "_CaptureFd2":
+        self.tmp = tempfile.TemporaryFile()
+        self.saved = os.dup(2)
+        os.dup2(self.tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.tmp.seek(0)
+        self.text = self.tmp.read().decode("utf-8", "replace")
+        self.tmp.close()
+
+
+def run_case(case: Case, workdir: str | Path, *, capture_stderr: bool = True) -> tuple[str, str]:
+    """(outcome, detail) of one input; ``workdir`` is an empty scratch folder for ZIPs.
+
+    Only :class:`SpineInputError` counts as a refusal; any other exception is a ``crash``.
+    """
+    import sys
+
+    from spine_models.errors import SpineInputError
+    from spine_models.io import read_image_bytes, read_study
+    from spine_models.io.archive import safe_extract_zip
+
+    outputs: list[str] = []
+    cap = _CaptureFd2() if capture_stderr else None
+    try:
+        if cap:
+            cap.__enter__()
+        sys.stderr.flush()
+        try:
+            if case.family == "ZIP":
+                path = Path(workdir) / case.name
+                path.write_bytes(case.data)
+                problems: list[str] = []
+                try:
+                    safe_extract_zip(path, Path(workdir) / "out", problems=problems)
+                finally:
+                    outputs.extend(problems)
+                study = read_study(path, max_pixels=_FUZZ_MAX_PIXELS)
+                outputs.extend(study.problems)
+                outputs.append(json.dumps(study.to_dict(), allow_nan=False))
+            else:
+                rg = read_image_bytes(case.data, case.name, max_pixels=_FUZZ_MAX_PIXELS)
+                d = rg.to_dict()
+                outputs.append(json.dumps(d, allow_nan=False))
+                outputs.append(repr(rg))
+                if not np.isfinite(rg.pixels).all() or rg.pixels.min() < 0 or rg.pixels.max() > 1:
+                    return "crash", "pixels outside [0, 1] or not finite"
+            outcome, detail = "ok", ""
+        except SpineInputError as exc:
+            msg = str(exc)
+            outputs.append(msg)
+            outcome, detail = "refused", msg
+            if "\n" in msg or len(msg) > MAX_MESSAGE:
+                return "bad_message", msg[:400]
+        except ValueError as exc:
+            if "Out of range float values are not JSON compliant" in str(exc):
+                return "invalid_json", str(exc)[:200]
+            return "crash", f"{type(exc).__name__}: {str(exc)[:200]}"
+        except Exception as exc:  # noqa: BLE001 - the fuzz records every escape as a finding
+            return "crash", f"{type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        sys.stderr.flush()
+        if cap:
+            cap.__exit__(None, None, None)
+    for text in outputs:
+        if "\n" in text and not text.startswith("{") or len(text) > MAX_MESSAGE and not text.startswith("{"):
+            return "bad_message", text[:400]
+        if _text_leaks(text):
+            return "leak", text[:300]
+    if cap and cap.text.strip():
+        return "stderr_noise", cap.text.strip().splitlines()[0][:200]
+    return outcome, detail
