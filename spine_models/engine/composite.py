@@ -14,6 +14,12 @@ measure (docs/three_class_synth.md), and a film of unknown view must first be to
   have; a binary expert's probabilities are first shifted so its own threshold sits at 0.5, see
   :func:`at_threshold`). A film whose own metadata says its view (DICOM ViewPosition) skips the view model.
 
+A classifier that reads a measurement abstains when the measurement is not a finding (no spine found,
+too few bodies, a read the engine flags unreliable: :func:`spine_models.measure.cobb_read`): ``predict``
+returns ``abstained=True`` with "no answer: the measurement failed — <reason>" and no probabilities, and a
+routed model whose deciding expert abstains does too. ``predict_proba`` (evaluation) still scores such a
+film as the clip's low end, as ``segment.evaluate`` counts it, so every film of a report has a score.
+
 Both are ``task: classify`` cards with a small weight file (the fitted numbers, the experts' ids and
 sha256), trained with ``spine-models train --task classify --model <arch>`` and evaluated like any
 classifier. Their predictors answer ``predict`` / ``predict_proba`` like ``classify.Predictor``.
@@ -29,8 +35,8 @@ import numpy as np
 from spine_models.errors import ConfigError, DatasetError, WeightsNotAvailableError
 from spine_models.models.cards import ModelCard
 
-__all__ = ["MEASURES", "ROUTED", "ARCHS", "is_composite", "measured_value", "at_threshold", "CompositePredictor",
-           "train_composite"]
+__all__ = ["MEASURES", "ROUTED", "ARCHS", "is_composite", "measured_value", "measurement_failure", "abstention_note",
+           "at_threshold", "CompositePredictor", "train_composite"]
 
 # arch -> what it reads: the segmentation view, the measurement key and value, the positive class, the
 # default segmentation model and the value's clip range (a 90-deg misread must not outvote everything)
@@ -46,6 +52,19 @@ ARCHS = (*MEASURES, ROUTED)
 
 def is_composite(arch: str) -> bool:
     return arch in ARCHS
+
+
+def measurement_failure(arch: str, measurements: dict[str, Any]) -> str | None:
+    """Why a ``measure_*`` model has nothing to read on this film (None when the measurement is a finding)."""
+    from spine_models.measure import cobb_read, slip_read
+
+    spec = MEASURES[arch]
+    r = (cobb_read if spec["key"] == "cobb" else slip_read)(measurements.get(spec["key"]))
+    return None if r.ok else r.reason
+
+
+def abstention_note(reason: str) -> str:
+    return f"no answer: the measurement failed — {reason}"
 
 
 def measured_value(arch: str, measurements: dict[str, Any]) -> float:
@@ -120,12 +139,19 @@ class CompositePredictor:
 
     # ------------------------------------------------------------------ measure_*
     def _measure(self, image: Any) -> tuple[np.ndarray, dict[str, Any], Any]:
+        from spine_models.measure import public_measurement
+
         seg = self.seg.predict(_source(image))
         value = measured_value(self.card.arch, seg.measurements)
         p = 1.0 / (1.0 + np.exp(-(self.coef * value + self.intercept)))
         spec = MEASURES[self.card.arch]
-        details = {spec["value"]: value, "measured_by": self.seg.card.id,
-                   "measurement": seg.measurements.get(spec["key"])}
+        failed = measurement_failure(self.card.arch, seg.measurements)
+        details = {"measured_by": self.seg.card.id,
+                   "measurement": public_measurement(spec["key"], seg.measurements.get(spec["key"]))}
+        if failed is None:
+            details[spec["value"]] = value
+        else:
+            details["failed"] = failed
         return np.array([1.0 - p, p]), details, seg
 
     # ------------------------------------------------------------------ view_routed
@@ -136,27 +162,41 @@ class CompositePredictor:
         pv = self.view_model.predict_proba([_source(image)])[0]
         return {c: float(p) for c, p in zip(self.view_model.card.classes, pv)}
 
-    def _route(self, image: Any, *, explain: bool, **kw: Any) -> tuple[np.ndarray, dict[str, Any], Any]:
+    def _route(self, image: Any, *, explain: bool, abstain: bool = False, **kw: Any) -> tuple[np.ndarray, dict[str, Any], Any]:
+        """The mixture over views. With ``abstain`` (``predict``) a measuring expert that abstains is left out
+        of it, and reported; without (``predict_proba``, evaluation) every expert scores, as before."""
         classes = list(self.card.classes or [])
         views = self._view_probs(image)
         out = np.zeros(len(classes))
         chosen = max(views, key=views.get)
         results = {}
         weight = 0.0
+        dropped: dict[str, str] = {}
         for v, pv in views.items():
             expert = self.experts[v]
             if v == chosen or pv > 1e-3:  # a view the gate rules out costs nothing (the rest is renormalised)
-                weight += pv
                 r = expert.predict(_source(image), cam=explain and v == chosen, **kw) if v == chosen else None
+                if r is None and abstain and isinstance(expert, CompositePredictor):
+                    r = expert.predict(_source(image), cam=False)  # a measuring expert may abstain
+                if r is not None and getattr(r, "abstained", False):
+                    if abstain:
+                        dropped[v] = r.note  # the deciding expert abstaining makes the whole answer abstain
+                        continue
+                    r = None  # evaluation: the expert's own score of the film (predict_proba), as before
+                weight += pv
                 probs = np.asarray(r.probs) if r is not None else expert.predict_proba([_source(image)])[0]
                 probs = at_threshold(probs, getattr(expert, "threshold", None))
                 for c, p in zip(expert.card.classes, probs):
                     out[classes.index(c)] += pv * float(p)
-                if r is not None:
+                if r is not None and v == chosen:
                     results[v] = r
         out /= max(weight, 1e-12)
         details = {"view": {k: round(p, 6) for k, p in views.items()}, "expert": self.experts[chosen].card.id,
                    **dict(getattr(results.get(chosen), "extra", {}) or {})}
+        if dropped:
+            details["abstained_experts"] = {self.experts[v].card.id: note for v, note in dropped.items()}
+        if chosen in dropped:
+            details["failed"] = dropped[chosen]
         return out, details, results.get(chosen)
 
     # ------------------------------------------------------------------ common API
@@ -179,15 +219,21 @@ class CompositePredictor:
             cam_map = shap_map = None
         else:
             kw = {"shap": shap, "shap_evals": shap_evals, "shap_progress": shap_progress}
-            probs, details, inner = self._route(image, explain=cam or shap, **kw)
+            probs, details, inner = self._route(image, explain=cam or shap, abstain=True, **kw)
             cam_map = getattr(inner, "cam", None) if cam else None
             shap_map = getattr(inner, "shap", None) if shap else None
+        failed = details.get("failed")
+        if failed is not None and self.card.arch in MEASURES:
+            failed = abstention_note(failed)
         size = tuple(getattr(inner, "image_size", ()) or as_pixels(_source(image))[0].shape[:2])
         name = str(getattr(inner, "source", "") or "")
         return ClassificationResult(model_id=self.card.id, source=name, image_size=tuple(int(v) for v in size),
                                     elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
-                                    classes=list(self.card.classes or []), probs=[float(p) for p in probs],
-                                    threshold=self.threshold, cam=cam_map, shap=shap_map, extra=details)
+                                    classes=list(self.card.classes or []),
+                                    probs=[] if failed else [float(p) for p in probs],
+                                    threshold=self.threshold, cam=None if failed else cam_map,
+                                    shap=None if failed else shap_map, extra=details,
+                                    abstained=bool(failed), note=failed or "")
 
 
 # ---------------------------------------------------------------------------------------------- train

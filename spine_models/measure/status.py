@@ -1,0 +1,103 @@
+"""Is a measurement a finding? One rule for every place a Cobb angle or a slip is shown.
+
+Why: the brief's rule -- a number outside its physical range, or a measurement that failed, is never
+shown as a finding. The segmentation engine attaches ``reliable`` / ``warnings`` (Cobb: plausibility of
+the column; slip: :func:`spine_models.measure.slip_from_mask`) or a ``note`` with ``cobb_deg`` /
+``slip_percent`` None when nothing could be measured. The page, the JSON and CSV downloads, the
+clinician report and the classifiers that consume a measurement all ask :func:`cobb_read` /
+:func:`slip_read` and show "cannot measure — <reason>" instead of the number when the read is not one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+__all__ = ["COBB_RANGE_DEG", "Read", "cobb_read", "slip_read", "cannot_measure", "public_measurement"]
+
+COBB_RANGE_DEG = (0.0, 90.0)  # the angle between two lines
+SLIP_RANGE_PERCENT = (-50.0, 150.0)  # as spine_models.measure.slip.SLIP_PLAUSIBLE_PERCENT
+_VALUE = {"cobb": "cobb_deg", "slip": "slip_percent"}
+# fields that carry the number (or parts of it) and so are withheld when the read is not a finding
+_WITHHELD = {"cobb": ("cobb_deg", "band", "curves"),
+             "slip": ("slip_percent", "meyerding_grade", "meyerding", "level", "levels")}
+
+
+def cannot_measure(reason: str) -> str:
+    """The one wording shown instead of a number."""
+    return f"cannot measure — {reason}"
+
+
+@dataclass(frozen=True)
+class Read:
+    """A measurement as a reader may see it: ``value`` only when it is a finding, else ``reason``."""
+
+    kind: str  # "cobb" | "slip"
+    value: float | None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None and not self.reason
+
+    @property
+    def text(self) -> str:
+        """"23.4°" / "12.0 %" for a finding, else "cannot measure — <reason>"."""
+        if not self.ok:
+            return cannot_measure(self.reason)
+        return f"{self.value:.1f}°" if self.kind == "cobb" else f"{self.value:.1f} %"
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(float(v)) else None
+
+
+def _read(kind: str, d: Mapping[str, Any] | None, rng: tuple[float, float], unit: str) -> Read:
+    if not d:
+        return Read(kind, None, "no vertebral body found")
+    raw = d.get(_VALUE[kind])
+    if raw is None:
+        return Read(kind, None, str(d.get("note") or "no vertebral body found"))
+    v = _number(raw)
+    if v is None:
+        return Read(kind, None, f"the measured value {raw!r} is not a number")
+    if d.get("reliable") is False:
+        why = "; ".join(str(w) for w in d.get("warnings") or []) or "the read failed its plausibility checks"
+        return Read(kind, None, why)
+    if not rng[0] <= v <= rng[1]:
+        return Read(kind, None, f"{v:.1f}{unit} lies outside the physical range {rng[0]:.0f} to {rng[1]:.0f}{unit}")
+    return Read(kind, v)
+
+
+def cobb_read(d: Mapping[str, Any] | None) -> Read:
+    """A Cobb dict (``CobbResult.to_dict()`` + the engine's ``reliable`` / ``warnings`` / ``note``)."""
+    return _read("cobb", d, COBB_RANGE_DEG, "°")
+
+
+def slip_read(d: Mapping[str, Any] | None) -> Read:
+    """A slip dict (:func:`spine_models.measure.slip_from_mask`, + the engine's ``note``)."""
+    return _read("slip", d, SLIP_RANGE_PERCENT, " %")
+
+
+def public_measurement(kind: str, d: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A measurement dict safe to hand out (JSON download, report): when the read is not a finding its
+    number fields are None, ``status`` says "cannot measure — <reason>", and what the algorithm returned
+    is kept under ``unreliable_read`` for a researcher (never at the keys a reader takes as the value)."""
+    if d is None:
+        return None
+    r = cobb_read(d) if kind == "cobb" else slip_read(d)
+    out = dict(d)
+    if r.ok:
+        out["status"] = "measured"
+        return out
+    held = {k: out[k] for k in _WITHHELD[kind] if out.get(k) is not None}
+    for k in _WITHHELD[kind]:
+        if k in out:
+            out[k] = [] if k == "curves" else {} if k == "levels" else None
+    out["status"] = r.text
+    out["reliable"] = False
+    if held:
+        out["unreliable_read"] = held
+    return out
