@@ -93,8 +93,9 @@ for res in results:
     kind = type(res).__name__
     if kind == "ClassificationResult":
         chart, a, b = st.columns([2, 1, 1])
-        chart.markdown(f"**Prediction: {res.top_class}** ({res.top_prob * 100:.1f}%)")
-        chart.plotly_chart(render.prob_bars(res), key=f"probs_{res.model_id}")
+        chart.markdown(render.classification_headline(res))
+        if not res.abstained:  # an abstaining model has no probabilities to draw
+            chart.plotly_chart(render.prob_bars(res), key=f"probs_{res.model_id}")
         basis = render.decision_basis(res)
         if basis:
             chart.caption(basis)
@@ -122,13 +123,8 @@ for res in results:
         if cobb:
             overlay = render.cobb_overlay(overlay, cobb)
         pic.image(render.png_bytes(overlay), caption="segmentation overlay", width="stretch")
-        if cobb.get("cobb_deg") is not None:
-            band = cobb.get("band") or [cobb["cobb_deg"] - 5, cobb["cobb_deg"] + 5]
-            info.metric("Cobb angle", f"{cobb['cobb_deg']:.1f}°", help="manual readings typically fall within ±5°")
-            info.caption(f"±5° band: {band[0]:.1f}–{band[1]:.1f}°")
-        if res.measurements.get("slip") is not None:
-            info.markdown("**Slip (lateral)**")
-            info.json(res.measurements["slip"])
+        render.cobb_panel(info, res.measurements.get("cobb"), res.structures)  # "cannot measure — why" when it failed
+        render.slip_panel(info, res.measurements.get("slip"), res.structures)
         gt = info.file_uploader("Ground-truth mask for Dice (PNG, white = structure)", key=f"{K.XRAY_MASK_UPLOAD}_{res.model_id}")
         if gt is not None:
             structure = info.selectbox("Structure of this mask", res.structures, key=f"{K.XRAY_MASK_STRUCTURE}_{res.model_id}")

@@ -13,7 +13,8 @@ import numpy as np
 import streamlit as st
 
 __all__ = ["prob_bars", "confusion_heatmap", "roc_figure", "png_bytes", "cobb_overlay", "results_json",
-           "results_csv", "metric_table", "card_summary", "m_text", "history_figure"]
+           "results_csv", "metric_table", "card_summary", "m_text", "history_figure", "classification_headline",
+           "cobb_panel", "slip_panel"]
 
 
 def m_text(m: Any, digits: int = 3) -> str:
@@ -43,6 +44,52 @@ def prob_bars(result: Any) -> Any:
     return fig
 
 
+def classification_headline(result: Any) -> str:
+    """"**Prediction: scoliosis** (87.0%)", or the model's "no answer: the measurement failed — <reason>"
+    when it abstained (a failed measurement is never shown as a finding)."""
+    if getattr(result, "abstained", False):
+        return f"**No answer** — {result.note}"
+    return f"**Prediction: {result.top_class}** ({result.top_prob * 100:.1f}%)"
+
+
+def cobb_panel(container: Any, cobb: dict[str, Any] | None, structures: Sequence[str] = ()) -> None:
+    """The Cobb angle with its +-5 deg band, or "cannot measure — <reason>" (AP segmentations only:
+    ``cobb`` None on an AP model's result means no vertebral body was found at all)."""
+    from spine_models.measure import cobb_read
+
+    if cobb is None and "pedicle" not in structures:
+        return  # not an AP model: no Cobb to speak of
+    r = cobb_read(cobb)
+    if not r.ok:
+        container.metric("Cobb angle", "cannot measure")
+        container.warning(r.text)
+        return
+    band = (cobb or {}).get("band") or [max(0.0, r.value - 5), min(90.0, r.value + 5)]
+    container.metric("Cobb angle", r.text, help="manual readings typically fall within ±5°")
+    container.caption(f"±5° band: {band[0]:.1f}–{band[1]:.1f}°")
+
+
+def slip_panel(container: Any, slip: dict[str, Any] | None, structures: Sequence[str] = ()) -> None:
+    """Worst lumbar slip with its Meyerding grade, or "cannot measure — <reason>"; the per-level
+    numbers and the raw read stay in a collapsed JSON view."""
+    from spine_models.measure import public_measurement, slip_read
+
+    if slip is None and "disc_height" not in structures:
+        return  # not a lateral model
+    r = slip_read(slip)
+    container.markdown("**Slip (lateral)**")
+    if not r.ok:
+        container.metric("Slip", "cannot measure")
+        container.warning(r.text)
+    else:
+        container.metric(f"Slip at {slip.get('level')}", r.text,
+                         help="anterior displacement as a share of the lower body's endplate (Meyerding)")
+        container.caption(f"Meyerding grade {slip.get('meyerding', slip.get('meyerding_grade'))}")
+    if slip:  # collapsed JSON, not an expander: the panel may itself sit in one (they cannot nest)
+        container.caption("slip details (per level, disc heights, corners)")
+        container.json(public_measurement("slip", slip), expanded=False)
+
+
 def decision_basis(result: Any) -> str:
     """One line saying what decided a composite classifier's answer (``result.extra``): the view gate and
     its expert, the measured value; "" for a plain network."""
@@ -56,6 +103,11 @@ def decision_basis(result: Any) -> str:
     for key, unit in (("cobb_deg", "°"), ("slip_percent", " %")):
         if isinstance(extra.get(key), (int, float)):
             parts.append(f"{key.split('_')[0]} {extra[key]:.1f}{unit} measured by `{extra.get('measured_by', '?')}`")
+    if extra.get("failed") and extra.get("measured_by"):
+        parts.append(f"measured by `{extra['measured_by']}`: cannot measure — {extra['failed']}")
+    for mid, note in (extra.get("abstained_experts") or {}).items():
+        if mid != extra.get("expert"):
+            parts.append(f"`{mid}` left out ({note})")
     return " · ".join(parts)
 
 
@@ -112,10 +164,15 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 def cobb_overlay(rgb: np.ndarray, cobb: dict[str, Any]) -> np.ndarray:
-    """Draw each curve's two end-plate lines (extended) and its angle with the ±5° band."""
+    """Draw each curve's two end-plate lines (extended) and its angle with the ±5° band; nothing when the
+    read is not a finding (its lines would show a measurement that failed)."""
     import cv2
 
+    from spine_models.measure import cobb_read
+
     out = np.ascontiguousarray(rgb.copy())
+    if not cobb_read(cobb).ok:
+        return out
     h, w = out.shape[:2]
     t = max(1, round(max(h, w) / 300))
     colors = [(255, 215, 0), (0, 229, 255), (255, 64, 129)]
@@ -141,7 +198,11 @@ def cobb_overlay(rgb: np.ndarray, cobb: dict[str, Any]) -> np.ndarray:
 
 
 def results_json(results: Sequence[Any], image_info: dict[str, Any] | None = None) -> bytes:
-    payload = {"image": image_info or {}, "results": [r.to_dict() for r in results],
+    """The results as downloaded: a failed or unreliable Cobb / slip read carries "cannot measure — <reason>"
+    and None at its value keys (the algorithm's output kept under ``unreliable_read``)."""
+    from spine_models.measure import public_result
+
+    payload = {"image": image_info or {}, "results": [public_result(r.to_dict()) for r in results],
                "notice": "Research use only — not a medical device."}
     return json.dumps(payload, indent=2, default=str).encode()
 
@@ -152,7 +213,9 @@ def results_csv(results: Sequence[Any]) -> bytes:
     for r in results:
         d = r.to_dict()
         base = {"model_id": d["model_id"], "type": d["type"], "device": d["device"], "elapsed_ms": d["elapsed_ms"]}
-        if "probs" in d:
+        if d.get("abstained"):
+            rows.append({**base, "item": "prediction", "value": None, "note": d.get("note", "")})
+        elif "probs" in d:
             for c, p in d["probs"].items():
                 rows.append({**base, "item": c, "value": p, "note": "predicted" if c == d.get("prediction") else ""})
         if "boxes" in d:
@@ -161,9 +224,18 @@ def results_csv(results: Sequence[Any]) -> bytes:
         if "area_px" in d:
             for s, a in d["area_px"].items():
                 rows.append({**base, "item": f"area_px:{s}", "value": a, "note": ""})
-            cobb = (d.get("measurements") or {}).get("cobb") or {}
-            if cobb.get("cobb_deg") is not None:
-                rows.append({**base, "item": "cobb_deg", "value": cobb["cobb_deg"], "note": "±5° band"})
+            from spine_models.measure import cobb_read, slip_read
+
+            meas = d.get("measurements") or {}
+            if "cobb" in meas or "pedicle" in d.get("structures", []):
+                r = cobb_read(meas.get("cobb"))
+                rows.append({**base, "item": "cobb_deg", "value": r.value if r.ok else None,
+                             "note": "±5° band" if r.ok else r.text})
+            if "slip" in meas or "disc_height" in d.get("structures", []):
+                r = slip_read(meas.get("slip"))
+                slip = meas.get("slip") or {}
+                rows.append({**base, "item": "slip_percent", "value": r.value if r.ok else None,
+                             "note": f"{slip.get('level')} · Meyerding {slip.get('meyerding')}" if r.ok else r.text})
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["model_id", "type", "device", "elapsed_ms", "item", "value", "note"])
     w.writeheader()

@@ -89,20 +89,27 @@ def get_predictor(card: Any, device: str | None = None) -> Any:
 
 def _summary(result: Any) -> str:
     d = result.to_dict()
+    if d.get("abstained"):  # a measuring classifier whose measurement failed: no probabilities to quote
+        return str(d.get("note") or "no answer")
     if "prediction" in d:
         return f"{d['prediction']} (p={max(d['probs'].values()):.3f})"
     if "findings" in d:
         found = [c for c, v in d["findings"].items() if v]
         return ("found: " + ", ".join(found)) if found else "no findings above threshold"
     if "measurements" in d:
+        from spine_models.measure import cobb_read, slip_read
+
         meas = d["measurements"] or {}
-        return "; ".join(f"{k}: {v}" for k, v in meas.items())[:200] or "segmented " + ", ".join(d.get("structures", []))
+        reads = {"cobb": cobb_read, "slip": slip_read}  # a failed read says "cannot measure — why", never its number
+        return "; ".join(f"{k}: {reads[k](v).text}" if k in reads else f"{k}: {v}"
+                         for k, v in meas.items())[:200] or "segmented " + ", ".join(d.get("structures", []))
     return json.dumps(d)[:200]
 
 
 def run(args: argparse.Namespace) -> int:
     from spine_models.engine.predictor import infer_view
     from spine_models.errors import SpineInputError, WeightsNotAvailableError
+    from spine_models.measure import public_result
     from spine_models.models.cards import list_cards, weights_dir
     from spine_models.models.hub import resolve_card
 
@@ -157,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"spine-models predict: internal error on {f}: {type(exc).__name__}; the other files go on\n")
             outputs.append({"file": shown, "index": index, "error": f"internal error ({type(exc).__name__}); please report it"})
             continue
-        entry = {"file": shown, "index": index, "kind": kind, "view": view, "results": [r.to_dict() for r in results]}
+        entry = {"file": shown, "index": index, "kind": kind, "view": view, "results": [public_result(r.to_dict()) for r in results]}
         outputs.append(entry)
         if args.html:
             from spine_models.report.clinician import write_clinician_report

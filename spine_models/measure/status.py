@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-__all__ = ["COBB_RANGE_DEG", "Read", "cobb_read", "slip_read", "cannot_measure", "public_measurement"]
+__all__ = ["COBB_RANGE_DEG", "Read", "cobb_read", "slip_read", "cannot_measure", "public_measurement", "public_result"]
 
 COBB_RANGE_DEG = (0.0, 90.0)  # the angle between two lines
 SLIP_RANGE_PERCENT = (-50.0, 150.0)  # as spine_models.measure.slip.SLIP_PLAUSIBLE_PERCENT
@@ -101,3 +101,12 @@ def public_measurement(kind: str, d: Mapping[str, Any] | None) -> dict[str, Any]
     if held:
         out["unreliable_read"] = held
     return out
+
+
+def public_result(d: dict[str, Any]) -> dict[str, Any]:
+    """A result's ``to_dict()`` whose Cobb / slip reads went through :func:`public_measurement`."""
+    meas = d.get("measurements")
+    if not (isinstance(meas, dict) and any(k in meas for k in _VALUE)):
+        return d
+    return {**d, "measurements": {k: public_measurement(k, v) if k in _VALUE and isinstance(v, dict) else v
+                                  for k, v in meas.items()}}

@@ -71,9 +71,12 @@ def _overlay(result: Any, image: np.ndarray | None) -> np.ndarray | None:
 
 
 def _cobb_html(cobb: dict[str, Any]) -> str:
-    angle = cobb.get("cobb_deg", cobb.get("angle_deg"))
-    if angle is None:
-        return ""
+    from spine_models.measure import cobb_read
+
+    r = cobb_read({"cobb_deg": cobb.get("angle_deg"), **cobb} if "cobb_deg" not in cobb else cobb)
+    if not r.ok:  # a failed or unreliable read is never shown as a finding
+        return f"<p class='big'>Cobb angle: <b>cannot measure</b> — {_esc(r.reason)}</p>"
+    angle = r.value
     band = cobb.get("band") or [max(0.0, angle - COBB_BAND_DEG), angle + COBB_BAND_DEG]
     rows = "".join(
         f"<tr><td>{_esc(c.get('name', ''))}</td><td>{_esc(c.get('upper_end', ''))}–{_esc(c.get('lower_end', ''))}</td>"
@@ -86,6 +89,16 @@ def _cobb_html(cobb: dict[str, Any]) -> str:
 
 
 def _slip_html(slip: Any) -> str:
+    if isinstance(slip, dict) and "slip_percent" in slip:  # a slip_from_mask read: its finding, or why there is none
+        from spine_models.measure import slip_read
+
+        r = slip_read(slip)
+        if not r.ok:
+            return f"<h4>Slip (spondylolisthesis)</h4><p class='big'>Slip: <b>cannot measure</b> — {_esc(r.reason)}</p>"
+        levels = "".join(f"<tr><td>{_esc(k)}</td><td>{float(v):.1f}%</td></tr>" for k, v in (slip.get("levels") or {}).items())
+        return (f"<h4>Slip (spondylolisthesis)</h4><p class='big'>Slip at {_esc(slip.get('level'))}: <b>{_esc(r.text)}</b> "
+                f"(Meyerding grade {_esc(slip.get('meyerding', slip.get('meyerding_grade')))})</p>"
+                + (f"<table><tr><th>level</th><th>slip</th></tr>{levels}</table>" if levels else ""))
     if isinstance(slip, dict):
         items = slip.items()
     else:
@@ -111,7 +124,9 @@ def _result_html(result: Any, image: np.ndarray | None, card: Any | None) -> str
                   + (f" · sha256 <code>{_esc(sha)}</code>" if sha else "") + "</p>")
     body = []
     kind = d.get("type", "")
-    if kind == "ClassificationResult":
+    if kind == "ClassificationResult" and d.get("abstained"):
+        body.append(f"<p class='big'>Finding: <b>no answer</b> — {_esc(d.get('note', ''))}</p>")
+    elif kind == "ClassificationResult":
         probs = d.get("probs", {})
         rows = "".join(f"<tr><td>{_esc(c)}</td><td>{float(p) * 100:.1f}%</td>"
                        f"<td><div class='bar' style='width:{float(p) * 100:.0f}%'></div></td></tr>"
@@ -127,10 +142,11 @@ def _result_html(result: Any, image: np.ndarray | None, card: Any | None) -> str
         body.append(f"<ul>{items}</ul><p class='meta'>{n_boxes} box(es) at score ≥ {float(d.get('threshold', 0.5)):.2f}</p>")
     elif kind == "SegmentationResult":
         meas = d.get("measurements") or {}
-        if isinstance(meas.get("cobb"), dict):
-            body.append(_cobb_html(meas["cobb"]))
-        if meas.get("slip") is not None:
-            body.append(_slip_html(meas["slip"]))
+        structures = d.get("structures", [])
+        if isinstance(meas.get("cobb"), dict) or "pedicle" in structures:  # an AP model that found no body says so
+            body.append(_cobb_html(meas.get("cobb") or {}))
+        if meas.get("slip") is not None or "disc_height" in structures:
+            body.append(_slip_html(meas.get("slip") or {"slip_percent": None}))
         other = {k: v for k, v in meas.items() if k not in ("cobb", "slip")}
         if other:
             body.append("<h4>Other measurements</h4><table>" + "".join(
@@ -186,6 +202,13 @@ def write_clinician_report(path: str | Path, results: Sequence[Any], *, image: n
     return p
 
 
+def _wrapped(text: str, width: int = 100) -> list[str]:
+    """A PDF text line wrapped (indented) so a long reason is shown whole, not cut off."""
+    import textwrap
+
+    return textwrap.wrap(text, width=width, initial_indent="  ", subsequent_indent="    ") or [""]
+
+
 def clinician_pdf(path: str | Path, results: Sequence[Any], *, image: np.ndarray | None = None,
                   header: dict[str, Any] | None = None, cards: Iterable[Any] | None = None) -> Path:
     """A one-page A4 PDF with matplotlib's PdfPages (no extra dependency): text findings + first overlay."""
@@ -202,16 +225,29 @@ def clinician_pdf(path: str | Path, results: Sequence[Any], *, image: np.ndarray
         lines.append(f"{d.get('type', '').replace('Result', '')} — model {d.get('model_id', '')}")
         if card is not None and getattr(card, "sha256", ""):
             lines.append(f"  sha256 {card.sha256[:16]}…")
-        if "prediction" in d:
+        if d.get("abstained"):
+            lines += _wrapped(f"finding: no answer — {d.get('note', '')}")
+        elif "prediction" in d:
             lines.append(f"  finding: {d['prediction']}  (" + ", ".join(f"{c} {float(p) * 100:.1f}%"
                                                                          for c, p in d['probs'].items()) + ")")
         if "findings" in d:
             lines.append("  " + ", ".join(f"{c}: {'present' if v else 'not detected'}" for c, v in d["findings"].items()))
-        cobb = (d.get("measurements") or {}).get("cobb")
-        if isinstance(cobb, dict) and cobb.get("cobb_deg") is not None:
-            lines.append(f"  Cobb angle {float(cobb['cobb_deg']):.1f}° (±{COBB_BAND_DEG:.0f}° inter-observer band)")
-        if (d.get("measurements") or {}).get("slip") is not None:
-            lines.append(f"  slip: {d['measurements']['slip']}"[:110])
+        from spine_models.measure import cobb_read, slip_read
+
+        meas = d.get("measurements") or {}
+        structures = d.get("structures", [])
+        cobb, slip = meas.get("cobb"), meas.get("slip")
+        kind_seg = d.get("type") == "SegmentationResult"
+        if isinstance(cobb, dict) or (kind_seg and "pedicle" in structures):  # an AP model that found no body says so
+            rc = cobb_read(cobb if isinstance(cobb, dict) else None)
+            lines += _wrapped(f"Cobb angle {rc.value:.1f}° (±{COBB_BAND_DEG:.0f}° inter-observer band)" if rc.ok
+                              else f"Cobb angle: {rc.text}")
+        if (isinstance(slip, dict) and "slip_percent" in slip) or (slip is None and kind_seg and "disc_height" in structures):
+            rs = slip_read(slip)
+            lines += _wrapped(f"slip at {slip.get('level')}: {rs.text} (Meyerding grade {slip.get('meyerding')})" if rs.ok
+                              else f"slip: {rs.text}")
+        elif slip is not None:
+            lines.append(f"  slip: {slip}"[:110])
         if overlay is None:
             overlay = _overlay(r, image)
     p = Path(path)
