@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--id", required=True, help="shipped model id (file stem in weights/)")
     ap.add_argument("--report", help="evaluation report JSON whose metrics/audit go into the card")
     ap.add_argument("--trained-on", help="required unless --refresh")
-    ap.add_argument("--license", help="required unless --refresh")
+    ap.add_argument("--license", help="required unless --refresh or --source (then the most restrictive source licence)")
+    ap.add_argument("--source", action="append", default=[], metavar="NAME",
+                    help="a data source of the weights (aasce-ap, cadma-vertebra, fraiwan-ap, spider-mri, phantom); "
+                         "repeat per source: fills the card's sources, names them with licences in trained_on; "
+                         "then run docs/add_validated_on.py for validated_on")
     ap.add_argument("--limitation", action="append", default=[])
     ap.add_argument("--note", action="append", default=[])
     ap.add_argument("--refresh", action="store_true", help="keep the shipped weights; replace the card's metrics from --report")
@@ -57,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.refresh:
         return _refresh(args)
-    if not (args.run and args.trained_on and args.license):
-        ap.error("--run, --trained-on and --license are required (or use --refresh)")
+    if not (args.run and args.trained_on and (args.license or args.source)):
+        ap.error("--run, --trained-on and --license (or --source) are required (or use --refresh)")
     run = Path(args.run)
     card = ModelCard.from_json(run / "card.json")
     dst = REPO / "weights" / f"{args.id}.pt"
@@ -74,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     card.weights = f"weights/{args.id}.pt"
     card.trained_on = args.trained_on
     card.license = args.license
+    if args.source:
+        _apply_sources(card, args.source)
     if args.view:
         card.view = args.view
     if args.report:
@@ -85,6 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     card.to_json(REPO / "weights" / f"{args.id}.json")
     print(f"weights/{args.id}.pt ({size_mb:.1f} MB, sha256 {sha[:12]}…) + weights/{args.id}.json")
     return 0
+
+
+def _apply_sources(card: Any, names: list[str]) -> None:
+    """The card's sources from the one provenance table; its licence at least the most restrictive of them."""
+    from spine_models.models.provenance import (license_rank, most_restrictive_license, source_entry,
+                                                trained_on_with_licences)
+
+    card.sources = [source_entry(n) for n in names]
+    card.trained_on = trained_on_with_licences(card.trained_on, card.sources)
+    need = most_restrictive_license(card.sources)
+    have = license_rank(card.license or "")
+    if not card.license:
+        card.license = need
+    elif have is not None and have < license_rank(need):
+        raise SystemExit(f"--license {card.license!r} is less restrictive than the data's {need!r}; "
+                         f"drop --license or name {need}")
 
 
 def _take_report(card: Any, report: str) -> None:

@@ -90,6 +90,8 @@ for res in results:
     card = card_of.get(res.model_id)
     st.subheader(f"{res.model_id} · {card.task if card else ''}")
     st.caption(f"device {res.device} · inference {res.elapsed_ms:.0f} ms · wall {timings.get(res.model_id, 0):.0f} ms")
+    if card is not None:  # an uploaded film is never a generated phantom example: phantom-only models say so
+        render.validation_label(card, uploaded=source == "Upload a film")
     kind = type(res).__name__
     if kind == "ClassificationResult":
         chart, a, b = st.columns([2, 1, 1])

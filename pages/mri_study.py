@@ -67,3 +67,5 @@ if not mri_cards:
             "folders, `roi: true`) and promote it.")
 else:
     st.dataframe(analysis.disc_predictions(mri_cards, choices), width="stretch")
+    for card in mri_cards:  # a study not generated here: phantom-only disc models say so
+        render.validation_label(card, uploaded=source != "Phantom example")

@@ -258,6 +258,40 @@ def metric_table(metrics: dict[str, dict[str, Any]], classes: Sequence[str]) -> 
     return pd.DataFrame(rows).set_index("measure")
 
 
+__all__ += ["validation_label", "provenance_markdown"]
+
+
+def validation_label(card: Any, *, uploaded: bool) -> None:
+    """Under every result: where its model was validated. On an uploaded film (anything not a generated phantom
+    example) a phantom-only model gets the phantom-trained label as a warning; otherwise the badge is a caption."""
+    from spine_models.models.cards import is_real_validated, validation_badge
+
+    badge = validation_badge(card)
+    if uploaded and not is_real_validated(card):
+        st.warning(badge)
+    else:
+        st.caption(badge)
+
+
+def provenance_markdown(card: Any) -> str:
+    """The card's validation badge, its ``validated_on`` entries with their figures, and the credit line of every
+    data source with its licence (Models page)."""
+    from spine_models.models.cards import validation_badge
+    from spine_models.models.provenance import metric_phrase
+
+    validated = []
+    for e in getattr(card, "validated_on", None) or []:
+        figures = "; ".join(metric_phrase(k, v) for k, v in (e.get("metrics") or {}).items()) or "no figures"
+        where = f" — {e['evaluation']}" if e.get("evaluation") else ""
+        validated.append(f"- validated on {e['data']} ({'real' if e.get('real') else 'phantom'}): {figures}{where}")
+    sources = getattr(card, "sources", None) or []
+    credits = ("**Credits (data sources and licences):**" if sources else
+               "**Credits:** the card names no data sources (docs/add_validated_on.py fills them)")
+    blocks = [f"**Validation:** {validation_badge(card)}", "\n".join(validated),
+              "\n".join([credits, *(f"- `{s['data']}` — {s['license']}: {s['credit']}" for s in sources)])]
+    return "\n\n".join(b for b in blocks if b)
+
+
 def card_summary(card: Any) -> None:
     """A model card rendered as text + tables (Models page, expanders elsewhere)."""
     st.markdown(f"**{card.id}** — {card.task} · `{card.arch}` · view `{card.view}` · input {card.input_size}")
@@ -270,6 +304,7 @@ def card_summary(card: Any) -> None:
     parts = (card.preprocessing or {}).get("components") or {}
     if parts:
         st.markdown("**Built from:** " + ", ".join(f"{role} `{mid}`" for role, mid in parts.items()))
+    st.markdown(provenance_markdown(card))
     if card.limitations:
         st.markdown("**Limitations:**\n" + "\n".join(f"- {x}" for x in card.limitations))
     m = card.metrics or {}

@@ -11,7 +11,7 @@ HELP = "list the shipped models (weights/ + model cards); --json for the SPEC mo
 __all__ = ["HELP", "add_arguments", "run", "model_list"]
 
 SPEC_KEYS = ("id", "task", "arch", "classes", "structures", "view", "trained_on", "weights", "sha256", "input_size",
-             "train_command", "metrics", "license")
+             "train_command", "metrics", "license", "validated_on", "sources")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,10 +53,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(f"no shipped models yet in {weights_dir()}; train one with `spine-models train ...` "
                          "or evaluate a run folder with `spine-models evaluate --model RUNDIR`\n")
         return 0
-    rows = [("id", "task", "arch", "view", "classes/structures", "input", "metric")]
+    from spine_models.models.cards import is_real_validated
+
+    rows = [("id", "task", "arch", "view", "classes/structures", "input", "metric", "validated")]
     for m in models:
         rows.append((m["id"], m["task"], m["arch"], m["view"], ",".join(m.get("classes") or m.get("structures") or []),
-                     str(m["input_size"]), _headline(m.get("metrics") or {})))
+                     str(m["input_size"]), _headline(m.get("metrics") or {}),
+                     "real films" if is_real_validated(m) else "phantom only"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")

@@ -16,7 +16,8 @@ from typing import Any
 
 from spine_models.errors import ConfigError, WeightsNotAvailableError
 
-__all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file", "load_state"]
+__all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file", "load_state",
+           "is_real_validated", "validation_badge"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +65,10 @@ class ModelCard:
     audit: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # split provenance of the evaluation
     created: str = ""
+    # SPEC "Model cards": [{"data": name, "real": bool, "metrics": {...}}]; no real entry = phantom only
+    validated_on: list[dict[str, Any]] = field(default_factory=list)
+    # [{"data": folder name or "phantom", "license", "credit"}] (spine_models.models.provenance.SOURCES)
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
     _TASKS = ("classify", "detect", "segment")
 
@@ -74,6 +79,15 @@ class ModelCard:
             raise ConfigError(f"model card {self.id!r}: a segment model needs 'structures'")
         if self.task != "segment" and not self.classes:
             raise ConfigError(f"model card {self.id!r}: a {self.task} model needs 'classes'")
+        for e in self.validated_on:
+            if not (isinstance(e, dict) and isinstance(e.get("data"), str) and isinstance(e.get("real"), bool)
+                    and isinstance(e.get("metrics"), dict)):
+                raise ConfigError(f"model card {self.id!r}: validated_on entry {e!r} needs "
+                                  "{'data': str, 'real': bool, 'metrics': dict}")
+        for e in self.sources:
+            if not (isinstance(e, dict) and all(isinstance(e.get(k), str) and e.get(k) for k in ("data", "license", "credit"))):
+                raise ConfigError(f"model card {self.id!r}: sources entry {e!r} needs non-empty 'data', 'license' and "
+                                  "'credit' strings (spine_models.models.provenance.source_entry builds one)")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -106,6 +120,35 @@ class ModelCard:
             return p
         beside = weights_dir() / p.name
         return beside if beside.exists() else REPO_ROOT / p
+
+
+def _validated_on(card: ModelCard | dict[str, Any]) -> list[dict[str, Any]]:
+    entries = card.get("validated_on") if isinstance(card, dict) else getattr(card, "validated_on", None)
+    return list(entries or [])
+
+
+def is_real_validated(card: ModelCard | dict[str, Any]) -> bool:
+    """True when the card names at least one real dataset it was validated on (an empty list = phantom only)."""
+    return any(e.get("real") is True for e in _validated_on(card))
+
+
+def validation_badge(card: ModelCard | dict[str, Any]) -> str:
+    """One line for the app and docs: "validated on real films: aasce-ap (Cobb MAE 3.1° [...])" with any shortcut
+    warning of that entry, or the phantom-only label."""
+    from spine_models.models.provenance import PHANTOM_ONLY_LABEL, metric_phrase
+
+    parts = []
+    for e in _validated_on(card):
+        if e.get("real") is not True:
+            continue
+        figures = "; ".join(metric_phrase(k, v) for k, v in (e.get("metrics") or {}).items())
+        text = f"{e['data']} ({figures})" if figures else str(e["data"])
+        if e.get("shortcut_warning"):
+            base = e.get("metadata_baseline_balanced_accuracy")
+            text += (" — shortcut warning: image metadata alone reaches "
+                     + (metric_phrase("balanced_accuracy", base) if base else "above chance"))
+        parts.append(text)
+    return "validated on real films: " + ", ".join(parts) if parts else PHANTOM_ONLY_LABEL
 
 
 def list_cards(directory: str | Path | None = None) -> list[ModelCard]:
