@@ -622,8 +622,11 @@ def load_dataset(paths: "list[str | Path] | str | Path", *, task: str | None = N
         raise DatasetError(f"no class labels found in {where}; classification needs class folders, the synth layout or two-view folders")
     if task == "detect" and not any(s.boxes for s in ds.samples):
         raise DatasetError(f"no boxes found in {where}; detection needs YOLO (data.yaml), COCO json or the synth layout")
-    if task == "segment" and not any(s.masks for s in ds.samples):
-        raise DatasetError(f"no masks found in {where}; segmentation needs the synth layout (masks/<structure>/<id>.png)")
+    if task == "segment" and not any(s.masks or s.landmarks or any(b.label == "vertebra" for b in s.boxes)
+                                     for s in ds.samples):
+        raise DatasetError(f"no masks, vertebra corners or vertebra boxes found in {where}; segmentation needs the "
+                           "synth layout (masks/<structure>/<id>.png), the landmark layout (landmarks.csv) or "
+                           "YOLO vertebra boxes")
     return ds
 
 

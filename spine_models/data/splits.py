@@ -7,6 +7,7 @@ label, before any augmentation: trainers apply augmentation to the ``train`` par
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
@@ -17,11 +18,33 @@ from spine_models.data.adapters import order_classes
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.errors import ConfigError, DatasetError
 
-__all__ = ["split_dataset", "split_provenance", "parse_ratios", "PRESETS", "PARTS"]
+__all__ = ["split_dataset", "split_provenance", "parse_ratios", "PRESETS", "PARTS", "SPLIT_METHODS", "patient_key",
+           "hash_part"]
 
 PARTS = ("train", "val", "test")
 PRESETS = {"8:1:1": (0.8, 0.1, 0.1), "75/15/10": (0.75, 0.15, 0.10), "7:1.5:1.5": (0.7, 0.15, 0.15)}
 _NONE = "\x00unlabelled"
+SPLIT_METHODS = ("shuffle", "hash")
+
+
+def patient_key(patient_id: str) -> str:
+    """A source-independent patient key: lower case, every run of punctuation/space as one '-'.
+
+    Why: one subject's film sits in two sources under two spellings (fraiwan-ap ``N1,N,F,21`` and
+    cadma-vertebra ``N1-N-F-21``); the hash split must put both on the same side."""
+    return re.sub(r"[^0-9a-z]+", "-", str(patient_id).lower()).strip("-")
+
+
+def hash_part(patient_id: str, ratios: tuple[float, float, float], seed: int = 0) -> str:
+    """The part ("train" | "val" | "test") of one patient under the hash split.
+
+    Why: the shuffle split depends on which other patients are in the dataset, so a model trained on
+    several sources cannot name its held-out films on one source alone; a patient's hash part
+    depends only on its key and the seed, so ``evaluate --split test`` on any one source re-finds
+    exactly the patients the model never saw."""
+    h = hashlib.sha256(f"spine-split:{seed}:{patient_key(patient_id)}".encode()).digest()
+    u = int.from_bytes(h[:8], "big") / 2 ** 64
+    return "train" if u < ratios[0] else ("val" if u < ratios[0] + ratios[1] else "test")
 
 
 def parse_ratios(ratios: "str | Sequence[float]") -> tuple[float, float, float]:
@@ -74,6 +97,7 @@ def split_dataset(
     seed: int = 0,
     stratify: bool = True,
     group_near_duplicates: bool = False,
+    method: str = "shuffle",
 ) -> dict[str, SpineDataset]:
     """Split ``ds`` into ``{"train", "val", "test"}`` by patient.
 
@@ -87,6 +111,8 @@ def split_dataset(
     under another name cannot straddle the split (fraiwan-ap has such pairs; ~5 s per 200 films, ~50 s per 1000 look-alike phantom films).
     """
     fr = parse_ratios(ratios)
+    if method not in SPLIT_METHODS:
+        raise ConfigError(f"split method {method!r} is not known; use one of {', '.join(SPLIT_METHODS)}")
     if not ds.samples:
         raise DatasetError(f"dataset {ds.name!r} is empty; nothing to split")
     group_of = {s.patient_id: s.patient_id for s in ds.samples}
@@ -115,13 +141,16 @@ def split_dataset(
         key = _majority(Counter(s.label for s in samples), class_order) if stratify else "all"
         strata.setdefault(key, []).append(pid)
     assign: dict[str, str] = {}
-    for key in sorted(strata, key=str):
+    for key in sorted(strata, key=str) if method == "shuffle" else ():
         pids = sorted(strata[key])
         random.Random(f"spine-split:{seed}:{key}").shuffle(pids)
         n_tr, n_va, _ = _allocate(len(pids), fr)
         for i, pid in enumerate(pids):
             assign[pid] = "train" if i < n_tr else ("val" if i < n_tr + n_va else "test")
-    prov_base = {"seed": int(seed), "ratios": list(fr), "stratify": bool(stratify), "source": ds.name,
+    if method == "hash":  # per patient, independent of the rest of the dataset (not stratified)
+        assign = {pid: hash_part(pid, fr, seed) for pid in by_patient}
+    prov_base = {"seed": int(seed), "ratios": list(fr), "stratify": bool(stratify) and method == "shuffle",
+                 "method": method, "source": ds.name,
                  "group_near_duplicates": bool(group_near_duplicates), "patients_merged_as_duplicates": n_merged}
     out: dict[str, SpineDataset] = {}
     for part in PARTS:

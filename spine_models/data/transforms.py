@@ -26,7 +26,7 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRESET_NAMES = ("none", "light", "xception", "mri", "xray-robust")
+PRESET_NAMES = ("none", "light", "xception", "mri", "xray-robust", "xray-real")
 
 
 def _hw(size: "int | Sequence[int]") -> tuple[int, int]:
@@ -232,6 +232,22 @@ def augmentation_preset(
             A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.2, p=0.5),
             A.GaussNoise(std_range=(0.0, 0.03), p=0.3),
             A.HorizontalFlip(p=0.5),
+        ]
+    elif key == "xray-real":
+        # the real AP sources' looks: CADMA's harsh adaptive equalisation, AASCE's raw films, JPEG
+        # re-saves, blur, framing (crops/pads), patient rotation and mirror images; geometric steps
+        # move masks with the film (a mask has no corner order, so a flip needs no relabelling)
+        tf = [
+            A.CropAndPad(percent=(-0.08, 0.08), keep_size=True, sample_independently=True, p=0.5),
+            A.Affine(scale=(0.85, 1.15), rotate=(-12, 12), translate_percent=(-0.05, 0.05), p=0.7),
+            A.HorizontalFlip(p=0.5),
+            A.OneOf([A.CLAHE(clip_limit=(2, 6), tile_grid_size=(8, 8), p=1.0),
+                     A.RandomGamma(gamma_limit=(60, 160), p=1.0),
+                     A.Equalize(p=1.0)], p=0.6),
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.3, p=0.5),
+            A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0), A.Downscale(scale_range=(0.4, 0.8), p=1.0)], p=0.3),
+            A.ImageCompression(quality_range=(30, 90), p=0.3),
+            A.GaussNoise(std_range=(0.0, 0.03), p=0.3),
         ]
     elif key == "light":
         tf = [

@@ -24,6 +24,7 @@ import numpy as np
 
 from spine_models.config import defaults as cfg_defaults
 from spine_models.data.records import Sample, SpineDataset
+from spine_models.data.vertebra_targets import encode_ignore, has_vertebra_truth
 from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
 from spine_models.engine.trainer import init_from_run
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
@@ -142,7 +143,7 @@ class _SegTorchDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if i in self._cache:
             return self._cache[i]
         import cv2
@@ -151,34 +152,60 @@ class _SegTorchDataset:
         pix, _, _ = read_pixels(s.path)
         img = cv2.resize(pix, (self.size[1], self.size[0]),
                          interpolation=cv2.INTER_AREA if pix.shape[0] > self.size[0] else cv2.INTER_LINEAR)
-        masks = np.zeros((len(self.structures), *self.size), np.float32)
-        for k, st in enumerate(self.structures):
-            if st in s.masks:
-                masks[k] = _resize_soft(read_mask(s.masks[st]), self.size)
-        out = (img.astype(np.float32), masks)
+        masks, weights = structure_targets(s, self.structures, self.size, tuple(pix.shape[:2]))
+        out = (img.astype(np.float32), masks, weights)
         if self.cache:
-            self._cache[i] = (img.astype(np.float16), masks.astype(np.float16))
+            self._cache[i] = (img.astype(np.float16), masks.astype(np.float16), weights.astype(np.uint8))
         return out
 
     def __getitem__(self, i: int):
         import torch
 
-        img, masks = self._load(i)
-        img, masks = img.astype(np.float32), masks.astype(np.float32)
+        img, masks, weights = self._load(i)
+        img, masks, weights = img.astype(np.float32), masks.astype(np.float32), weights.astype(np.float32)
+        k = len(masks)
         if self.augment is not None:
-            r = self.augment(image=img.clip(0, 1), masks=list(masks))
-            img, masks = r["image"], np.stack(r["masks"]).astype(np.float32)
+            r = self.augment(image=img.clip(0, 1), masks=list(masks) + list(weights))
+            stacked = np.stack(r["masks"]).astype(np.float32)
+            img, masks, weights = r["image"], stacked[:k], stacked[k:]
         x = model_input(img, self.size, self.normalization)
-        return torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(masks))
+        y = encode_ignore(masks, weights)
+        return torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y))
+
+
+def structure_targets(sample: Sample, structures: Sequence[str], size: tuple[int, int],
+                      film_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, weights), each (K, H, W) float32 at model size, from a sample's masks, corners or boxes.
+
+    Why: real sources mark vertebrae differently (data.vertebra_targets); a structure a sample does
+    not mark has weight 0, so a real film teaches the vertebra channel and leaves the others alone."""
+    from spine_models.data.vertebra_targets import box_weak_mask, quad_mask, vertebra_boxes
+
+    masks = np.zeros((len(structures), *size), np.float32)
+    weights = np.zeros((len(structures), *size), np.float32)
+    scale = (size[0] / film_shape[0], size[1] / film_shape[1])
+    for k, st in enumerate(structures):
+        if st in sample.masks:
+            masks[k] = _resize_soft(read_mask(sample.masks[st]), size)
+            weights[k] = 1.0
+        elif st == "vertebra" and sample.landmarks:
+            masks[k] = quad_mask(size, sample.landmarks, scale)
+            weights[k] = 1.0
+        elif st == "vertebra" and vertebra_boxes(sample.boxes):
+            masks[k], weights[k] = box_weak_mask(size, vertebra_boxes(sample.boxes), scale)
+        elif sample.masks:
+            weights[k] = 1.0  # a film with mask files but none for this structure: truly absent
+    return masks, weights
 
 
 # ---------------------------------------------------------------------------------------- training
 def _select(ds: SpineDataset, view: str | None, structures: Sequence[str]) -> tuple[str | None, list[str], list[Sample]]:
     """The view to train, its structures (SPEC order first) and the samples that have masks for them."""
-    with_masks = [s for s in ds.samples if s.masks and s.path is not None]
+    with_masks = [s for s in ds.samples if s.path is not None and (s.masks or has_vertebra_truth(s))]
     if not with_masks:
-        raise DatasetError(f"{ds.root or ds.name}: no sample has masks; segmentation needs the synth layout "
-                           "(DIR/masks/<structure>/<id>.png)")
+        raise DatasetError(f"{ds.root or ds.name}: no sample has masks, vertebra corners or vertebra boxes; "
+                           "segmentation needs the synth layout (DIR/masks/<structure>/<id>.png), the landmark "
+                           "layout (landmarks.csv) or YOLO vertebra boxes")
     views = Counter(s.view for s in with_masks)
     if view is None:
         view = views.most_common(1)[0][0]
@@ -186,6 +213,8 @@ def _select(ds: SpineDataset, view: str | None, structures: Sequence[str]) -> tu
     if not chosen:
         raise DatasetError(f"{ds.root or ds.name}: no {view!r} samples with masks; views present: {dict(views)}")
     present = set().union(*(s.masks.keys() for s in chosen))
+    if any(has_vertebra_truth(s) for s in chosen):
+        present.add("vertebra")
     if structures:
         missing = [s for s in structures if s not in present]
         if missing:
@@ -206,7 +235,7 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list | None =
     if not full.get("data"):
         raise ConfigError("segment training needs --data DIR (a synth folder with masks/)")
     ds = load_dataset(full["data"], task="segment")
-    parts = split_dataset(ds, full["split"], seed=int(full["seed"]))
+    parts = split_dataset(ds, full["split"], seed=int(full["seed"]), method=str(full["split_method"]))
     if full.get("leakage_check", True):
         from spine_models.data.leakage import check_leakage
         from spine_models.errors import LeakageError
@@ -285,19 +314,22 @@ def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, 
                 break
             logits = m(x.to(device)).float().cpu()
             losses.append(float(loss_fn(logits, y)))
-            p = (torch.sigmoid(logits) > thr).numpy()
+            valid = (y >= 0).numpy()  # ignored pixels (no truth) count on neither side
+            p = (torch.sigmoid(logits) > thr).numpy() & valid
             t = (y > 0.5).numpy()
             it = (p & t).sum((2, 3))
             su = p.sum((2, 3)) + t.sum((2, 3))
-            dices.append(np.where(su == 0, 1.0, 2 * it / np.maximum(su, 1)))
+            d = np.where(su == 0, 1.0, 2 * it / np.maximum(su, 1))
+            dices.append(np.where(valid.any((2, 3)), d, np.nan))
             inter += it.sum(0)
             total += su.sum(0)
         m.train(was)
         d = np.concatenate(dices) if dices else np.zeros((0, len(structures)))
         res = {"val_loss": float(np.mean(losses)) if losses else float("nan"),
-               "val_dice": float(d.mean()) if d.size else float("nan")}
+               "val_dice": float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")}
         for k, s in enumerate(structures):
-            res[f"val_dice_{s}"] = float(d[:, k].mean()) if d.size else float("nan")
+            col = d[:, k] if d.size else d
+            res[f"val_dice_{s}"] = float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")
         return res
 
     cfg_record = {**cfg, "structures": structures, "view": view, "imgsz": list(size)}

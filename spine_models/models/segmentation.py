@@ -175,13 +175,20 @@ class DiceBCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.float()
-        prob = torch.sigmoid(logits)
+        # negative targets mean "no truth here" (data.vertebra_targets.IGNORE): weight 0 in both terms
+        valid = (target >= 0).float()
+        target = target.clamp(min=0) * valid
+        prob = torch.sigmoid(logits) * valid
         dims = tuple(range(2, logits.ndim))
         inter = (prob * target).sum(dims)
         dice = (2 * inter + self.smooth) / (prob.sum(dims) + target.sum(dims) + self.smooth)
+        # an image/structure with no valid pixel at all says nothing: leave it out of the mean
+        has = valid.sum(dims) > 0
+        dice_term = (1 - dice[has]).mean() if bool(has.any()) else logits.sum() * 0
         pw = None if self.pos_weight is None else torch.tensor(self.pos_weight, device=logits.device)
-        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
-        return (1 - dice.mean()) + self.bce_weight * bce
+        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
+        bce = (bce * valid).sum() / valid.sum().clamp(min=1)
+        return dice_term + self.bce_weight * bce
 
 
 LOSSES = ("study_jaccard", "dice_bce")
