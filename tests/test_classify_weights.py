@@ -69,7 +69,11 @@ def test_shipped_classify_card_is_complete(card: ModelCard):
         assert "shortcut_warning" in card.audit
     pred = Predictor(card, device="cpu")
     res = pred.predict(np.random.default_rng(1).random((400, 160)).astype(np.float32), cam=False)
-    assert abs(sum(res.probs) - 1) < 1e-4 and res.top_class in card.classes
+    if getattr(res, "abstained", False):
+        # a measurement-based model on noise finds no spine: it must say so, not guess
+        assert not res.probs and res.note and "measurement failed" in res.note
+    else:
+        assert abs(sum(res.probs) - 1) < 1e-4 and res.top_class in card.classes
 
 
 def test_docs_arch_comparison_has_three_archs():
