@@ -67,3 +67,15 @@ def dicom_bytes(arr: np.ndarray) -> bytes:
         p = Path(d) / "film.dcm"
         make_dicom(arr, p, modality="DX", patient_name="Doe^Jane", pixel_spacing=(0.5, 0.5), view_position="AP")
         return p.read_bytes()
+
+
+def new_app(page: str | None = None):
+    """The app run once (and switched to ``page``), with no exception raised: the start of every app test."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

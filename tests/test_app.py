@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from app_fixtures import dicom_bytes, film, make_weights, png_bytes  # noqa: E402
+from app_fixtures import dicom_bytes, film, make_weights, new_app, png_bytes  # noqa: E402
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +31,6 @@ def app_env(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     monkeypatch.setenv("SPINE_MODELS_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
     return tmp_path
-
-
-def new_app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def texts(at: AppTest) -> str:

@@ -205,14 +205,9 @@ def app_env(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
 
 
 def _app(page: str | None = None):
-    from streamlit.testing.v1 import AppTest
+    from app_fixtures import new_app
 
-    at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120)
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return new_app(page)
 
 
 def test_analyse_labels_phantom_only_models_on_an_uploaded_film(app_env: Path) -> None:
