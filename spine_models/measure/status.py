@@ -13,10 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from spine_models.measure.slip import SLIP_PLAUSIBLE_PERCENT
+
 __all__ = ["COBB_RANGE_DEG", "Read", "cobb_read", "slip_read", "cannot_measure", "public_measurement", "public_result"]
 
 COBB_RANGE_DEG = (0.0, 90.0)  # the angle between two lines
-SLIP_RANGE_PERCENT = (-50.0, 150.0)  # as spine_models.measure.slip.SLIP_PLAUSIBLE_PERCENT
+SLIP_RANGE_PERCENT = SLIP_PLAUSIBLE_PERCENT  # one range: the slip measurement flags the same one
 _VALUE = {"cobb": "cobb_deg", "slip": "slip_percent"}
 # fields that carry the number (or parts of it) and so are withheld when the read is not a finding
 _WITHHELD = {"cobb": ("cobb_deg", "band", "curves"),
