@@ -79,3 +79,11 @@ def new_app(page: str | None = None):
         at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def point_app_at(weights: Path, tmp_path: Path, monkeypatch) -> Path:
+    """Point the app at test weights and at a private runs/cache folder (nothing touches the repo's)."""
+    monkeypatch.setenv("SPINE_MODELS_WEIGHTS", str(weights))
+    monkeypatch.setenv("SPINE_MODELS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
+    return tmp_path

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from app_fixtures import dicom_bytes, film, make_weights, new_app, png_bytes  # noqa: E402
+from app_fixtures import dicom_bytes, film, make_weights, new_app, png_bytes, point_app_at  # noqa: E402
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
@@ -27,10 +27,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def app_env(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SPINE_MODELS_WEIGHTS", str(weights))
-    monkeypatch.setenv("SPINE_MODELS_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
-    return tmp_path
+    return point_app_at(weights, tmp_path, monkeypatch)
 
 
 def texts(at: AppTest) -> str:

@@ -198,10 +198,9 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def app_env(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SPINE_MODELS_WEIGHTS", str(weights))
-    monkeypatch.setenv("SPINE_MODELS_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
-    return tmp_path
+    from app_fixtures import point_app_at
+
+    return point_app_at(weights, tmp_path, monkeypatch)
 
 
 def _app(page: str | None = None):
