@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from spine_models.data.adapters import load_dataset
     from spine_models.engine.classify import Predictor, load_pixels
-    from spine_models.report.evaluation import resolve_card, test_part
+    from spine_models.models.hub import resolve_card
+    from spine_models.report.evaluation import test_part
     from spine_models.results.base import to_rgb_uint8
 
     card = resolve_card(args.model)

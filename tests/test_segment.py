@@ -302,7 +302,9 @@ def test_measure_masks_reports_unmeasurable_masks():
     assert ap["cobb"]["cobb_deg"] is None and "bodies" in ap["cobb"]["note"]
     lat = measure_masks({"vertebra": blob}, "lat")
     assert lat["slip"]["slip_percent"] is None and lat["slip"]["meyerding_grade"] is None
-    assert measure_masks({"vertebra": np.zeros_like(blob)}, "ap") == {}
+    empty = measure_masks({"vertebra": np.zeros_like(blob)}, "ap")   # says why, instead of leaving Cobb out
+    assert empty["cobb"]["cobb_deg"] is None and "no vertebral body" in empty["cobb"]["note"]
+    assert measure_masks({"vertebra": np.zeros_like(blob)}, "lat") == {}
 
 
 def test_time_budget_stops_only_at_an_epoch_end():

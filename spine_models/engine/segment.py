@@ -36,7 +36,8 @@ from spine_models.measure.cobb import LEVELS
 from spine_models.results.segmentation import SegmentationResult
 
 __all__ = ["STRUCTURES", "train", "train_parts", "Predictor", "evaluate", "score_mask", "read_pixels",
-           "read_mask", "model_input", "resolve_size", "measure_masks", "cobb_from_mask", "TTA_MODES"]
+           "read_mask", "model_input", "resolve_size", "measure_masks", "cobb_from_mask", "vertebra_instances",
+           "TTA_MODES"]
 
 # SPEC segmentation structures per view, in SPEC order
 STRUCTURES: dict[str, tuple[str, ...]] = {
@@ -419,16 +420,51 @@ def cobb_from_mask(vertebra_mask: np.ndarray, pixel_spacing_mm: tuple[float, flo
     return lm, cobb_angle(lm, pixel_spacing_mm=pixel_spacing_mm, angles="fused")
 
 
-def measure_masks(masks: dict[str, np.ndarray], view: str, pixel_spacing_mm: tuple[float, float] | None = None) -> dict[str, Any]:
-    """Cobb (AP) or slip % + Meyerding + disc heights (lateral) from full-resolution masks."""
+def vertebra_instances(landmarks: dict[str, Any], prob: np.ndarray) -> list[dict[str, Any]]:
+    """One dict per body (name, 4 corners, box, score) from its corners and the vertebra probability map.
+
+    ``score`` is the mean probability inside the body's quadrilateral: how sure the model is that a
+    body sits there (it ranks the boxes for vertebra AP50 and tells a clinician which bodies are weak)."""
+    import cv2
+
+    from spine_models.metrics.landmarks import quad_box
+
+    out = []
+    h, w = prob.shape[:2]
+    for name, corners in landmarks.items():
+        c = np.asarray(corners, np.float64).reshape(4, 2)
+        x1, y1, x2, y2 = quad_box(c)
+        xa, ya = max(0, int(math.floor(x1))), max(0, int(math.floor(y1)))
+        xb, yb = min(w, int(math.ceil(x2)) + 1), min(h, int(math.ceil(y2)) + 1)
+        score = 0.0
+        if xb > xa and yb > ya:
+            poly = np.zeros((yb - ya, xb - xa), np.uint8)
+            cv2.fillPoly(poly, [np.round(c - [xa, ya]).astype(np.int32)], 1)
+            sel = prob[ya:yb, xa:xb][poly > 0]
+            score = float(sel.mean()) if sel.size else 0.0
+        out.append({"name": name, "corners": [[round(float(x), 1), round(float(y), 1)] for x, y in c],
+                    "box": [round(v, 1) for v in (x1, y1, x2, y2)], "score": round(score, 4)})
+    return out
+
+
+def measure_masks(masks: dict[str, np.ndarray], view: str, pixel_spacing_mm: tuple[float, float] | None = None,
+                  *, ap_read: tuple[dict[str, Any], Any] | None = None) -> dict[str, Any]:
+    """Cobb (AP) or slip % + Meyerding + disc heights (lateral) from full-resolution masks.
+
+    ``ap_read``: the ``cobb_from_mask`` result when the caller already has it (the Predictor keeps the
+    corners for the result), so the bodies are not found twice."""
     from spine_models.measure import slip_from_mask
 
     out: dict[str, Any] = {}
     vert = masks.get("vertebra")
+    is_ap = view == "ap" or (view not in ("lat",) and "pedicle" in masks)
     if vert is None or not np.any(vert):
+        if is_ap and vert is not None:  # say why there is no angle instead of leaving it out
+            out["cobb"] = {"cobb_deg": None, "n_vertebrae": 0,
+                           "note": "no vertebral body found: not an AP spine film, or one this model cannot read"}
         return out
-    if view == "ap" or (view not in ("lat",) and "pedicle" in masks):
-        lm, res = cobb_from_mask(vert, pixel_spacing_mm)
+    if is_ap:
+        lm, res = ap_read if ap_read is not None else cobb_from_mask(vert, pixel_spacing_mm)
         if res is not None:
             out["cobb"] = {**res.to_dict(), "n_vertebrae": len(lm), **_plausibility(lm, res.max_angle, vert.shape)}
         else:
@@ -535,12 +571,19 @@ class Predictor:
         probs = self.probabilities(pixels)
         thr = self.threshold if threshold is None else float(threshold)
         masks = {s: probs[k] > thr for k, s in enumerate(self.structures)}
-        meas = measure_masks(masks, self.card.view, sp) if measure else {}
+        ap_read, bodies = None, []
+        vert = masks.get("vertebra")
+        is_ap = self.card.view == "ap" or (self.card.view != "lat" and "pedicle" in masks)
+        if measure and is_ap and vert is not None and np.any(vert):
+            ap_read = cobb_from_mask(vert, sp)
+            bodies = vertebra_instances(ap_read[0], probs[self.structures.index("vertebra")])
+        meas = measure_masks(masks, self.card.view, sp, ap_read=ap_read) if measure else {}
         if sp is not None:
             meas["pixel_spacing_mm"] = list(sp)
         return SegmentationResult(model_id=self.card.id, source=name, image_size=tuple(pixels.shape[:2]),
                                   elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
-                                  structures=list(self.structures), masks=masks, measurements=meas)
+                                  structures=list(self.structures), masks=masks, measurements=meas,
+                                  vertebrae=bodies)
 
 
 # --------------------------------------------------------------------------------------- evaluation
@@ -565,43 +608,91 @@ def _spacing(meta: dict) -> tuple[float, float] | None:
     return None
 
 
+def _truth_boxes(s: Sample) -> list[tuple[float, float, float, float]]:
+    """Vertebra boxes of a sample: around its corners (landmark layout) else its YOLO vertebra boxes."""
+    from spine_models.data.vertebra_targets import vertebra_boxes
+    from spine_models.metrics.landmarks import quad_box
+
+    if s.landmarks:
+        return [quad_box(c) for c in s.landmarks.values()]
+    return vertebra_boxes(s.boxes)
+
+
 def evaluate(card: ModelCard | str | Path, dataset: SpineDataset, *, quiet: bool = False,
              n_resamples: int = 1000) -> dict[str, Any]:
-    """SPEC segment metrics on ``dataset``: Dice/IoU per structure (CI over images), and
-    ``cobb_mae_deg`` / ``slip_mae_percent`` when the data carries that truth. A film whose mask
-    cannot be measured (too few separate bodies) counts as 0 deg / 0 %, so failures raise the error
-    instead of silently leaving the average."""
+    """SPEC segment metrics on ``dataset``, CIs over patients.
+
+    Mask folders: Dice/IoU per structure. Cobb truth (``cobb_deg`` or corners): ``cobb_mae_deg``,
+    ``cobb_smape_percent``, ``cobb_within_5deg`` (metrics.landmarks) -- a film whose Cobb could not be read
+    counts as 0 deg, so failures raise the error instead of leaving the average -- and
+    ``cobb_not_shown_fraction``, the share of films the app answers "cannot measure" on. Corners
+    (landmark layout): ``landmark_mre_px`` / ``landmark_mre_rel`` over the bodies matched to truth,
+    ``vertebrae_matched_fraction``, ``vertebra_ap50`` and Dice/IoU of the vertebra mask against the
+    filled corner quadrilaterals; YOLO vertebra boxes: ``per_class.vertebra.ap50`` (and ``vertebra_ap50``).
+    Lateral slip truth: ``slip_mae_percent``."""
     from spine_models._progress import progress
-    from spine_models.measure import cobb_angle
+    from spine_models.data.vertebra_targets import has_vertebra_truth
+    from spine_models.measure import cobb_angle, cobb_read
+    from spine_models.metrics.detection import ImageBoxes, detection_map_ci
+    from spine_models.metrics.landmarks import LandmarkAccumulator
 
     pred = card if isinstance(card, Predictor) else Predictor(card)
     view = pred.card.view
-    samples = [s for s in dataset.samples if s.path is not None and s.masks
+    ap_model = "vertebra" in pred.structures and view != "lat"
+    samples = [s for s in dataset.samples if s.path is not None and (s.masks or (ap_model and has_vertebra_truth(s)))
                and (view in ("any", None) or s.view in (None, view))]
     if not samples:
-        raise DatasetError(f"{dataset.root or dataset.name}: no {view} samples with masks to evaluate model {pred.card.id!r}")
+        raise DatasetError(f"{dataset.root or dataset.name}: no {view} samples with masks, vertebra corners or "
+                           f"vertebra boxes to evaluate model {pred.card.id!r}; this model takes the synth layout "
+                           "(masks/), the landmark layout (landmarks.csv) or a YOLO layout with class vertebra")
     per_image: list[dict[str, dict[str, float]]] = []
+    mask_groups: list[str] = []
     rows: list[dict[str, Any]] = []
-    cobb_p, cobb_t, slip_p, slip_t = [], [], [], []
+    slip_p, slip_t, slip_g = [], [], []
+    acc = LandmarkAccumulator()
+    not_shown: list[float] = []
+    box_pred: list[ImageBoxes] = []
+    box_true: list[ImageBoxes] = []
+    box_groups: list[str] = []
+    any_yolo = False
     for s in progress(samples, total=len(samples), desc="evaluate", quiet=quiet):
         res = pred.predict(s.path, pixel_spacing_mm=_spacing(s.meta))
-        truth = {st: read_mask(p, res.image_size) for st, p in s.masks.items() if st in pred.structures}
-        sc = mask_scores(res.masks, truth)
-        per_image.append(sc)
-        row: dict[str, Any] = {"id": s.id, "patient_id": s.patient_id,
-                               "dice": {k: round(v["dice"], 4) for k, v in sc.items()},
-                               "iou": {k: round(v["iou"], 4) for k, v in sc.items()}}
-        if "cobb" in res.measurements:
+        row: dict[str, Any] = {"id": s.id, "patient_id": s.patient_id}
+        truth = {}
+        if s.masks:
+            truth = {st: read_mask(p, res.image_size) for st, p in s.masks.items() if st in pred.structures}
+        elif s.landmarks and "vertebra" in pred.structures:  # landmark layout: Dice against the corner quads
+            from spine_models.data.vertebra_targets import quad_mask
+
+            truth = {"vertebra": quad_mask(tuple(res.image_size), s.landmarks) > 0.5}
+        if truth:
+            sc = mask_scores({k: v for k, v in res.masks.items() if k in truth}, truth)
+            per_image.append(sc)
+            mask_groups.append(s.patient_id)
+            row.update(dice={k: round(v["dice"], 4) for k, v in sc.items()},
+                       iou={k: round(v["iou"], 4) for k, v in sc.items()})
+        if ap_model:
             truth_c = _finite(s.meta.get("cobb_deg"))
             if truth_c is None and s.landmarks:
                 truth_c = cobb_angle(s.landmarks).max_angle
+            cobb = res.measurements.get("cobb")
             if truth_c is not None:
-                # a film the measurement failed on counts as 0 deg (an unread film, not a skipped one)
-                got = res.measurements["cobb"]["cobb_deg"]
-                p = float(got) if got is not None else 0.0
-                cobb_p.append(p)
-                cobb_t.append(truth_c)
-                row.update(cobb_pred=None if got is None else round(p, 2), cobb_true=round(truth_c, 2))
+                got = (cobb or {}).get("cobb_deg")
+                acc.add_cobb(None if got is None else float(got), truth_c, s.patient_id)
+                not_shown.append(float(not cobb_read(cobb).ok))
+                row.update(cobb_pred=None if got is None else round(float(got), 2), cobb_true=round(truth_c, 2),
+                           cobb_shown=cobb_read(cobb).ok)
+            if s.landmarks:
+                row.update(acc.add_corners([v["corners"] for v in res.vertebrae], list(s.landmarks.values()),
+                                           res.image_size[0], s.patient_id))
+            tb = _truth_boxes(s)
+            if tb:
+                any_yolo = any_yolo or not s.landmarks
+                box_true.append(ImageBoxes.make(tb, ["vertebra"] * len(tb)))
+                box_pred.append(ImageBoxes.make([v["box"] for v in res.vertebrae], ["vertebra"] * len(res.vertebrae),
+                                                [v["score"] for v in res.vertebrae]))
+                box_groups.append(s.patient_id)
+                row.update(vertebrae_found=len(res.vertebrae), vertebrae_true=len(tb))
         if "slip" in res.measurements:
             truth_s = _finite(s.meta.get("slip_percent"))
             if truth_s is not None:
@@ -611,14 +702,29 @@ def evaluate(card: ModelCard | str | Path, dataset: SpineDataset, *, quiet: bool
                 p = max(0.0, float(got)) if got is not None else 0.0
                 slip_p.append(p)
                 slip_t.append(truth_s)
+                slip_g.append(s.patient_id)
                 row.update(slip_pred=round(p, 2), slip_true=round(truth_s, 2),
                            grade_pred=res.measurements["slip"]["meyerding_grade"],
                            grade_true=s.meta.get("meyerding_grade"))
         rows.append(row)
-    metrics: dict[str, Any] = segmentation_metrics(per_image, pred.structures, n_resamples=n_resamples)
-    if cobb_t:
-        metrics["cobb_mae_deg"] = mae_metric(cobb_p, cobb_t, n_resamples=n_resamples)
+    metrics: dict[str, Any] = {"dice": {}, "iou": {}}  # SPEC keys; empty when no film has mask or corner truth
+    if per_image:
+        scored = [st for st in pred.structures if any(st in im for im in per_image)]
+        metrics.update(segmentation_metrics(per_image, scored, groups=mask_groups, n_resamples=n_resamples))
+    lm = acc.compute(n_resamples=n_resamples)
+    lm.pop("cobb_failed_fraction", None)
+    metrics.update(lm)
+    if not_shown:
+        from spine_models.metrics.bootstrap import bootstrap_ci
+
+        metrics["cobb_not_shown_fraction"] = bootstrap_ci(lambda a: float(np.mean(a)), np.asarray(not_shown),
+                                                          groups=acc.cobb_groups, n_resamples=n_resamples)
+    if box_true:
+        det = detection_map_ci(box_pred, box_true, ["vertebra"], n_resamples=n_resamples, groups=box_groups)
+        metrics["vertebra_ap50"] = det["ap50"]["vertebra"]
+        if any_yolo:
+            metrics.setdefault("per_class", {})["vertebra"] = {"ap50": det["ap50"]["vertebra"]}
     if slip_t:
-        metrics["slip_mae_percent"] = mae_metric(slip_p, slip_t, n_resamples=n_resamples)
+        metrics["slip_mae_percent"] = mae_metric(slip_p, slip_t, groups=slip_g, n_resamples=n_resamples)
     return {"metrics": metrics, "predictions": rows, "n": len(samples),
             "n_patients": len({s.patient_id for s in samples})}

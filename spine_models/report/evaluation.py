@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from spine_models.errors import DatasetError, SpineInputError, WeightsNotAvailableError
+from spine_models.models.hub import resolve_card
 
 __all__ = [
     "REPORT_VERSION",
@@ -21,13 +22,16 @@ __all__ = [
     "validate_report",
     "write_report",
     "read_report",
-    "resolve_card",
     "evaluate_command",
     "paired_table",
     "test_part",
 ]
 
 REPORT_VERSION = 1
+# segment report keys that are present only when the data carries their truth (SPEC: report keys)
+SEGMENT_OPTIONAL_M = ("cobb_mae_deg", "slip_mae_percent", "cobb_smape_percent", "cobb_within_5deg",
+                      "cobb_not_shown_fraction", "landmark_mre_px", "landmark_mre_rel",
+                      "vertebrae_matched_fraction", "vertebra_ap50")
 CLASSIFY_MEASURES = ("sensitivity", "specificity", "precision", "npv", "fpr", "fdr", "fnr", "f1")
 
 
@@ -173,7 +177,7 @@ def validate_report(d: Any) -> dict[str, Any]:
             if key not in m:
                 _fail('["metrics"]', f"missing {key!r}")
             _check_m_map(m[key], f'["metrics"]["{key}"]')
-        for key in ("cobb_mae_deg", "slip_mae_percent"):
+        for key in SEGMENT_OPTIONAL_M:
             if key in m:
                 _check_m(m[key], f'["metrics"]["{key}"]', nullable=True)
     a = d["audit"]
@@ -218,47 +222,6 @@ def read_report(path: str | Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- evaluate
-def resolve_card(model: str | Path) -> Any:
-    """A ModelCard from a shipped id, a run folder (``card.json``), a card ``.json`` or a ``model.pt`` beside one."""
-    from spine_models.models.cards import ModelCard, find_card
-
-    p = Path(model)
-    card_path: Path | None = None
-    if p.is_dir():
-        card_path = p / "card.json"
-        if not card_path.is_file():
-            raise SpineInputError("run folder has no card.json; pass a folder written by `spine-models train`", p)
-    elif p.is_file() and p.suffix.lower() == ".json":
-        card_path = p
-    elif p.is_file():
-        for cand in (p.with_suffix(".json"), p.parent / "card.json"):
-            if cand.is_file():
-                card_path = cand
-                break
-        if card_path is None:
-            raise SpineInputError("weight file without a model card next to it (card.json or same name .json)", p)
-    if card_path is None:
-        if any(ch in str(model) for ch in "/\\") or p.suffix in (".pt", ".json"):
-            raise SpineInputError("no such model file or folder; pass a shipped model id "
-                                  "(see `spine-models models`) or a run folder", p)
-        from spine_models.models.cards import weights_dir
-
-        card = find_card(str(model))
-        # $SPINE_MODELS_WEIGHTS deployments: the card says weights/<file>, the file sits in that folder
-        if not card.weights_path().exists() and (weights_dir() / Path(card.weights).name).exists():
-            card.weights = str((weights_dir() / Path(card.weights).name).resolve())
-        return card
-    try:
-        card = ModelCard.from_json(card_path)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
-        raise SpineInputError(f"not a model card ({exc.__class__.__name__})", card_path) from None
-    # a run folder's card may name its weights relative to the folder
-    wp = Path(card.weights)
-    if not wp.is_absolute() and not card.weights_path().exists() and (card_path.parent / wp.name).exists():
-        card.weights = str((card_path.parent / wp.name).resolve())
-    return card
-
-
 def _split_params(card: Any) -> tuple[Any, int]:
     """(ratios, seed) the model was trained with, from the card's split provenance (shallowest keys win;
     defaults 8:1:1 and 0 when the card records none)."""
@@ -298,7 +261,8 @@ def test_part(card: Any, dataset: Any) -> Any:
     ratios, seed = _split_params(card)
     rec = (card.data or {}).get("split") if isinstance((card.data or {}).get("split"), dict) else {}
     kwargs = {"stratify": bool(rec.get("stratify", True)),
-              "group_near_duplicates": bool(rec.get("group_near_duplicates", False))}
+              "group_near_duplicates": bool(rec.get("group_near_duplicates", False)),
+              "method": str(rec.get("method", "shuffle"))}
     if card.task != "detect":
         return split_dataset(dataset, ratios=ratios, seed=seed, **kwargs)["test"]
     from spine_models.engine.detect import split_by_box_classes

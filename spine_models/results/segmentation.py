@@ -18,12 +18,17 @@ class SegmentationResult(Result):
     structures: list[str] = field(default_factory=list)
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # structure -> HxW bool
     measurements: dict[str, Any] = field(default_factory=dict)  # e.g. {"cobb": {...}, "slip": {...}}
+    # AP films: one entry per vertebral body found, top to bottom:
+    # {"name": "T1".., "corners": [[x, y] TL, TR, BR, BL], "box": [x1, y1, x2, y2], "score": mean probability}
+    vertebrae: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
         d.update(structures=list(self.structures),
                  area_px={s: int(np.count_nonzero(m)) for s, m in self.masks.items()},
                  measurements=self.measurements)
+        if self.vertebrae:
+            d["vertebrae"] = self.vertebrae
         return d
 
     def plot(self, image: np.ndarray, show: list[str] | None = None, alpha: float = 0.45) -> np.ndarray:
@@ -33,4 +38,23 @@ class SegmentationResult(Result):
                 continue
             m = self.masks[s].astype(bool)
             rgb[m] = rgb[m] * (1 - alpha) + np.array(PALETTE[i % len(PALETTE)], np.float32) * alpha
-        return rgb.astype(np.uint8)
+        out = rgb.astype(np.uint8)
+        if self.vertebrae and (show is None or "vertebra" in show):
+            out = self._draw_corners(out)
+        return out
+
+    def _draw_corners(self, rgb: np.ndarray) -> np.ndarray:
+        """Each found body's 4 corners as a closed outline plus its level name: what Cobb was read from."""
+        import cv2
+
+        rgb = np.ascontiguousarray(rgb)
+        h, w = rgb.shape[:2]
+        t = max(1, round(min(h, w) / 400))
+        scale = max(0.3, min(h, w) / 1600)
+        for v in self.vertebrae:
+            pts = np.round(np.asarray(v["corners"], np.float32)).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(rgb, [pts], True, (255, 255, 0), t, cv2.LINE_AA)
+            x, y = int(pts[:, 0, 0].max()) + 3 * t, int(pts[:, 0, 1].mean())
+            cv2.putText(rgb, str(v.get("name", "")), (min(x, w - 1), y), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        (255, 255, 0), t, cv2.LINE_AA)
+        return rgb
