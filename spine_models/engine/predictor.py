@@ -57,11 +57,23 @@ def load_predictor(model: ModelCard | str | Path, device: str | None = None) -> 
 
 
 @functools.lru_cache(maxsize=16)
-def shared_predictor(model: str) -> Any:
-    """One Predictor per model reference in this process, for components other models run (the U-Net that
-    places a crop, a composite's experts): inference does not change a predictor, so composites that share
-    a component load it once. Callers that need their own device use ``load_predictor``."""
-    return load_predictor(model)
+def _shared(key: tuple[str, str, str]) -> Any:
+    return load_predictor(key[0]) if not key[1] else load_predictor(_CARDS[key])
+
+
+_CARDS: dict[tuple[str, str, str], ModelCard] = {}
+
+
+def shared_predictor(model: ModelCard | str | Path) -> Any:
+    """One Predictor per model in this process, for components other models run (the U-Net that places a
+    crop, a composite's experts, the view gate): inference does not change a predictor, so composites that
+    share a component load it once. A reference (id / path) or a card, keyed on (id, weights, sha256) so an
+    edited card is a new entry. Callers that need their own device use ``load_predictor``."""
+    if isinstance(model, ModelCard):
+        key = (model.id, str(model.weights), str(model.sha256 or ""))
+        _CARDS.setdefault(key, model)
+        return _shared(key)
+    return _shared((str(model), "", ""))
 
 
 def card_fits(card: ModelCard, radiograph: Any) -> bool:
