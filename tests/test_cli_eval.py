@@ -119,6 +119,9 @@ def test_predict_bad_file_continues(weights_env, tmp_path, capsys, monkeypatch):
     assert out[0]["file"] != "broken.png" and out[0]["index"] == 1 and "error" in out[0]  # neutral id, no raw name
     assert "broken" not in cap.out
     assert out[1]["results"][0]["prediction"] == "scoliosis" and out[1]["results"][0]["model_id"] == "toy-ap"
+    # a model with no real validation says so in the JSON of every film (issue 14)
+    assert out[1]["results"][0]["real_validated"] is False
+    assert out[1]["results"][0]["validation"] == "phantom-trained — not validated on real films"
     assert used == ["toy-ap"]
     assert "broken.png" in cap.err and "1 of 2" in cap.err
     assert main(["predict", str(good), "--html", str(tmp_path / "html"), "--show-names"]) == 0

@@ -164,7 +164,12 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"spine-models predict: internal error on {f}: {type(exc).__name__}; the other files go on\n")
             outputs.append({"file": shown, "index": index, "error": f"internal error ({type(exc).__name__}); please report it"})
             continue
-        entry = {"file": shown, "index": index, "kind": kind, "view": view, "results": [public_result(r.to_dict()) for r in results]}
+        from spine_models.models.cards import is_real_validated, validation_badge
+
+        # every result says where its model was validated: a phantom-only model says so on every film
+        entry = {"file": shown, "index": index, "kind": kind, "view": view,
+                 "results": [{**public_result(r.to_dict()), "validation": validation_badge(c),
+                              "real_validated": is_real_validated(c)} for r, c in zip(results, use)]}
         outputs.append(entry)
         if args.html:
             from spine_models.report.clinician import write_clinician_report
