@@ -102,3 +102,45 @@ def test_segment_targets_from_corners_and_boxes_train_one_step(tmp_path):
     card = train_parts({"train": ds, "val": ds, "test": SpineDataset(name="e", samples=[])}, cfg, tmp_path / "run",
                        quiet=True)
     assert card.is_file()
+
+
+def test_body_height_scaling_keeps_endplate_directions_and_inverts():
+    from spine_models.data.vertebra_targets import body_height_scaled
+    from spine_models.measure.cobb import endplate_angles
+
+    c = np.array([(10, 10), (40, 16), (37, 36), (7, 30)], float)  # tilted, wedged body
+    short = body_height_scaled(c, 0.7)
+    assert endplate_angles(short) == pytest.approx(endplate_angles(c))
+    assert np.linalg.norm(short[3] - short[0]) == pytest.approx(0.7 * np.linalg.norm(c[3] - c[0]))
+    assert body_height_scaled(short, 1 / 0.7) == pytest.approx(c)
+    m_full = quad_mask((64, 64), {"L1": c})
+    m_short = quad_mask((64, 64), {"L1": c}, body_height=0.7)
+    assert 0.6 < m_short.sum() / m_full.sum() < 0.8
+
+
+def test_body_height_goes_into_the_card_and_bad_values_are_refused(tmp_path):
+    import json
+
+    import cv2
+
+    from spine_models.engine.segment import Predictor, train_parts
+    from spine_models.errors import ConfigError
+
+    img = np.full((128, 64), 40, np.uint8)
+    lm = {}
+    for k in range(5):
+        y0 = 10 + 22 * k
+        cv2.rectangle(img, (20, y0), (44, y0 + 14), 200, -1)
+        lm[f"L{k + 1}"] = [(20, y0), (44, y0), (44, y0 + 14), (20, y0 + 14)]
+    p = tmp_path / "f.png"
+    cv2.imwrite(str(p), img)
+    ds = SpineDataset(name="d", samples=[Sample(id="f", patient_id="p", path=p, view="ap", landmarks=lm)])
+    cfg = {"model": "unet_tiny", "imgsz": [64, 32], "epochs": 1, "batch": 1, "max_steps": 1, "view": "ap",
+           "structures": ["vertebra"], "eval_resamples": 20, "seed": 0, "body_height": 0.7}
+    card = train_parts({"train": ds, "val": ds, "test": SpineDataset(name="e", samples=[])}, cfg, tmp_path / "run",
+                       quiet=True)
+    assert json.loads(card.read_text())["preprocessing"]["body_height"] == 0.7
+    assert Predictor(card).body_height == 0.7
+    with pytest.raises(ConfigError, match="body_height"):
+        train_parts({"train": ds, "val": ds, "test": SpineDataset(name="e", samples=[])}, {**cfg, "body_height": 2},
+                    tmp_path / "run2", quiet=True)

@@ -17,18 +17,30 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["quad_mask", "box_weak_mask", "BOX_CORE", "IGNORE", "encode_ignore", "has_vertebra_truth",
+__all__ = ["quad_mask", "body_height_scaled", "box_weak_mask", "BOX_CORE", "IGNORE", "encode_ignore", "has_vertebra_truth",
            "vertebra_boxes"]
 
 IGNORE = -1.0  # target value the segment losses skip (weight 0)
 BOX_CORE = (0.6, 0.5)  # (width, height) share of a box taken as certain vertebra (centred)
 
 
+def body_height_scaled(corners: Sequence[Sequence[float]], factor: float) -> np.ndarray:
+    """A body's 4 corners (TL, TR, BR, BL) with its height scaled by ``factor`` about its centre, along its
+    own axis (each upper corner moves towards or away from the lower corner below it): both endplate
+    directions, and so the Cobb angle, stay as they were."""
+    c = np.asarray(corners, np.float64).reshape(4, 2)
+    tl, tr, br, bl = c
+    k = (1.0 - factor) / 2.0
+    return np.array([tl + k * (bl - tl), tr + k * (br - tr), br + k * (tr - br), bl + k * (tl - bl)])
+
+
 def quad_mask(shape: tuple[int, int], landmarks: Mapping[str, Sequence[Sequence[float]]],
-              scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+              scale: tuple[float, float] = (1.0, 1.0), body_height: float = 1.0) -> np.ndarray:
     """HxW float32 {0, 1}: every vertebra's 4 corners drawn as a filled quadrilateral.
 
-    ``scale`` = (sy, sx) maps the corners' film pixels to ``shape`` (a resized film)."""
+    ``scale`` = (sy, sx) maps the corners' film pixels to ``shape`` (a resized film). ``body_height`` < 1
+    draws each body shorter about its centre (:func:`body_height_scaled`): a wider gap between bodies, so a
+    predicted mask does not join them across a thin disc (the Predictor scales found bodies back)."""
     import cv2
 
     out = np.zeros(shape, np.uint8)
@@ -37,6 +49,8 @@ def quad_mask(shape: tuple[int, int], landmarks: Mapping[str, Sequence[Sequence[
         pts = np.asarray(corners, np.float64).reshape(-1, 2)
         if pts.shape[0] != 4 or not np.all(np.isfinite(pts)):
             continue
+        if body_height != 1.0:
+            pts = body_height_scaled(pts, body_height)
         q = np.round(pts * [sx, sy] * 16).astype(np.int32)  # 4 fractional bits: sub-pixel outlines
         cv2.fillPoly(out, [q], 1, lineType=cv2.LINE_8, shift=4)
     return out.astype(np.float32)

@@ -136,8 +136,9 @@ class _SegTorchDataset:
     """(image (1,H,W), soft masks (K,H,W)) pairs; decoded and resized once when ``cache``."""
 
     def __init__(self, samples: Sequence[Sample], structures: Sequence[str], size: tuple[int, int],
-                 normalization: dict, augment: Any = None, cache: bool = True) -> None:
+                 normalization: dict, augment: Any = None, cache: bool = True, body_height: float = 1.0) -> None:
         self.samples, self.structures, self.size = list(samples), list(structures), size
+        self.body_height = float(body_height)
         self.normalization, self.augment, self.cache = normalization, augment, cache
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -153,7 +154,7 @@ class _SegTorchDataset:
         pix, _, _ = read_pixels(s.path)
         img = cv2.resize(pix, (self.size[1], self.size[0]),
                          interpolation=cv2.INTER_AREA if pix.shape[0] > self.size[0] else cv2.INTER_LINEAR)
-        masks, weights = structure_targets(s, self.structures, self.size, tuple(pix.shape[:2]))
+        masks, weights = structure_targets(s, self.structures, self.size, tuple(pix.shape[:2]), self.body_height)
         out = (img.astype(np.float32), masks, weights)
         if self.cache:
             self._cache[i] = (img.astype(np.float16), masks.astype(np.float16), weights.astype(np.uint8))
@@ -175,7 +176,7 @@ class _SegTorchDataset:
 
 
 def structure_targets(sample: Sample, structures: Sequence[str], size: tuple[int, int],
-                      film_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+                      film_shape: tuple[int, int], body_height: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """(targets, weights), each (K, H, W) float32 at model size, from a sample's masks, corners or boxes.
 
     Why: real sources mark vertebrae differently (data.vertebra_targets); a structure a sample does
@@ -190,7 +191,7 @@ def structure_targets(sample: Sample, structures: Sequence[str], size: tuple[int
             masks[k] = _resize_soft(read_mask(sample.masks[st]), size)
             weights[k] = 1.0
         elif st == "vertebra" and sample.landmarks:
-            masks[k] = quad_mask(size, sample.landmarks, scale)
+            masks[k] = quad_mask(size, sample.landmarks, scale, body_height)
             weights[k] = 1.0
         elif st == "vertebra" and vertebra_boxes(sample.boxes):
             masks[k], weights[k] = box_weak_mask(size, vertebra_boxes(sample.boxes), scale)
@@ -286,8 +287,10 @@ def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, 
     init_from_run(model, cfg.get("init"), "segment", log)
     norm = dict(cfg.get("normalization") or {"kind": "minmax"})
     aug = _augmenter(cfg.get("augment", "none"), size)
-    train_t = _SegTorchDataset(train_samples, structures, size, norm, aug, cache=bool(cfg["cache"]))
-    val_t = _SegTorchDataset(val_samples or train_samples, structures, size, norm, None, cache=bool(cfg["cache"]))
+    bh = _check_body_height(cfg["body_height"])
+    train_t = _SegTorchDataset(train_samples, structures, size, norm, aug, cache=bool(cfg["cache"]), body_height=bh)
+    val_t = _SegTorchDataset(val_samples or train_samples, structures, size, norm, None, cache=bool(cfg["cache"]),
+                             body_height=bh)
     if not val_samples:
         log("no validation samples with masks: validating on the train part (early stopping is then optimistic)")
     gen = make_generator(seed)
@@ -354,7 +357,7 @@ def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, 
         train_command=cfg.get("train_command") or _reconstruct_command(cfg, out), license="Apache-2.0",
         structures=structures, in_chans=1, normalization=norm,
         preprocessing={"resize_mode": "stretch", "input_orientation": "HxW portrait", "masks": "resized back bilinear",
-                       "tta": cfg["tta"]},
+                       "tta": cfg["tta"], "body_height": bh},
         thresholds={"mask": thr}, arch_kwargs=arch_kwargs,
         limitations=["Trained on the synthetic phantom unless trained_on says otherwise; real films differ."],
         notes=[f"loss {cfg['loss']}, best epoch {fr.best_epoch} of {fr.epochs_run} ({fr.stopped_by}), "
@@ -507,6 +510,17 @@ def _plausibility(lm: dict[str, Any], cobb_deg: float, shape: tuple[int, ...]) -
 TTA_MODES = ("none", "hflip")
 
 
+def _check_body_height(value: Any) -> float:
+    """``body_height`` in (0.3, 1]: the share of each body's height drawn in corner targets."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not 0.3 < v <= 1.0:
+        raise ConfigError(f"segment config: body_height={value!r}; use a number in (0.3, 1] (1 = full bodies)")
+    return v
+
+
 def _check_tta(value: Any, where: str) -> str:
     if value not in TTA_MODES:
         raise ConfigError(f"{where}={value!r}; valid: {', '.join(TTA_MODES)}")
@@ -544,6 +558,7 @@ class Predictor:
         self.size = (int(s[0]), int(s[1])) if isinstance(s, (list, tuple)) else (int(s), int(s) // 2)
         self.structures = list(card.structures or [])
         self.threshold = float(card.thresholds.get("mask", 0.5))
+        self.body_height = _check_body_height((card.preprocessing or {}).get("body_height", 1.0))
         self.tta = _check_tta((card.preprocessing or {}).get("tta", "none") if tta is None else tta, f"model {card.id!r}: tta")
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
@@ -576,6 +591,11 @@ class Predictor:
         is_ap = self.card.view == "ap" or (self.card.view != "lat" and "pedicle" in masks)
         if measure and is_ap and vert is not None and np.any(vert):
             ap_read = cobb_from_mask(vert, sp)
+            if self.body_height != 1.0:  # trained on shortened bodies: give the found ones their full height
+                from spine_models.data.vertebra_targets import body_height_scaled
+
+                ap_read = ({k: [tuple(p) for p in body_height_scaled(c, 1.0 / self.body_height)]
+                            for k, c in ap_read[0].items()}, ap_read[1])
             bodies = vertebra_instances(ap_read[0], probs[self.structures.index("vertebra")])
         meas = measure_masks(masks, self.card.view, sp, ap_read=ap_read) if measure else {}
         if sp is not None:
