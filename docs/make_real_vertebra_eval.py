@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 __all__ = ["main"]
 
 KEYS = ("cobb_mae_deg", "cobb_smape_percent", "cobb_within_5deg", "cobb_not_shown_fraction", "landmark_mre_px",
-        "landmark_mre_rel", "vertebrae_matched_fraction", "vertebra_ap50")
+        "landmark_mre_rel", "vertebrae_matched_fraction", "vertebra_level_accuracy", "vertebra_ap50")
 
 
 def _fmt(m: Any, pct: bool = False) -> str:
@@ -64,12 +64,76 @@ def _cobb_scoliosis(card: Any, dataset: Any, n_resamples: int) -> dict[str, Any]
             "metadata_baseline": audit["metadata_baseline"]["balanced_accuracy"], "rows": rows}
 
 
+def _cobb_call(pred: Any, path: Any) -> tuple[str, float | None]:
+    from spine_models.measure import cobb_read
+
+    r = cobb_read(pred.predict(path).measurements.get("cobb"))
+    return ("scoliosis" if r.ok and r.value >= 10 else "normal"), (r.value if r.ok else None)
+
+
+def _paired_scoliosis(classifier: Any, cards: list[Any], names: list[str], fraiwan: Any, training: list[Any],
+                      n_resamples: int) -> dict[str, Any]:
+    """Measured-Cobb calls, the shipped CNN and the metadata-only baseline on the CNN's own test films.
+
+    Films with a near duplicate among the vertebra models' training films are dropped first (Fraiwan subjects
+    also sit in cadma-vertebra under other ids). The metadata baseline is fitted on the CNN's other Fraiwan films
+    (what a deployed shortcut would have learnt), so each of the three gives one answer per film and the pairs
+    go to McNemar (``spine_models.metrics.paired``).
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from spine_models.data.leakage import near_duplicates_between
+    from spine_models.engine.predictor import shared_predictor
+    from spine_models.engine.segment import Predictor
+    from spine_models.metrics.audit import metadata_baseline_predict
+    from spine_models.metrics.classification import classification_metrics
+    from spine_models.metrics.paired import mcnemar_test
+    from spine_models.report.evaluation import test_part
+
+    test = test_part(classifier, fraiwan)
+    train_ds = dataclasses.replace(fraiwan, samples=training)
+    dup = {r["a"] for r in near_duplicates_between(test, train_ds)}
+    keep = [s for s in test.samples if s.id not in dup]
+    rest_ids = {s.id for s in test.samples}
+    base_train = [s for s in fraiwan.samples if s.id not in rest_ids]
+    classes = ["normal", "scoliosis"]
+    truth = [s.label for s in keep]
+    answers: dict[str, list[str]] = {}
+    cls = shared_predictor(classifier)
+    answers[f"CNN `{classifier.id}`"] = [(r.top_class if not r.abstained else "no answer")
+                                         for r in (cls.predict(s.path, cam=False) for s in keep)]
+    answers["metadata-only baseline"] = metadata_baseline_predict(base_train, keep)
+    for c, n in zip(cards, names):
+        p = Predictor(c)
+        answers[f"Cobb >= 10 deg, `{n}`"] = [_cobb_call(p, s.path)[0] for s in keep]
+    groups = [s.patient_id for s in keep]
+    out: dict[str, Any] = {"classifier": classifier.id, "n_test": len(test), "dropped_near_duplicates": sorted(dup),
+                           "n": len(keep), "metadata_baseline_trained_on": len(base_train), "methods": {}}
+    for name, ans in answers.items():
+        probs = np.array([[1.0, 0.0] if a == "normal" else [0.0, 1.0] if a == "scoliosis" else [0.5, 0.5]
+                          for a in ans])
+        m = classification_metrics([classes.index(t) for t in truth], probs, classes, groups=groups,
+                                   n_resamples=n_resamples)
+        out["methods"][name] = {"balanced_accuracy": m["balanced_accuracy"], "confusion_matrix": m["confusion_matrix"],
+                                "answers": ans}
+    names_all = list(answers)
+    out["mcnemar"] = [{"model_a": a, "model_b": b, **mcnemar_test(truth, answers[a], answers[b])}
+                      for i, a in enumerate(names_all) for b in names_all[i + 1:]]
+    out["truth"] = truth
+    out["ids"] = [s.id for s in keep]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--split-card", required=True, help="card whose recorded split gives the held-out test films")
     ap.add_argument("--model", action="append", required=True, help="segment model card / run folder / shipped id")
     ap.add_argument("--data", action="append", required=True, help="real landmark or YOLO vertebra folders")
     ap.add_argument("--fraiwan", help="fraiwan-ap folder: scoliosis from the measured Cobb on held-out patients")
+    ap.add_argument("--classifier", help="with --fraiwan: the shipped AP classifier card; Cobb calls, it and the "
+                    "metadata baseline are compared on its test films (McNemar)")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--out", default=str(REPO / "docs" / "real_vertebra_eval"))
     args = ap.parse_args(argv)
@@ -82,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     split_card = resolve_card(args.split_card)
     cards = [resolve_card(m) for m in args.model]
     out: dict[str, Any] = {"split_card": split_card.id, "split": (split_card.data or {}).get("split"), "results": []}
+    training: list[Any] = []  # every film of --data outside the held-out part: what the vertebra models saw
     for d in args.data:
-        test = test_part(split_card, load_dataset(d, task="segment"))
+        full = load_dataset(d, task="segment")
+        test = test_part(split_card, full)
+        held = {s.id for s in test.samples}
+        training += [s for s in full.samples if s.id not in held]
         for c, m in zip(cards, args.model):
             r = segment.evaluate(c, test, quiet=True, n_resamples=args.resamples)
             out["results"].append({"data": Path(d).name, "model": m, "card_id": c.id,
@@ -94,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.fraiwan:
         test = test_part(split_card, load_dataset(args.fraiwan, task="classify"))
         out["fraiwan"] = [{"model": m, **_cobb_scoliosis(c, test, args.resamples)} for c, m in zip(cards, args.model)]
+        if args.classifier:
+            out["paired"] = _paired_scoliosis(resolve_card(args.classifier), cards, args.model,
+                                              load_dataset(args.fraiwan, task="classify"), training, args.resamples)
     Path(args.out + ".json").write_text(json.dumps(out, indent=1))
 
     lines = ["# Vertebra models on held-out real AP films", "",
@@ -111,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                   "|---|" + "---|" * len(rs)]
         for k in KEYS:
             if any(k in r["metrics"] for r in rs):
-                pct = k in ("cobb_within_5deg", "cobb_not_shown_fraction", "vertebrae_matched_fraction", "landmark_mre_rel")
+                pct = k in ("cobb_within_5deg", "cobb_not_shown_fraction", "vertebrae_matched_fraction", "landmark_mre_rel",
+                             "vertebra_level_accuracy")
                 lines.append(f"| `{k}` | " + " | ".join(_fmt(r["metrics"].get(k), pct) for r in rs) + " |")
         lines.append("")
     if out.get("fraiwan"):
@@ -123,6 +195,21 @@ def main(argv: list[str] | None = None) -> int:
         for f in out["fraiwan"]:
             lines.append(f"| `{f['model']}` | {_fmt(f['balanced_accuracy'])} | {f['confusion_matrix']} | "
                          f"{_fmt(f['metadata_baseline'])} |")
+        lines.append("")
+    if out.get("paired"):
+        pr = out["paired"]
+        lines += [f"## Scoliosis: measured Cobb vs the shipped CNN vs metadata (McNemar), {pr['n']} films", "",
+                  f"The test films of `{pr['classifier']}` ({pr['n_test']} fraiwan-ap films, its own per-patient "
+                  f"split), less {len(pr['dropped_near_duplicates'])} with a near duplicate among the vertebra "
+                  "models' training films. The metadata-only baseline (the audit's random forest on size, aspect "
+                  f"and intensity) is fitted on the other {pr['metadata_baseline_trained_on']} fraiwan-ap films. "
+                  "A Cobb angle the page would not show counts as normal.", "",
+                  "| method | balanced accuracy | confusion [[TN, FP], [FN, TP]] |", "|---|---|---|"]
+        for name, m in pr["methods"].items():
+            lines.append(f"| {name} | {_fmt(m['balanced_accuracy'])} | {m['confusion_matrix']} |")
+        lines += ["", "| A | B | A right, B wrong | A wrong, B right | p (McNemar) |", "|---|---|---|---|---|"]
+        for t in pr["mcnemar"]:
+            lines.append(f"| {t['model_a']} | {t['model_b']} | {t['b']} | {t['c']} | {t['p_value']:.3g} ({t['method']}) |")
         lines.append("")
     Path(args.out + ".md").write_text("\n".join(lines))
     print("wrote", args.out + ".md")

@@ -68,7 +68,11 @@ if not fitting:
     st.warning(f"None of the {len(cards)} shipped models fits this image (view {rad.view or 'unknown'}, "
                f"modality {rad.modality or 'none'}).")
     st.stop()
-chosen_ids = st.multiselect("Models to run", [c.id for c in fitting], default=[c.id for c in fitting], key=K.XRAY_MODELS)
+default_ids, default_note = analysis.default_models(fitting, uploaded=source == "Upload a film")
+chosen_ids = st.multiselect("Models to run", [c.id for c in fitting], default=default_ids,
+                            key=f"{K.XRAY_MODELS}_{source}")  # one choice per source: an upload starts from its own default
+if default_note:
+    st.caption(default_note)
 chosen = [c for c in fitting if c.id in chosen_ids]
 run_key = (image_key, tuple(chosen_ids))
 state = st.session_state.get(K.XRAY_RESULTS)

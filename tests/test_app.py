@@ -231,3 +231,30 @@ def test_infer_view_sets_a_sure_view_and_leaves_tagged_or_unsure_films(monkeypat
     assert analysis.infer_view(rad, [other]) == (rad, "")
     tagged = Radiograph(pixels=rad.pixels, bits=16, format="DICOM", name="x.dcm", photometric="MONOCHROME2", view="ap")
     assert analysis.infer_view(tagged, [gate])[0].view == "ap"
+
+
+def test_real_upload_runs_real_validated_models_by_default(weights: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an uploaded film only the real-validated model runs by default; adding a phantom-only model shows
+    it under the phantom-trained label; a phantom example still runs every fitting model."""
+    import json
+    import shutil
+
+    real = tmp_path / "weights_real"
+    shutil.copytree(weights, real)
+    card = json.loads((real / "tiny-seg.json").read_text())
+    card["validated_on"] = [{"data": "aasce-ap", "real": True,
+                             "metrics": {"cobb_mae_deg": {"value": 9.0, "ci95": [7.0, 11.0]}}}]
+    (real / "tiny-seg.json").write_text(json.dumps(card))
+    point_app_at(real, tmp_path, monkeypatch)
+    at = new_app()
+    at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film()), "image/png").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [s.value for s in at.subheader] == ["tiny-seg · segment", "Downloads"]
+    assert "validated on real films by default" in texts(at)
+    assert "validated on real films: aasce-ap" in texts(at)
+    ms = at.multiselect(key="xray_models_Upload a film")
+    ms.select("tiny-cls").run()
+    assert not at.exception
+    assert "tiny-cls · classify" in [s.value for s in at.subheader]
+    assert "phantom-trained — not validated on real films" in "\n".join(w.value for w in at.warning)

@@ -44,6 +44,16 @@ def test_accumulator_counts_failed_reads_as_zero_and_gives_cis_over_patients():
     assert m["vertebrae_matched_fraction"]["value"] == pytest.approx(0.5)
     lo, hi = m["cobb_mae_deg"]["ci95"]
     assert lo <= m["cobb_mae_deg"]["value"] <= hi
+    assert "vertebra_level_accuracy" not in m  # no names given: no level figure
+
+
+def test_level_accuracy_counts_matched_bodies_named_as_the_experts():
+    acc = LandmarkAccumulator()
+    row = acc.add_corners([_quad(10, 10), _quad(10, 40)], [_quad(10, 12), _quad(10, 41)], 100, "p1",
+                          pred_names=["L4", "L4"], truth_names=["L4", "L5"])
+    assert row["level_correct"] == 0.5
+    acc.add_corners([_quad(10, 10)], [_quad(10, 11)], 100, "p2", pred_names=["T1"], truth_names=["T1"])
+    assert acc.compute(n_resamples=30)["vertebra_level_accuracy"]["value"] == pytest.approx(0.75)
 
 
 def _spine_film(tmp_path, name, tilt_deg, n=8):

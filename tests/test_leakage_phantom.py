@@ -45,3 +45,15 @@ def test_verifications_bounded_on_lookalikes(tmp_path: Path):
     find_near_duplicates(SpineDataset("x", samples), max_candidates=2, stats=stats)
     assert stats["pairs"] == 60 * 59 // 2
     assert stats["verified"] <= 2 * 2 * 60  # at most k per row plus k per column, not O(n^2)
+
+
+def test_near_duplicates_between_two_sources(tmp_path: Path):
+    """A film copied into another source under another patient id is found across the two sets only."""
+    from spine_models.data.leakage import near_duplicates_between
+
+    a = [Sample(id=f"a{i}", patient_id=f"A{i}", path=_write(tmp_path / f"a{i}.png", _layout_film(i))) for i in range(6)]
+    b = [Sample(id=f"b{i}", patient_id=f"B{i}", path=_write(tmp_path / f"b{i}.png", _layout_film(100 + i))) for i in range(6)]
+    assert near_duplicates_between(SpineDataset("a", a), SpineDataset("b", b)) == []
+    b.append(Sample(id="copy", patient_id="B99", path=_write(tmp_path / "copy.png", _layout_film(2) * 0.9 + 0.05)))
+    found = near_duplicates_between(SpineDataset("a", a), SpineDataset("b", b))
+    assert [(r["a"], r["b"]) for r in found] == [("a2", "copy")]

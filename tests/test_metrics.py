@@ -260,3 +260,23 @@ def test_audit_flags_real_ap_framing(fraiwan_dir):
     r = shortcut_audit(ds, n_resamples=300)
     assert r["shortcut_warning"] is True
     assert r["metadata_baseline"]["balanced_accuracy"]["ci95"][0] > r["majority_rate"]
+
+
+def test_metadata_baseline_predict_answers_each_test_film_from_other_films(tmp_path):
+    """Fitted on one set of planted-framing films, the baseline answers unseen films by their framing."""
+    import cv2
+
+    from spine_models.data.records import Sample
+    from spine_models.metrics.audit import metadata_baseline_predict
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(16):
+        for cls, (h, w) in (("A", (128, 64)), ("B", (64, 64))):
+            path = tmp_path / f"{cls}{i}.png"
+            cv2.imwrite(str(path), (_noise(rng, h, w) * 65535).astype(np.uint16))
+            samples.append(Sample(id=f"{cls}{i}", patient_id=f"p{cls}{i}", path=path, label=cls))
+    train, test = samples[:24], samples[24:]
+    assert metadata_baseline_predict(train, test) == [s.label for s in test]
+    with pytest.raises(ValueError, match="fewer than two classes"):
+        metadata_baseline_predict([s for s in train if s.label == "A"], test)

@@ -117,8 +117,9 @@ def _results(img):
 
 
 class _Card:
-    def __init__(self, id_, sha):
+    def __init__(self, id_, sha, validated_on=None):
         self.id, self.sha256, self.arch = id_, sha, "resnet18"
+        self.validated_on = validated_on or []
 
 
 def test_clinician_html_has_disclaimer_findings_and_no_identifiers(tmp_path):
@@ -142,3 +143,15 @@ def test_clinician_html_has_disclaimer_findings_and_no_identifiers(tmp_path):
     assert out.read_text(encoding="utf-8") .startswith("<!DOCTYPE html>")
     pdf = out.with_suffix(".pdf")
     assert pdf.read_bytes()[:5] == b"%PDF-" and b"DOE^JOHN" not in pdf.read_bytes()
+
+
+def test_clinician_report_says_where_each_model_was_validated(tmp_path):
+    """A phantom-only model carries the phantom-trained label on the report; a real-validated one its figures."""
+    img = np.random.default_rng(0).random((120, 80)).astype(np.float32)
+    real = [{"data": "aasce-ap", "real": True, "metrics": {"cobb_mae_deg": {"value": 9.5, "ci95": [8.0, 11.0]}}}]
+    cards = [_Card("ap-normal-scoliosis", "a" * 64), _Card("ap-seg", "b" * 64, validated_on=real)]
+    html = clinician_html(_results(img), image=img, cards=cards)
+    assert html.count("validation: phantom-trained — not validated on real films") == 1
+    assert "validation: validated on real films: aasce-ap" in html
+    pdf = write_clinician_report(tmp_path / "r.html", _results(img), image=img, cards=cards, pdf=True).with_suffix(".pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-"

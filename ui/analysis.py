@@ -18,7 +18,7 @@ import streamlit as st
 
 from spine_models.errors import SpineInputError
 
-__all__ = ["read_upload", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view", "dice",
+__all__ = ["read_upload", "default_models", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view", "dice",
            "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "phantom_dataset", "model_ref",
            "dataset_hash", "roc_points", "disagreements", "image_paths",
            "load_study", "mri_selection", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf"]
@@ -76,6 +76,24 @@ def fitting_cards(cards: Sequence[Any], rad: Any) -> list[Any]:
     from spine_models.engine.predictor import card_fits
 
     return [c for c in cards if card_fits(c, rad) and not c.arch.startswith("twoview")]
+
+
+def default_models(cards: Sequence[Any], *, uploaded: bool) -> tuple[list[str], str]:
+    """(ids checked by default, note). Why: on an uploaded (real) film only models validated on real films
+    should speak first; phantom-only models stay one click away and are labelled. When no fitting model is
+    real-validated (a lateral film, say) all run, each under the phantom-trained label."""
+    from spine_models.models.cards import is_real_validated
+
+    ids = [c.id for c in cards]
+    if not uploaded:
+        return ids, ""
+    real = [c.id for c in cards if is_real_validated(c)]
+    if not real:
+        return ids, ("No model validated on real films fits this image: every result below is from a "
+                     "phantom-trained model and is labelled so.")
+    left = [i for i in ids if i not in real]
+    return real, (f"Running the {len(real)} model(s) validated on real films by default; "
+                  f"{len(left)} phantom-only model(s) can be added (their results are labelled).") if left else ""
 
 
 def infer_view(rad: Any, cards: Sequence[Any]) -> tuple[Any, str]:

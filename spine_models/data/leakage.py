@@ -33,7 +33,7 @@ import numpy as np
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.errors import LeakageError
 
-__all__ = ["check_leakage", "find_near_duplicates", "image_hashes", "DEFAULT_PHASH_THRESHOLD",
+__all__ = ["check_leakage", "find_near_duplicates", "near_duplicates_between", "image_hashes", "DEFAULT_PHASH_THRESHOLD",
            "DEFAULT_VERIFY_THRESHOLD", "DEFAULT_MAX_CANDIDATES"]
 
 DEFAULT_PHASH_THRESHOLD = 16  # candidate stage (of 64 bits); see the module docstring for the measurements
@@ -342,6 +342,27 @@ def find_near_duplicates(
         return []
     return _pairs(entries, h, entries, hv, threshold, verify_threshold, flips, same=True,
                   max_candidates=max_candidates, stats=stats)
+
+
+def near_duplicates_between(
+    a: SpineDataset,
+    b: SpineDataset,
+    *,
+    threshold: int = DEFAULT_PHASH_THRESHOLD,
+    verify_threshold: float | None = DEFAULT_VERIFY_THRESHOLD,
+    flips: bool = True,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+) -> list[dict[str, Any]]:
+    """Near-duplicate pairs with one film in ``a`` and one in ``b`` (rows as :func:`find_near_duplicates`).
+
+    Why: sources with different patient ids can hold the same film (Fraiwan subjects inside cadma-vertebra);
+    an evaluation drops the test films that have a near duplicate among the training films.
+    """
+    ea, ha, _ = _index(a, flips)
+    eb, _, hbv = _index(b, flips)
+    if not ea or not eb:
+        return []
+    return _pairs(ea, ha, eb, hbv, threshold, verify_threshold, flips, same=False, max_candidates=max_candidates)
 
 
 def check_leakage(

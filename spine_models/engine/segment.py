@@ -704,7 +704,8 @@ def evaluate(card: ModelCard | str | Path, dataset: SpineDataset, *, quiet: bool
                            cobb_shown=cobb_read(cobb).ok)
             if s.landmarks:
                 row.update(acc.add_corners([v["corners"] for v in res.vertebrae], list(s.landmarks.values()),
-                                           res.image_size[0], s.patient_id))
+                                           res.image_size[0], s.patient_id, pred_names=[v["name"] for v in res.vertebrae],
+                                           truth_names=list(s.landmarks.keys())))
             tb = _truth_boxes(s)
             if tb:
                 any_yolo = any_yolo or not s.landmarks

@@ -16,7 +16,7 @@ import numpy as np
 
 from spine_models.metrics.bootstrap import bootstrap_ci
 
-__all__ = ["FEATURES", "metadata_features", "features_matrix", "shortcut_audit"]
+__all__ = ["FEATURES", "metadata_features", "features_matrix", "shortcut_audit", "metadata_baseline_predict"]
 
 FEATURES = (
     "width", "height", "aspect_ratio", "bits", "mean", "std", "p01", "p05", "p50", "p95", "p99",
@@ -201,3 +201,23 @@ def shortcut_audit(data: Any, labels: Sequence | None = None, groups: Sequence |
         "cv": cv_desc,
     })
     return base
+
+
+def metadata_baseline_predict(train: Sequence[Any], test: Sequence[Any], *, seed: int = 0,
+                              quiet: bool = True) -> list[str]:
+    """Labels the metadata-only classifier (the audit's random forest) gives ``test`` after fitting on ``train``.
+
+    Why: a paired test (McNemar) against a model needs one baseline answer per test film, from a baseline that
+    never saw those films, as a deployed shortcut would be; ``shortcut_audit`` gives out-of-fold answers instead.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    tr = [(s, _audit_label(s)) for s in train]
+    tr = [(s, lab) for s, lab in tr if lab is not None]
+    if len({lab for _, lab in tr}) < 2:
+        raise ValueError(f"metadata_baseline_predict: the {len(tr)} training samples hold fewer than two classes")
+    X, _ = features_matrix([s for s, _ in tr], quiet=quiet)
+    Xt, _ = features_matrix(list(test), quiet=quiet)
+    clf = RandomForestClassifier(n_estimators=200, max_depth=5, class_weight="balanced", random_state=seed, n_jobs=1)
+    clf.fit(np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0), [lab for _, lab in tr])
+    return [str(v) for v in clf.predict(np.nan_to_num(Xt, nan=0.0, posinf=0.0, neginf=0.0))]

@@ -88,6 +88,7 @@ class LandmarkAccumulator:
     mre_px: list[float] = field(default_factory=list)
     mre_rel: list[float] = field(default_factory=list)
     found: list[float] = field(default_factory=list)
+    level_ok: list[float] = field(default_factory=list)
     corner_groups: list[str] = field(default_factory=list)
 
     def add_cobb(self, pred: float | None, truth: float, patient: str) -> None:
@@ -96,8 +97,12 @@ class LandmarkAccumulator:
         self.cobb_true.append(float(truth))
         self.cobb_groups.append(str(patient))
 
-    def add_corners(self, pred: Sequence[Corners], truth: Sequence[Corners], film_height: int, patient: str) -> dict:
-        """Record one film; returns its row figures (``mre_px``, ``matched``) for the predictions table."""
+    def add_corners(self, pred: Sequence[Corners], truth: Sequence[Corners], film_height: int, patient: str,
+                    pred_names: Sequence[str] | None = None, truth_names: Sequence[str] | None = None) -> dict:
+        """Record one film; returns its row figures (``mre_px``, ``matched``) for the predictions table.
+
+        With both name lists, the share of matched bodies whose level name (T1..L5) equals the experts' is
+        recorded too: the check that names counted along the column are anatomical."""
         pairs = match_vertebrae(pred, truth)
         err = corner_errors(pred, truth, pairs)
         mre = float(err.mean()) if err.size else float("nan")
@@ -105,8 +110,12 @@ class LandmarkAccumulator:
         self.mre_rel.append(mre / float(film_height) if film_height else float("nan"))
         self.found.append(len(pairs) / len(truth) if len(truth) else float("nan"))
         self.corner_groups.append(str(patient))
+        level = float("nan")
+        if pred_names is not None and truth_names is not None and pairs:
+            level = float(np.mean([str(pred_names[i]) == str(truth_names[j]) for i, j in pairs]))
+        self.level_ok.append(level)
         return {"mre_px": None if not np.isfinite(mre) else round(mre, 2), "matched": len(pairs),
-                "truth_vertebrae": len(truth)}
+                "truth_vertebrae": len(truth), **({} if not np.isfinite(level) else {"level_correct": round(level, 3)})}
 
     def compute(self, *, n_resamples: int = 1000) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -130,5 +139,8 @@ class LandmarkAccumulator:
             out["landmark_mre_rel"] = bootstrap_ci(nanmean, np.asarray(self.mre_rel), groups=g, n_resamples=n_resamples)
             out["vertebrae_matched_fraction"] = bootstrap_ci(nanmean, np.asarray(self.found), groups=g,
                                                              n_resamples=n_resamples)
+            lv = np.asarray(self.level_ok, float)
+            if np.isfinite(lv).any():
+                out["vertebra_level_accuracy"] = bootstrap_ci(nanmean, lv, groups=g, n_resamples=n_resamples)
         return out
 

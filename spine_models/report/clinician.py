@@ -15,6 +15,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from spine_models.models.cards import validation_badge
+
 __all__ = ["DISCLAIMER", "SAFE_HEADER_KEYS", "safe_header", "png_data_uri", "clinician_html",
            "write_clinician_report", "clinician_pdf"]
 
@@ -121,7 +123,8 @@ def _result_html(result: Any, image: np.ndarray | None, card: Any | None) -> str
     sha = getattr(card, "sha256", "") or ""
     model_line = (f"<p class='meta'>model <code>{_esc(d.get('model_id', ''))}</code>"
                   + (f" · arch {_esc(card.arch)}" if card is not None else "")
-                  + (f" · sha256 <code>{_esc(sha)}</code>" if sha else "") + "</p>")
+                  + (f" · sha256 <code>{_esc(sha)}</code>" if sha else "") + "</p>"
+                  + (f"<p class='meta validation'>validation: {_esc(validation_badge(card))}</p>" if card is not None else ""))
     body = []
     kind = d.get("type", "")
     if kind == "ClassificationResult" and d.get("abstained"):
@@ -225,6 +228,8 @@ def clinician_pdf(path: str | Path, results: Sequence[Any], *, image: np.ndarray
         lines.append(f"{d.get('type', '').replace('Result', '')} — model {d.get('model_id', '')}")
         if card is not None and getattr(card, "sha256", ""):
             lines.append(f"  sha256 {card.sha256[:16]}…")
+        if card is not None:  # a phantom-only model says so on the printed page too
+            lines += _wrapped(f"validation: {validation_badge(card)}")
         if d.get("abstained"):
             lines += _wrapped(f"finding: no answer — {d.get('note', '')}")
         elif "prediction" in d:

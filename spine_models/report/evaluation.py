@@ -31,7 +31,7 @@ REPORT_VERSION = 1
 # segment report keys that are present only when the data carries their truth (SPEC: report keys)
 SEGMENT_OPTIONAL_M = ("cobb_mae_deg", "slip_mae_percent", "cobb_smape_percent", "cobb_within_5deg",
                       "cobb_not_shown_fraction", "landmark_mre_px", "landmark_mre_rel",
-                      "vertebrae_matched_fraction", "vertebra_ap50")
+                      "vertebrae_matched_fraction", "vertebra_level_accuracy", "vertebra_ap50")
 CLASSIFY_MEASURES = ("sensitivity", "specificity", "precision", "npv", "fpr", "fdr", "fnr", "f1")
 
 
