@@ -210,12 +210,15 @@ def _app(page: str | None = None):
 
 
 def test_analyse_labels_phantom_only_models_on_an_uploaded_film(app_env: Path) -> None:
-    """A phantom-like PNG uploaded as a file is an upload: each phantom-only result (tiny-seg, tiny-det) carries the
-    label; the real-validated tiny-cls shows its badge instead."""
+    """A phantom-like PNG uploaded as a file is an upload: the real-validated tiny-cls runs by default with its badge;
+    each phantom-only model added (tiny-seg, tiny-det) carries the label."""
     from app_fixtures import film, png_bytes
 
     at = _app()
     at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film()), "image/png").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert {s.value for s in at.subheader} == {"tiny-cls · classify", "Downloads"}
+    at.multiselect(key="xray_models_Upload a film").select("tiny-det").select("tiny-seg").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert {"tiny-cls · classify", "tiny-det · detect", "tiny-seg · segment"} <= {s.value for s in at.subheader}
     assert [w.value for w in at.warning].count(PHANTOM_ONLY_LABEL) == 2
