@@ -395,7 +395,3 @@ def spinenet_tiny(num_classes: int = 2, in_chans: int = 1, pretrained: str | Pat
                   width: int = 16, **_: Any) -> nn.Module:
     """Small 8-layer CNN (0.3 M parameters at width 16): tests and quick CPU experiments"""
     return _finish(SpineNetTiny(num_classes, in_chans, width, dropout), "spinenet_tiny", in_chans, pretrained, None)
-
-
-# two-view fusion models register themselves on import (the registry imports only this module)
-from spine_models.models import fusion as _fusion  # noqa: E402,F401
