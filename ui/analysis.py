@@ -256,16 +256,12 @@ def load_study(path: str) -> Any:
 
 
 def extract_upload_zip(data: bytes, name: str) -> str:
-    """An uploaded study ZIP -> a folder (content-addressed, extracted safely once)."""
-    from spine_models.io.archive import safe_extract_zip
+    """An uploaded study ZIP -> a folder (content-addressed, extracted safely once by the package's one
+    ZIP extractor, ``spine_models.io.archive.extract_zip_once``: unsafe members are skipped)."""
+    from spine_models.io.archive import extract_zip_once
 
     zpath = save_upload(data, name)
-    dest = zpath.parent / "extracted"
-    if not dest.is_dir():
-        tmp = zpath.parent / "extracting"
-        safe_extract_zip(zpath, tmp)
-        tmp.rename(dest)
-    return str(dest)
+    return str(extract_zip_once(zpath, zpath.parent / "extracted"))
 
 
 def mri_selection(folder: str) -> list[Any]:
