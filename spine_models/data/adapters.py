@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from spine_models.data.records import BoxLabel, Sample, SpineDataset
+from spine_models.data.records import DISC_STATES, BoxLabel, Sample, SpineDataset
 from spine_models.errors import DatasetError
 
 __all__ = [
@@ -50,8 +50,6 @@ __all__ = [
 ]
 
 SPEC_CLASSES: tuple[str, ...] = ("normal", "scoliosis", "spondylolisthesis")
-#: MRI disc states in SPEC order (grade 0..3); ``normal`` is shared with the X-ray classes.
-SPEC_DISC_STATES: tuple[str, ...] = ("normal", "degeneration", "bulge", "herniation")
 SPEC_BOX_CLASSES: tuple[str, ...] = ("lumbar_implant", "scoliosis", "vertebra")
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".webp"}
@@ -95,7 +93,7 @@ def canonical_box_class(name: str) -> str:
 def order_classes(names: Iterable[str], spec: Sequence[str] = SPEC_CLASSES) -> list[str]:
     """SPEC classes first in SPEC order, then any others sorted."""
     present = set(n for n in names if n)
-    spec = tuple(spec) + tuple(c for c in SPEC_DISC_STATES if c not in spec)
+    spec = tuple(spec) + tuple(c for c in DISC_STATES if c not in spec)  # ``normal`` is shared with the X-ray classes
     return [c for c in spec if c in present] + sorted(present - set(spec))
 
 

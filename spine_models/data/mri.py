@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from spine_models.data.records import Sample, SpineDataset
+from spine_models.data.records import DISC_STATES, Sample, SpineDataset  # DISC_STATES re-exported
 from spine_models.errors import DatasetError, SpineInputError
 from spine_models.io.dicom import orientation_of
 from spine_models.io.study import SeriesInfo, StudyInfo, scan_studies  # the one DICOM study reader (re-exported)
@@ -58,7 +58,6 @@ __all__ = [
 
 DISC_LEVELS = ["L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2"]  # disc x = 1..5
 LEVEL_CODES = {"L5-S1": "51", "L4-L5": "45", "L3-L4": "34", "L2-L3": "23", "L1-L2": "12"}
-DISC_STATES = ["normal", "degeneration", "bulge", "herniation"]
 SAGITTAL_SUFFIX = "3"
 GRID_COLS, GRID_ROWS = 13, 8
 

@@ -12,8 +12,11 @@ from typing import Any, Sequence
 
 from spine_models.errors import ConfigError
 
-__all__ = ["BoxLabel", "Sample", "SpineDataset", "relabel", "LABEL_FROM", "VIEW_CLASSES"]
+__all__ = ["BoxLabel", "Sample", "SpineDataset", "relabel", "LABEL_FROM", "VIEW_CLASSES", "DISC_STATES"]
 
+#: MRI disc states in SPEC order: the grade is the index (0 normal … 3 herniation). The one spelling for the
+#: phantom, the MRI adapter, class ordering and the app.
+DISC_STATES: tuple[str, ...] = ("normal", "degeneration", "bulge", "herniation")
 LABEL_FROM = ("class", "view")
 VIEW_CLASSES = ["ap", "lat"]
 

@@ -224,17 +224,6 @@ def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
     return float(balanced_accuracy_score(y, pred)) if len(y) else float("nan")
 
 
-def _auc(y: np.ndarray, probs: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    present = np.unique(y)
-    if len(present) < 2 or len(present) < probs.shape[1]:
-        return float("nan")
-    if probs.shape[1] == 2:
-        return float(roc_auc_score(y, probs[:, 1]))
-    return float(roc_auc_score(y, probs, multi_class="ovr"))
-
-
 def build_model_for(card: ModelCard) -> nn.Module:
     from spine_models.models import create_model
 
@@ -501,6 +490,8 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
     weights = _class_weights(cfg, parts["train"].samples, classes)
     loss_fn = _make_loss(n_out, weights, float(cfg["label_smoothing"]), device)
 
+    from spine_models.metrics.classification import auc_ovr  # the report's macro AUC, NaN when a class is absent
+
     def validate(m: nn.Module) -> dict[str, float]:
         logits, y = T.predict_loader(m, val_loader, device)
         with torch.no_grad():
@@ -510,7 +501,7 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
         pred = probs.argmax(1)
         ba = _balanced_accuracy(y_np, pred)
         res = {"val_loss": vloss, "val_accuracy": float((pred == y_np).mean()), "val_balanced_accuracy": ba,
-               "val_auc": _auc(y_np, probs)}
+               "val_auc": auc_ovr(y_np, probs)}
         res["val_score"] = {"balanced_accuracy": ba - 1e-3 * min(vloss, 10.0), "loss": vloss,
                             "accuracy": res["val_accuracy"] - 1e-3 * min(vloss, 10.0), "auc": res["val_auc"]}[cfg["val_metric"]]
         return res
