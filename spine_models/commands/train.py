@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _values(args: argparse.Namespace) -> dict[str, Any]:
-    """The parsed arguments as ``spine_models.config.train_config`` / ``train_command`` take them."""
+    """The parsed arguments as ``spine_models.config.train_config`` takes them."""
     from spine_models.config import TRAIN_FLAGS
 
     return {"flags": {k: getattr(args, k, None) for k in TRAIN_FLAGS}, "data": list(args.data or []), "out": args.out,
@@ -41,14 +41,8 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
             "quiet": bool(args.quiet)}
 
 
-def command_line(args: argparse.Namespace) -> str:
-    """The exact command, rebuilt from parsed arguments (stable order, shell-quoted)."""
-    from spine_models.config import train_command
-
-    return train_command(args.task, **_values(args))
-
-
 def build_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's config, ``train_command`` (this command line, rebuilt) included."""
     from spine_models.config import train_config
 
     return train_config(args.task, **_values(args))

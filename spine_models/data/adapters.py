@@ -28,7 +28,6 @@ import csv
 import hashlib
 import json
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -415,12 +414,8 @@ def _load_class_folders(root: Path, label_dirs: list[Path], source: str) -> Spin
 
 
 def _load_mri(root: Path, source: str) -> SpineDataset:
-    try:
-        from spine_models.data.mri import load_mri_dataset
-    except ImportError as exc:
-        raise DatasetError(
-            f"looks like a DICOM study folder, but MRI dataset support (spine_models.data.mri) is not available "
-            f"in this build ({exc}); pass X-ray data or install the full package", root) from exc
+    from spine_models.data.mri import load_mri_dataset
+
     ds = load_mri_dataset(root)
     for s in ds.samples:
         s.source = s.source or source
@@ -578,11 +573,3 @@ def dataset_fingerprint(ds: SpineDataset) -> str:
         h.update(json.dumps(rec, sort_keys=True, default=str).encode())
     h.update(json.dumps(ds.classes).encode())
     return h.hexdigest()
-
-
-def label_counts_by_patient(ds: SpineDataset) -> dict[str, Counter]:
-    """{patient_id: Counter(labels)} — used by splits for the majority label."""
-    out: dict[str, Counter] = {}
-    for s in ds.samples:
-        out.setdefault(s.patient_id, Counter())[s.label] += 1
-    return out

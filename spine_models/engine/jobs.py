@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from spine_models.config import TRAIN_FLAGS, TRAIN_MODES
+from spine_models.engine.callbacks import Callback
 from spine_models.errors import ConfigError, SpineInputError
 
 __all__ = ["Job", "JobStore", "STATUSES", "cfg_to_argv", "argv_to_config", "default_runs_dir", "read_progress", "read_history",
@@ -462,13 +463,7 @@ class JobStore:
 
 
 # ---------------------------------------------------------------------- the child process
-try:
-    from spine_models.engine.callbacks import Callback as _CallbackBase
-except ImportError:  # pragma: no cover - callbacks.py is a shared contract that always exists
-    _CallbackBase = object  # type: ignore[misc,assignment]
-
-
-class ProgressFile(_CallbackBase):  # type: ignore[misc,valid-type]
+class ProgressFile(Callback):
     """Training callback: writes ``progress.json`` (atomic) and echoes epochs/logs to the job log."""
 
     def __init__(self, run_dir: str | Path, every_s: float = 0.5) -> None:

@@ -23,7 +23,6 @@ import numpy as np
 
 from spine_models.errors import (
     CorruptFileError,
-    DecompressionBombError,
     MissingPixelDataError,
     TruncatedFileError,
     UnsupportedPhotometricError,

@@ -59,11 +59,7 @@ def _ensure_loaded() -> None:
         return
     _loaded = True
     for mod in _TASK_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a task module not written yet; not a user error
-            if exc.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 def list_models(task: str | None = None) -> list[str]:
