@@ -8,6 +8,7 @@ import streamlit as st
 
 from spine_models.errors import SpineInputError
 from spine_models.io import apply_window
+from spine_models.metrics.segmentation import dice
 from ui import analysis, render
 from ui.models import NO_MODELS_HINT, max_upload_mb, shipped_cards
 from ui.state import K
@@ -136,7 +137,7 @@ for res in results:
             structure = info.selectbox("Structure of this mask", res.structures, key=f"{K.XRAY_MASK_STRUCTURE}_{res.model_id}")
             try:
                 truth = analysis.read_mask_upload(gt.getvalue(), gt.name, res.masks[structure].shape)
-                info.metric(f"Dice · {structure}", f"{analysis.dice(res.masks[structure], truth):.3f}")
+                info.metric(f"Dice · {structure}", f"{dice(res.masks[structure], truth):.3f}")
             except SpineInputError as exc:
                 info.error(str(exc))
         info.download_button("Overlay PNG", render.png_bytes(overlay), f"{res.model_id}_overlay.png", "image/png",

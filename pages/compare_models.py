@@ -81,7 +81,7 @@ if task == "classify":
         col.plotly_chart(render.confusion_heatmap(rep["metrics"]["confusion_matrix"], classes, title=name), key=f"cm_{name}")
     st.subheader("Measures (95% CI)")
     st.dataframe(render.metric_table({n: r["metrics"] for n, r in reports.items()}, classes), width="stretch")
-    curves = {n: pts for n, r in reports.items() if (pts := analysis.roc_points(r)) is not None}
+    curves = {n: pts for n, r in reports.items() if (pts := analysis.report_roc(r)) is not None}
     if curves:
         st.plotly_chart(render.roc_figure(curves), key="roc")
 else:

@@ -4,17 +4,29 @@ Precedence, lowest to highest: ``spine_models/cfg/<task>.yaml`` < a user YAML fi
 explicit overrides (CLI flags, ``--set key=value``, the Train page form). Every key must exist in the
 defaults file; a value must have the default's type (ints are accepted where floats are expected; a
 default of ``null`` accepts anything; lists accept lists). Unknown keys raise with the valid ones.
+
+``train_config`` / ``train_command`` turn the values of a ``spine-models train`` call into the run's
+config and its exact command line; the CLI (``commands/train.py``) and the job store
+(``engine/jobs.py``) both call them, so a job trains with what the same command would.
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
 from spine_models.errors import ConfigError
 
-__all__ = ["CFG_DIR", "defaults", "load_config", "parse_set_args"]
+__all__ = ["CFG_DIR", "defaults", "load_config", "parse_set_args", "TRAIN_FLAGS", "TRAIN_MODES", "train_config",
+           "train_command"]
+
+#: ``spine-models train`` options that are flags, with their types, in command-line order; every
+#: other setting is ``--set key=value``
+TRAIN_FLAGS: dict[str, type] = {"model": str, "epochs": int, "imgsz": int, "batch": int, "lr": float, "mode": str,
+                                "init": str, "seed": int, "device": str}
+TRAIN_MODES = ("frozen", "finetune")
 
 CFG_DIR = Path(__file__).resolve().parent / "cfg"
 
@@ -99,3 +111,52 @@ def parse_set_args(items: list[str] | None) -> dict[str, Any]:
         k, v = item.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
     return out
+
+
+def train_command(task: str, *, flags: Mapping[str, Any] | None = None, data: Sequence[str | Path] = (),
+                  out: str | Path | None = None, config_file: str | Path | None = None, sets: Sequence[str] = (),
+                  resume: bool = False, quiet: bool = False) -> str:
+    """The exact ``spine-models train`` command for these values (stable order, shell-quoted): a card's
+    ``train_command`` reproduces the run however it was started."""
+    flags = flags or {}
+    parts = ["spine-models", "train", "--task", task]
+    if flags.get("model"):
+        parts += ["--model", str(flags["model"])]
+    for d in data:
+        parts += ["--data", str(d)]
+    if out:
+        parts += ["--out", str(out)]
+    for k in list(TRAIN_FLAGS)[1:]:
+        if flags.get(k) is not None:
+            parts += [f"--{k}", str(flags[k])]
+    if config_file:
+        parts += ["--config", str(config_file)]
+    for item in sets:
+        parts += ["--set", item]
+    if resume:
+        parts.append("--resume")
+    if quiet:
+        parts.append("--quiet")
+    return shlex.join(parts)
+
+
+def train_config(task: str, *, flags: Mapping[str, Any] | None = None, data: Sequence[str | Path] = (),
+                 out: str | Path | None = None, config_file: str | Path | None = None, sets: Sequence[str] = (),
+                 resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """The config a ``spine-models train`` call trains with: defaults < ``config_file`` < ``sets`` and
+    ``flags`` (None: not given), plus the run-level ``train_command`` and ``resume``."""
+    flags = flags or {}
+    overrides: dict[str, Any] = parse_set_args(list(sets))
+    for k in TRAIN_FLAGS:
+        if flags.get(k) is not None:
+            overrides[k] = flags[k]
+    if data:
+        overrides["data"] = list(data)
+    if out and "out" in defaults(task):  # not every task's defaults file records the run folder
+        overrides["out"] = out
+    cfg = load_config(task, overrides, config_file)
+    # run-level settings that are not training hyper-parameters (not in the defaults files)
+    cfg["train_command"] = train_command(task, flags=flags, data=data, out=out, config_file=config_file, sets=sets,
+                                         resume=resume, quiet=quiet)
+    cfg["resume"] = bool(resume)
+    return cfg

@@ -250,7 +250,7 @@ def test_crop_is_used_at_training_and_the_cam_lands_in_the_box(monkeypatch, tmp_
 
     seen = []
 
-    def fake_locate(pixels, kind, model=None, *, side_in_bodies=None):
+    def fake_locate(pixels, kind, model=None, *, side_in_bodies=None, segment=None):
         seen.append((pixels.shape, kind, model, side_in_bodies))
         return (8, 40, 4, 36)
 

@@ -92,6 +92,34 @@ def test_zip_bomb_refused(tmp_path):
         read_study(archive)
 
 
+def test_one_zip_extractor_and_one_limit_for_studies_and_datasets(tmp_path, monkeypatch):
+    """A study upload and a dataset ZIP go through io.archive with the same SPINE_MODELS_MAX_ZIP_BYTES (read
+    on every call); extraction happens once per archive content, keeps empty folders, and a dataset refuses
+    a member that escapes while an upload skips it."""
+    from spine_models.data.adapters import load_dataset
+    from spine_models.errors import DecompressionBombError
+    from spine_models.io.archive import COMPLETE_MARKER, extract_zip_once
+
+    _study(tmp_path / "src")
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted((tmp_path / "src").rglob("*.dcm")):
+            zf.write(p, p.relative_to(tmp_path / "src").as_posix())
+        zf.writestr("empty/", b"")
+        zf.writestr("../escape.dcm", b"x")
+    size = sum(i.file_size for i in zipfile.ZipFile(archive).infolist())
+    monkeypatch.setenv("SPINE_MODELS_MAX_ZIP_BYTES", str(size - 1))
+    for read in (read_study, load_dataset, lambda a: extract_zip_once(a, tmp_path / "cache")):
+        with pytest.raises(DecompressionBombError, match=f"limit of {size - 1:,}"):
+            read(archive)
+    monkeypatch.setenv("SPINE_MODELS_MAX_ZIP_BYTES", str(size))
+    first = extract_zip_once(archive, tmp_path / "cache")
+    assert (first / COMPLETE_MARKER).is_file() and (first / "empty").is_dir() and not (tmp_path / "escape.dcm").exists()
+    assert extract_zip_once(archive, tmp_path / "cache") == first and len(list((tmp_path / "cache").iterdir())) == 1
+    with pytest.raises(DatasetError, match="path traversal"):
+        load_dataset(archive)
+
+
 def test_no_dicom_is_a_dataset_error(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(DatasetError, match="no readable DICOM"):

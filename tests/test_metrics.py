@@ -96,6 +96,22 @@ def test_fast_auc_matches_sklearn_with_ties():
     assert auc_ovr(y, p) == pytest.approx(fast.mean())
 
 
+def test_macro_roc_is_the_reports_curves_averaged():
+    """The app's one-line-per-model ROC (Compare models) comes from metrics: its AUC is the report's macro
+    AUC, its curve the mean of the report's per-class curves; a two-class task is its one curve."""
+    from spine_models.metrics.classification import macro_roc, roc_points
+
+    y, p = _toy(120, 3, seed=5)
+    grid, tpr, auc = macro_roc(y, p, ["a", "b", "c"])
+    assert auc == pytest.approx(auc_ovr(y, p)) and grid[0] == 0 and grid[-1] == 1 and tpr[-1] == pytest.approx(1)
+    curves = roc_points(y, p, ["a", "b", "c"])
+    mean = np.mean([np.interp(grid, c["fpr"], c["tpr"]) for c in curves.values()], axis=0)
+    assert np.allclose(tpr, mean, atol=1e-4)
+    yb, pb = _toy(80, 2, seed=6)
+    assert macro_roc(yb, pb, ["a", "b"])[2] == pytest.approx(auc_ovr(yb, pb))
+    assert macro_roc(np.zeros(5, int), np.full((5, 2), 0.5), ["a", "b"]) is None  # one class only: no curve
+
+
 def test_absent_class_gives_null_not_crash():
     y, p = _toy(60, 3, seed=1)
     y[y == 2] = 0

@@ -14,9 +14,10 @@ pydicom = pytest.importorskip("pydicom")
 
 
 def _write_series(folder: Path, desc: str, n: int, iop: list[float], markers: list[int], *, study_uid: str,
-                  shuffle_names: bool = True, size: int = 32) -> None:
-    """n single-frame files; frame k (1-based InstanceNumber) is filled with markers[k-1].
-    File names are deliberately not in instance order: selection must sort by InstanceNumber."""
+                  shuffle_names: bool = True, size: int = 32, slots: list[int] | None = None) -> None:
+    """n single-frame files; frame k (1-based InstanceNumber) is filled with markers[k-1] and sits at
+    slice position slots[k-1] (default k) along the normal, 4 mm apart.
+    File names are deliberately not in instance order: selection must sort by position, not by name."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -41,7 +42,8 @@ def _write_series(folder: Path, desc: str, n: int, iop: list[float], markers: li
         ds.SeriesDescription = desc
         ds.InstanceNumber = inst
         ds.ImageOrientationPatient = iop
-        ds.ImagePositionPatient = [0, 0, float(inst) * 4]
+        slot = inst if slots is None else slots[inst - 1]
+        ds.ImagePositionPatient = [0, 0, float(slot) * 4] if iop == [1, 0, 0, 0, 1, 0] else [float(slot) * 4, 0, 0]
         ds.PixelSpacing = [0.8, 0.8]
         ds.SliceThickness = 4
         ds.Rows = ds.Columns = size
@@ -184,3 +186,33 @@ def test_export_dcm_all_via_cli(tiny_study: Path, tmp_path: Path, capsys: pytest
     assert [float(v) for v in ds.PixelSpacing] == [0.8, 0.8] and len(ds.ImageOrientationPatient) == 6
     assert str(ds.PatientName) == "ANONYMIZED" and ds.PatientID == "PAT7" and "PatientBirthDate" not in ds
     assert main(["export-frames", str(tmp_path / "nope"), "--out", str(out)]) == 2
+
+
+def test_chosen_frame_is_the_shown_frame_when_instance_numbers_disagree_with_positions(tmp_path: Path) -> None:
+    """An interleaved axial acquisition: instances 1..13 on the even slots, 14..25 on the odd ones, so
+    InstanceNumber order is not spatial order. Selection (headers) and the display (read_study, the
+    MRI page's series view) number frames by one rule (position along the normal), so every chosen
+    frame is the frame the page shows under that number."""
+    from spine_models.io import read_study
+
+    root = tmp_path / "PAT9"
+    slots = [2 * (i - 1) for i in range(1, 14)] + [2 * (i - 14) + 1 for i in range(14, 26)]
+    _write_series(root / "ax", "T2 AX", 25, [1, 0, 0, 0, 1, 0], [1000 + k for k in range(1, 26)], study_uid="1.2.3.9",
+                  slots=slots)
+    _write_series(root / "sag", "T2 SAG", 5, [0, 1, 0, 0, 0, -1], [10 + k for k in range(1, 6)], study_uid="1.2.3.9",
+                  slots=[4, 0, 3, 1, 2])
+    shown = {s.description: s for s in read_study(root).series}
+    choices = mri.select_frames(root)
+    assert all(c.available for c in choices)
+    for c in choices:
+        series = shown[c.series_description]
+        base = 1000 if c.kind == "ax" else 10
+        marker = _marker(c.path)  # the file selection chose ...
+        assert marker == base + c.instance_number and c.instance_number == series.instance_numbers[c.frame - 1], c
+        lo, hi = base + 1, base + series.frames  # ... is the frame the page shows (one scale per series)
+        assert series.frame(c.frame)[0, 0] == pytest.approx((marker - lo) / (hi - lo), abs=1e-4), c
+    ax = shown["T2 AX"]
+    assert [p[2] for p in ax.positions] == [4.0 * k for k in range(25)]  # frame k is the k-th slice in space
+    assert [c.instance_number for c in choices[1:]] != [c.frame for c in choices[1:]]  # the two orders differ here
+    sag = choices[0]
+    assert sag.frame == 3 and sag.instance_number == 5  # mid-sagittal = the middle slot (2), instance 5

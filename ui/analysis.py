@@ -18,9 +18,9 @@ import streamlit as st
 
 from spine_models.errors import SpineInputError
 
-__all__ = ["read_upload", "default_models", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view", "dice",
+__all__ = ["read_upload", "default_models", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view",
            "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "phantom_dataset", "model_ref",
-           "dataset_hash", "roc_points", "disagreements", "image_paths",
+           "dataset_hash", "report_roc", "disagreements", "image_paths",
            "load_study", "mri_selection", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf"]
 
 EXAMPLE_KINDS = ("xray-ap", "xray-lat")
@@ -144,12 +144,6 @@ def read_mask_upload(data: bytes, name: str, shape: tuple[int, int]) -> np.ndarr
     return m
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two binary masks (1.0 when both are empty)."""
-    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
-    denom = p.sum() + t.sum()
-    return 1.0 if denom == 0 else float(2 * np.logical_and(p, t).sum() / denom)
-
 
 def save_upload(data: bytes, name: str) -> Path:
     """Write an upload (e.g. a ZIP) to a content-addressed temp path so folder readers can open it."""
@@ -200,9 +194,10 @@ def evaluate_cached(ref: str, weights_sha256: str, data_paths: tuple[str, ...], 
     return evaluate_command(ref, list(data_paths), None, n_resamples=n_resamples, quiet=True)
 
 
-def roc_points(report: dict[str, Any]) -> tuple[Any, Any, float] | None:
-    """Macro one-vs-rest ROC from a classify report's per-image probabilities (None without them)."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+def report_roc(report: dict[str, Any]) -> tuple[Any, Any, float] | None:
+    """Macro one-vs-rest ROC (``spine_models.metrics.classification.macro_roc``) from a classify report's
+    per-image probabilities; None without them."""
+    from spine_models.metrics.classification import macro_roc
 
     preds = report.get("predictions") or []
     classes = report["data"]["classes"]
@@ -210,20 +205,7 @@ def roc_points(report: dict[str, Any]) -> tuple[Any, Any, float] | None:
         return None
     y = np.array([classes.index(p["truth"]) for p in preds])
     P = np.array([[p["probs"].get(c, 0.0) for c in classes] for p in preds])
-    grid = np.linspace(0, 1, 101)
-    tprs, aucs = [], []
-    for k in range(len(classes)):
-        yk = (y == k).astype(int)
-        if yk.min() == yk.max():
-            continue
-        fpr, tpr, _ = roc_curve(yk, P[:, k])
-        tprs.append(np.interp(grid, fpr, tpr))
-        aucs.append(roc_auc_score(yk, P[:, k]))
-        if len(classes) == 2:
-            break
-    if not tprs:
-        return None
-    return grid, np.mean(tprs, axis=0), float(np.mean(aucs))
+    return macro_roc(y, P, classes)
 
 
 def disagreements(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -256,16 +238,12 @@ def load_study(path: str) -> Any:
 
 
 def extract_upload_zip(data: bytes, name: str) -> str:
-    """An uploaded study ZIP -> a folder (content-addressed, extracted safely once)."""
-    from spine_models.io.archive import safe_extract_zip
+    """An uploaded study ZIP -> a folder (content-addressed, extracted safely once by the package's one
+    ZIP extractor, ``spine_models.io.archive.extract_zip_once``: unsafe members are skipped)."""
+    from spine_models.io.archive import extract_zip_once
 
     zpath = save_upload(data, name)
-    dest = zpath.parent / "extracted"
-    if not dest.is_dir():
-        tmp = zpath.parent / "extracting"
-        safe_extract_zip(zpath, tmp)
-        tmp.rename(dest)
-    return str(dest)
+    return str(extract_zip_once(zpath, zpath.parent / "extracted"))
 
 
 def mri_selection(folder: str) -> list[Any]:
@@ -308,7 +286,8 @@ def disc_predictions(cards: Sequence[Any], choices: Sequence[Any]) -> list[dict[
     """One row per disc level (the grading schema's shape): chosen frame, and each model's disc state."""
     from ui.models import get_predictor
 
-    states = ["normal", "degeneration", "bulge", "herniation"]
+    from spine_models.data.mri import DISC_STATES
+
     rows = []
     for ch in choices:
         if ch.kind != "ax":
@@ -318,7 +297,7 @@ def disc_predictions(cards: Sequence[Any], choices: Sequence[Any]) -> list[dict[
             px = frame_pixels(ch)
             for card in cards:
                 res = get_predictor(card).predict(px, cam=False)
-                grade = states.index(res.top_class) if res.top_class in states else None
+                grade = DISC_STATES.index(res.top_class) if res.top_class in DISC_STATES else None
                 row[f"{card.id}"] = f"{res.top_class} ({res.top_prob * 100:.0f}%)" + (f" · grade {grade}" if grade is not None else "")
         rows.append(row)
     return rows

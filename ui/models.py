@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-__all__ = ["shipped_cards", "card_by_id", "get_predictor", "device_label", "job_store", "run_cards",
+__all__ = ["shipped_cards", "get_predictor", "device_label", "job_store", "run_cards",
            "all_cards", "NO_MODELS_HINT", "max_upload_mb", "architectures"]
 
 NO_MODELS_HINT = ("no shipped models yet — train one on the Train page or run "
@@ -53,15 +53,6 @@ def run_cards() -> list[Any]:
 
 def all_cards(include_runs: bool = True) -> list[Any]:
     return shipped_cards() + (run_cards() if include_runs else [])
-
-
-def card_by_id(model_id: str, include_runs: bool = True) -> Any:
-    for c in all_cards(include_runs):
-        if c.id == model_id:
-            return c
-    from spine_models.errors import ModelNotFoundError
-
-    raise ModelNotFoundError(f"no model {model_id!r}; pick one from the list")
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)

@@ -33,28 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_image(path: str | Path, show_name: bool | None = None) -> Any:
-    """A ``spine_models.io`` Radiograph (the shared reader raises SpineInputError on bad files).
+    """A ``spine_models.io`` Radiograph (the shared reader raises SpineInputError on bad files)."""
+    from spine_models.io import read_image
 
-    Falls back to a plain OpenCV read (PNG/JPEG/TIFF only) when the reader is not installed.
-    """
-    try:
-        from spine_models.io import read_image
-    except ImportError:
-        read_image = None
-    if read_image is not None:
-        return read_image(path, show_name=show_name)
-    from types import SimpleNamespace
-
-    from spine_models.errors import SpineInputError
-    from spine_models.metrics.audit import _load_pixels
-
-    p = Path(path)
-    if not p.is_file():
-        raise SpineInputError("file not found; check the path", p)
-    pixels, bits = _load_pixels(p)
-    return SimpleNamespace(pixels=pixels, bits=bits, modality=None, to_dict=lambda: {
-        "format": p.suffix.lstrip(".").lower(), "kind": "xray", "width": pixels.shape[1], "height": pixels.shape[0],
-        "bits": bits})
+    return read_image(path, show_name=show_name)
 
 
 def image_kind(image: Any) -> str:
@@ -75,16 +57,10 @@ def fitting_cards(cards: list[Any], kind: str, view: str | None = None) -> list[
 
 
 def get_predictor(card: Any, device: str | None = None) -> Any:
-    """The engine's Predictor for a card (through ``engine.predictor.load_predictor`` when present)."""
-    try:
-        from spine_models.engine.predictor import load_predictor
-    except ImportError:
-        load_predictor = None
-    if load_predictor is not None:
-        return load_predictor(card, device=device)
-    from spine_models.engine import task_module
+    """The engine's Predictor for a card (``engine.predictor.load_predictor``; tests replace this seam)."""
+    from spine_models.engine.predictor import load_predictor
 
-    return task_module(card.task).Predictor(card, device=device)
+    return load_predictor(card, device=device)
 
 
 def _summary(result: Any) -> str:

@@ -7,8 +7,9 @@ The run folder gets ``last.pt`` (full checkpoint, every epoch; ``--resume`` cont
 from __future__ import annotations
 
 import argparse
-import shlex
 from typing import Any
+
+from spine_models.config import TRAIN_MODES
 
 HELP = "train a model (--task classify|detect|segment) on --data into --out RUNDIR"
 
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=int, help="input size in pixels")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--mode", choices=["frozen", "finetune"], help="classify: train the head only or everything")
+    parser.add_argument("--mode", choices=list(TRAIN_MODES), help="classify: train the head only or everything")
     parser.add_argument("--init", help="scratch | imagenet (local file only) | path to an earlier run's model.pt")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
@@ -31,50 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from RUNDIR/last.pt")
 
 
-_FLAG_KEYS = ("model", "epochs", "imgsz", "batch", "lr", "mode", "init", "seed", "device")
+def _values(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed arguments as ``spine_models.config.train_config`` takes them."""
+    from spine_models.config import TRAIN_FLAGS
 
-
-def command_line(args: argparse.Namespace) -> str:
-    """The exact command, rebuilt from parsed arguments (stable order, shell-quoted)."""
-    parts = ["spine-models", "train", "--task", args.task]
-    if args.model:
-        parts += ["--model", args.model]
-    for d in args.data or []:
-        parts += ["--data", str(d)]
-    if args.out:
-        parts += ["--out", str(args.out)]
-    for k in _FLAG_KEYS[1:]:
-        v = getattr(args, k, None)
-        if v is not None:
-            parts += [f"--{k}", str(v)]
-    if args.config:
-        parts += ["--config", str(args.config)]
-    for s in args.set or []:
-        parts += ["--set", s]
-    if args.resume:
-        parts.append("--resume")
-    if args.quiet:
-        parts.append("--quiet")
-    return shlex.join(parts)
+    return {"flags": {k: getattr(args, k, None) for k in TRAIN_FLAGS}, "data": list(args.data or []), "out": args.out,
+            "config_file": args.config, "sets": list(args.set or []), "resume": bool(args.resume),
+            "quiet": bool(args.quiet)}
 
 
 def build_config(args: argparse.Namespace) -> dict[str, Any]:
-    from spine_models.config import defaults, load_config, parse_set_args
+    """The run's config, ``train_command`` (this command line, rebuilt) included."""
+    from spine_models.config import train_config
 
-    overrides: dict[str, Any] = parse_set_args(args.set)
-    for k in _FLAG_KEYS:
-        v = getattr(args, k, None)
-        if v is not None:
-            overrides[k] = v
-    if args.data:
-        overrides["data"] = list(args.data)
-    if args.out and "out" in defaults(args.task):  # not every task's defaults file records the run folder
-        overrides["out"] = args.out
-    cfg = load_config(args.task, overrides, args.config)
-    # run-level settings that are not training hyper-parameters (not in the defaults files)
-    cfg["train_command"] = command_line(args)
-    cfg["resume"] = bool(args.resume)
-    return cfg
+    return train_config(args.task, **_values(args))
 
 
 def run(args: argparse.Namespace) -> int:

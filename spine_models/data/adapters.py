@@ -27,17 +27,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
-import shutil
-import stat
-import tempfile
-import zipfile
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from spine_models.data.records import BoxLabel, Sample, SpineDataset
+from spine_models.data.records import DISC_STATES, BoxLabel, Sample, SpineDataset
 from spine_models.errors import DatasetError
 
 __all__ = [
@@ -49,15 +43,12 @@ __all__ = [
     "patient_id_from_name",
     "view_from_name",
     "order_classes",
-    "extract_zip",
     "IMAGE_EXTENSIONS",
     "LAYOUTS",
     "SPEC_CLASSES",
 ]
 
 SPEC_CLASSES: tuple[str, ...] = ("normal", "scoliosis", "spondylolisthesis")
-#: MRI disc states in SPEC order (grade 0..3); ``normal`` is shared with the X-ray classes.
-SPEC_DISC_STATES: tuple[str, ...] = ("normal", "degeneration", "bulge", "herniation")
 SPEC_BOX_CLASSES: tuple[str, ...] = ("lumbar_implant", "scoliosis", "vertebra")
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".webp"}
@@ -71,8 +62,6 @@ _VIEW_INDEX = re.compile(r"_\d+_\d+$")
 _AUG_SUFFIX = re.compile(r"[ _\-.]?(aug(mented)?|copy|flip(ped)?|rot(ated)?)[ _\-]?\d*$", re.IGNORECASE)
 _AP_TOKENS = {"ap", "pa", "apview", "paview", "anteroposterior", "posteroanterior", "frontal", "coronal"}
 _LAT_TOKENS = {"lat", "lateral", "latview", "lateralview", "sagittal", "side", "lt", "lat.", "ll", "rl"}
-_MAX_ZIP_BYTES = int(os.environ.get("SPINE_MODELS_MAX_ZIP_BYTES", str(20 * 1024**3)))
-_MAX_ZIP_MEMBERS = 500_000
 
 
 # ----------------------------------------------------------------------------------------- names
@@ -103,7 +92,7 @@ def canonical_box_class(name: str) -> str:
 def order_classes(names: Iterable[str], spec: Sequence[str] = SPEC_CLASSES) -> list[str]:
     """SPEC classes first in SPEC order, then any others sorted."""
     present = set(n for n in names if n)
-    spec = tuple(spec) + tuple(c for c in SPEC_DISC_STATES if c not in spec)
+    spec = tuple(spec) + tuple(c for c in DISC_STATES if c not in spec)  # ``normal`` is shared with the X-ray classes
     return [c for c in spec if c in present] + sorted(present - set(spec))
 
 
@@ -162,97 +151,21 @@ def _is_dicom_file(p: Path) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- ZIP
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def extract_zip(zip_path: Path, *, max_bytes: int = _MAX_ZIP_BYTES, cache_root: Path | None = None) -> Path:
-    """Extract a dataset ZIP once into ``<cache>/datasets/<sha256[:16]>`` and return that folder.
-
-    Why: ZIP members must become real files (readers take paths) and re-extracting on every run wastes
-    the scarce CPU. Refuses absolute paths, ``..`` components, symlinks and archives whose declared
-    uncompressed size exceeds ``max_bytes`` (env ``SPINE_MODELS_MAX_ZIP_BYTES``).
-    """
+def _extract_dataset_zip(zip_path: Path) -> Path:
+    """A dataset ZIP, extracted once into ``<cache>/datasets/<sha256[:16]>`` by the package's one ZIP
+    extractor (``spine_models.io.archive``, its limits); a member that tries to escape refuses the archive."""
     from spine_models._env import cache_dir
+    from spine_models.io.archive import extract_zip_once
 
-    zip_path = Path(zip_path)
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"not a readable ZIP archive ({exc}); re-create it with a standard zip tool", zip_path) from exc
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > _MAX_ZIP_MEMBERS:
-            raise DatasetError(f"ZIP holds {len(infos)} entries (limit {_MAX_ZIP_MEMBERS}); split it", zip_path)
-        total = 0
-        for info in infos:
-            name = info.filename.replace("\\", "/")
-            parts = [p for p in name.split("/") if p not in ("", ".")]
-            if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-                raise DatasetError(
-                    f"ZIP member {info.filename!r} points outside the archive (path traversal); refused — "
-                    "re-create the ZIP with relative paths",
-                    zip_path,
-                )
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise DatasetError(f"ZIP member {info.filename!r} is a symbolic link; refused — store real files", zip_path)
-            total += info.file_size
-        if total > max_bytes:
-            raise DatasetError(
-                f"ZIP expands to {total / 1e9:.1f} GB, over the {max_bytes / 1e9:.1f} GB limit; "
-                "extract it yourself and pass the folder (or raise SPINE_MODELS_MAX_ZIP_BYTES)",
-                zip_path,
-            )
-        digest = _sha256_file(zip_path)
-        root = (cache_root or cache_dir()) / "datasets"
-        final = root / digest[:16]
-        if final.is_dir() and (final / ".complete").is_file():
-            return final
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}-", dir=root))
-        try:
-            written = 0
-            for info in infos:
-                parts = [p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")]
-                if not parts or parts[0] in _IGNORED_NAMES or parts[-1] in _IGNORED_NAMES:
-                    continue
-                target = tmp.joinpath(*parts)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    while True:  # count real bytes too: declared sizes can lie
-                        block = src.read(1 << 20)
-                        if not block:
-                            break
-                        written += len(block)
-                        if written > max_bytes:
-                            raise DatasetError(f"ZIP expands past the {max_bytes / 1e9:.1f} GB limit; refused", zip_path)
-                        dst.write(block)
-            (tmp / ".complete").write_text(digest)
-            try:
-                tmp.rename(final)
-            except OSError:  # another process won the race, or a stale partial folder exists
-                if final.is_dir() and (final / ".complete").is_file():
-                    shutil.rmtree(tmp, ignore_errors=True)
-                else:
-                    shutil.rmtree(final, ignore_errors=True)
-                    tmp.rename(final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return final
+    return extract_zip_once(zip_path, cache_dir() / "datasets", refuse_unsafe=True)
 
 
 def _unwrap(d: Path) -> Path:
     """Descend through folders that only wrap one sub-folder (``data.zip`` -> ``data/``)."""
+    from spine_models.io.archive import COMPLETE_MARKER
+
     while True:
-        kids = [k for k in _visible(d.iterdir()) if k.name != ".complete"]
+        kids = [k for k in _visible(d.iterdir()) if k.name != COMPLETE_MARKER]
         if len(kids) == 1 and kids[0].is_dir() and not _images_in(kids[0]):
             d = kids[0]
         else:
@@ -501,12 +414,8 @@ def _load_class_folders(root: Path, label_dirs: list[Path], source: str) -> Spin
 
 
 def _load_mri(root: Path, source: str) -> SpineDataset:
-    try:
-        from spine_models.data.mri import load_mri_dataset
-    except ImportError as exc:
-        raise DatasetError(
-            f"looks like a DICOM study folder, but MRI dataset support (spine_models.data.mri) is not available "
-            f"in this build ({exc}); pass X-ray data or install the full package", root) from exc
+    from spine_models.data.mri import load_mri_dataset
+
     ds = load_mri_dataset(root)
     for s in ds.samples:
         s.source = s.source or source
@@ -526,7 +435,7 @@ def _detect_and_load(path: Path, source: str, task: str | None) -> SpineDataset:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".zip":
-            return _detect_and_load(_unwrap(extract_zip(path)), source, task)
+            return _detect_and_load(_unwrap(_extract_dataset_zip(path)), source, task)
         if suffix == ".json":
             return _load_coco(path, source)
         if suffix in {".yaml", ".yml"}:
@@ -634,10 +543,12 @@ _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def _file_digest(p: Path) -> str:
+    from spine_models.io.digest import sha256_file
+
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _FILE_HASHES:
-        _FILE_HASHES[key] = _sha256_file(p)
+        _FILE_HASHES[key] = sha256_file(p)
     return _FILE_HASHES[key]
 
 
@@ -662,11 +573,3 @@ def dataset_fingerprint(ds: SpineDataset) -> str:
         h.update(json.dumps(rec, sort_keys=True, default=str).encode())
     h.update(json.dumps(ds.classes).encode())
     return h.hexdigest()
-
-
-def label_counts_by_patient(ds: SpineDataset) -> dict[str, Counter]:
-    """{patient_id: Counter(labels)} — used by splits for the majority label."""
-    out: dict[str, Counter] = {}
-    for s in ds.samples:
-        out.setdefault(s.patient_id, Counter())[s.label] += 1
-    return out

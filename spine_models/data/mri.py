@@ -22,12 +22,14 @@ import csv
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from spine_models.data.records import Sample, SpineDataset
+from spine_models.data.records import DISC_STATES, Sample, SpineDataset  # DISC_STATES re-exported
 from spine_models.errors import DatasetError, SpineInputError
+from spine_models.io.dicom import orientation_of
+from spine_models.io.study import SeriesInfo, StudyInfo, scan_studies  # the one DICOM study reader (re-exported)
 
 __all__ = [
     "DISC_LEVELS",
@@ -56,7 +58,6 @@ __all__ = [
 
 DISC_LEVELS = ["L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2"]  # disc x = 1..5
 LEVEL_CODES = {"L5-S1": "51", "L4-L5": "45", "L3-L4": "34", "L2-L3": "23", "L1-L2": "12"}
-DISC_STATES = ["normal", "degeneration", "bulge", "herniation"]
 SAGITTAL_SUFFIX = "3"
 GRID_COLS, GRID_ROWS = 13, 8
 
@@ -101,32 +102,6 @@ def study_image_name(study_id: str, kind: str, x: int | str | None = None) -> st
     raise SpineInputError(f"image kind {kind!r}: use 'sag' or 'ax'")
 
 
-# ---------------------------------------------------------------------------------------------
-# reading study folders (headers only; pixels on demand)
-@dataclass
-class SeriesInfo:
-    """One series: its files ordered by InstanceNumber (one frame per file, or one multi-frame file)."""
-
-    description: str
-    series_uid: str
-    files: list[Path]
-    instance_numbers: list[int]
-    frame_index: list[int]  # frame inside each file (0 for single-frame files)
-    orientation: list[float] | None
-    folder: Path
-
-    @property
-    def n_frames(self) -> int:
-        return len(self.files)
-
-
-@dataclass
-class StudyInfo:
-    study_id: str  # the study folder's name (never a DICOM identifier)
-    root: Path
-    series: list[SeriesInfo]
-
-
 @dataclass
 class FrameChoice:
     """One frame the study's rule chose, and why (the app shows ``reason``)."""
@@ -134,7 +109,7 @@ class FrameChoice:
     kind: str  # "sag" | "ax"
     level: str | None  # disc level for axial choices
     x: int | None
-    frame: int | None  # 1-based position in the series ordered by InstanceNumber; None if missing
+    frame: int | None  # 1-based frame of the series in spatial order (spine_models.io.study.slice_order); None if missing
     name: str  # the study's image name, e.g. SYN-MRI-0001_45
     series_description: str
     reason: str
@@ -152,89 +127,8 @@ class FrameChoice:
         return d
 
 
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
-        return True
-    if path.suffix:
-        return False
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-        return head[128:132] == b"DICM"
-    except OSError:
-        return False
-
-
-def scan_studies(root: str | Path) -> list[StudyInfo]:
-    """Every DICOM study under ``root`` (headers only), grouped by StudyInstanceUID.
-
-    The study id is the name of the folder that holds all of that study's series folders, so
-    DIR/<patient>/<series>/*.dcm gives the patient folder name; ``root`` itself when it is one study.
-    """
-    import pydicom
-
-    root = Path(root)
-    if not root.exists():
-        raise DatasetError("no such file or folder; pass a DICOM study folder", root)
-    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and _is_dicom(p))
-    if not paths:
-        raise DatasetError("holds no DICOM files (.dcm); pass a folder of MRI studies", root)
-    studies: dict[str, dict[str, dict[str, Any]]] = {}
-    for path in paths:
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception as exc:  # pydicom raises several types for non-DICOM bytes
-            raise DatasetError(f"is not a readable DICOM file ({type(exc).__name__}); remove it or fix it", path) from exc
-        st = str(getattr(ds, "StudyInstanceUID", "") or path.parent.parent)
-        se = str(getattr(ds, "SeriesInstanceUID", "") or path.parent)
-        entry = studies.setdefault(st, {}).setdefault(se, {
-            "description": str(getattr(ds, "SeriesDescription", "") or ""), "items": [],
-            "orientation": [float(v) for v in ds.ImageOrientationPatient] if "ImageOrientationPatient" in ds else None,
-            "folder": path.parent})
-        n = int(getattr(ds, "NumberOfFrames", 1) or 1)
-        inst = int(getattr(ds, "InstanceNumber", 0) or 0)
-        for k in range(n):
-            entry["items"].append((inst, k, str(path), path))
-    out: list[StudyInfo] = []
-    for st, series in studies.items():
-        infos = []
-        folders = []
-        for se, e in series.items():
-            items = sorted(e["items"], key=lambda t: (t[0], t[2], t[1]))
-            infos.append(SeriesInfo(e["description"], se, [t[3] for t in items], [t[0] for t in items],
-                                    [t[1] for t in items], e["orientation"], e["folder"]))
-            folders.append(e["folder"])
-        common = Path(*Path(folders[0]).parts[: len(_common_parts(folders))]) if folders else root
-        if len(folders) == 1 and common == folders[0] and common != root:
-            common = common.parent  # one series: the study folder is its parent
-        if root.is_file() or not str(common).startswith(str(root)):
-            common = root if root.is_dir() else root.parent
-        infos.sort(key=lambda s: (s.folder.as_posix(), s.description))
-        out.append(StudyInfo(common.name, common, infos))
-    out.sort(key=lambda s: s.root.as_posix())
-    return out
-
-
-def _common_parts(folders: Sequence[Path]) -> tuple[str, ...]:
-    parts = [Path(f).parts for f in folders]
-    common: list[str] = []
-    for group in zip(*parts):
-        if all(g == group[0] for g in group):
-            common.append(group[0])
-        else:
-            break
-    return tuple(common)
-
-
 def _tokens(desc: str) -> list[str]:
     return [t for t in re.split(r"[^a-z0-9]+", desc.lower()) if t]
-
-
-def _plane_from_orientation(iop: list[float] | None) -> str | None:
-    if not iop or len(iop) != 6:
-        return None
-    normal = np.cross(np.asarray(iop[:3]), np.asarray(iop[3:]))
-    return {0: "sag", 1: "cor", 2: "ax"}[int(np.argmax(np.abs(normal)))]
 
 
 def _series_kind(s: SeriesInfo) -> str | None:
@@ -249,8 +143,8 @@ def _series_kind(s: SeriesInfo) -> str | None:
         return "sag"
     if any(t.startswith(("ax", "tra")) for t in tok):
         return "ax"
-    plane = _plane_from_orientation(s.orientation)  # no plane in the name: use the geometry
-    return plane if plane in ("sag", "ax") else None
+    plane = orientation_of(s.orientation) if s.orientation else None  # no plane in the name: use the geometry
+    return {"sagittal": "sag", "axial": "ax"}.get(plane or "")
 
 
 def select_frames(study: StudyInfo | str | Path) -> list[FrameChoice]:

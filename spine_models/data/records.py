@@ -6,11 +6,19 @@ and evaluation are written once. Paths are real files (ZIPs are extracted to a c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-__all__ = ["BoxLabel", "Sample", "SpineDataset"]
+from spine_models.errors import ConfigError
+
+__all__ = ["BoxLabel", "Sample", "SpineDataset", "relabel", "LABEL_FROM", "VIEW_CLASSES", "DISC_STATES"]
+
+#: MRI disc states in SPEC order: the grade is the index (0 normal … 3 herniation). The one spelling for the
+#: phantom, the MRI adapter, class ordering and the app.
+DISC_STATES: tuple[str, ...] = ("normal", "degeneration", "bulge", "herniation")
+LABEL_FROM = ("class", "view")
+VIEW_CLASSES = ["ap", "lat"]
 
 
 @dataclass
@@ -63,3 +71,15 @@ class SpineDataset:
             if s.label is not None:
                 out[s.label] = out.get(s.label, 0) + 1
         return out
+
+
+def relabel(samples: Sequence[Sample], label_from: str) -> list[Sample]:
+    """Samples labelled by what the model learns: ``class`` (the data's label) or ``view`` (``ap`` / ``lat``,
+    a view classifier). Why: an X-ray of unknown view must be routed to the AP or the lateral models; the
+    phantom's labels.csv (and two-view patient folders) already say the view, so no second dataset is needed.
+    Here, not in the engine: a network and a composite classifier label their data the same way."""
+    if label_from == "class":
+        return [s for s in samples if s.label is not None]
+    if label_from == "view":
+        return [replace(s, label=str(s.view).lower()) for s in samples if str(s.view or "").lower() in VIEW_CLASSES]
+    raise ConfigError(f"classify config: label_from={label_from!r}; valid: {', '.join(LABEL_FROM)}")

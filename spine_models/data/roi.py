@@ -6,15 +6,22 @@ own resolution keeps that step visible. The crop is placed by the shipped latera
 mask (its lowest body is L5: the lateral structures have no sacrum), the same function at training
 and at inference, so a classifier never learns from ground-truth positions it will not have later.
 The side is a multiple of the bodies' height, so films of any resolution give the same anatomy.
+
+This module runs no network: ``locate`` takes the segmenter as a callable (the engine passes one
+built on its predictor, ``spine_models.engine.classify.vertebra_mask``), so data/ stays below engine/.
 """
 from __future__ import annotations
 
+from typing import Callable
 
 import numpy as np
 
 from spine_models.errors import ConfigError
 
-__all__ = ["CROPS", "lumbosacral_box", "crop_box", "locate", "DEFAULT_CROP_MODEL"]
+__all__ = ["CROPS", "lumbosacral_box", "crop_box", "locate", "DEFAULT_CROP_MODEL", "SIDE_IN_BODIES", "VertebraSegmenter"]
+
+#: (full-resolution pixels, segmentation model id) -> the boolean vertebra mask of those pixels
+VertebraSegmenter = Callable[[np.ndarray, str], np.ndarray]
 
 CROPS = ("none", "lumbosacral")
 DEFAULT_CROP_MODEL = "seg_unet_lat"
@@ -40,6 +47,7 @@ def lumbosacral_box(vertebra_mask: np.ndarray, *, side_in_bodies: float = SIDE_I
 
 
 def crop_box(pixels: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """``pixels`` inside ``box`` (y0, y1, x0, x1); the whole image when ``box`` is None (nothing found)."""
     if box is None:
         return pixels
     y0, y1, x0, x1 = box
@@ -47,17 +55,15 @@ def crop_box(pixels: np.ndarray, box: tuple[int, int, int, int] | None) -> np.nd
 
 
 def locate(pixels: np.ndarray, kind: str, model: str | None = None, *,
-           side_in_bodies: float | None = None) -> tuple[int, int, int, int] | None:
+           side_in_bodies: float | None = None, segment: VertebraSegmenter | None = None) -> tuple[int, int, int, int] | None:
     """The crop box of ``kind`` on full-resolution ``pixels`` (None for ``none`` or when nothing is found:
-    the whole film is used)."""
+    the whole film is used). ``segment(pixels, model)`` gives the vertebra mask; the caller owns inference."""
     if kind in ("none", "", None):
         return None
     if kind != "lumbosacral":
         raise ConfigError(f"crop={kind!r}; valid: {', '.join(CROPS)}")
-    from spine_models.engine.predictor import shared_predictor
-
-    seg = shared_predictor(model or DEFAULT_CROP_MODEL)
-    if "vertebra" not in (seg.card.structures or []):
-        raise ConfigError(f"crop_model={seg.card.id!r} has no 'vertebra' structure; use a lateral U-Net such as {DEFAULT_CROP_MODEL}")
-    res = seg.predict(pixels, measure=False)
-    return lumbosacral_box(res.masks["vertebra"], side_in_bodies=side_in_bodies or SIDE_IN_BODIES)
+    if segment is None:
+        raise ConfigError(f"crop={kind!r} needs segment=: a callable (pixels, model id) -> vertebra mask, "
+                          "e.g. spine_models.engine.classify.vertebra_mask")
+    mask = segment(pixels, model or DEFAULT_CROP_MODEL)
+    return lumbosacral_box(mask, side_in_bodies=side_in_bodies or SIDE_IN_BODIES)

@@ -29,11 +29,12 @@ import torch
 from torch import nn
 
 from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
+from spine_models.data.records import LABEL_FROM, VIEW_CLASSES, relabel
 from spine_models.engine.composite import is_composite
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
 
-__all__ = ["train", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "load_pixels", "logits_to_probs", "input_hw",
+__all__ = ["train", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "load_pixels", "vertebra_mask", "logits_to_probs", "input_hw",
            "youden_threshold", "build_model_for", "relabel", "dataset_for_card", "LABEL_FROM", "VIEW_CLASSES"]
 
 
@@ -59,7 +60,7 @@ class Preprocess:
             return None
         from spine_models.data.roi import locate
 
-        return locate(pixels, self.crop, self.crop_model, side_in_bodies=self.crop_side)
+        return locate(pixels, self.crop, self.crop_model, side_in_bodies=self.crop_side, segment=vertebra_mask)
 
     def prepare(self, pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
         """Full-resolution pixels -> (what is cached and augmented: the crop, if any, downscaled to at most
@@ -87,6 +88,19 @@ class Preprocess:
         return cls(size, card.in_chans, dict(card.normalization), pp.get("resize_mode", "stretch"), bool(pp.get("roi", False)),
                    str(pp.get("crop") or "none"), pp.get("crop_model"),
                    None if pp.get("crop_side") is None else float(pp["crop_side"]))
+
+
+def vertebra_mask(pixels: np.ndarray, model: str) -> np.ndarray:
+    """The ``vertebra`` mask of ``pixels`` by segmentation model ``model`` (shared per process): the
+    segmenter ``spine_models.data.roi.locate`` places a crop with, at training and at inference alike."""
+    from spine_models.engine.predictor import shared_predictor
+
+    seg = shared_predictor(model)
+    if "vertebra" not in (seg.card.structures or []):
+        from spine_models.data.roi import DEFAULT_CROP_MODEL
+
+        raise ConfigError(f"crop_model={seg.card.id!r} has no 'vertebra' structure; use a lateral U-Net such as {DEFAULT_CROP_MODEL}")
+    return seg.predict(pixels, measure=False).masks["vertebra"]
 
 
 def _frame_index(sample: Any) -> int | None:
@@ -210,17 +224,6 @@ def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
     return float(balanced_accuracy_score(y, pred)) if len(y) else float("nan")
 
 
-def _auc(y: np.ndarray, probs: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    present = np.unique(y)
-    if len(present) < 2 or len(present) < probs.shape[1]:
-        return float("nan")
-    if probs.shape[1] == 2:
-        return float(roc_auc_score(y, probs[:, 1]))
-    return float(roc_auc_score(y, probs, multi_class="ovr"))
-
-
 def build_model_for(card: ModelCard) -> nn.Module:
     from spine_models.models import create_model
 
@@ -228,21 +231,6 @@ def build_model_for(card: ModelCard) -> nn.Module:
     model = create_model(card.arch, task="classify", **{**kwargs, "pretrained": None})
     model.load_state_dict(sd)
     return model
-
-
-LABEL_FROM = ("class", "view")
-VIEW_CLASSES = ["ap", "lat"]
-
-
-def relabel(samples: Sequence[Any], label_from: str) -> list[Any]:
-    """Samples labelled by what the model learns: ``class`` (the data's label) or ``view`` (``ap`` / ``lat``,
-    a view classifier). Why: an X-ray of unknown view must be routed to the AP or the lateral models; the
-    phantom's labels.csv (and two-view patient folders) already say the view, so no second dataset is needed."""
-    if label_from == "class":
-        return [s for s in samples if s.label is not None]
-    if label_from == "view":
-        return [replace(s, label=str(s.view).lower()) for s in samples if str(s.view or "").lower() in VIEW_CLASSES]
-    raise ConfigError(f"classify config: label_from={label_from!r}; valid: {', '.join(LABEL_FROM)}")
 
 
 def dataset_for_card(card: ModelCard, dataset: Any) -> Any:
@@ -356,7 +344,8 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
     if is_composite(cfg["model"]):  # measurement / view-routed classifiers: no epochs, no network of their own
         from spine_models.engine.composite import train_composite
 
-        return train_composite(cfg, out_dir, callbacks=callbacks, quiet=quiet)
+        card, test = train_composite(cfg, out_dir, callbacks=callbacks, quiet=quiet)
+        return _test_and_save(card, test, Path(out_dir), cfg, quiet=quiet, note_empty=False)
     configure_offline()
     if cfg.get("imgsz") is None:
         size = get_spec(cfg["model"], task="classify").input_size
@@ -501,6 +490,8 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
     weights = _class_weights(cfg, parts["train"].samples, classes)
     loss_fn = _make_loss(n_out, weights, float(cfg["label_smoothing"]), device)
 
+    from spine_models.metrics.classification import auc_ovr  # the report's macro AUC, NaN when a class is absent
+
     def validate(m: nn.Module) -> dict[str, float]:
         logits, y = T.predict_loader(m, val_loader, device)
         with torch.no_grad():
@@ -510,7 +501,7 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
         pred = probs.argmax(1)
         ba = _balanced_accuracy(y_np, pred)
         res = {"val_loss": vloss, "val_accuracy": float((pred == y_np).mean()), "val_balanced_accuracy": ba,
-               "val_auc": _auc(y_np, probs)}
+               "val_auc": auc_ovr(y_np, probs)}
         res["val_score"] = {"balanced_accuracy": ba - 1e-3 * min(vloss, 10.0), "loss": vloss,
                             "accuracy": res["val_accuracy"] - 1e-3 * min(vloss, 10.0), "auc": res["val_auc"]}[cfg["val_metric"]]
         return res
@@ -551,11 +542,20 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
         data={"split": provenance, "evaluated_on": "test"},
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
-    if len(parts["test"]):
-        ev = evaluate(card, parts["test"], quiet=quiet, n_resamples=int(cfg["eval_resamples"]), device=device)
+    return _test_and_save(card, parts["test"], out, cfg, quiet=quiet, device=device)
+
+
+def _test_and_save(card: ModelCard, test: Any, out: Path, cfg: dict, *, quiet: bool, device: Any = None,
+                   note_empty: bool = True) -> Path:
+    """Evaluate ``card`` once on the test part (its metrics and ``test_predictions.json``) and write
+    ``out/card.json``. One ending for networks and composites: both are judged by :func:`evaluate`."""
+    from spine_models.engine.trainer import write_json
+
+    if len(test):
+        ev = evaluate(card, test, quiet=quiet, n_resamples=int(cfg["eval_resamples"]), device=device)
         card.metrics = ev["metrics"]
-        T.write_json(out / "test_predictions.json", ev["predictions"])
-    else:
+        write_json(out / "test_predictions.json", ev["predictions"])
+    elif note_empty:
         card.notes.append("test part empty: no test metrics")
     card_path = out / "card.json"
     card.to_json(card_path)

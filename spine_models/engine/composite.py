@@ -307,17 +307,17 @@ def _fit_routed(cfg: dict, classes: list[str]) -> tuple[dict, dict, dict]:
                 "input_size": view.card.input_size}, {"view": view.card, **{v: p.card for v, p in got.items()}}
 
 
-def train_composite(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> Path:
+def train_composite(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> tuple[ModelCard, Any]:
     """``spine-models train --task classify --model measure_cobb|measure_slip|view_routed``: the same
-    data loading, per-patient split and test-part evaluation as a network, without epochs."""
+    data loading and per-patient split as a network, without epochs. Returns (card without test metrics,
+    the test part): ``classify.train`` evaluates and saves it, so this module never imports classify."""
     from dataclasses import replace
 
     from spine_models._env import configure_offline
     from spine_models.data.adapters import load_dataset
     from spine_models.data.splits import split_dataset, split_provenance
     from spine_models.engine.callbacks import CallbackList
-    from spine_models.engine.classify import evaluate, relabel
-    from spine_models.engine.trainer import write_json
+    from spine_models.data.records import relabel
     from spine_models.models.cards import save_checkpoint_file
 
     configure_offline()
@@ -350,9 +350,4 @@ def train_composite(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, qu
         preprocessing={"components": {k: c.id for k, c in components.items()}, "label_from": cfg.get("label_from") or "class"},
         thresholds=fields["thresholds"], arch_kwargs=fields["arch_kwargs"], notes=fields["notes"],
         data={"split": split_provenance(parts), "evaluated_on": "test"}, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    if len(parts["test"]):
-        ev = evaluate(card, parts["test"], quiet=quiet, n_resamples=int(cfg["eval_resamples"]))
-        card.metrics = ev["metrics"]
-        write_json(out / "test_predictions.json", ev["predictions"])
-    card.to_json(out / "card.json")
-    return out / "card.json"
+    return card, parts["test"]

@@ -21,7 +21,7 @@ import numpy as np
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.engine.callbacks import Callback, CallbackList, StopTraining
 from spine_models.engine.trainer import init_from_run
-from spine_models.errors import ConfigError, DatasetError, SpineInputError
+from spine_models.errors import ConfigError, DatasetError
 from spine_models.io.pixels import as_pixels
 from spine_models.metrics.detection import (ImageBoxes, detection_map, detection_map_ci, image_level_sens_spec,
                                             image_scores, sens_spec_ci, youden_threshold)

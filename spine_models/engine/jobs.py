@@ -2,8 +2,9 @@
 
 Why: training takes minutes to hours, a Streamlit script re-runs on every click, and the app may be
 restarted while a run goes on. So each job is a row in SQLite (``runs/jobs.sqlite`` by default) and a
-separate process in its own process group that runs ``spine-models train`` (the same argument parsing
-and config merge, plus a callback that writes ``progress.json``). Logs go to ``<run>/log.txt``; the
+separate process in its own process group that trains as ``spine-models train`` would (the same flag
+table and config merge, ``spine_models.config.train_config``, then the task engine's ``train``; the CLI
+itself is not involved), plus a callback that writes ``progress.json``. Logs go to ``<run>/log.txt``; the
 child writes ``<run>/result.json`` when it ends. At most ``max_concurrent`` jobs run (default 1); the
 rest wait in a FIFO queue. :meth:`JobStore.tick` reconciles: finished jobs are marked done/failed, a
 "running" job whose process is gone (e.g. after a crash or restart) is marked failed with its last log
@@ -31,14 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from spine_models.config import TRAIN_FLAGS, TRAIN_MODES
+from spine_models.engine.callbacks import Callback
 from spine_models.errors import ConfigError, SpineInputError
 
-__all__ = ["Job", "JobStore", "STATUSES", "cfg_to_argv", "default_runs_dir", "read_progress", "read_history",
+__all__ = ["Job", "JobStore", "STATUSES", "cfg_to_argv", "argv_to_config", "default_runs_dir", "read_progress", "read_history",
            "tail", "ProgressFile"]
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 # cfg keys that map to `spine-models train` flags; every other key goes through --set key=value
-_FLAGS = ("model", "epochs", "imgsz", "batch", "lr", "mode", "init", "seed", "device")
+_FLAGS = tuple(TRAIN_FLAGS)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -127,6 +130,42 @@ def cfg_to_argv(cfg: Mapping[str, Any], out: str | Path) -> list[str]:
         argv += ["--set", f"{k}={text}"]
     argv.append("--quiet")
     return argv
+
+
+def argv_to_config(argv: Sequence[str]) -> dict[str, Any]:
+    """The config a job's arguments (as :func:`cfg_to_argv` writes them) train with: the values the CLI
+    would parse, typed by the same flag table, merged by ``spine_models.config.train_config``."""
+    from spine_models.config import train_config
+
+    values: dict[str, Any] = {"flags": {}, "data": [], "sets": [], "out": None, "quiet": False}
+    task = None
+    it = iter(argv)
+    for arg in it:
+        if arg == "--quiet":
+            values["quiet"] = True
+            continue
+        name = arg[2:] if arg.startswith("--") else ""
+        value = next(it, None)
+        if value is None or name not in ("task", "data", "out", "set", *TRAIN_FLAGS):
+            raise ConfigError(f"job arguments: {arg!r} is not a train flag with a value; resubmit the job from the Train page")
+        if name == "task":
+            task = value
+        elif name == "data":
+            values["data"].append(value)
+        elif name == "set":
+            values["sets"].append(value)
+        elif name == "out":
+            values["out"] = value
+        else:
+            try:
+                values["flags"][name] = TRAIN_FLAGS[name](value)
+            except ValueError:
+                raise ConfigError(f"job config: {name}={value!r} should be {TRAIN_FLAGS[name].__name__}") from None
+            if name == "mode" and value not in TRAIN_MODES:
+                raise ConfigError(f"job config: mode={value!r}; valid: {', '.join(TRAIN_MODES)}")
+    if not task:
+        raise ConfigError("job config needs 'task' (classify, detect or segment)")
+    return train_config(task, **values)
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -259,14 +298,10 @@ class JobStore:
     # ------------------------------------------------------------------ lifecycle
     def submit(self, cfg: Mapping[str, Any], *, start: bool = True) -> str:
         """Queue a training job; returns its id. The config is validated now (bad keys fail here, not later)."""
-        from spine_models.commands import train as train_cmd
-        from spine_models.cli import build_parser
-
         job_id = f"{cfg.get('task', 'job')}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         run_dir = (self.runs_dir / job_id).resolve()
         argv = cfg_to_argv(cfg, run_dir)
-        args = build_parser().parse_args(["train", *argv])  # same parser as the CLI
-        train_cmd.build_config(args)  # raises ConfigError on unknown keys / wrong types
+        argv_to_config(argv)  # raises ConfigError on unknown keys / wrong types, as the CLI would
         run_dir.mkdir(parents=True, exist_ok=False)
         (run_dir / "job.json").write_text(json.dumps({"id": job_id, "cfg": dict(cfg), "argv": argv}, indent=2, default=str))
         with self._connect() as db:
@@ -428,13 +463,7 @@ class JobStore:
 
 
 # ---------------------------------------------------------------------- the child process
-try:
-    from spine_models.engine.callbacks import Callback as _CallbackBase
-except ImportError:  # pragma: no cover - callbacks.py is a shared contract that always exists
-    _CallbackBase = object  # type: ignore[misc,assignment]
-
-
-class ProgressFile(_CallbackBase):  # type: ignore[misc,valid-type]
+class ProgressFile(Callback):
     """Training callback: writes ``progress.json`` (atomic) and echoes epochs/logs to the job log."""
 
     def __init__(self, run_dir: str | Path, every_s: float = 0.5) -> None:
@@ -482,7 +511,7 @@ class ProgressFile(_CallbackBase):  # type: ignore[misc,valid-type]
 
 
 def _run_job(db_path: str, job_id: str) -> int:
-    """Body of the job process: parse the stored argv exactly as the CLI would, train, write result.json."""
+    """Body of the job process: the stored argv's config (as the CLI would build it), train, write result.json."""
     import traceback
 
     from spine_models._env import configure_offline
@@ -493,13 +522,10 @@ def _run_job(db_path: str, job_id: str) -> int:
     result: dict[str, Any]
     print(f"$ {job.command}", flush=True)
     try:
-        from spine_models.cli import build_parser
-        from spine_models.commands import train as train_cmd
         from spine_models.engine import task_module
 
-        args = build_parser().parse_args(["train", *job.argv])
-        cfg = train_cmd.build_config(args)
-        card = task_module(args.task).train(cfg, Path(args.out), callbacks=[ProgressFile(job.run_dir)], quiet=True)
+        cfg = argv_to_config(job.argv)
+        card = task_module(cfg["task"]).train(cfg, job.run_dir, callbacks=[ProgressFile(job.run_dir)], quiet=True)
         result = {"status": "done", "card": str(card)}
     except SpineInputError as exc:
         print(f"error: {exc}", flush=True)

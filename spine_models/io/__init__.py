@@ -20,7 +20,6 @@ size before decoding; ``min_size`` (32 px) refuses thumbnails. Every bad file ra
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path, PurePath
 from typing import BinaryIO

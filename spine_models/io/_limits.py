@@ -1,9 +1,14 @@
-"""Size limits applied to every image before it is decoded.
+"""Size limits applied to every image before it is decoded, and to every ZIP before it is read.
 
 Why: a 2 KB PNG can declare 90000×90000 pixels (8.1 gigapixels) and exhaust memory when decoded; a
 thumbnail-sized image carries no usable anatomy. Both are refused on the *declared* size, so the check
 costs nothing. The limit is per call (``max_pixels=``), else env ``SPINE_MODELS_MAX_PIXELS``, else
 :data:`DEFAULT_MAX_PIXELS`; PIL's own global ``MAX_IMAGE_PIXELS`` is left untouched.
+
+ZIPs (``spine_models.io.archive``, the one reader and extractor of study uploads and dataset archives)
+have one set of limits here: the uncompressed total (per call ``max_bytes=``, else env
+``SPINE_MODELS_MAX_ZIP_BYTES``, else :data:`DEFAULT_MAX_ZIP_BYTES`), the entry count and the
+compression ratio that marks a zip bomb.
 """
 from __future__ import annotations
 
@@ -11,30 +16,46 @@ import os
 
 from spine_models.errors import ConfigError, CorruptFileError, DecompressionBombError, ImageTooSmallError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SIZE", "resolve_max_pixels", "check_declared_size", "check_frame_size"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SIZE", "resolve_max_pixels", "check_declared_size", "check_frame_size",
+           "DEFAULT_MAX_ZIP_BYTES", "MAX_ZIP_MEMBERS", "MAX_ZIP_RATIO", "ZIP_RATIO_MIN_BYTES", "ENV_MAX_ZIP_BYTES",
+           "resolve_max_zip_bytes"]
 
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: a 14"×17" film at 0.05 mm is ~ 60 MP
 DEFAULT_MIN_SIZE = 32
 ENV_MAX_PIXELS = "SPINE_MODELS_MAX_PIXELS"
 
+DEFAULT_MAX_ZIP_BYTES = 20 * 1024**3  # uncompressed total: a training set of films fits, a bomb does not
+MAX_ZIP_MEMBERS = 500_000  # entries in one archive (a large dataset of PNGs and masks)
+MAX_ZIP_RATIO = 400  # uncompressed/compressed; DICOM and PNG compress far less
+ZIP_RATIO_MIN_BYTES = 1024**2  # the ratio test applies from 1 MiB (a member, or the whole archive), inclusive
+ENV_MAX_ZIP_BYTES = "SPINE_MODELS_MAX_ZIP_BYTES"
 
-def resolve_max_pixels(max_pixels: int | None = None) -> int:
-    """The effective limit: the argument, else the env variable, else the default."""
-    if max_pixels is not None:
-        value: object = max_pixels
-        source = "max_pixels"
-    else:
-        raw = os.environ.get(ENV_MAX_PIXELS, "").strip().replace("_", "")
+
+def _resolve(value: int | None, arg: str, env: str, default: int, unit: str, example: int) -> int:
+    """The effective limit: the argument, else the env variable (read on every call), else the default."""
+    source = arg
+    if value is None:
+        raw = os.environ.get(env, "").strip().replace("_", "")
         if not raw:
-            return DEFAULT_MAX_PIXELS
-        source = ENV_MAX_PIXELS
+            return default
+        source = env
         try:
             value = int(float(raw))
         except ValueError:
-            raise ConfigError(f"{ENV_MAX_PIXELS}={raw!r} is not a number; set it to a pixel count such as 100000000") from None
-    if not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{source}={value!r} must be a positive pixel count, e.g. 100000000")
+            raise ConfigError(f"{env}={raw[:40]!r} is not a number; set it to a {unit} such as {example}") from None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{source}={value!r} must be a positive {unit}, e.g. {example}")
     return value
+
+
+def resolve_max_pixels(max_pixels: int | None = None) -> int:
+    """The effective pixel limit: the argument, else env ``SPINE_MODELS_MAX_PIXELS``, else the default."""
+    return _resolve(max_pixels, "max_pixels", ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS, "pixel count", 100_000_000)
+
+
+def resolve_max_zip_bytes(max_bytes: int | None = None) -> int:
+    """The effective ZIP size limit: the argument, else env ``SPINE_MODELS_MAX_ZIP_BYTES``, else the default."""
+    return _resolve(max_bytes, "max_bytes", ENV_MAX_ZIP_BYTES, DEFAULT_MAX_ZIP_BYTES, "byte count", 21474836480)
 
 
 def check_declared_size(

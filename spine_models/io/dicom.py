@@ -23,7 +23,6 @@ import numpy as np
 
 from spine_models.errors import (
     CorruptFileError,
-    DecompressionBombError,
     MissingPixelDataError,
     TruncatedFileError,
     UnsupportedPhotometricError,
@@ -33,7 +32,7 @@ from spine_models.io._limits import DEFAULT_MIN_SIZE, check_declared_size, check
 from spine_models.io.deid import collect_identifiers, header_dict, pseudonym, remap_uid, scrub_text, uid_name
 from spine_models.io.radiograph import Radiograph
 
-__all__ = ["read_dicom", "read_dicom_frames", "DicomFrames", "parse_dicom", "orientation_of", "missing_decoder_hint"]
+__all__ = ["read_dicom", "read_dicom_frames", "DicomFrames", "parse_dicom", "orientation_of", "slice_geometry", "missing_decoder_hint"]
 
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, EOFError, OSError, struct.error, zlib.error, NotImplementedError, AttributeError, OverflowError, UnicodeError, RuntimeError, StopIteration)
 _MONO = ("MONOCHROME1", "MONOCHROME2")
@@ -514,6 +513,19 @@ def _float_tuple(value: Any, n: int) -> tuple[float, ...] | None:
     return out if len(out) == n and all(np.isfinite(out)) else None
 
 
+def slice_geometry(ds: Any) -> tuple[tuple[float, float, float] | None, tuple[float, ...] | None, int | None]:
+    """(ImagePositionPatient, ImageOrientationPatient, InstanceNumber) of a parsed header, None where absent or
+    not numeric: what ``spine_models.io.study.slice_order`` orders a series by, read one way for the pixel
+    reader and the header-only scan alike."""
+    try:
+        inst = ds.get("InstanceNumber")
+        instance_number = int(inst) if inst not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
+        instance_number = None
+    position = _float_tuple(ds.get("ImagePositionPatient"), 3)
+    return position, _float_tuple(ds.get("ImageOrientationPatient"), 6), instance_number  # type: ignore[return-value]
+
+
 def read_dicom_frames(
     data: bytes,
     name: str,
@@ -565,16 +577,17 @@ def _frames_from_dataset(
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     spacing, source = _spacing(ds)
     bits = next((int(b) for b in (_finite_number(ds.get(k)) for k in ("BitsStored", "BitsAllocated")) if b and 1 <= b <= 64), 8)
+    position, orientation, instance_number = slice_geometry(ds)
     try:
         number = ds.get("SeriesNumber")
         series_number = int(number) if number not in (None, "") else None
-        inst = ds.get("InstanceNumber")
-        instance_number = int(inst) if inst not in (None, "") else None
         thickness = _finite_number(ds.SliceThickness) if ds.get("SliceThickness") not in (None, "") else None
     except (TypeError, ValueError, OverflowError):
-        series_number = instance_number = None
+        series_number = None
         thickness = None
-        notes.append("non-numeric SeriesNumber/InstanceNumber/SliceThickness ignored")
+        notes.append("non-numeric SeriesNumber/SliceThickness ignored")
+    if instance_number is None and ds.get("InstanceNumber") not in (None, ""):
+        notes.append("non-numeric InstanceNumber ignored")
     return DicomFrames(
         values=values,
         low=low,
@@ -597,8 +610,8 @@ def _frames_from_dataset(
         series_description=scrub_text(str(ds.get("SeriesDescription", "") or ""), identifiers),
         series_number=series_number,
         instance_number=instance_number,
-        position=_float_tuple(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-        orientation=_float_tuple(ds.get("ImageOrientationPatient"), 6),
+        position=position,
+        orientation=orientation,
         slice_thickness_mm=thickness,
         notes=notes,
     )

@@ -1,10 +1,16 @@
-"""DICOM study folders and ZIPs → :class:`Study` of :class:`Series` (MRI and CT).
+"""DICOM study folders and ZIPs → :class:`Study` of :class:`Series` (MRI and CT): the one study reader.
 
 Why: an MRI study arrives as hundreds of single-slice files in arbitrary order and file names.
-Slices are grouped by (de-identified) SeriesInstanceUID and ordered by their position along the
-slice normal (ImagePositionPatient · (row × column cosines)), else InstanceNumber, else file name, so
-frame *k* of a series is the *k*-th slice in space — the frame-selection rules of the MRI study
+Slices are grouped by SeriesInstanceUID and ordered by :func:`slice_order`: by their position along
+the slice normal (ImagePositionPatient · (row × column cosines)), running the way InstanceNumber
+runs; InstanceNumber alone only as the fallback (positions missing or coinciding); file name last.
+So frame *k* of a series is the *k*-th slice in space — the frame-selection rules of the MRI study
 depend on that order. One bad file is reported in ``problems``, not fatal.
+
+Two depths, one order: :func:`read_study` decodes every slice (de-identified pixels, for display);
+:func:`scan_studies` reads headers only (file paths, for choosing frames and for datasets of many
+patients). Both number frames by :func:`slice_order`, so the frame the MRI study's rule chooses is the
+frame the app shows.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -21,10 +27,10 @@ from spine_models.errors import DatasetError, SpineInputError
 from spine_models.io._limits import DEFAULT_MIN_SIZE
 from spine_models.io.archive import iter_zip_members
 from spine_models.io.deid import display_name, remap_uid, scrub_text, show_names as _show_names
-from spine_models.io.dicom import DicomFrames, orientation_of, read_dicom_frames
+from spine_models.io.dicom import DicomFrames, orientation_of, read_dicom_frames, slice_geometry
 from spine_models.io.sniff import sniff_format
 
-__all__ = ["Series", "Study", "read_study"]
+__all__ = ["Series", "Study", "read_study", "slice_order", "SliceHeader", "SeriesInfo", "StudyInfo", "scan_studies"]
 
 
 @dataclass(repr=False, eq=False)
@@ -162,7 +168,15 @@ def _iter_sources(
     return path.name, _read_files([(path.name, path)], problems, show)
 
 
-def _slice_key(f: DicomFrames, index: int) -> tuple[float, float, int]:
+class SliceHeader(NamedTuple):
+    """What a slice is ordered by (any object with these attributes will do, e.g. DicomFrames)."""
+
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None
+    instance_number: int | None
+
+
+def _slice_key(f: Any, index: int) -> tuple[float, float, int]:
     pos = f.position
     ori = f.orientation
     if pos is not None and ori is not None:
@@ -174,17 +188,28 @@ def _slice_key(f: DicomFrames, index: int) -> tuple[float, float, int]:
     return (2.0, 0.0, index)
 
 
-def _build_series(items: list[DicomFrames], problems: list[str]) -> Series:
-    keys = [_slice_key(f, i) for i, f in enumerate(items)]
-    if len({k[1] for k in keys if k[0] == 0.0}) < len(items) and all(f.instance_number is not None for f in items):
-        keys = [(1.0, float(f.instance_number), i) for i, f in enumerate(items)]  # positions coincide: numbers decide
-    order = sorted(range(len(items)), key=lambda i: (keys[i], items[i].name))
-    items = [items[i] for i in order]
-    numbers = [f.instance_number for f in items]
+def slice_order(slices: Sequence[Any]) -> list[int]:
+    """Indices of ``slices`` (each with ``position``, ``orientation``, ``instance_number``) in frame order.
+
+    Primary: ImagePositionPatient projected on the slice normal, in the direction InstanceNumber runs
+    (so frame k stays instance k when both agree). Fallback: InstanceNumber, when a slice has no
+    position or two share one. Last: the order given (sorted file names). The one rule of the package
+    for "frame k of a series".
+    """
+    keys = [_slice_key(f, i) for i, f in enumerate(slices)]
+    if len({k[1] for k in keys if k[0] == 0.0}) < len(slices) and all(f.instance_number is not None for f in slices):
+        keys = [(1.0, float(f.instance_number), i) for i, f in enumerate(slices)]  # positions coincide: numbers decide
+    order = sorted(range(len(slices)), key=keys.__getitem__)
+    numbers = [slices[i].instance_number for i in order]
     if all(k[0] == 0.0 for k in keys) and None not in numbers and len(set(numbers)) == len(numbers) > 1:
         # spatial order decides; its direction follows InstanceNumber so frame k stays instance k
         if float(np.corrcoef(np.arange(len(numbers)), np.asarray(numbers, dtype=float))[0, 1]) < 0:
-            items.reverse()
+            order.reverse()
+    return order
+
+
+def _build_series(items: list[DicomFrames], problems: list[str]) -> Series:
+    items = [items[i] for i in slice_order(items)]
     shape = items[0].values.shape[1:]
     kept = [f for f in items if f.values.shape[1:] == shape]
     if len(kept) < len(items):
@@ -284,3 +309,120 @@ def read_study(
         name = f"study-{remap_uid(first.study_uid).rsplit('.', 1)[-1][-8:] if first.study_uid else 'anon'}"
     problems = [scrub_text(p, identifiers) for p in problems]  # file paths may carry names
     return Study(name=name or "study", series=series, uid=first.study_uid, patient_key=first.patient_key, problems=problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# headers only: file paths per frame (choosing frames, datasets of many studies)
+@dataclass
+class SeriesInfo:
+    """One series, headers only: per frame its file, the frame inside that file and the InstanceNumber (0 when
+    absent), in the same frame order as :func:`read_study` (:func:`slice_order`)."""
+
+    description: str
+    series_uid: str
+    files: list[Path]
+    instance_numbers: list[int]
+    frame_index: list[int]  # frame inside each file (0 for single-frame files)
+    orientation: list[float] | None
+    folder: Path
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.files)
+
+
+@dataclass
+class StudyInfo:
+    study_id: str  # the study folder's name (never a DICOM identifier)
+    root: Path
+    series: list[SeriesInfo]
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+        return True
+    if path.suffix:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+        return head[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _series_info(description: str, uid: str, entries: list[tuple[Path, SliceHeader, int, tuple]], orientation: Any,
+                 folder: Path) -> SeriesInfo:
+    """Frames of one series' files in :func:`slice_order`; files of another size than the first are left out,
+    as :func:`read_study` leaves them out, so frame k is the same slice at both depths."""
+    entries = [entries[i] for i in slice_order([e[1] for e in entries])]
+    entries = [e for e in entries if e[3] == entries[0][3]]
+    files, numbers, index = [], [], []
+    for path, head, n_frames, _shape in entries:
+        for k in range(n_frames):
+            files.append(path)
+            numbers.append(head.instance_number or 0)
+            index.append(k)
+    return SeriesInfo(description, uid, files, numbers, index, None if orientation is None else list(orientation), folder)
+
+
+def scan_studies(root: str | Path) -> list[StudyInfo]:
+    """Every DICOM study under ``root`` (headers only), grouped by StudyInstanceUID, frames in slice order.
+
+    The study id is the name of the folder that holds all of that study's series folders, so
+    DIR/<patient>/<series>/*.dcm gives the patient folder name; ``root`` itself when it is one study.
+    A file whose declared size :func:`read_study` would refuse (too small, too large) is left out too.
+    """
+    import pydicom
+
+    from spine_models.io._limits import check_declared_size
+
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError("no such file or folder; pass a DICOM study folder", root)
+    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and _is_dicom(p))
+    if not paths:
+        raise DatasetError("holds no DICOM files (.dcm); pass a folder of MRI studies", root)
+    studies: dict[str, dict[str, dict[str, Any]]] = {}
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception as exc:  # pydicom raises several types for non-DICOM bytes
+            raise DatasetError(f"is not a readable DICOM file ({type(exc).__name__}); remove it or fix it", path) from exc
+        position, orientation, instance = slice_geometry(ds)
+        n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        shape = (getattr(ds, "Rows", None), getattr(ds, "Columns", None))
+        try:
+            check_declared_size(path.name, int(shape[1] or 0), int(shape[0] or 0), n_frames)
+        except SpineInputError:
+            continue  # read_study refuses it before decoding: not a frame of the series there either
+        st = str(getattr(ds, "StudyInstanceUID", "") or path.parent.parent)
+        se = str(getattr(ds, "SeriesInstanceUID", "") or path.parent)
+        entry = studies.setdefault(st, {}).setdefault(se, {
+            "description": str(getattr(ds, "SeriesDescription", "") or ""), "entries": [],
+            "orientation": orientation, "folder": path.parent})
+        entry["entries"].append((path, SliceHeader(position, orientation, instance), n_frames, shape))
+    out: list[StudyInfo] = []
+    for series in studies.values():
+        infos = [_series_info(e["description"], se, e["entries"], e["orientation"], e["folder"]) for se, e in series.items()]
+        folders = [e["folder"] for e in series.values()]
+        common = Path(*Path(folders[0]).parts[: len(_common_parts(folders))]) if folders else root
+        if len(folders) == 1 and common == folders[0] and common != root:
+            common = common.parent  # one series: the study folder is its parent
+        if root.is_file() or not str(common).startswith(str(root)):
+            common = root if root.is_dir() else root.parent
+        infos.sort(key=lambda s: (s.folder.as_posix(), s.description))
+        out.append(StudyInfo(common.name, common, infos))
+    out.sort(key=lambda s: s.root.as_posix())
+    return out
+
+
+def _common_parts(folders: Sequence[Path]) -> tuple[str, ...]:
+    parts = [Path(f).parts for f in folders]
+    common: list[str] = []
+    for group in zip(*parts):
+        if all(g == group[0] for g in group):
+            common.append(group[0])
+        else:
+            break
+    return tuple(common)

@@ -36,22 +36,10 @@ def _load_pixels(obj: Any) -> tuple[np.ndarray, int]:
         if obj.dtype.kind in "ui":
             a = a / float(np.iinfo(obj.dtype).max)
         return (a if a.ndim == 2 else a.mean(-1)), bits
-    path = Path(obj)
-    try:
-        from spine_models.io import read_image  # the shared reader (DICOM, 16-bit PNG, ...)
-    except ImportError:
-        read_image = None
-    if read_image is not None:
-        r = read_image(path)
-        return np.asarray(r.pixels, dtype=np.float32), int(getattr(r, "bits", 8) or 8)
-    import cv2
+    from spine_models.io import read_image  # the shared reader (DICOM, 16-bit PNG, ...)
 
-    from spine_models.errors import CorruptFileError
-
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise CorruptFileError("cannot be decoded as an image; check the file or remove it from the data", path)
-    return _load_pixels(raw)
+    r = read_image(Path(obj))
+    return np.asarray(r.pixels, dtype=np.float32), int(getattr(r, "bits", 8) or 8)
 
 
 def metadata_features(obj: Any) -> dict[str, float]:

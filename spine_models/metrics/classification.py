@@ -23,6 +23,7 @@ __all__ = [
     "expected_calibration_error",
     "reliability_curve",
     "roc_points",
+    "macro_roc",
     "auc_ovr",
     "predict_labels",
     "classification_metrics",
@@ -190,25 +191,53 @@ def reliability_curve(y_true: Sequence[int], y_prob: np.ndarray, *, n_bins: int 
     return out
 
 
+def _ovr_curve(yt: np.ndarray, p: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(fpr, tpr, auc) of class ``k`` against the rest; None when the data holds only one side."""
+    from sklearn.metrics import auc, roc_curve
+
+    pos = yt == k
+    if not pos.any() or pos.all():
+        return None
+    fpr, tpr, _ = roc_curve(pos.astype(int), p[:, k], drop_intermediate=True)
+    return fpr, tpr, float(auc(fpr, tpr))
+
+
 def roc_points(y_true: Sequence[int], y_prob: np.ndarray, classes: Sequence[str], *,
                max_points: int = 200) -> dict[str, dict[str, Any]]:
     """One-vs-rest ROC curve per class for plotting (``fpr``, ``tpr``, ``auc``); empty lists if undefined."""
-    from sklearn.metrics import auc, roc_curve
-
     yt, p = np.asarray(y_true, dtype=int), np.asarray(y_prob, dtype=float)
     out: dict[str, dict[str, Any]] = {}
     for k, name in enumerate(classes):
-        pos = yt == k
-        if not pos.any() or pos.all():
+        curve = _ovr_curve(yt, p, k)
+        if curve is None:
             out[name] = {"fpr": [], "tpr": [], "auc": None}
             continue
-        fpr, tpr, _ = roc_curve(pos.astype(int), p[:, k], drop_intermediate=True)
-        a = float(auc(fpr, tpr))
+        fpr, tpr, a = curve
         if len(fpr) > max_points:  # keep the ends, thin the middle evenly
             idx = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
             fpr, tpr = fpr[idx], tpr[idx]
         out[name] = {"fpr": [round(float(x), 5) for x in fpr], "tpr": [round(float(x), 5) for x in tpr], "auc": a}
     return out
+
+
+def macro_roc(y_true: Sequence[int], y_prob: np.ndarray, classes: Sequence[str], *,
+              grid_points: int = 101) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(fpr grid, mean one-vs-rest TPR on it, mean AUC): one ROC line per model for comparing models
+    (a two-class task: the first class's curve). None when no class has both positives and negatives."""
+    yt, p = np.asarray(y_true, dtype=int), np.asarray(y_prob, dtype=float)
+    grid = np.linspace(0, 1, grid_points)
+    tprs, aucs = [], []
+    for k in range(len(classes)):
+        curve = _ovr_curve(yt, p, k)
+        if curve is None:
+            continue
+        tprs.append(np.interp(grid, curve[0], curve[1]))
+        aucs.append(curve[2])
+        if len(classes) == 2:
+            break
+    if not tprs:
+        return None
+    return grid, np.mean(tprs, axis=0), float(np.mean(aucs))
 
 
 def classification_metrics(y_true: Sequence[int], y_prob: np.ndarray, classes: Sequence[str], *,

@@ -8,13 +8,13 @@ read classes, input size, normalisation, thresholds and metrics from the card, n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spine_models.errors import ConfigError, WeightsNotAvailableError
+from spine_models.io.digest import sha256_file  # re-exported: cards pin weights by it
 
 __all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file", "load_state",
            "is_real_validated", "validation_badge"]
@@ -27,14 +27,6 @@ def weights_dir() -> Path:
     import os
 
     return Path(os.environ.get("SPINE_MODELS_WEIGHTS", REPO_ROOT / "weights"))
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -31,9 +31,7 @@ __all__ = [
     "ARCHS",
     "arch_of",
     "get_classifier",
-    "head_parameters",
     "cam_target_layer",
-    "first_conv_name",
     "load_matching_state",
     "read_state_file",
     "XceptionStudy",
@@ -109,10 +107,6 @@ def get_classifier(model: nn.Module) -> nn.Module:
     return _resolve(model, ARCHS[arch_of(model)].head) if arch_of(model) in ARCHS else model.get_classifier()
 
 
-def head_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return list(get_classifier(model).parameters())
-
-
 def cam_target_layer(model: nn.Module, arch: str | None = None) -> nn.Module:
     """The layer Grad-CAM hooks for this architecture (last spatial feature block)."""
     arch = arch or arch_of(model)
@@ -121,10 +115,6 @@ def cam_target_layer(model: nn.Module, arch: str | None = None) -> nn.Module:
     if hasattr(model, "cam_target_layer"):
         return model.cam_target_layer()
     raise ValueError(f"no Grad-CAM target layer known for architecture {arch!r}")
-
-
-def first_conv_name(arch: str) -> str:
-    return ARCHS[arch].first_conv
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -395,7 +385,3 @@ def spinenet_tiny(num_classes: int = 2, in_chans: int = 1, pretrained: str | Pat
                   width: int = 16, **_: Any) -> nn.Module:
     """Small 8-layer CNN (0.3 M parameters at width 16): tests and quick CPU experiments"""
     return _finish(SpineNetTiny(num_classes, in_chans, width, dropout), "spinenet_tiny", in_chans, pretrained, None)
-
-
-# two-view fusion models register themselves on import (the registry imports only this module)
-from spine_models.models import fusion as _fusion  # noqa: E402,F401

@@ -2,8 +2,9 @@
 
 Why: pages, the CLI, the trainer and weight loading all name models by string; a single registry
 means an unknown name fails in one place with the list of valid ones (timm ``_registry.py``).
-Builders register themselves with :func:`register_model` in ``classification.py``,
-``detection.py`` and ``segmentation.py``; those modules are imported on first lookup.
+Builders register themselves with :func:`register_model` in ``classification.py``, ``fusion.py``
+(two-view classifiers), ``detection.py`` and ``segmentation.py``; those modules are imported on first
+lookup, listed here so none has to import another to get registered (fusion builds on classification).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ __all__ = ["ModelSpec", "register_model", "create_model", "list_models", "get_sp
 
 _TASK_MODULES = (
     "spine_models.models.classification",
+    "spine_models.models.fusion",
     "spine_models.models.detection",
     "spine_models.models.segmentation",
 )
@@ -57,11 +59,7 @@ def _ensure_loaded() -> None:
         return
     _loaded = True
     for mod in _TASK_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a task module not written yet; not a user error
-            if exc.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 def list_models(task: str | None = None) -> list[str]:

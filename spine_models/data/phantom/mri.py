@@ -28,6 +28,8 @@ import cv2
 import numpy as np
 
 from spine_models.data.phantom.writer import write_manifest
+from spine_models.data.mri import DISC_LEVELS, select_axial_frame, select_sagittal_frame, study_image_name
+from spine_models.data.records import DISC_STATES  # disc_grade = index (0-3); re-exported
 
 __all__ = [
     "DISC_STATES",
@@ -44,11 +46,8 @@ __all__ = [
 ]
 
 GENERATOR_VERSION = "mri-phantom-1"
-DISC_STATES = ["normal", "degeneration", "bulge", "herniation"]  # disc_grade = index (0-3)
 HERNIATION_TYPES = ["none", "normal", "migration", "sequestration"]
 STENOSIS_GRADES = ["normal", "mild", "moderate", "severe"]
-# x = 1..5, as in spine_models.data.mri.DISC_LEVELS (kept literal here to avoid an import cycle)
-_LEVELS = ["L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2"]
 LABEL_COLUMNS = [
     "id", "patient_id", "level", "disc_state", "disc_grade", "herniation_type", "herniation_side",
     "scs", "rfs", "lfs", "axial_frame", "sagittal_frame", "study_name", "view", "class",
@@ -664,13 +663,13 @@ def generate_mri(out_dir: Path, n: int, seed: int, difficulty: str = "standard",
         p = make_patient(pid, seed, i, difficulty)
         write_study(p, out_dir / pid)
         for d in sorted((d for d in p.discs if d.x), key=lambda d: -d.x):  # L1-L2 first
-            level = _LEVELS[d.x - 1]
-            code = {"L5-S1": "51", "L4-L5": "45", "L3-L4": "34", "L2-L3": "23", "L1-L2": "12"}[level]
+            level = DISC_LEVELS[d.x - 1]  # the labels name the frames the study's rule will choose
             rows.append({
                 "id": f"{pid}_{level}", "patient_id": pid, "level": level, "disc_state": d.state,
                 "disc_grade": DISC_STATES.index(d.state), "herniation_type": d.htype, "herniation_side": d.side,
-                "scs": d.scs, "rfs": d.rfs, "lfs": d.lfs, "axial_frame": 3 * d.x + 2 * (d.x - 1),
-                "sagittal_frame": N_SAG // 2 + 1, "study_name": f"{pid}_{code}", "view": "mri_ax", "class": d.state,
+                "scs": d.scs, "rfs": d.rfs, "lfs": d.lfs, "axial_frame": select_axial_frame(d.x),
+                "sagittal_frame": select_sagittal_frame(N_SAG), "study_name": study_image_name(pid, "ax", d.x),
+                "view": "mri_ax", "class": d.state,
             })
             counts[d.state] += 1
     with open(out_dir / "labels.csv", "w", newline="", encoding="utf-8") as fh:

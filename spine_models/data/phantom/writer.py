@@ -21,7 +21,7 @@ from spine_models._progress import progress
 from spine_models.data.phantom.xray import (AP_STRUCTURES, BOX_CLASSES, DIFFICULTIES, LAT_STRUCTURES, VERTEBRAE,
                                             make_patient, render_film)
 from spine_models.errors import ConfigError
-from spine_models.models.cards import sha256_file
+from spine_models.io.digest import sha256_file
 
 __all__ = ["GENERATOR_VERSION", "LABEL_COLUMNS", "generate_xray", "write_png", "write_manifest"]
 
