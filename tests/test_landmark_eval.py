@@ -193,3 +193,16 @@ def test_predictor_result_carries_corners_and_scores(tiny_ap_run):
     assert "cobb" in d["measurements"]                   # a number, or "cannot measure" with its reason
     for v in d.get("vertebrae", []):
         assert len(v["corners"]) == 4 and 0 <= v["score"] <= 1 and len(v["box"]) == 4
+
+
+def test_compare_with_on_a_landmark_folder_pairs_films_by_the_5deg_band(tiny_ap_run, tmp_path):
+    """Two vertebra models compare on the same films: a film is right when its shown angle is within 5 deg."""
+    from spine_models.report.evaluation import _correct, evaluate_command
+
+    assert _correct({"cobb_true": 20.0, "cobb_pred": 24.0, "cobb_shown": True}) is True
+    assert _correct({"cobb_true": 20.0, "cobb_pred": 26.0, "cobb_shown": True}) is False
+    assert _correct({"cobb_true": 20.0, "cobb_pred": 21.0, "cobb_shown": False}) is False  # not shown: no finding
+    root, card = tiny_ap_run
+    r = evaluate_command(card.parent, root, out=tmp_path / "r.json", n_resamples=20, quiet=True, audit=False,
+                         compare_with=card.parent)
+    assert r["mcnemar"]["b"] == r["mcnemar"]["c"] == 0 and r["mcnemar"]["p_value"] == 1.0

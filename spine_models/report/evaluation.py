@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from spine_models.measure.cobb import INTER_OBSERVER_DEG
 from spine_models.errors import DatasetError, SpineInputError, WeightsNotAvailableError
 from spine_models.models.hub import resolve_card
 
@@ -293,6 +294,9 @@ def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str |
     if n_resamples < 1:
         raise SpineInputError(f"--resamples {n_resamples} must be at least 1 (SPEC reports use >= 1000)")
     card = resolve_card(model)
+    other = resolve_card(compare_with) if compare_with is not None else None
+    if other is not None and other.task != card.task:  # before the long evaluation, not after it
+        raise SpineInputError(f"--compare-with model {other.id!r} is a {other.task} model, {card.id!r} is {card.task}")
     paths = [data_paths] if isinstance(data_paths, (str, Path)) else list(data_paths)
     dataset = load_dataset(paths, task=card.task)
     if card.task == "classify":
@@ -332,10 +336,7 @@ def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str |
                                                                   "thresholds": card.thresholds}}
     if card.task == "classify" and "calibration" in metrics:
         extra["calibration"] = metrics["calibration"]
-    if compare_with is not None:
-        other = resolve_card(compare_with)
-        if other.task != card.task:
-            raise SpineInputError(f"--compare-with model {other.id!r} is a {other.task} model, {card.id!r} is {card.task}")
+    if other is not None:
         other_res = task_module(other.task).evaluate(other, dataset, quiet=quiet, n_resamples=n_resamples)
         from spine_models.metrics.paired import mcnemar
 
@@ -353,6 +354,10 @@ def _correct(pred: dict[str, Any]) -> bool | None:
     """Whether one stored prediction was right: ``correct`` if present, else ``truth == pred``."""
     if "correct" in pred and pred["correct"] is not None:
         return bool(pred["correct"])
+    if pred.get("cobb_true") is not None:  # segment on AP films: a shown angle within the +-5 deg band is right
+        got = pred.get("cobb_pred")
+        return bool(pred.get("cobb_shown", got is not None)) and got is not None and \
+            abs(float(got) - float(pred["cobb_true"])) <= INTER_OBSERVER_DEG
     if isinstance(pred.get("findings"), dict) and isinstance(pred.get("truth"), dict):  # detection, image level
         return all(bool(pred["findings"].get(c)) == bool(v) for c, v in pred["truth"].items())
     for t_key, p_key in (("truth", "pred"), ("label", "prediction"), ("y_true", "y_pred"), ("truth", "prediction")):
