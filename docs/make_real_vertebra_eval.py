@@ -179,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.fraiwan:
         test, dup = unseen(test_part(split_card, load_dataset(args.fraiwan, task="classify")))
         out["dropped_near_duplicates"][Path(args.fraiwan).name] = dup
-        out["fraiwan"] = [{"model": m, **_cobb_scoliosis(c, test, args.resamples)} for c, m in zip(cards, args.model)]
+        out["fraiwan"] = [{"model": c.id, **_cobb_scoliosis(c, test, args.resamples)} for c in cards]
         if args.classifier:
-            out["paired"] = _paired_scoliosis(resolve_card(args.classifier), cards, args.model,
+            out["paired"] = _paired_scoliosis(resolve_card(args.classifier), cards, [c.id for c in cards],
                                               load_dataset(args.fraiwan, task="classify"), training, args.resamples)
     Path(args.out + ".json").write_text(json.dumps(out, indent=1))
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if not rs:
             continue
         lines += [f"## {name} ({rs[0]['n']} films, {rs[0]['n_patients']} patients)", "",
-                  "| key | " + " | ".join(f"`{r['model']}`" for r in rs) + " |",
+                  "| key | " + " | ".join(f"`{r['card_id']}`" for r in rs) + " |",
                   "|---|" + "---|" * len(rs)]
         for k in KEYS:
             if any(k in r["metrics"] for r in rs):
