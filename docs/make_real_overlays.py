@@ -3,7 +3,7 @@
     .venv/bin/python docs/make_real_overlays.py                       # 6 films, 3 overlays saved in docs/
     .venv/bin/python docs/make_real_overlays.py --n 6 --look /tmp/look  # + every overlay at full size to inspect
 
-Why: the U-Nets are trained on the synthetic phantom only; this shows honestly what they do on real
+Why: the AP U-Net is fine-tuned on real films of other sources (aasce-ap, cadma-vertebra); this shows honestly what it does on real
 films (Fraiwan et al., "A dataset of scoliosis, spondylolisthesis, and normal vertebrae X-ray
 images", Mendeley Data doi:10.17632/xkt857dsxk.1, CC BY 4.0). The films stay outside the repository;
 only small derived overlays (credited) are written. Film names carry age and sex, so outputs are
@@ -44,7 +44,7 @@ def overlay(pixels: np.ndarray, res, cobb, height: int) -> np.ndarray:
     band = np.full((34, out.shape[1], 3), 255, np.uint8)
     txt = res.measurements.get("cobb", {})
     angle = txt.get("cobb_deg")
-    label = (f"phantom-trained U-Net: {txt.get('n_vertebrae', 0)} bodies, Cobb "
+    label = (f"{res.model_id}: {txt.get('n_vertebrae', 0)} bodies, Cobb "
              f"{'n/a' if angle is None else f'{angle:.0f} deg'}"
              f"{'' if txt.get('reliable', True) else ' - flagged unreliable'}")
     scale = max(0.3, min(0.45, out.shape[1] / 900))
