@@ -30,6 +30,16 @@ def app_env(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     return point_app_at(weights, tmp_path, monkeypatch)
 
 
+def sections(at: AppTest) -> list[str]:
+    """The per-model sections of Analyse X-ray ("<model id> · <task>"), from their collapsed expanders."""
+    return [e.label.split(" — ")[0] for e in at.expander if " · " in e.label.split(" — ")[0]]
+
+
+def models_to_run(at: AppTest):
+    """The "Models to run" multiselect (its key is per film)."""
+    return next(m for m in at.multiselect if m.label == "Models to run")
+
+
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [s.value for s in at.subheader] + [s.value for s in at.success]
     parts += [c.value for c in at.caption] + [i.value for i in at.info] + [w.value for w in at.warning]
@@ -41,8 +51,11 @@ def test_analyse_png_runs_every_fitting_model(app_env: Path) -> None:
     at = new_app()
     at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film()), "image/png").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    heads = [s.value for s in at.subheader]
-    assert {"tiny-cls · classify", "tiny-det · detect", "tiny-seg · segment"} <= set(heads)
+    assert {"tiny-cls · classify", "tiny-det · detect", "tiny-seg · segment"} <= set(sections(at))
+    assert "Findings" in [s.value for s in at.subheader]
+    lines = "\n".join(m.value for m in at.markdown)  # one line per finding, each naming the model it comes from
+    assert "Scoliosis:" in lines and "Spondylolisthesis:" in lines and "from `tiny-" in lines
+    assert "calls the class with the largest probability" in texts(at)  # the decision rule beside the bars
     assert any("Prediction:" in m.value for m in at.markdown)
     assert at.get("plotly_chart"), "class probability chart missing"
     assert {"vertebra", "spinous_process", "pedicle"} <= {c.label for c in at.checkbox}
@@ -73,7 +86,7 @@ def test_analyse_dicom_shows_deidentified_header_and_window(app_env: Path) -> No
     header = str([j.value for j in at.json])
     assert "DICOM" in header and "Doe" not in header and "Jane" not in header
     at.slider(key="xray_window_width").set_value(0.5).run()
-    assert not at.exception and "tiny-seg · segment" in [s.value for s in at.subheader]
+    assert not at.exception and "tiny-seg · segment" in sections(at)
 
 
 def test_analyse_bad_upload_shows_error_and_session_continues(app_env: Path) -> None:
@@ -83,7 +96,7 @@ def test_analyse_bad_upload_shows_error_and_session_continues(app_env: Path) -> 
     assert len(at.error) == 1 and "\n" not in at.error[0].value
     assert "broken.png" not in at.error[0].value and "file-" in at.error[0].value  # neutral id, never the name
     at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film(seed=3)), "image/png").run()
-    assert not at.error and "tiny-cls · classify" in [s.value for s in at.subheader]
+    assert not at.error and "tiny-cls · classify" in sections(at)
 
 
 def test_analyse_without_models_says_so(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +115,7 @@ def test_analyse_phantom_example(app_env: Path) -> None:
     if at.error:
         assert "phantom generator" in at.error[0].value
     else:
-        assert "tiny-cls · classify" in [s.value for s in at.subheader]
+        assert "tiny-cls · classify" in sections(at)
 
 
 # ---------------------------------------------------------------------------------------- MRI study
@@ -250,11 +263,11 @@ def test_real_upload_runs_real_validated_models_by_default(weights: Path, tmp_pa
     at = new_app()
     at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film()), "image/png").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert [s.value for s in at.subheader] == ["tiny-seg · segment", "Downloads"]
+    assert sections(at) == ["tiny-seg · segment"]
     assert "validated on real films by default" in texts(at)
     assert "validated on real films: aasce-ap" in texts(at)
-    ms = at.multiselect(key="xray_models_Upload a film")
+    ms = models_to_run(at)
     ms.select("tiny-cls").run()
     assert not at.exception
-    assert "tiny-cls · classify" in [s.value for s in at.subheader]
+    assert "tiny-cls · classify" in sections(at)
     assert "phantom-trained — not validated on real films" in "\n".join(w.value for w in at.warning)

@@ -90,6 +90,8 @@ def test_downloads_carry_the_reason_not_the_number():
     assert slip["slip_percent"] is None and slip["meyerding_grade"] is None and slip["status"].startswith("cannot measure — ")
     cls = payload["results"][2]
     assert cls["prediction"] is None and cls["probs"] == {} and cls["abstained"] is True
+    found = {f["finding"]: f for f in payload["findings"]}  # the findings panel leads the download, number-free
+    assert found["scoliosis"]["status"] == "no answer" and "77.4" not in json.dumps(found)
     rows = {(r["model_id"], r["item"]): r for r in csv.DictReader(io.StringIO(render.results_csv(_results(BAD_COBB, BAD_SLIP)).decode()))}
     assert rows[("seg_ap", "cobb_deg")]["value"] == "" and rows[("seg_ap", "cobb_deg")]["note"] == f"cannot measure — {WHY}"
     assert rows[("seg_lat", "slip_percent")]["value"] == "" and "cannot measure" in rows[("seg_lat", "slip_percent")]["note"]

@@ -229,19 +229,27 @@ def test_metadata_features_values():
     assert f["border_mean"] == 0 and f["border_minus_center"] < 0
 
 
-def test_audit_flags_planted_framing_shortcut(tmp_path):
-    """Class A films are 2:1 tall, class B square, same intensities: metadata alone separates them."""
+def _planted_framing_films(folder, n: int) -> list:
+    """``n`` films per class with the same intensities: class A 2:1 tall, class B square (a framing shortcut)."""
     import cv2
 
-    from spine_models.data.records import Sample, SpineDataset
+    from spine_models.data.records import Sample
 
     rng = np.random.default_rng(0)
     samples = []
-    for i in range(30):
+    for i in range(n):
         for cls, (h, w) in (("A", (128, 64)), ("B", (64, 64))):
-            path = tmp_path / f"{cls}{i}.png"
+            path = folder / f"{cls}{i}.png"
             cv2.imwrite(str(path), (_noise(rng, h, w) * 65535).astype(np.uint16))
             samples.append(Sample(id=f"{cls}{i}", patient_id=f"p{cls}{i}", path=path, label=cls))
+    return samples
+
+
+def test_audit_flags_planted_framing_shortcut(tmp_path):
+    """Class A films are 2:1 tall, class B square, same intensities: metadata alone separates them."""
+    from spine_models.data.records import SpineDataset
+
+    samples = _planted_framing_films(tmp_path, 30)
     r = shortcut_audit(SpineDataset("planted", samples, classes=["A", "B"]), n_resamples=300)
     ba = r["metadata_baseline"]["balanced_accuracy"]
     assert r["shortcut_warning"] is True
@@ -280,18 +288,9 @@ def test_audit_flags_real_ap_framing(fraiwan_dir):
 
 def test_metadata_baseline_predict_answers_each_test_film_from_other_films(tmp_path):
     """Fitted on one set of planted-framing films, the baseline answers unseen films by their framing."""
-    import cv2
-
-    from spine_models.data.records import Sample
     from spine_models.metrics.audit import metadata_baseline_predict
 
-    rng = np.random.default_rng(0)
-    samples = []
-    for i in range(16):
-        for cls, (h, w) in (("A", (128, 64)), ("B", (64, 64))):
-            path = tmp_path / f"{cls}{i}.png"
-            cv2.imwrite(str(path), (_noise(rng, h, w) * 65535).astype(np.uint16))
-            samples.append(Sample(id=f"{cls}{i}", patient_id=f"p{cls}{i}", path=path, label=cls))
+    samples = _planted_framing_films(tmp_path, 16)
     train, test = samples[:24], samples[24:]
     assert metadata_baseline_predict(train, test) == [s.label for s in test]
     with pytest.raises(ValueError, match="fewer than two classes"):

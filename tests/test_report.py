@@ -155,3 +155,28 @@ def test_clinician_report_says_where_each_model_was_validated(tmp_path):
     assert "validation: validated on real films: aasce-ap" in html
     pdf = write_clinician_report(tmp_path / "r.html", _results(img), image=img, cards=cards, pdf=True).with_suffix(".pdf")
     assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+@pytest.mark.parametrize("copies", [1, 8])
+def test_pdf_pages_put_the_film_beside_no_text_and_findings_first(copies):
+    """Rendered pages: no text box overlaps the film (few or many results); page 1 has title, findings, banner."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from spine_models.report.clinician import pdf_figures
+
+    img = np.random.default_rng(0).random((120, 80)).astype(np.float32)
+    figs = pdf_figures(_results(img) * copies, image=img, header={"format": "PNG", "width": 80, "height": 120})
+    first = " ".join(t.get_text() for t in figs[0].texts)
+    assert DISCLAIMER in first and "Spine Lab — model findings" in first and "FINDINGS" in first
+    assert "Scoliosis: present — Cobb 23.4°" in first and "Spinal implant: present" in first
+    n_images = 0
+    for fig in figs:
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        texts = [t.get_window_extent(renderer) for t in fig.texts if t.get_text().strip()]
+        for ax in fig.axes:
+            n_images += bool(ax.images)
+            box = ax.get_window_extent(renderer)
+            assert not any(box.overlaps(t) for t in texts), "the film overlaps text on a PDF page"
+        for t in texts:  # every line stays on its page
+            assert t.y0 >= 0 and t.y1 <= fig.bbox.height
+    assert n_images == 1

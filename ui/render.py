@@ -12,9 +12,11 @@ from typing import Any, Sequence
 import numpy as np
 import streamlit as st
 
+from spine_models.report.drawing import cobb_overlay  # the one Cobb drawing, shared with the clinician report
+
 __all__ = ["prob_bars", "confusion_heatmap", "roc_figure", "png_bytes", "cobb_overlay", "results_json",
            "results_csv", "metric_table", "card_summary", "m_text", "history_figure", "classification_headline",
-           "cobb_panel", "slip_panel"]
+           "cobb_panel", "slip_panel", "findings_panel", "threshold_note", "result_summary"]
 
 
 def m_text(m: Any, digits: int = 3) -> str:
@@ -41,7 +43,78 @@ def prob_bars(result: Any) -> Any:
                            marker_color=colors, text=[f"{p * 100:.1f}%" for p in result.probs], textposition="auto"))
     fig.update_layout(height=60 + 40 * len(result.classes), margin=dict(l=10, r=10, t=10, b=10),
                       xaxis=dict(range=[0, 1], title="probability"), yaxis=dict(autorange="reversed"))
+    if result.threshold is not None and len(result.classes) == 2:  # the line the positive class must cross
+        fig.add_vline(x=float(result.threshold), line_dash="dash", line_color="#b00020",
+                      annotation_text=f"threshold {float(result.threshold) * 100:.0f}%", annotation_position="top")
     return fig
+
+
+def threshold_note(result: Any) -> str:
+    """What the bars mean: the decision rule (threshold on the positive class, or the largest probability), a
+    borderline mark, and that the probabilities are the network's scores, not calibrated risks."""
+    from spine_models.report.findings import BORDERLINE_MARGIN
+
+    if getattr(result, "abstained", False) or not result.probs:
+        return ""
+    if result.threshold is not None and len(result.classes) == 2:
+        p, thr = float(result.probs[1]), float(result.threshold)
+        rule = f"calls **{result.classes[1]}** when P({result.classes[1]}) ≥ {thr * 100:.1f}% (chosen on validation)"
+        border = abs(p - thr) < BORDERLINE_MARGIN
+    else:
+        top = sorted((float(x) for x in result.probs), reverse=True)
+        rule = "calls the class with the largest probability"
+        border = len(top) > 1 and top[0] - top[1] < 2 * BORDERLINE_MARGIN
+    return (rule + (" · **borderline call**" if border else "")
+            + " · probabilities are uncalibrated model scores, not the chance of disease")
+
+
+_STATUS_ICON = {"present": "🔴", "absent": "🟢", "no answer": "⚪"}
+
+
+def findings_panel(found: Sequence[Any], *, uploaded: bool) -> None:
+    """The answer a clinician reads first (``spine_models.report.findings``): one line per finding from its most
+    trustworthy model, whether the other models agree, and every model's say with its provenance in a table."""
+    import pandas as pd
+
+    st.subheader("Findings")
+    if not found:
+        st.info("No model that ran speaks about scoliosis, spondylolisthesis or implants.")
+        return
+    for f in found:
+        lead = f.lead
+        icon = _STATUS_ICON.get(f.status, "⚪")
+        agree = {"agree": "models agree", "disagree": "**models disagree**", "one model": "one model",
+                 "no model answered": "no model could answer"}[f.agreement]
+        st.markdown(f"{icon} **{f.headline}**  \n<small>{agree} · from `{lead.model_id}` · "
+                    f"{'validated on real films' if lead.real_validated else 'phantom-trained — not validated on real films'}"
+                    "</small>", unsafe_allow_html=True)
+        if uploaded and f.phantom_only:
+            st.caption("Only phantom-trained models spoke about this finding: it is not validated on real films.")
+    with st.expander("Which model said what (provenance of every vote)", expanded=False):
+        rows = [{"finding": f.name, "model": v.model_id, "says": v.says, "detail": v.detail,
+                 "validation": v.badge} for f in found for v in f.votes]
+        st.dataframe(pd.DataFrame(rows), width="stretch", hide_index=True)
+
+
+def result_summary(result: Any) -> str:
+    """A short tag for a collapsed model section: its call, its measured value or "cannot measure"."""
+    from spine_models.measure import cobb_read, slip_read
+
+    kind = type(result).__name__
+    if kind == "ClassificationResult":
+        return "no answer" if result.abstained else f"{result.top_class} ({result.top_prob * 100:.0f}%)"
+    if kind == "DetectionResult":
+        hits = [c for c, v in result.findings().items() if v]
+        return ", ".join(hits) + " detected" if hits else "nothing detected at its threshold"
+    if kind == "SegmentationResult":
+        m = result.measurements or {}
+        if "cobb" in m or "pedicle" in result.structures:
+            r = cobb_read(m.get("cobb"))
+            return f"Cobb {r.text}" if r.ok else "Cobb: cannot measure"
+        if "slip" in m:
+            r = slip_read(m.get("slip"))
+            return f"slip {r.text}" if r.ok else "slip: cannot measure"
+    return ""
 
 
 def classification_headline(result: Any) -> str:
@@ -163,46 +236,15 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def cobb_overlay(rgb: np.ndarray, cobb: dict[str, Any]) -> np.ndarray:
-    """Draw each curve's two end-plate lines (extended) and its angle with the ±5° band; nothing when the
-    read is not a finding (its lines would show a measurement that failed)."""
-    import cv2
-
-    from spine_models.measure import cobb_read
-
-    out = np.ascontiguousarray(rgb.copy())
-    if not cobb_read(cobb).ok:
-        return out
-    h, w = out.shape[:2]
-    t = max(1, round(max(h, w) / 300))
-    colors = [(255, 215, 0), (0, 229, 255), (255, 64, 129)]
-    for i, c in enumerate(cobb.get("curves") or []):
-        color = colors[i % len(colors)]
-        for key in ("upper_line", "lower_line"):
-            line = c.get(key)
-            if not line:
-                continue
-            (x1, y1), (x2, y2) = line
-            dx, dy = x2 - x1, y2 - y1
-            n = max(np.hypot(dx, dy), 1e-6)
-            ext = 0.15 * w
-            p = (int(x1 - dx / n * ext), int(y1 - dy / n * ext))
-            q = (int(x2 + dx / n * ext), int(y2 + dy / n * ext))
-            cv2.line(out, p, q, color, t, cv2.LINE_AA)
-        if c.get("upper_line") and c.get("lower_line"):
-            y = int((c["upper_line"][0][1] + c["lower_line"][0][1]) / 2)
-            band = c.get("band") or [c["angle_deg"] - 5, c["angle_deg"] + 5]
-            cv2.putText(out, f"{c['angle_deg']:.1f} deg ({band[0]:.0f}-{band[1]:.0f})", (int(0.02 * w), y),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35 * t, color, t, cv2.LINE_AA)
-    return out
-
-
-def results_json(results: Sequence[Any], image_info: dict[str, Any] | None = None) -> bytes:
-    """The results as downloaded: a failed or unreliable Cobb / slip read carries "cannot measure — <reason>"
-    and None at its value keys (the algorithm's output kept under ``unreliable_read``)."""
+def results_json(results: Sequence[Any], image_info: dict[str, Any] | None = None, cards: Sequence[Any] | None = None) -> bytes:
+    """The results as downloaded: the findings panel first (``report.findings``, each vote with its provenance), then
+    each model's result; a failed or unreliable Cobb / slip read carries "cannot measure — <reason>" and None at its
+    value keys (the algorithm's output kept under ``unreliable_read``)."""
     from spine_models.measure import public_result
+    from spine_models.report.findings import findings
 
-    payload = {"image": image_info or {}, "results": [public_result(r.to_dict()) for r in results],
+    payload = {"image": image_info or {}, "findings": [f.to_dict() for f in findings(results, cards)],
+               "results": [public_result(r.to_dict()) for r in results],
                "notice": "Research use only — not a medical device."}
     return json.dumps(payload, indent=2, default=str).encode()
 

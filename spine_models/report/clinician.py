@@ -18,7 +18,7 @@ import numpy as np
 from spine_models.models.cards import validation_badge
 
 __all__ = ["DISCLAIMER", "SAFE_HEADER_KEYS", "safe_header", "png_data_uri", "clinician_html",
-           "write_clinician_report", "clinician_pdf"]
+           "write_clinician_report", "clinician_pdf", "pdf_figures"]
 
 DISCLAIMER = "Research use only — not a medical device."
 # technical header fields that identify nobody; everything else is dropped
@@ -64,12 +64,19 @@ def _card_map(cards: Iterable[Any] | None) -> dict[str, Any]:
 
 
 def _overlay(result: Any, image: np.ndarray | None) -> np.ndarray | None:
+    """The result's own drawing on the film, with the Cobb endplate lines when it measured one (the page's lines)."""
     if image is None or not hasattr(result, "plot"):
         return None
     try:
-        return result.plot(image)
+        out = result.plot(image)
     except (ValueError, TypeError, IndexError):  # a result from another image size: show no overlay
         return None
+    cobb = (getattr(result, "measurements", None) or {}).get("cobb")
+    if isinstance(cobb, dict):
+        from spine_models.report.drawing import cobb_overlay
+
+        out = cobb_overlay(out, cobb)
+    return out
 
 
 def _cobb_html(cobb: dict[str, Any]) -> str:
@@ -161,10 +168,30 @@ def _result_html(result: Any, image: np.ndarray | None, card: Any | None) -> str
             f"<div class='row'><div class='col'>{''.join(body)}</div><div class='col'>{img}</div></div></section>")
 
 
+def _findings_html(results: Sequence[Any], cards: Iterable[Any] | None) -> str:
+    """The findings panel (``report.findings``): one line per finding, then every model's say with its provenance."""
+    from spine_models.report.findings import findings
+
+    found = findings(results, cards)
+    if not found:
+        return ""
+    lines = []
+    for f in found:
+        lead = f.lead
+        src = "validated on real films" if lead.real_validated else "phantom-trained — not validated on real films"
+        lines.append(f"<li class='big'><b>{_esc(f.headline)}</b> <span class='meta'>({_esc(f.agreement)}; from "
+                     f"<code>{_esc(lead.model_id)}</code>, {_esc(src)})</span></li>")
+    rows = "".join(f"<tr><td>{_esc(f.name)}</td><td><code>{_esc(v.model_id)}</code></td><td>{_esc(v.says)}</td>"
+                   f"<td>{_esc(v.detail)}</td><td>{_esc(v.badge)}</td></tr>" for f in found for v in f.votes)
+    return (f"<section class='findings'><h2>Findings</h2><ul>{''.join(lines)}</ul>"
+            f"<table><tr><th>finding</th><th>model</th><th>says</th><th>detail</th><th>where validated</th></tr>{rows}"
+            "</table></section>")
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:960px;color:#111}
 .disclaimer{background:#b00020;color:#fff;font-weight:700;font-size:1.25em;padding:10px 16px;border-radius:6px;text-align:center}
-h1{font-size:1.4em;margin:16px 0 4px} h3{margin:6px 0} h4{margin:10px 0 4px}
+h1{font-size:1.4em;margin:16px 0 4px} h2{font-size:1.2em;margin:14px 0 4px} h3{margin:6px 0} h4{margin:10px 0 4px}
 table{border-collapse:collapse;margin:6px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:.92em}
 .bar{background:#1565c0;height:10px;min-width:1px} .meta{color:#555;font-size:.85em} .big{font-size:1.15em}
 section{border-top:1px solid #ddd;padding-top:8px;margin-top:12px}
@@ -188,7 +215,8 @@ def clinician_html(results: Sequence[Any], *, image: np.ndarray | None = None, h
             f"<div class='disclaimer' role='alert'>{_esc(DISCLAIMER)}</div>"
             f"<h1>{_esc(title)}</h1><p class='meta'>generated {when} by spine-models; findings are model outputs, "
             f"not a diagnosis, and must be reviewed by a qualified reader.</p>"
-            f"<h3>Image</h3><table>{hdr_rows}</table>{sections}"
+            f"<h3>Image</h3><table>{hdr_rows}</table>{_findings_html(results, cmap.values())}"
+            f"<h2>Each model's output</h2>{sections}"
             f"<p class='disclaimer' style='font-size:1em;margin-top:20px'>{_esc(DISCLAIMER)}</p></body></html>")
 
 
@@ -212,15 +240,15 @@ def _wrapped(text: str, width: int = 100) -> list[str]:
     return textwrap.wrap(text, width=width, initial_indent="  ", subsequent_indent="    ") or [""]
 
 
-def clinician_pdf(path: str | Path, results: Sequence[Any], *, image: np.ndarray | None = None,
-                  header: dict[str, Any] | None = None, cards: Iterable[Any] | None = None) -> Path:
-    """A one-page A4 PDF with matplotlib's PdfPages (no extra dependency): text findings + first overlay."""
-    from matplotlib.backends.backend_pdf import PdfPages
-    from matplotlib.figure import Figure  # no pyplot: no global backend switch, no GUI
+PDF_LINE = 0.0135  # one 9-pt text line as a share of the A4 page height (9 pt x 1.25 leading / 842 pt)
+PDF_LINES_PER_PAGE = 68
 
-    cmap = _card_map(cards)
-    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in safe_header(header).items()]
-    overlay = None
+
+def _model_lines(results: Sequence[Any], cmap: dict[str, Any]) -> list[str]:
+    """Each model's own output as text lines (the PDF's detail pages)."""
+    from spine_models.measure import cobb_read, slip_read
+
+    lines: list[str] = []
     for r in results:
         d = r.to_dict()
         card = cmap.get(d.get("model_id", ""))
@@ -233,12 +261,11 @@ def clinician_pdf(path: str | Path, results: Sequence[Any], *, image: np.ndarray
         if d.get("abstained"):
             lines += _wrapped(f"finding: no answer — {d.get('note', '')}")
         elif "prediction" in d:
-            lines.append(f"  finding: {d['prediction']}  (" + ", ".join(f"{c} {float(p) * 100:.1f}%"
-                                                                         for c, p in d['probs'].items()) + ")")
+            thr = d.get("threshold")
+            lines += _wrapped(f"finding: {d['prediction']}  (" + ", ".join(f"{c} {float(p) * 100:.1f}%" for c, p in d['probs'].items())
+                              + ")" + (f"; decision threshold {float(thr) * 100:.1f}% on the positive class" if thr is not None else ""))
         if "findings" in d:
             lines.append("  " + ", ".join(f"{c}: {'present' if v else 'not detected'}" for c, v in d["findings"].items()))
-        from spine_models.measure import cobb_read, slip_read
-
         meas = d.get("measurements") or {}
         structures = d.get("structures", [])
         cobb, slip = meas.get("cobb"), meas.get("slip")
@@ -253,17 +280,78 @@ def clinician_pdf(path: str | Path, results: Sequence[Any], *, image: np.ndarray
                               else f"slip: {rs.text}")
         elif slip is not None:
             lines.append(f"  slip: {slip}"[:110])
-        if overlay is None:
-            overlay = _overlay(r, image)
+    return lines
+
+
+def _findings_lines(results: Sequence[Any], cards: Iterable[Any] | None) -> list[str]:
+    """The findings panel as text lines (the PDF's first page)."""
+    from spine_models.report.findings import findings
+
+    lines = ["FINDINGS"]
+    found = findings(results, cards)
+    if not found:
+        lines.append("  no model that ran speaks about scoliosis, spondylolisthesis or implants")
+    for f in found:
+        lead = f.lead
+        src = "validated on real films" if lead.real_validated else "phantom-trained — not validated on real films"
+        lines += _wrapped(f"{f.headline}  [{f.agreement}; from {lead.model_id}, {src}]")
+    return lines
+
+
+def pdf_figures(results: Sequence[Any], *, image: np.ndarray | None = None, header: dict[str, Any] | None = None,
+                cards: Iterable[Any] | None = None, title: str = "Spine Lab — model findings") -> list[Any]:
+    """The PDF's pages as matplotlib Figures: page 1 banner, title, header, findings and the film (placed below the
+    text, or on a page of its own when the text leaves too little room); then each model's output.
+
+    Why figures: a test renders them and checks that no text box overlaps the image (the old page drew the film over
+    its own text)."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch, no GUI
+
+    cards = list(cards or [])
+    cmap = _card_map(cards)
+    overlay = next((o for o in (_overlay(r, image) for r in results
+                                if type(r).__name__ == "SegmentationResult") if o is not None), None)
+    if overlay is None:
+        overlay = next((o for o in (_overlay(r, image) for r in results) if o is not None), None)
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    first = [f"{k.replace('_', ' ')}: {v}" for k, v in safe_header(header).items()] + [""] + _findings_lines(results, cards)
+    details = _model_lines(results, cmap)
+
+    def page(lines: list[str], top: float, heading: bool) -> Any:
+        fig = Figure(figsize=(8.27, 11.69))
+        fig.text(0.5, 0.975, DISCLAIMER, ha="center", va="top", fontsize=13, color="white", weight="bold",
+                 bbox={"facecolor": "#b00020", "edgecolor": "none", "pad": 6})
+        if heading:
+            fig.text(0.06, 0.935, title, ha="left", va="top", fontsize=15, weight="bold")
+            fig.text(0.06, 0.912, f"generated {when} by spine-models · findings are model outputs for a qualified reader, "
+                     "not a diagnosis", ha="left", va="top", fontsize=8, color="#555555")
+        if lines:
+            fig.text(0.06, top, "\n".join(lines), ha="left", va="top", fontsize=9, family="DejaVu Sans", linespacing=1.25)
+        return fig
+
+    pages = [page(first, 0.89, True)]
+    room_top = 0.89 - PDF_LINE * len(first) - 0.02
+    if overlay is not None:
+        fig = pages[0] if room_top - 0.04 >= 0.25 else page([], 0.9, False)
+        top = room_top if fig is pages[0] else 0.93
+        ax = fig.add_axes((0.1, 0.04, 0.8, top - 0.04))
+        ax.imshow(overlay)
+        ax.axis("off")
+        if fig is not pages[0]:
+            pages.append(fig)
+    for i in range(0, len(details), PDF_LINES_PER_PAGE):
+        chunk = details[i:i + PDF_LINES_PER_PAGE]
+        pages.append(page((["EACH MODEL'S OUTPUT"] if i == 0 else []) + chunk, 0.93, False))
+    return pages
+
+
+def clinician_pdf(path: str | Path, results: Sequence[Any], *, image: np.ndarray | None = None,
+                  header: dict[str, Any] | None = None, cards: Iterable[Any] | None = None) -> Path:
+    """An A4 PDF (matplotlib's PdfPages, no extra dependency): findings and the film first, then each model."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
     p = Path(path)
     with PdfPages(p) as pdf:
-        fig = Figure(figsize=(8.27, 11.69))
-        fig.text(0.5, 0.96, DISCLAIMER, ha="center", va="top", fontsize=15, color="white", weight="bold",
-                 bbox={"facecolor": "#b00020", "edgecolor": "none", "pad": 8})
-        fig.text(0.06, 0.90, "\n".join(lines), ha="left", va="top", fontsize=9, family="DejaVu Sans")
-        if overlay is not None:
-            ax = fig.add_axes((0.25, 0.05, 0.5, 0.42))
-            ax.imshow(overlay)
-            ax.axis("off")
-        pdf.savefig(fig)
+        for fig in pdf_figures(results, image=image, header=header, cards=cards):
+            pdf.savefig(fig)
     return p
