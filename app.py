@@ -14,16 +14,26 @@ st.set_page_config(page_title="Spine Lab", page_icon=":material/radiology:", lay
 from ui.models import NO_MODELS_HINT, device_label, shipped_cards  # noqa: E402  (after set_page_config)
 
 PAGES = [
-    st.Page("pages/analyse_xray.py", title="Analyse X-ray", icon=":material/radiology:", default=True, url_path="analyse"),
+    st.Page("pages/analyse_xray.py", title="Analyse X-ray", icon=":material/radiology:", url_path="analyse"),
     st.Page("pages/mri_study.py", title="MRI study", icon=":material/view_in_ar:", url_path="mri"),
     st.Page("pages/compare_models.py", title="Compare models", icon=":material/compare:", url_path="compare"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("pages/models.py", title="Models", icon=":material/badge:", url_path="models"),
 ]
-page = st.navigation(PAGES)
+
+
+def _start() -> None:
+    """The root URL opens Analyse X-ray under its own path. Why: Streamlit serves its default page at "/" only,
+    so a bookmarked /analyse showed "Page not found"; with this hidden start page every page has its deep link."""
+    st.switch_page(PAGES[0])
+
+
+page = st.navigation([st.Page(_start, title="Spine Lab", default=True), *PAGES], position="hidden")
 
 with st.sidebar:
     st.markdown("### Spine Lab")
+    for p in PAGES:  # the navigation itself (hidden above so the start page does not show as an entry)
+        st.page_link(p, label=p.title, icon=p.icon)
     st.caption("Research use only — not a medical device.")
     st.markdown(f"**Device:** {device_label()}")
     try:

@@ -11,6 +11,8 @@ from ui import analysis, render
 from ui.models import NO_MODELS_HINT, all_cards, max_upload_mb
 from ui.state import K
 
+SMALL_N_PATIENTS = 30  # below this many patients a bootstrap CI is too unstable to read without a caveat
+
 st.title("Compare models")
 st.caption("Evaluation reports as `spine-models evaluate` writes them; cached by (weights sha256, data hash).")
 
@@ -21,7 +23,7 @@ if len(cards) < 1:
 task = st.selectbox("Task", sorted({c.task for c in cards}))
 pool = [c for c in cards if c.task == task]
 chosen_ids = st.multiselect("Models (two or more; finished training runs are listed as run:<job>)",
-                            [c.id for c in pool], default=[c.id for c in pool[:2]], key=K.CMP_MODELS)
+                            [c.id for c in pool], default=analysis.default_pair(pool), key=K.CMP_MODELS)
 chosen = [next(c for c in pool if c.id == i) for i in chosen_ids]  # in the user's order
 
 source = st.radio("Data", ["Phantom (generated here)", "Folder path", "Upload a ZIP"], horizontal=True, key=K.CMP_SOURCE)
@@ -46,6 +48,20 @@ except SpineInputError as exc:
 if data_paths:
     st.caption("Data: " + ", ".join(data_paths))
 
+held_out = False
+if data_paths and chosen:
+    try:
+        overlaps = {c.id: o for c in chosen if (o := analysis.training_overlap(c, data_paths, task))}
+    except SpineInputError as exc:
+        overlaps = {}
+        st.error(str(exc))
+    for mid, o in overlaps.items():
+        st.warning(f"`{mid}` was trained and validated on this data ({o['source']}): {o['seen']} of {o['n']} films "
+                   "were its training or validation films, so its scores on them are optimistic.")
+    if overlaps:
+        held_out = st.checkbox("Held-out films only (the test part of each model's own patient split)", value=True,
+                               key=K.CMP_HELD_OUT)
+
 resamples = st.select_slider("Bootstrap resamples", [200, 1000, 2000], value=1000, key=K.CMP_RESAMPLES)
 if not st.button("Evaluate", type="primary", disabled=len(chosen) < 2 or not data_paths, key=K.CMP_RUN):
     if len(chosen) < 2:
@@ -59,7 +75,7 @@ try:
     for i, card in enumerate(chosen):
         bar.progress(i / len(chosen), text=f"Evaluating {card.id} ({i + 1}/{len(chosen)})…")
         reports[card.id] = analysis.evaluate_cached(analysis.model_ref(card), card.sha256 or "", tuple(data_paths),
-                                                    data_hash, int(resamples))
+                                                    data_hash, int(resamples), "test" if held_out else "all")
 except SpineInputError as exc:
     bar.empty()
     st.error(str(exc))
@@ -73,14 +89,21 @@ if any(r.get("audit", {}).get("shortcut_warning") for r in reports.values()):
              "come from acquisition differences between classes, not from anatomy.")
 
 first = next(iter(reports.values()))
-st.caption(f"{first['data']['n']} images, {first['data']['n_patients']} patients, classes {', '.join(first['data']['classes'])}")
+st.caption(f"{first['data']['n']} images, {first['data']['n_patients']} patients, classes {', '.join(first['data']['classes'])}"
+           + (" · held-out part only" if held_out else ""))
+if first["data"]["n_patients"] < SMALL_N_PATIENTS:
+    st.warning(f"Only {first['data']['n_patients']} patients: the 95% CIs below are wide and unstable, and a perfect "
+               "score such as 1.000 (1.000–1.000) says little — a bootstrap over so few patients cannot show the "
+               "model's error rate.")
 if task == "classify":
     classes = first["data"]["classes"]
     cols = st.columns(len(reports))
     for col, (name, rep) in zip(cols, reports.items()):
         col.plotly_chart(render.confusion_heatmap(rep["metrics"]["confusion_matrix"], classes, title=name), key=f"cm_{name}")
     st.subheader("Measures (95% CI)")
-    st.dataframe(render.metric_table({n: r["metrics"] for n, r in reports.items()}, classes), width="stretch")
+    table = render.metric_table({n: r["metrics"] for n, r in reports.items()}, classes)
+    st.dataframe(table, width="stretch")
+    st.download_button("Measures CSV", table.to_csv().encode(), "spine_lab_measures.csv", "text/csv", key="cmp_csv")
     curves = {n: pts for n, r in reports.items() if (pts := analysis.report_roc(r)) is not None}
     if curves:
         st.plotly_chart(render.roc_figure(curves), key="roc")

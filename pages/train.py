@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from spine_models.errors import SpineInputError
-from ui import render
+from ui import analysis, render
 from ui.models import architectures, job_store
 from ui.state import K
 
@@ -40,8 +40,14 @@ if submitted:
                **({"mode": mode} if task == "classify" else {}),
                **parse_set_args([ln.strip() if "=" in ln else ln.strip().replace(":", "=", 1)
                                  for ln in extra.splitlines() if ln.strip()])}
+        sizes = analysis.split_sizes(cfg)
+        small = {k: n for k, n in sizes.items() if k in ("val", "test") and n < analysis.SMALL_PART_PATIENTS}
+        if small:
+            st.warning("Split too small for a meaningful figure: " + ", ".join(f"{k} {n} patients" for k, n in small.items())
+                       + f" (under {analysis.SMALL_PART_PATIENTS}); its validation scores and CIs will be unstable. "
+                       "The job runs anyway; add films or change `split` for a figure to report.")
         job_id = store.submit(cfg)
-        st.success(f"Job {job_id} queued.")
+        st.toast(f"Job {job_id} queued: " + " / ".join(f"{k} {n}" for k, n in sizes.items()) + " patients")
     except SpineInputError as exc:
         st.error(str(exc))
 
@@ -54,14 +60,15 @@ def job_list() -> None:
     jobs = store.tick()
     if not jobs:
         st.info("No jobs yet.")
-    for job in jobs:
-        show_job(job)
+    for i, job in enumerate(jobs):
+        show_job(job, newest=i == 0)
 
 
-def show_job(job) -> None:
+def show_job(job, newest: bool = False) -> None:
     icon = {"queued": ":material/schedule:", "running": ":material/autorenew:", "done": ":material/check_circle:",
             "failed": ":material/error:", "cancelled": ":material/cancel:"}[job.status]
-    with st.expander(f"{job.id} — {job.status}", expanded=job.active, icon=icon):
+    # a job that just finished stays open with its curves and card, not collapsed out of sight
+    with st.expander(f"{job.id} — {job.status}", expanded=job.active or newest, icon=icon):
         st.code(job.command, language="bash")
         prog = job.progress()
         if job.status == "running" and prog:
@@ -84,6 +91,9 @@ def show_job(job) -> None:
             store.cancel(job.id)
             st.rerun()
         if job.status == "done":
+            card = store.card_path(job.id)
+            if card is not None:
+                render.run_card_metrics(card)
             new_id = st.text_input("Model id for weights/", job.id, key=f"{K.PROMOTE_ID}_{job.id}")
             if st.button("Promote to weights/", key=f"promote_{job.id}"):
                 try:

@@ -188,6 +188,7 @@ def test_compare_two_models_on_a_folder(app_env: Path, weights: Path) -> None:
 
     card = json.loads((weights / "tiny-cls.json").read_text())
     card["id"] = "tiny-cls-b"
+    card["data"] = {"split": {"seed": 0, "ratios": [0.5, 0.0, 0.5], "method": "hash", "stratify": False, "source": "data"}}
     (wdir / "tiny-cls-b.json").write_text(json.dumps(card))
     data = app_env / "data"
     rng = np.random.default_rng(0)
@@ -201,18 +202,28 @@ def test_compare_two_models_on_a_folder(app_env: Path, weights: Path) -> None:
     os.environ["SPINE_MODELS_WEIGHTS"] = str(wdir)  # monkeypatch restores it (app_env set it)
     at = new_app("pages/compare_models.py")
     at.selectbox[0].set_value("classify").run()
+    assert set(at.multiselect(key="cmp_models").value) == {"tiny-cls", "tiny-cls-b"}  # same classes, not the MRI model
     at.multiselect(key="cmp_models").set_value(["tiny-cls", "tiny-cls-b"]).run()
     at.radio(key="cmp_source").set_value("Folder path").run()
     at.text_input(key="cmp_folder").input(str(data)).run()
+    # tiny-cls-b's card says it was trained on this folder: the page says how many films it saw
+    assert any("`tiny-cls-b` was trained and validated on this data" in w.value for w in at.warning)
+    at.checkbox(key="cmp_held_out").uncheck().run()
     at.select_slider(key="cmp_resamples").set_value(200).run()
     at.button(key="cmp_run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Only 12 patients" in w.value for w in at.warning)  # small-n caveat on the CIs
+    assert "Measures CSV" in [b.label for b in at.get("download_button")]
     assert len(at.get("plotly_chart")) >= 3  # two confusion matrices + ROC
     measures = at.dataframe[0].value
     assert list(measures.columns) == ["tiny-cls", "tiny-cls-b"] and "scoliosis · sensitivity" in measures.index
     # identical models never disagree: McNemar p = 1, empty gallery
     assert any("p = 1" in m.value for m in at.markdown)
     assert "Where the models disagree (0 images)" in [s.value for s in at.subheader]
+    at.checkbox(key="cmp_held_out").check().run()  # held-out films only: each model scored on its own test part
+    at.button(key="cmp_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("held-out part only" in c.value for c in at.caption)
 
 
 # ---------------------------------------------------------------------------------------- Models

@@ -47,11 +47,13 @@ def test_train_page_runs_a_job_and_cancels_another(tmp_path: Path, monkeypatch: 
     assert not at.exception and not at.error, [e.value for e in at.error]
     store = JobStore(tmp_path / "runs")
     (first,) = store.list()
-    assert at.success[0].value == f"Job {first.id} queued."
+    assert any(t.value.startswith(f"Job {first.id} queued: ") for t in at.toast)  # a toast: it does not linger
+    assert any("Split too small for a meaningful figure" in w.value for w in at.warning)  # a few films per part
     assert store.wait(first.id, timeout=240).status == "done"
     at.run()
     assert any(e.label == f"{first.id} — done" for e in at.expander)
     assert at.get("plotly_chart"), "metric curves of the finished job missing"
+    assert any("metric (95% CI)" in str(t.value) for t in at.table)  # the finished run's card figures stay shown
 
     # a long second job, cancelled from the page
     fill_form(at, data, 200)

@@ -20,7 +20,7 @@ from spine_models.errors import SpineInputError
 
 __all__ = ["read_upload", "default_models", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view",
            "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "phantom_dataset", "model_ref",
-           "dataset_hash", "report_roc", "disagreements", "image_paths",
+           "dataset_hash", "report_roc", "default_pair", "training_overlap", "split_sizes", "SMALL_PART_PATIENTS", "disagreements", "image_paths",
            "load_study", "mri_selection", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf"]
 
 EXAMPLE_KINDS = ("xray-ap", "xray-lat")
@@ -166,6 +166,56 @@ def phantom_dataset(kind: str, n: int, seed: int = 11) -> str:
     return str(out)
 
 
+def default_pair(pool: Sequence[Any]) -> list[str]:
+    """Two models that can be compared on one dataset: the first two sharing task, classes (or structures) and view.
+    Why: the first two ids of a task can be the real X-ray classifier and the MRI disc model, which fail on any one
+    dataset with a labels error."""
+    groups: dict[tuple, list[str]] = {}
+    for c in pool:
+        groups.setdefault((c.task, tuple(c.classes or c.structures or []), c.view), []).append(c.id)
+    pair = next((ids[:2] for ids in groups.values() if len(ids) >= 2), None)
+    return pair if pair else [c.id for c in pool[:1]]
+
+
+def training_overlap(card: Any, data_paths: Sequence[str], task: str) -> dict[str, Any] | None:
+    """``{"n", "seen", "source"}`` when the chosen data is (part of) what ``card`` was trained and validated on:
+    ``seen`` of its ``n`` samples fall in the train or val part of the card's recorded patient split. None when the
+    card records no split or its split source does not name the chosen folder(s). Why: scores on a model's own
+    training films (161 of 187 Fraiwan films trained or selected the shipped model) look far better than it is."""
+    from spine_models.data.adapters import load_dataset
+    from spine_models.report.evaluation import test_part
+
+    split = (getattr(card, "data", None) or {}).get("split")
+    if not isinstance(split, dict):
+        return None
+    source = str(split.get("source") or card.trained_on or "")
+    names = [Path(p).name for p in data_paths]
+    if not names or not any(n and n in source for n in names):
+        return None
+    ds = load_dataset(list(data_paths), task=task)
+    held = {s.id for s in test_part(card, ds).samples}
+    return {"n": len(ds.samples), "seen": sum(s.id not in held for s in ds.samples), "source": source}
+
+
+SMALL_PART_PATIENTS = 30  # a validation or test part with fewer patients gives CIs too wide to read as a figure
+
+
+def split_sizes(cfg: dict[str, Any]) -> dict[str, int]:
+    """Patients per part ({"train", "val", "test"}) that a training job's per-patient split will make, with the
+    task's defaults filled in; raises SpineInputError for data that cannot be read. Why: an 8/2/2 split trains and
+    reports a figure nobody should read; the Train page says so before the job starts."""
+    from spine_models.config import train_config
+    from spine_models.data.adapters import load_dataset
+    from spine_models.data.splits import split_dataset
+
+    task = cfg["task"]
+    full = train_config(task, flags={k: v for k, v in cfg.items() if k not in ("task", "data")}, data=cfg["data"])
+    ds = load_dataset(list(full["data"]), task=task)
+    parts = split_dataset(ds, ratios=full.get("split", "8:1:1"), seed=int(full.get("seed", 0)),
+                          method=str(full.get("split_method", "shuffle")))
+    return {k: len({s.patient_id for s in v.samples}) for k, v in parts.items()}
+
+
 def model_ref(card: Any) -> str:
     """What evaluate_command accepts: a shipped id, or the card file of a finished run (``run:<job>`` ids)."""
     if card.id.startswith("run:"):
@@ -187,11 +237,12 @@ def dataset_hash(paths: Sequence[str], task: str) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def evaluate_cached(ref: str, weights_sha256: str, data_paths: tuple[str, ...], data_hash: str,
-                    n_resamples: int) -> dict[str, Any]:
-    """The SPEC evaluation report of one model on one dataset, cached by (weights sha256, data hash)."""
+                    n_resamples: int, split: str = "all") -> dict[str, Any]:
+    """The SPEC evaluation report of one model on one dataset, cached by (weights sha256, data hash, split);
+    ``split="test"``: only the held-out part of the model's own recorded patient split."""
     from spine_models.report.evaluation import evaluate_command
 
-    return evaluate_command(ref, list(data_paths), None, n_resamples=n_resamples, quiet=True)
+    return evaluate_command(ref, list(data_paths), None, n_resamples=n_resamples, quiet=True, split=split)
 
 
 def report_roc(report: dict[str, Any]) -> tuple[Any, Any, float] | None:

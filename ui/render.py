@@ -16,7 +16,8 @@ from spine_models.report.drawing import cobb_overlay  # the one Cobb drawing, sh
 
 __all__ = ["prob_bars", "confusion_heatmap", "roc_figure", "png_bytes", "cobb_overlay", "results_json",
            "results_csv", "metric_table", "card_summary", "m_text", "history_figure", "classification_headline",
-           "cobb_panel", "slip_panel", "findings_panel", "threshold_note", "result_summary"]
+           "cobb_panel", "slip_panel", "findings_panel", "threshold_note", "result_summary",
+           "run_card_metrics"]
 
 
 def m_text(m: Any, digits: int = 3) -> str:
@@ -360,3 +361,18 @@ def card_summary(card: Any) -> None:
         st.warning("Shortcut audit: a classifier on image metadata alone beats chance on this model's data — "
                    "the model may be reading acquisition artefacts, not anatomy.")
     st.code(card.train_command or "(no train command recorded)", language="bash")
+
+
+def run_card_metrics(card_path: Any) -> None:
+    """A finished run's card: its headline metrics with CIs (what it will be judged by) and where it was validated."""
+    from spine_models.models.cards import ModelCard, validation_badge
+
+    card = ModelCard.from_json(card_path)
+    m = card.metrics or {}
+    rows = {k: m_text(v) for k, v in m.items() if isinstance(v, dict) and "value" in v}
+    for group in ("dice", "iou"):
+        for s, v in (m.get(group) or {}).items():
+            rows[f"{group} · {s}"] = m_text(v)
+    st.caption(f"card `{card.id}` · {validation_badge(card)}")
+    if rows:
+        st.table({"metric (95% CI)": list(rows), "value": list(rows.values())})

@@ -31,6 +31,7 @@ class K:
     CMP_PHANTOM_N = "cmp_phantom_n"
     CMP_RUN = "cmp_run"
     CMP_RESAMPLES = "cmp_resamples"
+    CMP_HELD_OUT = "cmp_held_out"
     # Train
     TRAIN_TASK = "train_task"
     TRAIN_ARCH = "train_arch"

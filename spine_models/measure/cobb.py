@@ -452,7 +452,7 @@ def _size_ratios(corners: Sequence[np.ndarray]) -> np.ndarray:
 def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_deg: float = 5.0,
                max_curves: int = 3, exclude: Sequence[str] = ("S1",),
                pixel_spacing_mm: tuple[float, float] | None = None, angles: str = "endplates",
-               body_weights: Mapping[str, float] | None = None) -> CobbResult:
+               body_weights: Mapping[str, float] | None = None, fusion: Mapping[str, float] | None = None) -> CobbResult:
     """Cobb curves from ``{vertebra: 4 corners (TL, TR, BR, BL)}`` (e.g. landmarks.csv or a mask).
 
     The sacrum (``S1``) is left out by default: its top is not a vertebral endplate of the curve.
@@ -468,7 +468,8 @@ def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_
     sets, moment corners: tuning set (seed 123) predicted masks MAE 4.0 -> 1.5 deg, held-out test
     (seed 911) 3.0 -> 2.0 deg; ground-truth masks 1.2 -> 0.5. ``body_weights`` ({name: 0..1}) only
     matter for "fused". It assumes endplates about perpendicular to the column; rotated bodies on a
-    straight column read smaller than their own tilts say.
+    straight column read smaller than their own tilts say. ``fusion``: keywords for :func:`fuse_tilts`
+    (``sigma_body``, ``sigma_axis``, ...), for tuning the read-out on validation films.
     """
     if angles not in ("endplates", "body_tilt", "fused"):
         raise ValueError(f"cobb_angle: angles={angles!r}; use 'endplates', 'body_tilt' or 'fused'")
@@ -489,7 +490,7 @@ def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_
         given = body_weights or {}
         # fused bodies keep their centre on the axis but not their own tilt
         bw = [float(given.get(k, 1.0)) * (0.1 if r > 1.6 else 1.0) for (k, _), r in zip(items, ratio[keep])]
-        t = fuse_tilts([_line_mean(u, lo) for _, u, lo in verts], centers, heights, body_weights=bw)
+        t = fuse_tilts([_line_mean(u, lo) for _, u, lo in verts], centers, heights, body_weights=bw, **(fusion or {}))
         verts = [(k, float(x), float(x)) for (k, _, _), x in zip(verts, t)]
     res = cobb_from_endplates(verts, min_curve_deg=min_curve_deg, max_curves=max_curves,
                               centers=centers, corners=[c for _, c in items])
