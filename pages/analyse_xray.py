@@ -159,15 +159,14 @@ for res in results:
 
 
 # ---- downloads -------------------------------------------------------------------------------------
+# on_click="ignore": a download never reruns the analysis; the reports are built only when clicked (deferred data)
 st.subheader("Downloads")
 header = rad.to_dict()
 d1, d2, d3, d4 = st.columns(4)
-d1.download_button("Results JSON", render.results_json(results, header, chosen), "spine_lab_results.json", "application/json")
-d2.download_button("Results CSV", render.results_csv(results), "spine_lab_results.csv", "text/csv")
-d3.download_button("Clinician report (HTML)", analysis.report_html(results, rad.pixels, header, chosen),
-                   "spine_lab_report.html", "text/html")
-if d4.button("Prepare PDF report"):
-    st.session_state["_xray_pdf"] = (run_key, analysis.report_pdf(results, rad.pixels, header, chosen))
-pdf = st.session_state.get("_xray_pdf")
-if pdf and pdf[0] == run_key:
-    d4.download_button("Clinician report (PDF)", pdf[1], "spine_lab_report.pdf", "application/pdf")
+d1.download_button("Results JSON", render.results_json(results, header, chosen), "spine_lab_results.json", "application/json",
+                   on_click="ignore")
+d2.download_button("Results CSV", render.results_csv(results), "spine_lab_results.csv", "text/csv", on_click="ignore")
+d3.download_button("Clinician report (HTML)", lambda: analysis.report_html(results, rad.pixels, header, chosen),
+                   "spine_lab_report.html", "text/html", on_click="ignore")
+d4.download_button("Clinician report (PDF)", lambda: analysis.report_pdf(results, rad.pixels, header, chosen),
+                   "spine_lab_report.pdf", "application/pdf", on_click="ignore")

@@ -74,8 +74,7 @@ def test_analyse_shap_on_demand_and_pdf_report(app_env: Path) -> None:
     at.button(key="xray_shap_tiny-cls").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "xray_shap_tiny-cls" not in [b.key for b in at.button], "SHAP map should replace its button"
-    next(b for b in at.button if b.label == "Prepare PDF report").click().run()
-    assert "Clinician report (PDF)" in [b.label for b in at.get("download_button")]
+    assert "Clinician report (PDF)" in [b.label for b in at.get("download_button")]  # built when clicked
 
 
 def test_analyse_dicom_shows_deidentified_header_and_window(app_env: Path) -> None:

@@ -69,7 +69,7 @@ def threshold_note(result: Any) -> str:
             + " · probabilities are uncalibrated model scores, not the chance of disease")
 
 
-_STATUS_ICON = {"present": "🔴", "absent": "🟢", "no answer": "⚪"}
+_STATUS_ICON = {"present": ":red[:material/error:]", "absent": ":green[:material/check_circle:]", "no answer": ":gray[:material/help:]"}
 
 
 def findings_panel(found: Sequence[Any], *, uploaded: bool) -> None:
@@ -83,7 +83,7 @@ def findings_panel(found: Sequence[Any], *, uploaded: bool) -> None:
         return
     for f in found:
         lead = f.lead
-        icon = _STATUS_ICON.get(f.status, "⚪")
+        icon = _STATUS_ICON.get(f.status, ":gray[:material/help:]")
         agree = {"agree": "models agree", "disagree": "**models disagree**", "one model": "one model",
                  "no model answered": "no model could answer"}[f.agreement]
         st.markdown(f"{icon} **{f.headline}**  \n<small>{agree} · from `{lead.model_id}` · "

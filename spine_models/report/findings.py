@@ -136,7 +136,8 @@ def _cobb_vote(cobb: dict[str, Any] | None) -> tuple[str, str]:
     band = (cobb or {}).get("band") or [max(0.0, r.value - 5), min(90.0, r.value + 5)]
     detail = f"Cobb {r.value:.1f}° (manual reads ±5°: {band[0]:.0f}–{band[1]:.0f}°)"
     if major and r.value >= SCOLIOSIS_COBB_DEG:
-        detail += f", {major.get('name') or 'curve'} {major.get('upper_end')}–{major.get('lower_end')}, apex {major.get('apex')}"
+        detail += (f", {major.get('name') or 'curve'} {major.get('upper_end')}–{major.get('lower_end')}, apex {major.get('apex')}"
+                   " (levels counted up from the lowest body found: approximate)")
     return (PRESENT if r.value >= SCOLIOSIS_COBB_DEG else ABSENT), detail
 
 
