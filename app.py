@@ -11,7 +11,7 @@ from spine_models._env import configure_offline
 configure_offline()
 st.set_page_config(page_title="Spine Lab", page_icon=":material/radiology:", layout="wide")
 
-from ui.models import NO_MODELS_HINT, device_label, shipped_cards  # noqa: E402  (after set_page_config)
+from ui.models import NO_MODELS_HINT, device_label, shipped_cards, warm_up  # noqa: E402  (after set_page_config)
 
 PAGES = [
     st.Page("pages/analyse_xray.py", title="Analyse X-ray", icon=":material/radiology:", url_path="analyse"),
@@ -42,6 +42,8 @@ with st.sidebar:
         cards = []
         st.error(f"Could not read the shipped model cards: {exc}")
     if cards:
+        if warm_up(cards):  # the default models load in the background once per server start
+            st.caption("Loading the default models in the background (first start only)…")
         st.markdown(f"**Shipped models:** {len(cards)}")
         st.caption(", ".join(c.id for c in cards))
     else:

@@ -7,11 +7,11 @@ when present (``get_device()`` inside each Predictor).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import streamlit as st
 
-__all__ = ["shipped_cards", "get_predictor", "device_label", "job_store", "run_cards",
+__all__ = ["warm_up", "shipped_cards", "get_predictor", "device_label", "job_store", "run_cards",
            "all_cards", "NO_MODELS_HINT", "max_upload_mb", "architectures"]
 
 NO_MODELS_HINT = ("no shipped models yet — train one on the Train page or run "
@@ -55,7 +55,7 @@ def all_cards(include_runs: bool = True) -> list[Any]:
     return shipped_cards() + (run_cards() if include_runs else [])
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=16)  # callers show their own progress (a spinner needs a session)
 def _predictor(card_id: str, sha256: str, weights: str, _card: Any) -> Any:
     from spine_models.engine.predictor import load_predictor
 
@@ -65,6 +65,30 @@ def _predictor(card_id: str, sha256: str, weights: str, _card: Any) -> Any:
 def get_predictor(card: Any) -> Any:
     """The card's Predictor, cached by (id, sha256, weights path)."""
     return _predictor(card.id, card.sha256 or "", str(card.weights_path()), card)
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_thread(ids: tuple[str, ...], _cards: tuple[Any, ...]) -> Any:
+    """One background loader per server process and set of default models (cache_resource keeps it unique)."""
+    import threading
+
+    def load() -> None:
+        for c in _cards:
+            get_predictor(c)  # the same st.cache_resource entry the pages use: loaded once, found there later
+
+    t = threading.Thread(target=load, name="spine-lab-warm-up", daemon=True)
+    t.start()
+    return t
+
+
+def warm_up(cards: Sequence[Any]) -> bool:
+    """Start loading the models an uploaded film runs by default (real-validated ones and the view gate) in the
+    background, once per server process; True while it is still loading. Why: the first analysis after a start
+    waited ~30 s for the models loading on the click; now they load while the reader opens the page."""
+    from spine_models.models.cards import is_real_validated
+
+    wanted = tuple(c for c in cards if is_real_validated(c) or (c.task == "classify" and list(c.classes or []) == ["ap", "lat"]))
+    return _warm_thread(tuple(c.id for c in wanted), wanted).is_alive() if wanted else False
 
 
 DEFAULT_ARCH = {"classify": "resnet18", "detect": "yolov8n", "segment": "unet_resnet18"}
