@@ -99,9 +99,18 @@ def test_upload_png_and_dicom_show_results(server, page) -> None:
     page.get_by_text("Device:").wait_for(timeout=30_000)
     _shot(page, "01-start")
     _upload_and_wait(page, files["png"])
-    for head in ("tiny-cls · classify", "tiny-det · detect", "Prediction:", "Grad-CAM", "Clinician report (HTML)"):
+    # findings first, each from a labelled model; the per-model sections below are collapsed
+    for head in ("Findings", "Scoliosis:", "phantom-trained — not validated on real films", "tiny-cls · classify",
+                 "tiny-det · detect", "Clinician report (HTML)"):
+        page.get_by_text(head).first.wait_for(timeout=30_000)
+    page.get_by_text("tiny-cls · classify").first.click()  # open one section: its probabilities and map
+    for head in ("Prediction:", "Grad-CAM", "calls the class with the largest probability"):
         page.get_by_text(head).first.wait_for(timeout=30_000)
     _shot(page, "02-png-results")
+    with page.expect_download(timeout=90_000) as dl:  # the PDF is built when clicked, without a rerun
+        page.get_by_text("Clinician report (PDF)").first.click()
+    pdf = Path(dl.value.path()).read_bytes()
+    assert pdf[:5] == b"%PDF-" and b"Doe" not in pdf
 
     _upload_and_wait(page, files["dcm"])
     page.get_by_text("Window / level").wait_for(timeout=30_000)

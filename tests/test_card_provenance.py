@@ -171,6 +171,15 @@ def test_phantom_only_and_real_models_are_told_apart() -> None:
         assert validation_badge(fraiwan).startswith("validated on real films: fraiwan-ap (balanced accuracy")
 
 
+def test_models_validated_on_real_ap_films_declare_the_ap_view() -> None:
+    """A model validated only on real AP films must not run on a lateral film (its Grad-CAM landed on the ruler)."""
+    ap_sources = {"aasce-ap", "fraiwan-ap", "cadma-vertebra"}
+    for c in SHIPPED:
+        real = {e["data"] for e in c["validated_on"] if e.get("real")}
+        if real and real <= ap_sources:
+            assert c["view"] == "ap", f"{c['id']}: validated on {sorted(real)} only, so its card's view must be 'ap'"
+
+
 def test_models_json_includes_provenance(capsys: pytest.CaptureFixture) -> None:
     from spine_models.cli import main
 
