@@ -122,6 +122,8 @@ def test_predict_bad_file_continues(weights_env, tmp_path, capsys, monkeypatch):
     # a model with no real validation says so in the JSON of every film (issue 14)
     assert out[1]["results"][0]["real_validated"] is False
     assert out[1]["results"][0]["validation"] == "phantom-trained — not validated on real films"
+    (f,) = out[1]["findings"]  # the page's findings panel leads each film's JSON
+    assert f["finding"] == "scoliosis" and f["status"] == "present" and f["phantom_only"] is True
     assert used == ["toy-ap"]
     assert "broken.png" in cap.err and "1 of 2" in cap.err
     assert main(["predict", str(good), "--html", str(tmp_path / "html"), "--show-names"]) == 0

@@ -53,19 +53,15 @@ def prob_bars(result: Any) -> Any:
 def threshold_note(result: Any) -> str:
     """What the bars mean: the decision rule (threshold on the positive class, or the largest probability), a
     borderline mark, and that the probabilities are the network's scores, not calibrated risks."""
-    from spine_models.report.findings import BORDERLINE_MARGIN
+    from spine_models.report.findings import is_borderline
 
     if getattr(result, "abstained", False) or not result.probs:
         return ""
     if result.threshold is not None and len(result.classes) == 2:
-        p, thr = float(result.probs[1]), float(result.threshold)
-        rule = f"calls **{result.classes[1]}** when P({result.classes[1]}) ≥ {thr * 100:.1f}% (chosen on validation)"
-        border = abs(p - thr) < BORDERLINE_MARGIN
+        rule = f"calls **{result.classes[1]}** when P({result.classes[1]}) ≥ {float(result.threshold) * 100:.1f}% (the card's threshold)"
     else:
-        top = sorted((float(x) for x in result.probs), reverse=True)
         rule = "calls the class with the largest probability"
-        border = len(top) > 1 and top[0] - top[1] < 2 * BORDERLINE_MARGIN
-    return (rule + (" · **borderline call**" if border else "")
+    return (rule + (" · **borderline call**" if is_borderline(result.probs, result.threshold) else "")
             + " · probabilities are uncalibrated model scores, not the chance of disease")
 
 

@@ -141,9 +141,11 @@ def run(args: argparse.Namespace) -> int:
             outputs.append({"file": shown, "index": index, "error": f"internal error ({type(exc).__name__}); please report it"})
             continue
         from spine_models.models.cards import is_real_validated, validation_badge
+        from spine_models.report.findings import findings
 
-        # every result says where its model was validated: a phantom-only model says so on every film
+        # the findings first (as on the page), then every result saying where its model was validated
         entry = {"file": shown, "index": index, "kind": kind, "view": view,
+                 "findings": [x.to_dict() for x in findings(results, use)],
                  "results": [{**public_result(r.to_dict()), "validation": validation_badge(c),
                               "real_validated": is_real_validated(c)} for r, c in zip(results, use)]}
         outputs.append(entry)

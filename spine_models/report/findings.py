@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-__all__ = ["Vote", "Finding", "findings", "SCOLIOSIS_COBB_DEG", "BORDERLINE_MARGIN", "PRESENT", "ABSENT", "NO_ANSWER",
+__all__ = ["Vote", "Finding", "findings", "is_borderline", "SCOLIOSIS_COBB_DEG", "BORDERLINE_MARGIN", "PRESENT", "ABSENT", "NO_ANSWER",
            "CLASS_WORDS"]
 
 PRESENT, ABSENT, NO_ANSWER = "present", "absent", "no answer"
@@ -100,6 +100,16 @@ def _pct(p: float) -> str:
     return f"{p * 100:.0f} %" if p >= 0.995 or p <= 0.005 else f"{p * 100:.1f} %"
 
 
+def is_borderline(probs: Sequence[float], threshold: float | None) -> bool:
+    """A call to mark as borderline: a binary model's positive probability within ``BORDERLINE_MARGIN`` of its
+    threshold, or (no threshold) the two largest probabilities within twice that of each other."""
+    p = [float(x) for x in probs]
+    if threshold is not None and len(p) == 2:
+        return abs(p[1] - float(threshold)) < BORDERLINE_MARGIN
+    top = sorted(p, reverse=True)
+    return len(top) > 1 and top[0] - top[1] < 2 * BORDERLINE_MARGIN
+
+
 def _classifier_votes(d: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
     """{finding: (says, detail, borderline)} from a classifier's result dict."""
     classes = list(d.get("classes") or [])
@@ -114,12 +124,10 @@ def _classifier_votes(d: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
         p = float(probs.get(key, float("nan")))
         pred = d.get("prediction")
         thr = d.get("threshold")
+        border = is_borderline([float(probs.get(c, 0.0)) for c in classes], thr)
         if thr is not None and len(classes) == 2:
-            border = abs(p - float(thr)) < BORDERLINE_MARGIN
             detail = f"P({key}) {_pct(p)}, decision threshold {_pct(float(thr))}"
         else:
-            top = sorted(probs.values(), reverse=True)
-            border = len(top) > 1 and top[0] - top[1] < 2 * BORDERLINE_MARGIN
             detail = f"predicts {pred} ({_pct(float(probs.get(pred, float('nan'))))}); P({key}) {_pct(p)}"
         out[key] = (PRESENT if pred == key else ABSENT, detail + (" · borderline" if border else ""), border)
     return out
