@@ -37,3 +37,16 @@ def _torch_threads():
         return
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Put back ``sys.modules["__main__"]`` after each test. Why: AppTest runs app.py in-process as ``__main__`` and
+    leaves it there; a forkserver started later (the phantom writer's worker pool) then re-imports app.py in its
+    children, which fail outside Streamlit ("No module named 'ui'")."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
