@@ -50,6 +50,13 @@ except SpineInputError as exc:
 st.dataframe([{"image": c.name, "level": c.level or "mid-sagittal", "series": c.series_description,
                "frame": c.frame, "why": c.reason} for c in choices], width="stretch")
 
+sag_view = analysis.sagittal_overlay(choices)
+if sag_view is not None:
+    img, n_lines = sag_view
+    st.image(render.png_bytes(img), width=420,
+             caption=f"the chosen mid-sagittal frame with the {n_lines} chosen axial slice(s) drawn where they cut it"
+             + ("" if n_lines else " (no slice position in the headers: nothing to draw)"))
+
 st.subheader("ROI blocks (13×8 grid, blocks 30+13x+y)")
 axial = [c for c in choices if c.kind == "ax" and c.available]
 if axial:

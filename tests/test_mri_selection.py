@@ -216,3 +216,28 @@ def test_chosen_frame_is_the_shown_frame_when_instance_numbers_disagree_with_pos
     assert [c.instance_number for c in choices[1:]] != [c.frame for c in choices[1:]]  # the two orders differ here
     sag = choices[0]
     assert sag.frame == 3 and sag.instance_number == 5  # mid-sagittal = the middle slot (2), instance 5
+
+
+def test_axial_slices_are_drawn_where_they_cut_the_sagittal_frame(monkeypatch: pytest.MonkeyPatch, tiny_study: Path) -> None:
+    """Plane intersection in patient coordinates: a sagittal frame whose rows run down from z = 100 mm at 0.5 mm
+    per pixel is cut by an axial slice at z = 80 mm on row 40 (and a tilted slice gives a sloped line)."""
+    from spine_models.data import mri
+    from spine_models.io.dicom import PlaneGeometry
+
+    sag = PlaneGeometry((0.0, -50.0, 100.0), (0.0, 1.0, 0.0), (0.0, 0.0, -1.0), (0.5, 0.5), (200, 200))
+    flat = PlaneGeometry((-50.0, -50.0, 80.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.8, 0.8), (64, 64))
+    s = np.sin(np.radians(10))
+    tilted = PlaneGeometry((-50.0, -50.0, 60.0), (1.0, 0.0, 0.0), (0.0, np.cos(np.radians(10)), s), (0.8, 0.8), (64, 64))
+    planes = {"sag": sag, "L4-L5": flat, "L5-S1": tilted}
+    monkeypatch.setattr(mri, "_plane", lambda ch: planes.get(ch.level or "sag"))
+    choice = lambda kind, level: mri.FrameChoice(kind, level, None, 1, "x", "T2", "why")  # noqa: E731
+    lines = mri.axial_lines_on_sagittal(choice("sag", None), [choice("ax", "L4-L5"), choice("ax", "L5-S1")])
+    assert [ln["level"] for ln in lines] == ["L4-L5", "L5-S1"]
+    assert lines[0]["p0"][1] == pytest.approx(40.0) and lines[0]["p1"][1] == pytest.approx(40.0)
+    y0, y1 = lines[1]["p0"][1], lines[1]["p1"][1]
+    assert y0 != pytest.approx(y1) and (y1 - y0) / 199 == pytest.approx(-np.tan(np.radians(10)), rel=1e-6)
+    # the tiny study's axial slices lie above its sagittal field of view: nothing is drawn rather than a wrong line
+    monkeypatch.undo()
+    choices = mri.select_frames(tiny_study)
+    sag_choice = next(c for c in choices if c.kind == "sag")
+    assert mri.axial_lines_on_sagittal(sag_choice, [c for c in choices if c.kind == "ax"]) == []

@@ -21,7 +21,7 @@ from spine_models.errors import SpineInputError
 __all__ = ["read_upload", "default_models", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view",
            "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "phantom_dataset", "model_ref",
            "dataset_hash", "report_roc", "default_pair", "training_overlap", "split_sizes", "SMALL_PART_PATIENTS", "disagreements", "image_paths",
-           "load_study", "mri_selection", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf"]
+           "load_study", "mri_selection", "sagittal_overlay", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf"]
 
 EXAMPLE_KINDS = ("xray-ap", "xray-lat")
 
@@ -312,6 +312,31 @@ def frame_pixels(choice: Any) -> np.ndarray:
     if rad.volume is not None and rad.volume.shape[0] > choice.frame_index:
         return rad.volume[choice.frame_index]
     return rad.pixels
+
+
+def sagittal_overlay(choices: Sequence[Any]) -> tuple[np.ndarray, int] | None:
+    """(RGB uint8 of the chosen mid-sagittal frame with a line and label where each chosen axial slice cuts it,
+    number of lines drawn), or None without a chosen sagittal frame (``data.mri.axial_lines_on_sagittal``)."""
+    import cv2
+
+    from spine_models.data.mri import axial_lines_on_sagittal
+    from spine_models.results.base import to_rgb_uint8
+
+    sag = next((c for c in choices if c.kind == "sag" and c.available), None)
+    if sag is None:
+        return None
+    rgb = np.ascontiguousarray(to_rgb_uint8(frame_pixels(sag)))
+    lines = axial_lines_on_sagittal(sag, [c for c in choices if c.kind == "ax"])
+    h, w = rgb.shape[:2]
+    t = max(1, round(max(h, w) / 300))
+    for ln in lines:
+        p0 = tuple(int(round(v)) for v in ln["p0"])
+        p1 = tuple(int(round(v)) for v in ln["p1"])
+        cv2.line(rgb, p0, p1, (255, 193, 7), t, cv2.LINE_AA)
+        y = int(np.clip(p0[1] - 3 * t, 10, h - 2))
+        cv2.putText(rgb, f"{ln['level']} (frame {ln['frame']})", (3 * t, y), cv2.FONT_HERSHEY_SIMPLEX, max(0.35, 0.3 * t),
+                    (255, 193, 7), max(1, t // 2), cv2.LINE_AA)
+    return rgb, len(lines)
 
 
 def roi_overlay(pixels: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import csv
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -54,6 +54,7 @@ __all__ = [
     "ROICrop",
     "load_mri_dataset",
     "export_frames",
+    "axial_lines_on_sagittal",
 ]
 
 DISC_LEVELS = ["L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2"]  # disc x = 1..5
@@ -445,3 +446,47 @@ def export_frames(study_or_folder: str | Path, out_dir: str | Path, fmt: str = "
         for (name, src, fidx, frame, desc, level, reason, _sid), path in zip(jobs, written):
             w.writerow([name, path.name, desc, frame, level, reason])
     return written
+
+
+def _plane(choice: FrameChoice) -> Any:
+    """The chosen frame's plane in patient coordinates (``io.dicom.plane_geometry``), None when unknown."""
+    from spine_models.io.dicom import parse_dicom, plane_geometry
+
+    if choice.path is None or not choice.available or choice.frame_index:  # multi-frame files: per-frame groups, not read
+        return None
+    try:
+        return plane_geometry(parse_dicom(Path(choice.path).read_bytes(), choice.name))
+    except (SpineInputError, OSError):
+        return None
+
+
+def axial_lines_on_sagittal(sag: FrameChoice, axial: Sequence[FrameChoice]) -> list[dict[str, Any]]:
+    """Where each chosen axial slice cuts the chosen sagittal frame: ``[{"level", "frame", "p0", "p1"}]`` with the
+    line's end points in sagittal pixel coordinates (x = column, y = row) at the image's left and right edges.
+
+    Why: a reader checks the frame choice by seeing the axial slices on the sagittal image (is the L4-L5 slice
+    through the L4-L5 disc?). The line is the intersection of the two planes: the sagittal pixel (row i, column j)
+    sits at ``O + j*dx*r + i*dy*c``; it lies on the axial plane when ``n . (O + j*dx*r + i*dy*c - A) = 0``, ``n``
+    the axial normal and ``A`` its origin. Slices without geometry, or parallel to the sagittal rows, are left out.
+    """
+    s = _plane(sag) if sag is not None else None
+    if s is None:
+        return []
+    o, r, c = (np.asarray(v, float) for v in (s.origin, s.row_dir, s.col_dir))
+    dy, dx = s.spacing
+    rows, cols = s.shape
+    out = []
+    for ch in axial:
+        a = _plane(ch)
+        if a is None:
+            continue
+        n = np.cross(np.asarray(a.row_dir, float), np.asarray(a.col_dir, float))
+        k_row = float(n @ c) * dy
+        if abs(k_row) < 1e-6 * dy:  # the axial plane runs along the sagittal rows: no line to draw
+            continue
+        base, k_col = float(n @ (o - np.asarray(a.origin, float))), float(n @ r) * dx
+        ys = [-(base + k_col * x) / k_row for x in (0.0, cols - 1.0)]
+        if all(y < 0 or y > rows - 1 for y in ys):
+            continue  # the slice misses the frame
+        out.append({"level": ch.level, "frame": ch.frame, "p0": (0.0, ys[0]), "p1": (cols - 1.0, ys[1])})
+    return out

@@ -17,7 +17,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,7 +32,8 @@ from spine_models.io._limits import DEFAULT_MIN_SIZE, check_declared_size, check
 from spine_models.io.deid import collect_identifiers, header_dict, pseudonym, remap_uid, scrub_text, uid_name
 from spine_models.io.radiograph import Radiograph
 
-__all__ = ["read_dicom", "read_dicom_frames", "DicomFrames", "parse_dicom", "orientation_of", "slice_geometry", "missing_decoder_hint"]
+__all__ = ["read_dicom", "read_dicom_frames", "DicomFrames", "parse_dicom", "orientation_of", "slice_geometry", "missing_decoder_hint",
+           "PlaneGeometry", "plane_geometry"]
 
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, EOFError, OSError, struct.error, zlib.error, NotImplementedError, AttributeError, OverflowError, UnicodeError, RuntimeError, StopIteration)
 _MONO = ("MONOCHROME1", "MONOCHROME2")
@@ -524,6 +525,32 @@ def slice_geometry(ds: Any) -> tuple[tuple[float, float, float] | None, tuple[fl
         instance_number = None
     position = _float_tuple(ds.get("ImagePositionPatient"), 3)
     return position, _float_tuple(ds.get("ImageOrientationPatient"), 6), instance_number  # type: ignore[return-value]
+
+
+class PlaneGeometry(NamedTuple):
+    """Where an image plane sits in the patient: the first pixel's centre (mm), the row and column direction
+    cosines, the pixel spacing (row, column) in mm and the size (rows, columns)."""
+
+    origin: tuple[float, float, float]
+    row_dir: tuple[float, float, float]  # direction of increasing column index
+    col_dir: tuple[float, float, float]  # direction of increasing row index
+    spacing: tuple[float, float]
+    shape: tuple[int, int]
+
+
+def plane_geometry(ds: Any) -> PlaneGeometry | None:
+    """The plane of a parsed single-frame header (ImagePositionPatient, ImageOrientationPatient, PixelSpacing,
+    Rows, Columns); None when any is absent or not numeric. Why: the MRI page draws where the axial slices cut
+    the sagittal frame, which needs both planes in patient coordinates."""
+    position, orientation, _ = slice_geometry(ds)
+    spacing = _float_tuple(ds.get("PixelSpacing"), 2)
+    try:
+        shape = (int(ds.get("Rows")), int(ds.get("Columns")))
+    except (TypeError, ValueError):
+        return None
+    if position is None or orientation is None or spacing is None or min(shape) < 1 or min(spacing) <= 0:
+        return None
+    return PlaneGeometry(position, tuple(orientation[:3]), tuple(orientation[3:]), spacing, shape)  # type: ignore[arg-type]
 
 
 def read_dicom_frames(
