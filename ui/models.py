@@ -73,8 +73,17 @@ def _warm_thread(ids: tuple[str, ...], _cards: tuple[Any, ...]) -> Any:
     import threading
 
     def load() -> None:
+        import numpy as np
+
+        from spine_models.errors import SpineInputError
+
+        blank = np.zeros((256, 128), np.float32)
         for c in _cards:
-            get_predictor(c)  # the same st.cache_resource entry the pages use: loaded once, found there later
+            pred = get_predictor(c)  # the same st.cache_resource entry the pages use: loaded once, found there later
+            try:  # one call on a blank film pays the lazy costs (Grad-CAM's import ~3 s, first allocations) now
+                pred.predict(blank, **({"cam": True} if c.task == "classify" else {}))
+            except (SpineInputError, ValueError):
+                pass  # a model that refuses a blank film is still loaded; the page shows its errors on real films
 
     t = threading.Thread(target=load, name="spine-lab-warm-up", daemon=True)
     t.start()
