@@ -82,7 +82,7 @@ def bench_upload(n: int) -> dict[str, float]:
     first = time.perf_counter() - t0
     if at.exception or at.error:
         raise SystemExit(f"the page failed: {[e.value for e in at.exception] + [e.value for e in at.error]}")
-    ran = [s.value for s in at.subheader if "·" in s.value]
+    ran = [e.label for e in at.expander if " · " in e.label.split(" — ")[0]]  # one collapsed section per model
     warm = []
     for i in range(1, n + 1):
         t0 = time.perf_counter()
@@ -93,7 +93,10 @@ def bench_upload(n: int) -> dict[str, float]:
             "rss_mb": rss_mb()}
 
 
-def bench_cold_start(env: dict[str, str]) -> dict[str, float]:
+def bench_cold_start(env: dict[str, str], film: Path | None = None, idle_s: float = 10.0) -> dict[str, float]:
+    """Server start to first page; with ``film`` (and chromium) also the first analysis after the start: the page
+    left open ``idle_s`` seconds (the default models warm up in the background), then the film uploaded, timed
+    until the findings and every model's section are drawn."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -124,6 +127,12 @@ def bench_cold_start(env: dict[str, str]) -> dict[str, float]:
                 pg.goto(url)
                 pg.get_by_text("Device:").wait_for(timeout=120_000)
                 out["first_page_s"] = time.perf_counter() - t0
+                if film is not None:
+                    pg.wait_for_timeout(int(idle_s * 1000))
+                    t1 = time.perf_counter()
+                    pg.locator("input[type=file]").first.set_input_files(str(film))
+                    pg.get_by_text("Each model's output").first.wait_for(timeout=180_000)
+                    out["first_analysis_s"] = time.perf_counter() - t1
                 b.close()
         else:
             urllib.request.urlopen(url, timeout=30).read()
@@ -138,6 +147,8 @@ def bench_cold_start(env: dict[str, str]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=5, help="warm uploads to time")
+    ap.add_argument("--film", type=Path, help="film for the first analysis after a start (default: a phantom-like PNG)")
+    ap.add_argument("--idle", type=float, default=10.0, help="seconds the first page stays open before the upload")
     args = ap.parse_args()
     from spine_models.models.cards import list_cards
 
@@ -149,9 +160,16 @@ def main() -> None:
     import torch
 
     print(f"torch threads {torch.get_num_threads()}, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
-    cold = bench_cold_start(dict(os.environ))
+    film = args.film
+    if film is None:
+        film = tmp / "film.png"
+        film.write_bytes(film_png(0))
+    cold = bench_cold_start(dict(os.environ), film, args.idle)
     print(f"cold start: health {cold['health_s']:.2f} s, first usable page {cold['first_page_s']:.2f} s (target <= 10 s); "
           f"idle server RSS {cold['server_rss_mb_idle']:.0f} MB")
+    if "first_analysis_s" in cold:
+        print(f"first analysis after the start ({args.idle:.0f} s on the page, then upload to findings): "
+              f"{cold['first_analysis_s']:.2f} s (target <= 3 s)")
     up = bench_upload(args.n)
     print(f"upload to first results ({up['models']} models): first (cold models) {up['first_s']:.2f} s, "
           f"warm median {up['warm_median_s']:.2f} s, max {up['warm_max_s']:.2f} s (target <= 2 s)")
