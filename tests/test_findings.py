@@ -69,3 +69,11 @@ def test_abstaining_classifier_and_detector_classes_read_as_a_clinician_would() 
     assert "no scoliotic curve region at score ≥ 0.50 (best 0.20)" == sco.votes[1].detail
     assert imp.status == PRESENT and imp.headline.startswith("Spinal implant: present — lumbar implant detected (score 0.91")
     assert imp.phantom_only and sco.phantom_only  # no card: never counted as real-validated
+
+
+def test_a_measured_angle_near_the_cut_off_is_borderline() -> None:
+    near = {"cobb_deg": 12.0, "band": [7.0, 17.0], "reliable": True, "curves": []}
+    (f,) = findings([_seg("seg", near)], [_card("seg", True)])
+    assert f.status == PRESENT and f.votes[0].borderline and "borderline" in f.headline
+    (g,) = findings([_seg("seg", COBB_24)], [_card("seg", True)])
+    assert not g.votes[0].borderline and "borderline" not in g.headline

@@ -133,12 +133,15 @@ def _classifier_votes(d: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
     return out
 
 
-def _cobb_vote(cobb: dict[str, Any] | None) -> tuple[str, str]:
+def _cobb_vote(cobb: dict[str, Any] | None) -> tuple[str, str, bool]:
+    """(says, detail, borderline): a measured angle whose ±5° inter-observer band holds the 10° cut-off is
+    borderline — two expert readers could call the same film either way."""
     from spine_models.measure import cobb_read
+    from spine_models.measure.cobb import INTER_OBSERVER_DEG
 
     r = cobb_read(cobb)
     if not r.ok:
-        return NO_ANSWER, r.text
+        return NO_ANSWER, r.text, False
     curves = (cobb or {}).get("curves") or []
     major = max(curves, key=lambda c: c.get("angle_deg", 0), default=None)
     band = (cobb or {}).get("band") or [max(0.0, r.value - 5), min(90.0, r.value + 5)]
@@ -146,7 +149,10 @@ def _cobb_vote(cobb: dict[str, Any] | None) -> tuple[str, str]:
     if major and r.value >= SCOLIOSIS_COBB_DEG:
         detail += (f", {major.get('name') or 'curve'} {major.get('upper_end')}–{major.get('lower_end')}, apex {major.get('apex')}"
                    " (levels counted up from the lowest body found: approximate)")
-    return (PRESENT if r.value >= SCOLIOSIS_COBB_DEG else ABSENT), detail
+    border = abs(r.value - SCOLIOSIS_COBB_DEG) < INTER_OBSERVER_DEG
+    if border:
+        detail += f" · borderline: the ±{INTER_OBSERVER_DEG:.0f}° band holds the {SCOLIOSIS_COBB_DEG:.0f}° cut-off"
+    return (PRESENT if r.value >= SCOLIOSIS_COBB_DEG else ABSENT), detail, border
 
 
 def _slip_vote(slip: dict[str, Any] | None) -> tuple[str, str]:
@@ -185,10 +191,10 @@ def _votes_of(d: dict[str, Any]) -> dict[str, tuple[str, str, bool, bool]]:
         meas = d.get("measurements") or {}
         structures = d.get("structures") or []
         if "cobb" in meas or "pedicle" in structures:
-            says, detail = _cobb_vote(meas.get("cobb"))
+            says, detail, border = _cobb_vote(meas.get("cobb"))
             if says == NO_ANSWER and meas.get("cobb") is None:
                 detail = "cannot measure — no spine column found"
-            out["scoliosis"] = (says, detail, True, False)
+            out["scoliosis"] = (says, detail, True, border)
         if "slip" in meas or "disc_height" in structures:
             says, detail = _slip_vote(meas.get("slip"))
             out["spondylolisthesis"] = (says, detail, True, False)
