@@ -116,7 +116,9 @@ else:
         for group in ("dice", "iou"):
             for s, v in (r["metrics"].get(group) or {}).items():
                 flat[n][f"{group} · {s}"] = render.m_text(v)
-    st.dataframe(pd.DataFrame(flat), width="stretch")
+    table = pd.DataFrame(flat)
+    st.dataframe(table, width="stretch")
+    st.download_button("Measures CSV", table.to_csv().encode(), "spine_lab_measures.csv", "text/csv", key="cmp_csv")
 
 names = list(reports)
 if len(names) >= 2:
