@@ -27,18 +27,6 @@ sys.path.insert(0, str(REPO))
 __all__ = ["main", "bodies", "read_cobb"]
 
 
-def _val_part(card: Any, dataset: Any) -> Any:
-    """The validation part of the card's recorded split (same ratios, seed, method as ``evaluate --split test``)."""
-    from spine_models.data.splits import split_dataset
-    from spine_models.report.evaluation import _split_params
-
-    ratios, seed = _split_params(card)
-    rec = (card.data or {}).get("split") or {}
-    return split_dataset(dataset, ratios=ratios, seed=seed, stratify=bool(rec.get("stratify", True)),
-                         group_near_duplicates=bool(rec.get("group_near_duplicates", False)),
-                         method=str(rec.get("method", "shuffle")))["val"]
-
-
 def bodies(prob: np.ndarray, threshold: float) -> dict[str, Any]:
     """The bodies the Predictor cuts from a vertebra probability map at mask ``threshold`` (corners per body)."""
     from spine_models.measure import vertebrae_from_mask
@@ -74,10 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     from spine_models.measure import cobb_angle
     from spine_models.metrics.landmarks import smape_percent
     from spine_models.models.hub import resolve_card
+    from spine_models.report.evaluation import split_part
 
     card = resolve_card(args.model)
     ds = load_dataset(args.data, task="segment")
-    val = _val_part(card, ds)
+    val = split_part(card, ds, "val")
     films = [s for s in val.samples if s.landmarks]
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)

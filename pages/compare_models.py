@@ -110,12 +110,7 @@ if task == "classify":
 else:
     import pandas as pd
 
-    flat = {n: {k: render.m_text(v) for k, v in r["metrics"].items() if isinstance(v, dict) and "value" in v}
-            for n, r in reports.items()}
-    for n, r in reports.items():
-        for group in ("dice", "iou"):
-            for s, v in (r["metrics"].get(group) or {}).items():
-                flat[n][f"{group} · {s}"] = render.m_text(v)
+    flat = {n: render.metric_texts(r["metrics"]) for n, r in reports.items()}
     table = pd.DataFrame(flat)
     st.dataframe(table, width="stretch")
     st.download_button("Measures CSV", table.to_csv().encode(), "spine_lab_measures.csv", "text/csv", key="cmp_csv")

@@ -69,6 +69,11 @@ def dicom_bytes(arr: np.ndarray) -> bytes:
         return p.read_bytes()
 
 
+def sections(at) -> list[str]:
+    """Analyse X-ray's per-model sections ("<model id> · <task>"), from their collapsed expanders."""
+    return [e.label.split(" — ")[0] for e in at.expander if " · " in e.label.split(" — ")[0]]
+
+
 def new_app(page: str | None = None):
     """The app run once (and switched to ``page``), with no exception raised: the start of every app test."""
     from streamlit.testing.v1 import AppTest

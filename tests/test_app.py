@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from app_fixtures import dicom_bytes, film, make_weights, new_app, png_bytes, point_app_at  # noqa: E402
+from app_fixtures import dicom_bytes, film, make_weights, new_app, png_bytes, point_app_at, sections  # noqa: E402
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
@@ -28,11 +28,6 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def app_env(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return point_app_at(weights, tmp_path, monkeypatch)
-
-
-def sections(at: AppTest) -> list[str]:
-    """The per-model sections of Analyse X-ray ("<model id> · <task>"), from their collapsed expanders."""
-    return [e.label.split(" — ")[0] for e in at.expander if " · " in e.label.split(" — ")[0]]
 
 
 def models_to_run(at: AppTest):

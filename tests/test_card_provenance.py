@@ -224,23 +224,18 @@ def _app(page: str | None = None):
     return new_app(page)
 
 
-def _sections(at) -> set[str]:
-    """Analyse X-ray's per-model sections ("<id> · <task>"), from their collapsed expanders."""
-    return {e.label.split(" — ")[0] for e in at.expander if " · " in e.label.split(" — ")[0]}
-
-
 def test_analyse_labels_phantom_only_models_on_an_uploaded_film(app_env: Path) -> None:
     """A phantom-like PNG uploaded as a file is an upload: the real-validated tiny-cls runs by default with its badge;
     each phantom-only model added (tiny-seg, tiny-det) carries the label."""
-    from app_fixtures import film, png_bytes
+    from app_fixtures import film, png_bytes, sections
 
     at = _app()
     at.file_uploader(key="xray_upload").upload("film.png", png_bytes(film()), "image/png").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert _sections(at) == {"tiny-cls · classify"}
+    assert set(sections(at)) == {"tiny-cls · classify"}
     next(m for m in at.multiselect if m.label == "Models to run").select("tiny-det").select("tiny-seg").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert {"tiny-cls · classify", "tiny-det · detect", "tiny-seg · segment"} <= _sections(at)
+    assert {"tiny-cls · classify", "tiny-det · detect", "tiny-seg · segment"} <= set(sections(at))
     assert [w.value for w in at.warning].count(PHANTOM_ONLY_LABEL) == 2
     assert any(c.value.startswith("validated on real films: fraiwan-ap (balanced accuracy 0.50") for c in at.caption)
 

@@ -94,9 +94,10 @@ def warm_up(cards: Sequence[Any]) -> bool:
     """Start loading the models an uploaded film runs by default (real-validated ones and the view gate) in the
     background, once per server process; True while it is still loading. Why: the first analysis after a start
     waited ~30 s for the models loading on the click; now they load while the reader opens the page."""
+    from spine_models.engine.predictor import is_view_gate
     from spine_models.models.cards import is_real_validated
 
-    wanted = tuple(c for c in cards if is_real_validated(c) or (c.task == "classify" and list(c.classes or []) == ["ap", "lat"]))
+    wanted = tuple(c for c in cards if is_real_validated(c) or is_view_gate(c))
     return _warm_thread(tuple(c.id for c in wanted), wanted).is_alive() if wanted else False
 
 

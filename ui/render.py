@@ -17,7 +17,7 @@ from spine_models.report.drawing import cobb_overlay  # the one Cobb drawing, sh
 __all__ = ["prob_bars", "confusion_heatmap", "roc_figure", "png_bytes", "cobb_overlay", "results_json",
            "results_csv", "metric_table", "card_summary", "m_text", "history_figure", "classification_headline",
            "cobb_panel", "slip_panel", "findings_panel", "threshold_note", "result_summary",
-           "run_card_metrics"]
+           "run_card_metrics", "metric_texts"]
 
 
 def m_text(m: Any, digits: int = 3) -> str:
@@ -78,13 +78,11 @@ def findings_panel(found: Sequence[Any], *, uploaded: bool) -> None:
         st.info("No model that ran speaks about scoliosis, spondylolisthesis or implants.")
         return
     for f in found:
-        lead = f.lead
         icon = _STATUS_ICON.get(f.status, ":gray[:material/help:]")
         agree = {"agree": "models agree", "disagree": "**models disagree**", "one model": "one model",
                  "no model answered": "no model could answer"}[f.agreement]
-        st.markdown(f"{icon} **{f.headline}**  \n<small>{agree} · from `{lead.model_id}` · "
-                    f"{'validated on real films' if lead.real_validated else 'phantom-trained — not validated on real films'}"
-                    "</small>", unsafe_allow_html=True)
+        st.markdown(f"{icon} **{f.headline}**  \n<small>{agree} · from `{f.lead.model_id}` · {f.lead_source}</small>",
+                    unsafe_allow_html=True)
         if uploaded and f.phantom_only:
             st.caption("Only phantom-trained models spoke about this finding: it is not validated on real films.")
     with st.expander("Which model said what (provenance of every vote)", expanded=False):
@@ -331,6 +329,17 @@ def provenance_markdown(card: Any) -> str:
     return "\n\n".join(b for b in blocks if b)
 
 
+def metric_texts(metrics: dict[str, Any] | None) -> dict[str, str]:
+    """A card's or report's headline figures as text with CIs: every ``{"value", "ci95"}`` key, then Dice and IoU
+    per structure ("dice · vertebra"). The one table the Models, Train and Compare pages show."""
+    m = metrics or {}
+    out = {k: m_text(v) for k, v in m.items() if isinstance(v, dict) and "value" in v}
+    for group in ("dice", "iou"):
+        for s, v in (m.get(group) or {}).items():
+            out[f"{group} · {s}"] = m_text(v)
+    return out
+
+
 def card_summary(card: Any) -> None:
     """A model card rendered as text + tables (Models page, expanders elsewhere)."""
     st.markdown(f"**{card.id}** — {card.task} · `{card.arch}` · view `{card.view}` · input {card.input_size}")
@@ -346,11 +355,7 @@ def card_summary(card: Any) -> None:
     st.markdown(provenance_markdown(card))
     if card.limitations:
         st.markdown("**Limitations:**\n" + "\n".join(f"- {x}" for x in card.limitations))
-    m = card.metrics or {}
-    headline = {k: m_text(v) for k, v in m.items() if isinstance(v, dict) and "value" in v}
-    for group in ("dice", "iou"):
-        for s, v in (m.get(group) or {}).items():
-            headline[f"{group} · {s}"] = m_text(v)
+    headline = metric_texts(card.metrics)
     if headline:
         st.table({"metric (95% CI)": list(headline), "value": list(headline.values())})
     if card.audit and card.audit.get("shortcut_warning"):
@@ -364,11 +369,7 @@ def run_card_metrics(card_path: Any) -> None:
     from spine_models.models.cards import ModelCard, validation_badge
 
     card = ModelCard.from_json(card_path)
-    m = card.metrics or {}
-    rows = {k: m_text(v) for k, v in m.items() if isinstance(v, dict) and "value" in v}
-    for group in ("dice", "iou"):
-        for s, v in (m.get(group) or {}).items():
-            rows[f"{group} · {s}"] = m_text(v)
+    rows = metric_texts(card.metrics)
     st.caption(f"card `{card.id}` · {validation_badge(card)}")
     if rows:
         st.table({"metric (95% CI)": list(rows), "value": list(rows.values())})

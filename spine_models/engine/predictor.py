@@ -10,10 +10,12 @@ import functools
 from pathlib import Path
 from typing import Any, Sequence
 
+from spine_models.data.records import VIEW_CLASSES
 from spine_models.errors import WeightsNotAvailableError
 from spine_models.models.cards import ModelCard, find_card
 
-__all__ = ["resolve_card", "load_predictor", "shared_predictor", "card_fits", "infer_view", "VIEW_SURE", "predict_file"]
+__all__ = ["resolve_card", "load_predictor", "shared_predictor", "card_fits", "is_view_gate", "infer_view", "VIEW_SURE",
+           "predict_file"]
 
 VIEW_SURE = 0.9  # below this a film stays "view unknown" and every X-ray model runs on it
 
@@ -91,6 +93,11 @@ def card_fits(card: ModelCard, radiograph: Any) -> bool:
     return not view or view == card.view
 
 
+def is_view_gate(card: ModelCard) -> bool:
+    """A view model: a classifier whose classes are exactly ``ap``, ``lat`` (what routes films to AP or lateral models)."""
+    return card.task == "classify" and list(card.classes or []) == list(VIEW_CLASSES)
+
+
 def infer_view(image: Any, cards: Sequence[ModelCard], *, get: Any = None, sure: float = VIEW_SURE) -> tuple[str | None, str]:
     """(view, note) for an X-ray without a view tag, from the first view model among ``cards`` (a classify
     card with classes ap, lat) when it is at least ``sure``; else (None, note). Why: AP-only models must
@@ -99,7 +106,7 @@ def infer_view(image: Any, cards: Sequence[ModelCard], *, get: Any = None, sure:
     own = str(getattr(image, "view", "") or "").lower() or None
     if own or str(getattr(image, "modality", "") or "").upper() == "MR":
         return own, ""
-    gates = [c for c in cards if c.task == "classify" and list(c.classes or []) == ["ap", "lat"]]
+    gates = [c for c in cards if is_view_gate(c)]
     if not gates:
         return None, ""
     import numpy as np

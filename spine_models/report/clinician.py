@@ -177,10 +177,8 @@ def _findings_html(results: Sequence[Any], cards: Iterable[Any] | None) -> str:
         return ""
     lines = []
     for f in found:
-        lead = f.lead
-        src = "validated on real films" if lead.real_validated else "phantom-trained — not validated on real films"
         lines.append(f"<li class='big'><b>{_esc(f.headline)}</b> <span class='meta'>({_esc(f.agreement)}; from "
-                     f"<code>{_esc(lead.model_id)}</code>, {_esc(src)})</span></li>")
+                     f"<code>{_esc(f.lead.model_id)}</code>, {_esc(f.lead_source)})</span></li>")
     rows = "".join(f"<tr><td>{_esc(f.name)}</td><td><code>{_esc(v.model_id)}</code></td><td>{_esc(v.says)}</td>"
                    f"<td>{_esc(v.detail)}</td><td>{_esc(v.badge)}</td></tr>" for f in found for v in f.votes)
     return (f"<section class='findings'><h2>Findings</h2><ul>{''.join(lines)}</ul>"
@@ -292,9 +290,7 @@ def _findings_lines(results: Sequence[Any], cards: Iterable[Any] | None) -> list
     if not found:
         lines.append("  no model that ran speaks about scoliosis, spondylolisthesis or implants")
     for f in found:
-        lead = f.lead
-        src = "validated on real films" if lead.real_validated else "phantom-trained — not validated on real films"
-        lines += _wrapped(f"{f.headline}  [{f.agreement}; from {lead.model_id}, {src}]")
+        lines += _wrapped(f"{f.headline}  [{f.agreement}; from {f.lead.model_id}, {f.lead_source}]")
     return lines
 
 

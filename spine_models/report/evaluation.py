@@ -26,6 +26,7 @@ __all__ = [
     "evaluate_command",
     "paired_table",
     "test_part",
+    "split_part",
 ]
 
 REPORT_VERSION = 1
@@ -251,25 +252,32 @@ def test_part(card: Any, dataset: Any) -> Any:
     otherwise the split is re-made with the card's ratios, seed, stratify and near-duplicate grouping.
     Detection stratifies by the box classes an image holds (as engine/detect.py does when training).
     """
-    import dataclasses
-
-    from spine_models.data.splits import split_dataset
     from spine_models.engine import task_module
 
     hook = getattr(task_module(card.task), "split_for_card", None)
     if callable(hook):
         return hook(card, dataset)
+    return split_part(card, dataset, "test")
+
+
+def split_part(card: Any, dataset: Any, part: str = "test") -> Any:
+    """One part ("train", "val" or "test") of the card's recorded per-patient split, re-made on ``dataset`` (no
+    engine hook): the validation part is where a read-out may be tuned without touching the test films."""
+    import dataclasses
+
+    from spine_models.data.splits import split_dataset
+
     ratios, seed = _split_params(card)
     rec = (card.data or {}).get("split") if isinstance((card.data or {}).get("split"), dict) else {}
     kwargs = {"stratify": bool(rec.get("stratify", True)),
               "group_near_duplicates": bool(rec.get("group_near_duplicates", False)),
               "method": str(rec.get("method", "shuffle"))}
     if card.task != "detect":
-        return split_dataset(dataset, ratios=ratios, seed=seed, **kwargs)["test"]
+        return split_dataset(dataset, ratios=ratios, seed=seed, **kwargs)[part]
     from spine_models.engine.detect import split_by_box_classes
 
     parts = split_by_box_classes(dataset, ratios, seed, card.classes or [], **kwargs)
-    return dataclasses.replace(dataset, samples=parts["test"])
+    return dataclasses.replace(dataset, samples=parts[part])
 
 
 def _class_index(card: Any, dataset: Any) -> list[str]:

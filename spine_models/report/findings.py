@@ -86,6 +86,14 @@ class Finding:
         return f"{self.name}: {word} — {lead.detail}"
 
     @property
+    def lead_source(self) -> str:
+        """Where the lead vote's model was validated, as the panel says it: real films, or the phantom-only label."""
+        from spine_models.models.provenance import PHANTOM_ONLY_LABEL
+
+        lead = self.lead
+        return "validated on real films" if lead is not None and lead.real_validated else PHANTOM_ONLY_LABEL
+
+    @property
     def phantom_only(self) -> bool:
         """True when no model validated on real films spoke: the answer holds on phantoms only."""
         return not any(v.real_validated for v in self.votes)
