@@ -77,3 +77,12 @@ def test_a_measured_angle_near_the_cut_off_is_borderline() -> None:
     assert f.status == PRESENT and f.votes[0].borderline and "borderline" in f.headline
     (g,) = findings([_seg("seg", COBB_24)], [_card("seg", True)])
     assert not g.votes[0].borderline and "borderline" not in g.headline
+
+
+def test_a_read_within_the_models_real_error_of_the_cut_off_is_borderline() -> None:
+    """A 16° read from a model whose held-out real-film Cobb MAE is 9.7° is borderline; 24° is not."""
+    mild = {"cobb_deg": 16.0, "band": [11.0, 21.0], "reliable": True, "curves": []}
+    (f,) = findings([_seg("seg", mild)], [_card("seg", True)])
+    assert f.votes[0].borderline and "within this model's mean error on held-out real films (9.7°)" in f.headline
+    (g,) = findings([_seg("seg", mild)], [_card("seg", False)])  # no real figure: only the ±5° band counts
+    assert not g.votes[0].borderline

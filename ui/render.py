@@ -78,7 +78,8 @@ def findings_panel(found: Sequence[Any], *, uploaded: bool) -> None:
         st.info("No model that ran speaks about scoliosis, spondylolisthesis or implants.")
         return
     for f in found:
-        icon = _STATUS_ICON.get(f.status, ":gray[:material/help:]")
+        icon = ":orange[:material/warning:]" if f.lead is not None and f.lead.borderline else \
+            _STATUS_ICON.get(f.status, ":gray[:material/help:]")
         agree = {"agree": "models agree", "disagree": "**models disagree**", "one model": "one model",
                  "no model answered": "no model could answer"}[f.agreement]
         st.markdown(f"{icon} **{f.headline}**  \n<small>{agree} · from `{f.lead.model_id}` · {f.lead_source}</small>",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-__all__ = ["Vote", "Finding", "findings", "is_borderline", "SCOLIOSIS_COBB_DEG", "BORDERLINE_MARGIN", "PRESENT", "ABSENT", "NO_ANSWER",
+__all__ = ["Vote", "Finding", "findings", "is_borderline", "real_cobb_error", "SCOLIOSIS_COBB_DEG", "BORDERLINE_MARGIN", "PRESENT", "ABSENT", "NO_ANSWER",
            "CLASS_WORDS"]
 
 PRESENT, ABSENT, NO_ANSWER = "present", "absent", "no answer"
@@ -141,9 +141,18 @@ def _classifier_votes(d: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
     return out
 
 
-def _cobb_vote(cobb: dict[str, Any] | None) -> tuple[str, str, bool]:
-    """(says, detail, borderline): a measured angle whose ±5° inter-observer band holds the 10° cut-off is
-    borderline — two expert readers could call the same film either way."""
+def real_cobb_error(card: Any) -> float | None:
+    """The Cobb MAE (deg) a card reports on held-out *real* films (its ``validated_on`` real entries), else None."""
+    vals = [float(e["metrics"]["cobb_mae_deg"]["value"]) for e in (getattr(card, "validated_on", None) or [])
+            if e.get("real") and isinstance((e.get("metrics") or {}).get("cobb_mae_deg"), dict)]
+    return max(vals) if vals else None
+
+
+def _cobb_vote(cobb: dict[str, Any] | None, real_error: float | None = None) -> tuple[str, str, bool]:
+    """(says, detail, borderline): a measured angle is borderline when the 10° cut-off lies within the ±5°
+    inter-observer band — two expert readers could call the film either way — or within the model's own mean
+    error on held-out real films (``real_error``) when that is larger: a 16° read from a model that misses by
+    10° on average is no evidence of a curve."""
     from spine_models.measure import cobb_read
     from spine_models.measure.cobb import INTER_OBSERVER_DEG
 
@@ -157,8 +166,12 @@ def _cobb_vote(cobb: dict[str, Any] | None) -> tuple[str, str, bool]:
     if major and r.value >= SCOLIOSIS_COBB_DEG:
         detail += (f", {major.get('name') or 'curve'} {major.get('upper_end')}–{major.get('lower_end')}, apex {major.get('apex')}"
                    " (levels counted up from the lowest body found: approximate)")
-    border = abs(r.value - SCOLIOSIS_COBB_DEG) < INTER_OBSERVER_DEG
-    if border:
+    margin = max(INTER_OBSERVER_DEG, real_error or 0.0)
+    border = abs(r.value - SCOLIOSIS_COBB_DEG) < margin
+    if border and margin > INTER_OBSERVER_DEG:
+        detail += (f" · borderline: within this model's mean error on held-out real films ({margin:.1f}°) of the "
+                   f"{SCOLIOSIS_COBB_DEG:.0f}° cut-off")
+    elif border:
         detail += f" · borderline: the ±{INTER_OBSERVER_DEG:.0f}° band holds the {SCOLIOSIS_COBB_DEG:.0f}° cut-off"
     return (PRESENT if r.value >= SCOLIOSIS_COBB_DEG else ABSENT), detail, border
 
@@ -175,7 +188,7 @@ def _slip_vote(slip: dict[str, Any] | None) -> tuple[str, str]:
     return (PRESENT if present else ABSENT), f"slip {r.text} at {(slip or {}).get('level')}, Meyerding {word}"
 
 
-def _votes_of(d: dict[str, Any]) -> dict[str, tuple[str, str, bool, bool]]:
+def _votes_of(d: dict[str, Any], real_error: float | None = None) -> dict[str, tuple[str, str, bool, bool]]:
     """{finding: (says, detail, measured, borderline)} from one result's dict."""
     kind = d.get("type")
     out: dict[str, tuple[str, str, bool, bool]] = {}
@@ -199,7 +212,7 @@ def _votes_of(d: dict[str, Any]) -> dict[str, tuple[str, str, bool, bool]]:
         meas = d.get("measurements") or {}
         structures = d.get("structures") or []
         if "cobb" in meas or "pedicle" in structures:
-            says, detail, border = _cobb_vote(meas.get("cobb"))
+            says, detail, border = _cobb_vote(meas.get("cobb"), real_error)
             if says == NO_ANSWER and meas.get("cobb") is None:
                 detail = "cannot measure — no spine column found"
             out["scoliosis"] = (says, detail, True, border)
@@ -224,6 +237,6 @@ def findings(results: Sequence[Any], cards: Iterable[Any] | None = None) -> list
         card = cmap.get(d.get("model_id"))
         real = bool(card is not None and is_real_validated(card))
         badge = validation_badge(card) if card is not None else PHANTOM_ONLY_LABEL
-        for key, (says, detail, measured, border) in _votes_of(d).items():
+        for key, (says, detail, measured, border) in _votes_of(d, real_cobb_error(card)).items():
             out[key].votes.append(Vote(str(d.get("model_id")), says, detail, measured, real, badge, border))
     return [f for f in out.values() if f.votes]
