@@ -12,15 +12,29 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 from spine_models.errors import ConfigError
 
-__all__ = ["task_module", "TASKS"]
+__all__ = ["task_module", "card_engine", "TASKS", "ARCH_ENGINES"]
 
 TASKS = ("classify", "detect", "segment")
+# architectures with an engine module of their own (trained and run there; their cards keep a SPEC task)
+ARCH_ENGINES = {"disc_grading": "spine_models.engine.discs"}
 
 
-def task_module(task: str) -> ModuleType:
+def task_module(task: str, arch: str | None = None) -> ModuleType:
+    """The engine module that trains ``task``; an architecture listed in ARCH_ENGINES gets its own."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    if arch in ARCH_ENGINES:
+        return importlib.import_module(ARCH_ENGINES[arch])
     return importlib.import_module(f"spine_models.engine.{task}")
+
+
+def card_engine(card: Any) -> ModuleType:
+    """The engine module whose ``Predictor`` and ``evaluate`` serve a card: disc models (the ``disc_grading``
+    composite and any segment model with a ``disc`` structure) answer with disc boxes, levels and grades."""
+    if card.arch in ARCH_ENGINES or (card.task == "segment" and "disc" in (card.structures or [])):
+        return importlib.import_module("spine_models.engine.discs")
+    return task_module(card.task)

@@ -52,10 +52,10 @@ def resolve_card(model: ModelCard | str | Path) -> ModelCard:
 
 def load_predictor(model: ModelCard | str | Path, device: str | None = None) -> Any:
     """The task's Predictor (``spine_models.engine.<task>.Predictor``) for a card, id or path."""
-    from spine_models.engine import task_module
+    from spine_models.engine import card_engine
 
     card = resolve_card(model)
-    return task_module(card.task).Predictor(card, device=device)
+    return card_engine(card).Predictor(card, device=device)
 
 
 @functools.lru_cache(maxsize=16)
