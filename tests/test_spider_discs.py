@@ -265,3 +265,25 @@ def test_mri_page_grades_an_uploaded_sagittal_slice(tmp_path: Path, monkeypatch:
     shown = " ".join(w.value for w in at.warning)
     assert "phantom-trained — not validated on real images" in shown
     assert "Doe" not in " ".join(str(x.value) for x in at.caption)
+
+
+def test_grader_probabilities_and_gradcam_on_crops(tmp_path: Path):
+    """Grades are distributions (Pfirrmann sums to 1, findings in [0, 1]); Grad-CAM targets the predicted grade and has
+    the crop's shape; mirror averaging makes a crop and its mirror image grade the same."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from app_fixtures import make_disc_weights
+
+    from spine_models.engine.predictor import load_predictor
+
+    w = make_disc_weights(tmp_path / "w")
+    pred = load_predictor(w / "tiny-disc-grader.json")
+    crops = np.random.default_rng(0).random((3, 64, 128)).astype(np.float32)
+    pf, fi = pred.grade_crops(crops)
+    assert pf.shape == (3, 5) and np.allclose(pf.sum(1), 1, atol=1e-5) and fi.shape == (3, 3)
+    assert ((fi >= 0) & (fi <= 1)).all()
+    pf_m, fi_m = pred.grade_crops(crops[:, :, ::-1].copy())
+    np.testing.assert_allclose(pf, pf_m, atol=1e-5)
+    cams = pred._cams(crops, pf.argmax(1))
+    assert len(cams) == 3 and cams[0].shape == (64, 128) and np.isfinite(cams[0]).all()

@@ -123,16 +123,16 @@ class DiscGradingPredictor:
             pf2, fi2 = split_outputs(self.model(torch.flip(x, dims=[-1])).float(), len(self.findings))
             return torch.softmax((pf + pf2) / 2, -1).cpu().numpy(), torch.sigmoid((fi + fi2) / 2).cpu().numpy()
 
-    def _cams(self, crops: np.ndarray) -> list[np.ndarray]:
-        """Grad-CAM of the predicted Pfirrmann grade on each crop (the last conv block)."""
+    def _cams(self, crops: np.ndarray, grades: np.ndarray) -> list[np.ndarray]:
+        """Grad-CAM of each crop's predicted Pfirrmann grade (its logit, not a finding's) on the last conv block."""
         from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        target_layer = self.model.features[-1]
         out = []
-        with GradCAM(model=self.model, target_layers=[target_layer]) as cam:
-            for c in crops:
+        with GradCAM(model=self.model, target_layers=[self.model.features[-1]]) as cam:
+            for c, g in zip(crops, grades):
                 x = torch.from_numpy(c[None, None].astype(np.float32)).to(self.device)
-                out.append(cam(input_tensor=x, targets=None)[0].astype(np.float32))
+                out.append(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(g))])[0].astype(np.float32))
         return out
 
     def predict(self, image: Any, *, cam: bool = False, **_: Any) -> DiscGradingResult:
@@ -149,7 +149,7 @@ class DiscGradingPredictor:
             up = read.axis if read.levels_reliable else (0.0, -1.0)
             crops = np.stack([disc_crop(pixels, d.box, up, size=self.size) for d in read.discs])
             pf, fi = self.grade_crops(crops) if (read.levels_reliable and self.model is not None) else (None, None)
-            cams = self._cams(crops) if (cam and pf is not None) else [None] * len(crops)
+            cams = self._cams(crops, pf.argmax(1)) if (cam and pf is not None) else [None] * len(crops)
             for i, d in enumerate(read.discs):
                 g = DiscGrade(level=d.level, box=d.box, score=d.score)
                 if pf is not None:
