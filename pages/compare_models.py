@@ -138,6 +138,6 @@ if dis:
         p = paths.get(row["id"])
         if p and Path(p).is_file():
             rad = analysis.read_upload(Path(p).read_bytes(), Path(p).name)
-            label = f"{row['id']} · truth {row['truth']} · " + " / ".join(f"{n}: {row[n]}" for n in names)
+            label = f"{row['image']} · truth {row['truth']} · " + " / ".join(f"{n}: {row[n]}" for n in names)
             gallery[k % 4].image(render.png_bytes(rad.pixels), caption=label, width="stretch")
-    st.dataframe(dis, width="stretch")
+    st.dataframe([{k: v for k, v in row.items() if k != "id"} for row in dis], width="stretch")

@@ -157,6 +157,7 @@ def test_mri_phantom_folder_selection_roi_and_disc_states(app_env: Path) -> None
     discs = at.dataframe[2].value
     assert list(discs["level"]) == ["L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2"]
     assert discs["tiny-disc"].str.contains("grade").all()
+    assert (discs["provenance"] == "tiny-disc: phantom-trained").all()  # every row says where its grade holds
 
 
 def test_mri_bad_zip_shows_error(app_env: Path) -> None:
@@ -276,3 +277,14 @@ def test_real_upload_runs_real_validated_models_by_default(weights: Path, tmp_pa
     assert not at.exception
     assert "tiny-cls · classify" in sections(at)
     assert "phantom-trained — not validated on real films" in "\n".join(w.value for w in at.warning)
+
+
+def test_disagreement_gallery_names_images_neutrally() -> None:
+    """Compare's gallery and table show a neutral image name, never the dataset's own file stem (often a patient)."""
+    from ui.analysis import disagreements
+
+    reps = {"a": {"predictions": [{"id": "Doe_Jane_1979", "pred": "normal", "truth": "scoliosis"}]},
+            "b": {"predictions": [{"id": "Doe_Jane_1979", "pred": "scoliosis", "truth": "scoliosis"}]}}
+    (row,) = disagreements(reps)
+    assert row["image"].startswith("image-") and "Doe" not in row["image"]
+    assert row["a"] == "normal" and row["b"] == "scoliosis"

@@ -261,7 +261,10 @@ def report_roc(report: dict[str, Any]) -> tuple[Any, Any, float] | None:
 
 
 def disagreements(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Images where the models' predictions differ: [{"id", "truth", <model>: pred, ...}]."""
+    """Images where the models' predictions differ: [{"id", "image", "truth", <model>: pred, ...}]; ``image`` is the
+    neutral name shown on the page (a dataset's own file stems can be a patient's name)."""
+    from spine_models.io.deid import display_name
+
     by_model = {name: {str(p["id"]): p for p in r.get("predictions") or []} for name, r in reports.items()}
     if not by_model:
         return []
@@ -271,7 +274,7 @@ def disagreements(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         preds = {name: str(v[i].get("pred", v[i].get("findings"))) for name, v in by_model.items()}
         if len(set(preds.values())) > 1:
             first = next(iter(by_model.values()))[i]
-            out.append({"id": i, "truth": first.get("truth"), **preds})
+            out.append({"id": i, "image": display_name(i, kind="image"), "truth": first.get("truth"), **preds})
     return out
 
 
@@ -364,6 +367,7 @@ def disc_predictions(cards: Sequence[Any], choices: Sequence[Any]) -> list[dict[
     from ui.models import get_predictor
 
     from spine_models.data.mri import DISC_STATES
+    from spine_models.models.cards import is_real_validated
 
     rows = []
     for ch in choices:
@@ -376,6 +380,8 @@ def disc_predictions(cards: Sequence[Any], choices: Sequence[Any]) -> list[dict[
                 res = get_predictor(card).predict(px, cam=False)
                 grade = DISC_STATES.index(res.top_class) if res.top_class in DISC_STATES else None
                 row[f"{card.id}"] = f"{res.top_class} ({res.top_prob * 100:.0f}%)" + (f" · grade {grade}" if grade is not None else "")
+            row["provenance"] = " · ".join(f"{c.id}: {'validated on real images' if is_real_validated(c) else 'phantom-trained'}"
+                                           for c in cards)
         rows.append(row)
     return rows
 
