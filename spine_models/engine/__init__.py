@@ -12,15 +12,27 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 from spine_models.errors import ConfigError
 
-__all__ = ["task_module", "TASKS"]
+__all__ = ["task_module", "predictor_class", "TASKS"]
 
 TASKS = ("classify", "detect", "segment")
 
 
 def task_module(task: str) -> ModuleType:
+    """The engine module of a task (``classify``, ``detect``, ``segment``); unknown tasks name the valid ones."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     return importlib.import_module(f"spine_models.engine.{task}")
+
+
+def predictor_class(card: Any) -> type:
+    """The Predictor class that runs a card: ``composite.CompositePredictor`` for a composite classifier
+    (``measure_cobb``, ``measure_slip``, ``view_routed``), else the task module's ``Predictor``. Why a factory:
+    a class that returned another class's object from ``__new__`` hid which code ran a model."""
+    composite = importlib.import_module("spine_models.engine.composite")
+    if card.task == "classify" and composite.is_composite(card.arch):
+        return composite.CompositePredictor
+    return task_module(card.task).Predictor

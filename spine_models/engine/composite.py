@@ -82,9 +82,11 @@ def _source(item: Any) -> Any:
 
 
 def _load(model: str, device: Any) -> Any:
-    from spine_models.engine.predictor import load_predictor, shared_predictor
+    """A component from the process-wide cache (``engine.predictor.shared_predictor``): the app's section of
+    the same model and every other composite get this same object."""
+    from spine_models.engine.predictor import shared_predictor
 
-    return shared_predictor(str(model)) if device is None else load_predictor(model, device=device)
+    return shared_predictor(str(model), device=None if device is None else str(device))
 
 
 def _check_sha(name: str, card: ModelCard, want: str) -> None:
