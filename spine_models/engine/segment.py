@@ -578,13 +578,21 @@ class Predictor:
     def predict(self, image: Any, *, pixel_spacing_mm: tuple[float, float] | float | None = None,
                 measure: bool = True, threshold: float | None = None) -> SegmentationResult:
         """Masks per structure at the original resolution (+ measurements, in mm when spacing is known)."""
+        from spine_models.engine.film_memo import film_memo
+        from spine_models.models.hub import predictor_key
+
         t0 = time.perf_counter()
         pixels, name, sp = read_pixels(image)
         if pixel_spacing_mm is not None:
             sp = (float(pixel_spacing_mm), float(pixel_spacing_mm)) if isinstance(pixel_spacing_mm, (int, float)) \
                 else (float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1]))
-        probs = self.probabilities(pixels)
         thr = self.threshold if threshold is None else float(threshold)
+        # the app's U-Net section, the Cobb-measure model and the routed model's AP expert ask for the same film
+        key = film_memo.key((predictor_key(self.card), self._settings()), pixels, name, sp, bool(measure), thr)
+        hit = film_memo.get(key)
+        if hit is not None:
+            return hit
+        probs = self.probabilities(pixels)
         masks = {s: probs[k] > thr for k, s in enumerate(self.structures)}
         ap_read, bodies = None, []
         vert = masks.get("vertebra")
@@ -600,10 +608,17 @@ class Predictor:
         meas = measure_masks(masks, self.card.view, sp, ap_read=ap_read) if measure else {}
         if sp is not None:
             meas["pixel_spacing_mm"] = list(sp)
-        return SegmentationResult(model_id=self.card.id, source=name, image_size=tuple(pixels.shape[:2]),
-                                  elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
-                                  structures=list(self.structures), masks=masks, measurements=meas,
-                                  vertebrae=bodies)
+        res = SegmentationResult(model_id=self.card.id, source=name, image_size=tuple(pixels.shape[:2]),
+                                 elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
+                                 structures=list(self.structures), masks=masks, measurements=meas,
+                                 vertebrae=bodies)
+        film_memo.put(key, res)
+        return res
+
+    def _settings(self) -> tuple:
+        """What besides the weights decides a result (a card edited in place or another ``tta`` is another entry)."""
+        return (self.tta, self.threshold, self.body_height, self.card.view, tuple(self.structures), self.size,
+                repr(sorted((self.card.normalization or {}).items())))
 
 
 # --------------------------------------------------------------------------------------- evaluation
