@@ -83,7 +83,7 @@ def _warm_thread(ids: tuple[str, ...], _cards: tuple[Any, ...]) -> Any:
         for c in _cards:
             pred = get_predictor(c)  # the same st.cache_resource entry the pages use: loaded once, found there later
             try:  # one call on a blank film pays the lazy costs (Grad-CAM's import ~3 s, first allocations) now
-                pred.predict(blank, **({"cam": True} if c.task == "classify" else {}))
+                pred.predict(blank, cam=True)  # one call shape for every task (engine.base)
             except (SpineInputError, ValueError):
                 pass  # a model that refuses a blank film is still loaded; the page shows its errors on real films
 

@@ -3,8 +3,10 @@
 - ``train(cfg: dict, out_dir: Path, *, callbacks=None, quiet=False) -> Path`` — writes ``last.pt``
   (full checkpoint for resume), ``model.pt`` (shipped format, see ``models/cards.py``),
   ``history.json`` and ``card.json`` into ``out_dir``; returns the card path.
-- ``Predictor(card: ModelCard, device=None).predict(image) -> Result`` — ``image`` is a
-  ``spine_models.io`` Radiograph or a 2-D float array in [0, 1]; boxes/masks at original resolution.
+- ``Predictor(card: ModelCard, device=None).predict(image, **options) -> Result`` — a subclass of
+  ``engine.base.BasePredictor`` (read -> preprocess -> infer -> postprocess; options declared per task);
+  ``image`` is a ``spine_models.io`` Radiograph, a path or a 2-D float array in [0, 1]; boxes/masks at
+  original resolution. ``predictor_class(card)`` picks the class (composites: ``composite.CompositePredictor``).
 - ``evaluate(card, dataset: SpineDataset, *, quiet=False, n_resamples=1000) -> dict`` —
   ``{"metrics": <SPEC task metrics>, "predictions": [per-sample dicts]}``.
 """

@@ -11,6 +11,7 @@ dropped first. The stored ``elapsed_ms`` is the time the model took on the film 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -86,7 +87,7 @@ class FilmMemo:
     def put(self, key: Hashable, result: Any) -> None:
         """Store a copy of ``result`` (the caller keeps its own); results larger than the byte budget are not kept."""
         size = _nbytes(result)
-        if size > self.max_bytes:
+        if size > self.max_bytes or self.max_entries <= 0:
             return
         stored = _copy(result)
         with self._lock:
@@ -97,6 +98,17 @@ class FilmMemo:
             self._bytes += size
             while self._items and (len(self._items) > self.max_entries or self._bytes > self.max_bytes):
                 self._bytes -= self._items.popitem(last=False)[1][1]
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Nothing kept or found inside the block (benchmarks time the model, not the memo)."""
+        entries = self.max_entries
+        self.max_entries = 0
+        self.clear()
+        try:
+            yield
+        finally:
+            self.max_entries = entries
 
     def clear(self) -> None:
         with self._lock:
