@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spine_models.config import check_cfg
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
 from spine_models.data.records import LABEL_FROM, VIEW_CLASSES, relabel
@@ -272,18 +273,7 @@ def _resolve_lr(cfg: dict) -> tuple[float, float]:
 
 
 def _validate_cfg(cfg: dict) -> None:
-    if cfg["mode"] not in ("frozen", "finetune"):
-        raise ConfigError(f"classify config: mode={cfg['mode']!r}; valid: frozen, finetune")
-    if cfg["val_metric"] not in ("balanced_accuracy", "loss", "accuracy", "auc"):
-        raise ConfigError(f"classify config: val_metric={cfg['val_metric']!r}; valid: balanced_accuracy, loss, accuracy, auc")
-    if cfg["in_chans"] not in (1, 3):
-        raise ConfigError(f"classify config: in_chans={cfg['in_chans']!r}; valid: 1, 3")
-    if cfg["resize_mode"] not in ("stretch", "letterbox"):
-        raise ConfigError(f"classify config: resize_mode={cfg['resize_mode']!r}; valid: stretch, letterbox")
-    if cfg["optimizer"] not in ("adam", "adamw", "sgd"):
-        raise ConfigError(f"classify config: optimizer={cfg['optimizer']!r}; valid: adam, adamw, sgd")
-    if cfg.get("view") not in (None, "ap", "lat", "mri", "any"):
-        raise ConfigError(f"classify config: view={cfg['view']!r}; valid: ap, lat, mri, any")
+    check_cfg("classify", cfg)  # the keys with a few allowed values, and epochs/batch, from config's tables
     from spine_models.data.roi import CROPS
 
     if cfg["crop"] not in CROPS:
@@ -293,11 +283,6 @@ def _validate_cfg(cfg: dict) -> None:
         raise ConfigError(f"classify config: crop_side={side!r}; give the crop's side in body heights, 2 to 12 (default 5.5)")
     if cfg["label_from"] not in LABEL_FROM:
         raise ConfigError(f"classify config: label_from={cfg['label_from']!r}; valid: {', '.join(LABEL_FROM)}")
-    if cfg["scheduler"] not in ("none", "cosine"):
-        raise ConfigError(f"classify config: scheduler={cfg['scheduler']!r}; valid: none, cosine")
-    for k in ("epochs", "batch"):
-        if not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 1:
-            raise ConfigError(f"classify config: {k}={cfg[k]} should be at least 1")
     sz = cfg["imgsz"]
     parts = list(sz) if isinstance(sz, (list, tuple)) else [sz]
     if len(parts) not in (1, 2) or any(not isinstance(v, int) or isinstance(v, bool) or v < 8 for v in parts):

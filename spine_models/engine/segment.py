@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from spine_models.config import defaults as cfg_defaults
+from spine_models.config import CHOICES, defaults as cfg_defaults
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.data.vertebra_targets import encode_ignore, has_vertebra_truth
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
@@ -508,7 +508,7 @@ def _plausibility(lm: dict[str, Any], cobb_deg: float, shape: tuple[int, ...]) -
     return {"reliable": not warnings, "warnings": warnings}
 
 
-TTA_MODES = ("none", "hflip")
+TTA_MODES = CHOICES["segment"]["tta"]
 
 
 def _check_body_height(value: Any) -> float:
