@@ -12,8 +12,29 @@ st.title("MRI study")
 st.caption("A lumbar MRI study (T2 sagittal, T2 axial, myelography) as a ZIP or a folder on the server. "
            "Research use only — not a medical device.")
 
-source = st.radio("Study", ["Upload a ZIP", "Folder path", "Phantom example"], horizontal=True, key=K.MRI_EXAMPLE)
+SLICE = "Sagittal slice (PNG/JPG/DICOM)"
+source = st.radio("Study", ["Upload a ZIP", "Folder path", "Phantom example", SLICE], horizontal=True, key=K.MRI_EXAMPLE)
 folder, study = None, None
+disc_models = analysis.disc_cards(shipped_cards())
+if source == SLICE:
+    st.caption("One sagittal lumbar slice, in any orientation: every disc is found, named from the lumbosacral disc "
+               "upwards and graded (Pfirrmann, herniation, bulging, narrowing).")
+    up = st.file_uploader("Sagittal slice", type=["png", "jpg", "jpeg", "dcm"], key=K.MRI_SLICE,
+                          help=f"Up to {max_upload_mb()} MB. Headers are de-identified on reading; the file name is not kept.")
+    if up is None:
+        st.info("Choose a sagittal slice to start.")
+        st.stop()
+    try:
+        rad = analysis.read_upload(up.getvalue(), up.name)
+    except SpineInputError as exc:
+        st.error(str(exc))
+        st.stop()
+    if not disc_models:
+        st.info("No disc model is shipped: train one with `spine-models train --task segment` on the disc-grading layout.")
+        st.stop()
+    card = render.model_choice(disc_models, key=K.MRI_DISC_MODEL)
+    render.disc_panel(analysis.grade_slice(card, rad.pixels, cam=True), rad.pixels, card, uploaded=True)
+    st.stop()
 try:
     if source == "Upload a ZIP":
         up = st.file_uploader("Study ZIP (DICOM series inside)", type=["zip"], key=K.MRI_UPLOAD,
@@ -56,6 +77,14 @@ if sag_view is not None:
     st.image(render.png_bytes(img), width=420,
              caption=f"the chosen mid-sagittal frame with the {n_lines} chosen axial slice(s) drawn where they cut it"
              + ("" if n_lines else " (no slice position in the headers: nothing to draw)"))
+
+sag = analysis.sagittal_frame(choices)
+if sag is not None and disc_models:
+    st.subheader("Discs on the mid-sagittal frame")
+    pixels, choice = sag
+    card = render.model_choice(disc_models, key=K.MRI_DISC_MODEL)
+    st.caption(f"frame {choice.frame} of {choice.series_description or 'the sagittal series'} ({choice.reason})")
+    render.disc_panel(analysis.grade_slice(card, pixels, cam=False), pixels, card, uploaded=source != "Phantom example")
 
 st.subheader("ROI blocks (13×8 grid, blocks 30+13x+y)")
 axial = [c for c in choices if c.kind == "ax" and c.available]

@@ -92,3 +92,33 @@ def point_app_at(weights: Path, tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("SPINE_MODELS_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
     return tmp_path
+
+
+def make_disc_weights(folder: Path) -> Path:
+    """weights/ with a random-init disc locator (unet_tiny; disc, disc_caudal) and a disc grader composite on it."""
+    import torch
+
+    from spine_models.models.cards import ModelCard, save_checkpoint_file
+    from spine_models.models.registry import create_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    kw = {"num_classes": 2, "in_chans": 1}
+    sha = save_checkpoint_file(folder / "tiny-disc-loc.pt", arch="unet_tiny", task="segment",
+                               state_dict=create_model("unet_tiny", task="segment", **kw).state_dict(), arch_kwargs=kw)
+    loc = ModelCard(id="tiny-disc-loc", task="segment", arch="unet_tiny", view="mri", trained_on="random init (test)",
+                    weights=str((folder / "tiny-disc-loc.pt").resolve()), sha256=sha, input_size=[64, 64],
+                    train_command="(test fixture)", license="research-only", arch_kwargs=kw,
+                    structures=["disc", "disc_caudal"], thresholds={"mask": 0.5})
+    loc.to_json(folder / "tiny-disc-loc.json")
+    gkw = {"locator": str(folder / "tiny-disc-loc.json"), "locator_sha256": sha,
+           "findings": ["herniation", "bulging", "narrowing"], "width": 4}
+    gsha = save_checkpoint_file(folder / "tiny-disc-grader.pt", arch="disc_grading", task="segment",
+                                state_dict=create_model("disc_grading", task="segment", findings=gkw["findings"], width=4).state_dict(),
+                                arch_kwargs=gkw)
+    ModelCard(id="tiny-disc-grader", task="segment", arch="disc_grading", view="mri", trained_on="random init (test)",
+              weights=str((folder / "tiny-disc-grader.pt").resolve()), sha256=gsha, input_size=[64, 128],
+              train_command="(test fixture)", license="research-only", arch_kwargs=gkw,
+              structures=["disc", "disc_caudal"], thresholds={"herniation": 0.5, "bulging": 0.5, "narrowing": 0.5}
+              ).to_json(folder / "tiny-disc-grader.json")
+    return folder

@@ -21,7 +21,8 @@ from spine_models.errors import SpineInputError
 __all__ = ["read_upload", "default_models", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view",
            "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "phantom_dataset", "model_ref",
            "dataset_hash", "report_roc", "default_pair", "training_overlap", "split_sizes", "SMALL_PART_PATIENTS", "disagreements", "image_paths",
-           "load_study", "mri_selection", "sagittal_overlay", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf"]
+           "load_study", "mri_selection", "sagittal_overlay", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf",
+           "disc_cards", "grade_slice", "sagittal_frame"]
 
 EXAMPLE_KINDS = ("xray-ap", "xray-lat")
 
@@ -375,6 +376,25 @@ def disc_predictions(cards: Sequence[Any], choices: Sequence[Any]) -> list[dict[
                 row[f"{card.id}"] = f"{res.top_class} ({res.top_prob * 100:.0f}%)" + (f" · grade {grade}" if grade is not None else "")
         rows.append(row)
     return rows
+
+
+def disc_cards(cards: Sequence[Any]) -> list[Any]:
+    """Models that find (and grade) discs on a sagittal MR slice: graders first, then locators."""
+    found = [c for c in cards if c.view == "mri" and c.task == "segment" and "disc" in (c.structures or [])]
+    return sorted(found, key=lambda c: (c.arch != "disc_grading", c.id))
+
+
+def grade_slice(card: Any, pixels: np.ndarray, *, cam: bool = False) -> Any:
+    """A DiscGradingResult for one sagittal slice (float pixels) from a disc model, through the hub's cache."""
+    from ui.models import get_predictor
+
+    return get_predictor(card).predict(pixels, cam=cam)
+
+
+def sagittal_frame(choices: Sequence[Any]) -> tuple[np.ndarray, Any] | None:
+    """(pixels, choice) of the chosen mid-sagittal frame (the study's rule ⌊n/2⌋+1), or None."""
+    sag = next((c for c in choices if c.kind == "sag" and c.available), None)
+    return None if sag is None else (frame_pixels(sag), sag)
 
 
 def report_html(results: Sequence[Any], image: np.ndarray, header: dict[str, Any], cards: Sequence[Any]) -> bytes:

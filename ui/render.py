@@ -17,7 +17,7 @@ from spine_models.report.drawing import cobb_overlay  # the one Cobb drawing, sh
 __all__ = ["prob_bars", "confusion_heatmap", "roc_figure", "png_bytes", "cobb_overlay", "results_json",
            "results_csv", "metric_table", "card_summary", "m_text", "history_figure", "classification_headline",
            "cobb_panel", "slip_panel", "findings_panel", "threshold_note", "result_summary",
-           "run_card_metrics", "metric_texts"]
+           "run_card_metrics", "metric_texts", "disc_panel", "model_choice"]
 
 
 def m_text(m: Any, digits: int = 3) -> str:
@@ -374,3 +374,53 @@ def run_card_metrics(card_path: Any) -> None:
     st.caption(f"card `{card.id}` · {validation_badge(card)}")
     if rows:
         st.table({"metric (95% CI)": list(rows), "value": list(rows.values())})
+
+
+def disc_panel(result: Any, pixels: np.ndarray, card: Any, *, uploaded: bool) -> None:
+    """A DiscGradingResult: the slice with every disc's box, level and grade; one row per level (grading schema);
+    why levels or grades are missing; the model's provenance; Grad-CAM per disc when computed."""
+    import pandas as pd
+
+    st.image(png_bytes(result.plot(pixels)), width=420,
+             caption=f"{len(result.discs)} disc(s) found by {card.id}"
+             + (" — levels counted up from the lumbosacral disc" if result.levels_reliable else ""))
+    if result.note:
+        st.warning(result.note)
+    if result.discs:
+        st.dataframe(pd.DataFrame(result.table()), width="stretch", hide_index=True)
+        if any(d.pfirrmann is not None for d in result.discs):
+            th = ", ".join(f"{k} at P ≥ {v:.2f}" for k, v in result.thresholds.items())
+            st.caption(f"Pfirrmann grade 1 (normal) to 5 (collapsed): the most probable grade, with its probability. "
+                       f"Findings called {th} (thresholds chosen on validation discs). Disc state by the documented rule "
+                       "(herniation > bulge > degeneration if Pfirrmann ≥ 3 or narrowed > normal). "
+                       "Uncalibrated model scores.")
+    cams = [(d.level or "?", _heat(d.cam, d.crop)) for d in result.discs if d.cam is not None]
+    if cams:
+        st.caption("Grad-CAM of the predicted Pfirrmann grade on each disc crop (upright; red = most influence)")
+        cols = st.columns(min(6, len(cams)))
+        for col, (lvl, c) in zip(cols, cams):
+            col.image(png_bytes(c), caption=lvl, width="stretch")
+    validation_label(card, uploaded=uploaded)
+
+
+def _heat(cam: np.ndarray, crop: np.ndarray | None) -> np.ndarray:
+    """A CAM in [0, 1] as a JET heat map (RGB uint8), blended over its grey crop when given."""
+    import cv2
+
+    u8 = (np.clip(cam, 0, 1) * 255).astype(np.uint8)
+    heat = cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB).astype(np.float32)
+    if crop is not None and crop.shape == cam.shape:
+        grey = np.repeat((np.clip(crop, 0, 1) * 255)[..., None], 3, axis=-1)
+        heat = 0.55 * grey + 0.45 * heat
+    return heat.astype(np.uint8)
+
+
+def model_choice(cards: Sequence[Any], *, key: str) -> Any:
+    """One model out of several (the first by default), labelled with its id and validation badge."""
+    from spine_models.models.cards import validation_badge
+
+    if len(cards) == 1:
+        return cards[0]
+    ids = [c.id for c in cards]
+    pick = st.selectbox("Disc model", ids, key=key, format_func=lambda i: f"{i} — {validation_badge(cards[ids.index(i)])[:80]}")
+    return cards[ids.index(pick)]

@@ -22,6 +22,8 @@ class K:
     MRI_UPLOAD = "mri_upload"
     MRI_FOLDER = "mri_folder"
     MRI_EXAMPLE = "mri_example"
+    MRI_SLICE = "mri_slice"
+    MRI_DISC_MODEL = "mri_disc_model"
     # Compare models
     CMP_MODELS = "cmp_models"
     CMP_SOURCE = "cmp_source"

@@ -73,6 +73,11 @@ def _summary(result: Any) -> str:
     if "findings" in d:
         found = [c for c, v in d["findings"].items() if v]
         return ("found: " + ", ".join(found)) if found else "no findings above threshold"
+    if "discs" in d:  # a disc model on a sagittal MR slice: one grade per named disc, or why there is none
+        graded = [x for x in d["discs"] if x.get("pfirrmann")]
+        if graded:
+            return f"{len(d['discs'])} discs: " + ", ".join(f"{x['level']} Pfirrmann {x['pfirrmann']}" for x in graded)
+        return f"{len(d['discs'])} discs" + (f" ({d['note']})" if d.get("note") else "")
     if "measurements" in d:
         from spine_models.measure import cobb_read, slip_read
 

@@ -76,6 +76,6 @@ def run(args: argparse.Namespace) -> int:
                                   "time_s", "phase")}
                 sys.stderr.write(json.dumps(shown) + "\n")
 
-    card_path = task_module(args.task).train(cfg, out, callbacks=[_Log()], quiet=args.quiet)
+    card_path = task_module(args.task, arch=cfg.get("model")).train(cfg, out, callbacks=[_Log()], quiet=args.quiet)
     print(str(card_path))
     return 0

@@ -447,6 +447,10 @@ def _detect_and_load(path: Path, source: str, task: str | None) -> SpineDataset:
     names = {k.name.lower(): k for k in kids}
     if "labels.csv" in names and (path / "images").is_dir():
         return _load_synth(path, source)
+    if "gradings.csv" in names and (path / "images").is_dir():
+        from spine_models.data.spider import load_spider
+
+        return load_spider(path, source)
     if "data.yaml" in names or "data.yml" in names:
         return _load_yolo(names.get("data.yaml") or names["data.yml"], source)
     for j in (k for k in kids if k.suffix.lower() == ".json" and k.is_file()):
@@ -531,11 +535,11 @@ def load_dataset(paths: "list[str | Path] | str | Path", *, task: str | None = N
         raise DatasetError(f"no class labels found in {where}; classification needs class folders, the synth layout or two-view folders")
     if task == "detect" and not any(s.boxes for s in ds.samples):
         raise DatasetError(f"no boxes found in {where}; detection needs YOLO (data.yaml), COCO json or the synth layout")
-    if task == "segment" and not any(s.masks or s.landmarks or any(b.label == "vertebra" for b in s.boxes)
-                                     for s in ds.samples):
-        raise DatasetError(f"no masks, vertebra corners or vertebra boxes found in {where}; segmentation needs the "
-                           "synth layout (masks/<structure>/<id>.png), the landmark layout (landmarks.csv) or "
-                           "YOLO vertebra boxes")
+    if task == "segment" and not any(s.masks or s.landmarks or any(b.label == "vertebra" or b.label.startswith("disc")
+                                                                   for b in s.boxes) for s in ds.samples):
+        raise DatasetError(f"no masks, vertebra corners, vertebra or disc boxes found in {where}; segmentation needs the "
+                           "synth layout (masks/<structure>/<id>.png), the landmark layout (landmarks.csv), "
+                           "YOLO vertebra boxes or the disc-grading layout (gradings.csv + discs/)")
     return ds
 
 

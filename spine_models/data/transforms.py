@@ -26,7 +26,7 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRESET_NAMES = ("none", "light", "xception", "mri", "xray-robust", "xray-real")
+PRESET_NAMES = ("none", "light", "xception", "mri", "mri-sag", "mri-disc", "xray-robust", "xray-real")
 
 
 def _hw(size: "int | Sequence[int]") -> tuple[int, int]:
@@ -247,6 +247,28 @@ def augmentation_preset(
             A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.3, p=0.5),
             A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0), A.Downscale(scale_range=(0.4, 0.8), p=1.0)], p=0.3),
             A.ImageCompression(quality_range=(30, 90), p=0.3),
+            A.GaussNoise(std_range=(0.0, 0.03), p=0.3),
+        ]
+    elif key == "mri-sag":
+        # real sagittal MR slices come in any of the 8 flips/rotations (SPIDER's renderings), from many scanners
+        # (T1 and T2, 1.5 and 3 T): every orientation, field-of-view and contrast changes, blur and noise
+        tf = [
+            A.RandomRotate90(p=1.0),
+            A.HorizontalFlip(p=0.5),
+            A.CropAndPad(percent=(-0.1, 0.1), keep_size=True, sample_independently=True, p=0.5),
+            A.Affine(scale=(0.8, 1.2), rotate=(-15, 15), translate_percent=(-0.06, 0.06), p=0.7),
+            A.OneOf([A.RandomGamma(gamma_limit=(60, 160), p=1.0), A.CLAHE(clip_limit=(1, 4), p=1.0)], p=0.6),
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.3, p=0.6),
+            A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0), A.Downscale(scale_range=(0.5, 0.9), p=1.0)], p=0.3),
+            A.GaussNoise(std_range=(0.0, 0.04), p=0.3),
+        ]
+    elif key == "mri-disc":
+        # a disc crop (upright already): mirror (anterior left or right), small turns and zooms, contrast and noise
+        tf = [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(scale=(0.9, 1.1), rotate=(-10, 10), translate_percent=(-0.05, 0.05), p=0.7),
+            A.RandomGamma(gamma_limit=(70, 140), p=0.5),
+            A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.2, p=0.5),
             A.GaussNoise(std_range=(0.0, 0.03), p=0.3),
         ]
     elif key == "light":

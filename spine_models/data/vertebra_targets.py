@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["quad_mask", "body_height_scaled", "box_weak_mask", "BOX_CORE", "IGNORE", "encode_ignore", "has_vertebra_truth",
-           "vertebra_boxes"]
+           "vertebra_boxes", "DISC_CORE", "DISC_STRUCTURES", "CAUDAL_LEVELS", "disc_boxes", "disc_mask", "has_disc_truth"]
 
 IGNORE = -1.0  # target value the segment losses skip (weight 0)
 BOX_CORE = (0.6, 0.5)  # (width, height) share of a box taken as certain vertebra (centred)
@@ -88,9 +88,48 @@ def box_weak_mask(shape: tuple[int, int], boxes: Sequence[tuple[float, float, fl
     return target, weight
 
 
+DISC_STRUCTURES = ("disc", "disc_caudal")  # every disc; the three lowest lumbar discs (tell the caudal end)
+CAUDAL_LEVELS = ("L3-L4", "L4-L5", "L5-S1")  # the discs of the ``disc_caudal`` channel
+DISC_CORE = (0.8, 0.5)  # (width, height) share of a disc box drawn as the disc's target ellipse (centred)
+
+
+def disc_boxes(boxes: Sequence[object], level: str | None = None) -> list[tuple[float, float, float, float]]:
+    """(x1, y1, x2, y2) of the boxes labelled ``disc`` or ``disc <level>`` (only ``disc <level>`` when given)."""
+    out = []
+    for b in boxes:
+        lab = str(getattr(b, "label", ""))
+        if (lab == f"disc {level}") if level else (lab == "disc" or lab.startswith("disc ")):
+            out.append((float(b.x1), float(b.y1), float(b.x2), float(b.y2)))
+    return out
+
+
+def disc_mask(shape: tuple[int, int], boxes: Sequence[tuple[float, float, float, float]],
+              scale: tuple[float, float] = (1.0, 1.0), core: tuple[float, float] = DISC_CORE) -> np.ndarray:
+    """HxW float32: a filled ellipse of ``core`` of each disc box's width and height about its centre.
+
+    Why an ellipse smaller than the box: a disc box (SPIDER's crop frame) also holds the halves of both
+    neighbouring bodies; the centred ellipse keeps neighbouring discs apart in the mask, and the box is
+    recovered from a found ellipse by dividing its extent by ``core`` (the Predictor does that)."""
+    import cv2
+
+    out = np.zeros(shape, np.uint8)
+    sy, sx = scale
+    for x1, y1, x2, y2 in boxes:
+        cx, cy = (x1 + x2) / 2 * sx, (y1 + y2) / 2 * sy
+        ax, ay = abs(x2 - x1) * sx * core[0] / 2, abs(y2 - y1) * sy * core[1] / 2
+        cv2.ellipse(out, (int(round(cx * 16)), int(round(cy * 16))), (max(1, int(round(ax * 16))), max(1, int(round(ay * 16)))),
+                    0, 0, 360, 1, -1, lineType=cv2.LINE_8, shift=4)
+    return out.astype(np.float32)
+
+
 def encode_ignore(target: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """One array for the loss: ``target`` where ``weight`` > 0.5, else :data:`IGNORE`."""
     return np.where(weight > 0.5, target, IGNORE).astype(np.float32)
+
+
+def has_disc_truth(sample: object) -> bool:
+    """Whether a sample carries disc boxes (the disc-grading layout's recovered crop frames)."""
+    return bool(disc_boxes(getattr(sample, "boxes", [])))
 
 
 def has_vertebra_truth(sample: object) -> bool:

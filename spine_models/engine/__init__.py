@@ -18,23 +18,36 @@ from typing import Any
 
 from spine_models.errors import ConfigError
 
-__all__ = ["task_module", "predictor_class", "TASKS"]
+__all__ = ["task_module", "card_engine", "predictor_class", "TASKS", "ARCH_ENGINES"]
 
 TASKS = ("classify", "detect", "segment")
+# architectures with an engine module of their own (trained and run there; their cards keep a SPEC task)
+ARCH_ENGINES = {"disc_grading": "spine_models.engine.discs"}
 
 
-def task_module(task: str) -> ModuleType:
-    """The engine module of a task (``classify``, ``detect``, ``segment``); unknown tasks name the valid ones."""
+def task_module(task: str, arch: str | None = None) -> ModuleType:
+    """The engine module that trains ``task``; an architecture listed in ARCH_ENGINES gets its own."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    if arch in ARCH_ENGINES:
+        return importlib.import_module(ARCH_ENGINES[arch])
     return importlib.import_module(f"spine_models.engine.{task}")
+
+
+def card_engine(card: Any) -> ModuleType:
+    """The engine module whose ``Predictor`` and ``evaluate`` serve a card: disc models (the ``disc_grading``
+    composite and any segment model with a ``disc`` structure) answer with disc boxes, levels and grades."""
+    if card.arch in ARCH_ENGINES or (card.task == "segment" and "disc" in (card.structures or [])):
+        return importlib.import_module("spine_models.engine.discs")
+    return task_module(card.task)
 
 
 def predictor_class(card: Any) -> type:
     """The Predictor class that runs a card: ``composite.CompositePredictor`` for a composite classifier
-    (``measure_cobb``, ``measure_slip``, ``view_routed``), else the task module's ``Predictor``. Why a factory:
-    a class that returned another class's object from ``__new__`` hid which code ran a model."""
+    (``measure_cobb``, ``measure_slip``, ``view_routed``), else its engine module's ``Predictor``
+    (:func:`card_engine`). Why a factory: a class that returned another class's object from ``__new__`` hid
+    which code ran a model."""
     composite = importlib.import_module("spine_models.engine.composite")
     if card.task == "classify" and composite.is_composite(card.arch):
         return composite.CompositePredictor
-    return task_module(card.task).Predictor
+    return card_engine(card).Predictor

@@ -525,7 +525,8 @@ def _run_job(db_path: str, job_id: str) -> int:
         from spine_models.engine import task_module
 
         cfg = argv_to_config(job.argv)
-        card = task_module(cfg["task"]).train(cfg, job.run_dir, callbacks=[ProgressFile(job.run_dir)], quiet=True)
+        card = task_module(cfg["task"], arch=cfg.get("model")).train(cfg, job.run_dir, callbacks=[ProgressFile(job.run_dir)],
+                                                                    quiet=True)
         result = {"status": "done", "card": str(card)}
     except SpineInputError as exc:
         print(f"error: {exc}", flush=True)

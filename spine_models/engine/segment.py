@@ -24,7 +24,7 @@ import numpy as np
 
 from spine_models.config import CHOICES, defaults as cfg_defaults
 from spine_models.data.records import Sample, SpineDataset
-from spine_models.data.vertebra_targets import encode_ignore, has_vertebra_truth
+from spine_models.data.vertebra_targets import DISC_STRUCTURES, encode_ignore, has_disc_truth, has_vertebra_truth
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
 from spine_models.engine.trainer import init_from_run
@@ -182,7 +182,7 @@ def structure_targets(sample: Sample, structures: Sequence[str], size: tuple[int
 
     Why: real sources mark vertebrae differently (data.vertebra_targets); a structure a sample does
     not mark has weight 0, so a real film teaches the vertebra channel and leaves the others alone."""
-    from spine_models.data.vertebra_targets import box_weak_mask, quad_mask, vertebra_boxes
+    from spine_models.data.vertebra_targets import CAUDAL_LEVELS, box_weak_mask, disc_boxes, disc_mask, quad_mask, vertebra_boxes
 
     masks = np.zeros((len(structures), *size), np.float32)
     weights = np.zeros((len(structures), *size), np.float32)
@@ -196,6 +196,11 @@ def structure_targets(sample: Sample, structures: Sequence[str], size: tuple[int
             weights[k] = 1.0
         elif st == "vertebra" and vertebra_boxes(sample.boxes):
             masks[k], weights[k] = box_weak_mask(size, vertebra_boxes(sample.boxes), scale)
+        elif st == "disc" and disc_boxes(sample.boxes):  # a slice's recovered disc boxes mark all its discs
+            masks[k], weights[k] = disc_mask(size, disc_boxes(sample.boxes), scale), 1.0
+        elif st == "disc_caudal" and sample.meta.get("levels_certain") and disc_boxes(sample.boxes):
+            low = [b for lvl in CAUDAL_LEVELS for b in disc_boxes(sample.boxes, lvl)]
+            masks[k], weights[k] = disc_mask(size, low, scale), 1.0
         elif sample.masks:
             weights[k] = 1.0  # a film with mask files but none for this structure: truly absent
     return masks, weights
@@ -204,7 +209,7 @@ def structure_targets(sample: Sample, structures: Sequence[str], size: tuple[int
 # ---------------------------------------------------------------------------------------- training
 def _select(ds: SpineDataset, view: str | None, structures: Sequence[str]) -> tuple[str | None, list[str], list[Sample]]:
     """The view to train, its structures (SPEC order first) and the samples that have masks for them."""
-    with_masks = [s for s in ds.samples if s.path is not None and (s.masks or has_vertebra_truth(s))]
+    with_masks = [s for s in ds.samples if s.path is not None and (s.masks or has_vertebra_truth(s) or has_disc_truth(s))]
     if not with_masks:
         raise DatasetError(f"{ds.root or ds.name}: no sample has masks, vertebra corners or vertebra boxes; "
                            "segmentation needs the synth layout (DIR/masks/<structure>/<id>.png), the landmark "
@@ -218,6 +223,8 @@ def _select(ds: SpineDataset, view: str | None, structures: Sequence[str]) -> tu
     present = set().union(*(s.masks.keys() for s in chosen))
     if any(has_vertebra_truth(s) for s in chosen):
         present.add("vertebra")
+    if any(has_disc_truth(s) for s in chosen):
+        present.update(DISC_STRUCTURES)
     if structures:
         missing = [s for s in structures if s not in present]
         if missing:
@@ -353,7 +360,8 @@ def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, 
     data_name = ", ".join(str(d) for d in (cfg.get("data") if isinstance(cfg.get("data"), list) else [cfg.get("data")]) if d) \
         or parts["train"].name
     card = ModelCard(
-        id=model_id, task="segment", arch=arch, view=view or "any", trained_on=data_name,
+        id=model_id, task="segment", arch=arch, view=("mri" if str(view or "").startswith("mri") else view or "any"),
+        trained_on=data_name,
         weights=str((out / "model.pt").resolve()), sha256=sha, input_size=list(size),
         train_command=cfg.get("train_command") or _reconstruct_command(cfg, out), license="Apache-2.0",
         structures=structures, in_chans=1, normalization=norm,

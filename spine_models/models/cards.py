@@ -127,7 +127,7 @@ def is_real_validated(card: ModelCard | dict[str, Any]) -> bool:
 def validation_badge(card: ModelCard | dict[str, Any]) -> str:
     """One line for the app and docs: "validated on real films: aasce-ap (Cobb MAE 3.1° [...])" with any shortcut
     warning of that entry, or the phantom-only label."""
-    from spine_models.models.provenance import PHANTOM_ONLY_LABEL, metric_phrase
+    from spine_models.models.provenance import PHANTOM_ONLY_LABEL, PHANTOM_ONLY_LABEL_MRI, metric_phrase
 
     parts = []
     for e in _validated_on(card):
@@ -140,6 +140,9 @@ def validation_badge(card: ModelCard | dict[str, Any]) -> str:
             text += (" — shortcut warning: image metadata alone reaches "
                      + (metric_phrase("balanced_accuracy", base) if base else "above chance"))
         parts.append(text)
+    view = card.get("view") if isinstance(card, dict) else getattr(card, "view", None)
+    if view == "mri":  # MR images are not films: the same words a radiologist would use
+        return "validated on real images: " + ", ".join(parts) if parts else PHANTOM_ONLY_LABEL_MRI
     return "validated on real films: " + ", ".join(parts) if parts else PHANTOM_ONLY_LABEL
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 from spine_models.errors import ConfigError
 
-__all__ = ["DataSource", "SOURCES", "REAL_SOURCES", "LICENSE_ORDER", "PHANTOM_ONLY_LABEL", "source_entry",
+__all__ = ["DataSource", "SOURCES", "REAL_SOURCES", "LICENSE_ORDER", "PHANTOM_ONLY_LABEL", "PHANTOM_ONLY_LABEL_MRI", "source_entry",
            "sources_in_text", "license_rank", "most_restrictive_license", "trained_on_with_licences",
            "headline_metrics", "metric_phrase"]
 
@@ -27,6 +27,7 @@ _LICENSE_ALIASES = {  # lower-case spellings found in cards and SOURCE.md files 
     APACHE: ("apache-2.0", "apache 2.0", "apache license 2.0"),
 }
 PHANTOM_ONLY_LABEL = "phantom-trained — not validated on real films"
+PHANTOM_ONLY_LABEL_MRI = "phantom-trained — not validated on real images"  # MRI models (view mri)
 
 
 @dataclass(frozen=True)

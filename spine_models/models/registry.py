@@ -21,6 +21,7 @@ _TASK_MODULES = (
     "spine_models.models.fusion",
     "spine_models.models.detection",
     "spine_models.models.segmentation",
+    "spine_models.models.grading",
 )
 
 

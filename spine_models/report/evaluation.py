@@ -252,9 +252,9 @@ def test_part(card: Any, dataset: Any) -> Any:
     otherwise the split is re-made with the card's ratios, seed, stratify and near-duplicate grouping.
     Detection stratifies by the box classes an image holds (as engine/detect.py does when training).
     """
-    from spine_models.engine import task_module
+    from spine_models.engine import card_engine
 
-    hook = getattr(task_module(card.task), "split_for_card", None)
+    hook = getattr(card_engine(card), "split_for_card", None)
     if callable(hook):
         return hook(card, dataset)
     return split_part(card, dataset, "test")
@@ -293,7 +293,7 @@ def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str |
     ``compare_with`` (another model id/path, same task) adds McNemar on the same images.
     """
     from spine_models.data.adapters import load_dataset
-    from spine_models.engine import task_module
+    from spine_models.engine import card_engine
     from spine_models.metrics.audit import shortcut_audit
     from spine_models.models.cards import sha256_file
 
@@ -320,7 +320,7 @@ def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str |
                           split_unit="patient", n_before_split=full_n)
     if len(dataset) == 0:
         raise DatasetError(f"no samples to evaluate (split {split!r}); check --data", ", ".join(map(str, paths)))
-    engine = task_module(card.task)
+    engine = card_engine(card)
     result = engine.evaluate(card, dataset, quiet=quiet, n_resamples=n_resamples)
     metrics, predictions = result["metrics"], result.get("predictions", [])
     aud = shortcut_audit(dataset, n_resamples=n_resamples, quiet=quiet) if audit else \
@@ -345,7 +345,7 @@ def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str |
     if card.task == "classify" and "calibration" in metrics:
         extra["calibration"] = metrics["calibration"]
     if other is not None:
-        other_res = task_module(other.task).evaluate(other, dataset, quiet=quiet, n_resamples=n_resamples)
+        other_res = card_engine(other).evaluate(other, dataset, quiet=quiet, n_resamples=n_resamples)
         from spine_models.metrics.paired import mcnemar
 
         extra["mcnemar"] = {"other_model": other.id, **mcnemar(paired_table(predictions, other_res.get("predictions", [])))}

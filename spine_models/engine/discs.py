@@ -1,0 +1,453 @@
+"""Disc grading on sagittal MR slices: the ``disc_grading`` composite (disc locator U-Net + multi-head grader).
+
+Why a composite of two networks: finding discs needs the whole slice (where is the column, which end holds the
+sacrum); grading a disc needs its own pixels at full detail. The locator is an ordinary ``segment`` model
+(structures ``disc`` and ``disc_caudal``, trained with ``spine-models train --task segment``); the grader is trained
+here on crops cut at the discs' boxes by the one crop function (:func:`spine_models.data.disc_crops.disc_crop`),
+pinned to its locator by sha256 like every composite.
+
+Training data (disc-grading layout): on slices whose boxes were recovered from the upstream crops, those boxes and
+levels; on the other slices of training patients, the locator's own discs where it names their levels
+(``pseudo_boxes``) — the gradings are per patient and level, so any slice of the patient with a named disc gives a
+target. Held-out patients (the locator's recorded split, ``split_method: hash``) are never used.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from spine_models.data.disc_crops import CROP_SIZE, column_up, disc_crop
+from spine_models.data.spider import FINDINGS, grading_targets
+from spine_models.data.vertebra_targets import DISC_CORE, disc_boxes
+from spine_models.errors import ConfigError, DatasetError
+from spine_models.measure.discs import DiscRead, discs_from_probs
+from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
+from spine_models.models.grading import PFIRRMANN_GRADES, split_outputs
+from spine_models.models.registry import create_model
+from spine_models.results.discs import DiscGrade, DiscGradingResult
+
+__all__ = ["ARCH", "is_disc_model", "DiscGradingPredictor", "Predictor", "train", "evaluate", "truth_discs", "grading_metrics"]
+
+ARCH = "disc_grading"
+
+
+_LOCATORS: dict[tuple[str, str, str, str], Any] = {}
+
+
+def is_disc_model(card: ModelCard) -> bool:
+    """A disc grader (``disc_grading``) or a disc locator (a segment model with a ``disc`` structure)."""
+    return card.arch == ARCH or (card.task == "segment" and "disc" in (card.structures or []))
+
+
+def _locator(ref: Any, device: Any) -> Any:
+    """The locator's segment Predictor (masks and probabilities), one per weights and device in this process."""
+    from spine_models.engine.segment import Predictor as SegPredictor
+    from spine_models.models.hub import predictor_key, resolve_card
+
+    card = resolve_card(ref)
+    key = (*predictor_key(card), str(device))
+    if key not in _LOCATORS:
+        _LOCATORS[key] = SegPredictor(card, device=device)
+    return _LOCATORS[key]
+
+
+def read_discs(locator: Any, pixels: np.ndarray) -> tuple[DiscRead, np.ndarray]:
+    """The locator's disc read on a slice and its (K, H, W) probability maps at slice resolution."""
+    probs = locator.probabilities(pixels)
+    st = list(locator.structures)
+    core = tuple((locator.card.preprocessing or {}).get("disc_core", DISC_CORE))
+    read = discs_from_probs(probs[st.index("disc")], probs[st.index("disc_caudal")] if "disc_caudal" in st else None,
+                            threshold=locator.threshold, core=core)
+    return read, probs
+
+
+def truth_discs(sample: Any) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """(level, box) of a sample's level-labelled disc boxes, L5-S1 upwards (empty when the levels are uncertain)."""
+    from spine_models.data.spider import IVD_LEVELS
+
+    if not sample.meta.get("levels_certain"):
+        return []
+    out = []
+    for lvl in IVD_LEVELS.values():
+        bs = disc_boxes(sample.boxes, lvl)
+        if bs:
+            out.append((lvl, bs[0]))
+    return out
+
+
+def _up_from(boxes: Sequence[tuple[float, float, float, float]]) -> tuple[float, float]:
+    return column_up([((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in boxes])
+
+
+class DiscGradingPredictor:
+    """``predict(image, cam=False) -> DiscGradingResult``: discs found, named and graded on one sagittal slice."""
+
+    def __init__(self, card: ModelCard, device: Any = None) -> None:
+        from spine_models._env import get_device
+
+        if not is_disc_model(card):
+            raise ConfigError(f"model {card.id!r}: arch {card.arch!r} is neither {ARCH!r} nor a disc locator")
+        self.card = card
+        self.device = get_device(str(device) if device is not None else None)
+        self.model = None
+        if card.arch != ARCH:  # a locator alone: discs and levels, no grades
+            self.locator = _locator(card, device)
+            self.findings: list[str] = []
+        else:
+            sd, kw = load_state(card)
+            self.locator = _locator(kw["locator"], device)
+            want = kw.get("locator_sha256", "")
+            if want and self.locator.card.sha256 and self.locator.card.sha256 != want:
+                raise ConfigError(f"component locator ({self.locator.card.id}) has sha256 {self.locator.card.sha256[:12]}..., "
+                                  f"this grader was built on {want[:12]}...; retrain it with its train_command")
+            self.findings = list(kw.get("findings", FINDINGS))
+            self.model = create_model(ARCH, task="segment", findings=self.findings, width=int(kw.get("width", 24)))
+            self.model.load_state_dict(sd)
+            self.model.to(self.device).eval()
+        self.size = tuple(card.input_size) if isinstance(card.input_size, (list, tuple)) else CROP_SIZE
+        self.structures = list(card.structures or ["disc", "disc_caudal"])
+
+    def grade_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Pfirrmann probabilities (N, 5), finding probabilities (N, F)) for crops (N, H, W) in [0, 1]."""
+        if len(crops) == 0:
+            return np.zeros((0, 5), np.float32), np.zeros((0, len(self.findings)), np.float32)
+        x = torch.from_numpy(np.asarray(crops, np.float32)[:, None]).to(self.device)
+        with torch.inference_mode():  # mirror averaging (anterior left or right): as in training's validation
+            pf, fi = split_outputs(self.model(x).float(), len(self.findings))
+            pf2, fi2 = split_outputs(self.model(torch.flip(x, dims=[-1])).float(), len(self.findings))
+            return torch.softmax((pf + pf2) / 2, -1).cpu().numpy(), torch.sigmoid((fi + fi2) / 2).cpu().numpy()
+
+    def _cams(self, crops: np.ndarray) -> list[np.ndarray]:
+        """Grad-CAM of the predicted Pfirrmann grade on each crop (the last conv block)."""
+        from pytorch_grad_cam import GradCAM
+
+        target_layer = self.model.features[-1]
+        out = []
+        with GradCAM(model=self.model, target_layers=[target_layer]) as cam:
+            for c in crops:
+                x = torch.from_numpy(c[None, None].astype(np.float32)).to(self.device)
+                out.append(cam(input_tensor=x, targets=None)[0].astype(np.float32))
+        return out
+
+    def predict(self, image: Any, *, cam: bool = False, **_: Any) -> DiscGradingResult:
+        from spine_models.engine.segment import read_pixels
+
+        t0 = time.perf_counter()
+        pixels, name, _sp = read_pixels(image)
+        read, probs = read_discs(self.locator, pixels)
+        thr = self.locator.threshold
+        masks = {s: probs[k] > thr for k, s in enumerate(self.locator.structures)}
+        grades: list[DiscGrade] = []
+        note = read.note
+        if read.discs:
+            up = read.axis if read.levels_reliable else (0.0, -1.0)
+            crops = np.stack([disc_crop(pixels, d.box, up, size=self.size) for d in read.discs])
+            pf, fi = self.grade_crops(crops) if (read.levels_reliable and self.model is not None) else (None, None)
+            cams = self._cams(crops) if (cam and pf is not None) else [None] * len(crops)
+            for i, d in enumerate(read.discs):
+                g = DiscGrade(level=d.level, box=d.box, score=d.score)
+                if pf is not None:
+                    g.pfirrmann = int(np.argmax(pf[i])) + 1
+                    g.pfirrmann_probs = [float(v) for v in pf[i]]
+                    g.findings = {f: float(fi[i, j]) for j, f in enumerate(self.findings)}
+                    g.calls = {f: bool(fi[i, j] >= float(self.card.thresholds.get(f, 0.5))) for j, f in enumerate(self.findings)}
+                    g.cam = cams[i]
+                    g.crop = crops[i] if cams[i] is not None else None
+                grades.append(g)
+            if not read.levels_reliable and self.model is not None:
+                note = (note + "; " if note else "") + "discs are not graded without their levels"
+        return DiscGradingResult(model_id=self.card.id, source=name, image_size=tuple(pixels.shape[:2]),
+                                 elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
+                                 structures=list(self.locator.structures), masks=masks, measurements={},
+                                 discs=grades, levels_reliable=read.levels_reliable, note=note,
+                                 thresholds={f: float(self.card.thresholds.get(f, 0.5)) for f in self.findings})
+
+
+Predictor = DiscGradingPredictor  # the engine-module contract (``card_engine(card).Predictor``)
+
+
+# ------------------------------------------------------------------------------------------ training data
+@dataclass
+class _Disc:
+    crop: np.ndarray  # (H, W) float16
+    target: dict[str, int]
+    patient: str
+    series: str
+    level: str
+    source: str  # "truth" | "locator"
+
+
+def collect_discs(samples: Sequence[Any], locator: Any | None, size: tuple[int, int], *,
+                  pseudo: bool = True, quiet: bool = True) -> list[_Disc]:
+    """Graded disc crops of ``samples``: recovered boxes where a slice has them, else the locator's named discs."""
+    from spine_models._progress import progress
+    from spine_models.engine.segment import read_pixels
+
+    out: list[_Disc] = []
+    for s in progress(samples, desc="disc crops", quiet=quiet):
+        grades = s.meta.get("gradings") or {}
+        if not grades:
+            continue
+        truth = truth_discs(s)
+        pixels = None
+        if truth:
+            pixels = read_pixels(s.path)[0]
+            up = _up_from([b for _, b in truth])
+            items = [(lvl, b, "truth") for lvl, b in truth]
+        elif pseudo and locator is not None:
+            pixels = read_pixels(s.path)[0]
+            read, _ = read_discs(locator, pixels)
+            if not read.levels_reliable:
+                continue
+            up = read.axis
+            items = [(d.level, d.box, "locator") for d in read.discs if d.level]
+        else:
+            continue
+        for lvl, box, src in items:
+            if lvl in grades:
+                out.append(_Disc(disc_crop(pixels, box, up, size=size).astype(np.float16), grading_targets(grades[lvl]),
+                                 s.patient_id, s.id, lvl, src))
+    return out
+
+
+class _CropDataset(torch.utils.data.Dataset):
+    def __init__(self, discs: Sequence[_Disc], findings: Sequence[str], augment: Any = None) -> None:
+        self.discs, self.findings, self.augment = list(discs), list(findings), augment
+
+    def __len__(self) -> int:
+        return len(self.discs)
+
+    def __getitem__(self, i: int):
+        d = self.discs[i]
+        x = d.crop.astype(np.float32)
+        if self.augment is not None:
+            x = self.augment(image=x)["image"]
+        y = torch.tensor([d.target["pfirrmann"]] + [d.target[f] for f in self.findings], dtype=torch.float32)
+        return torch.from_numpy(np.ascontiguousarray(x)[None]), y
+
+
+def _loss(findings: Sequence[str], pos_weight: torch.Tensor) -> Any:
+    ce = nn.CrossEntropyLoss()
+    bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    def f(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        pf, fi = split_outputs(logits, len(findings))
+        return ce(pf, y[:, 0].long()) + bce(fi, y[:, 1:])
+    return f
+
+
+def _augmenter(name: str) -> Any:
+    if name in ("none", "", None):
+        return None
+    from spine_models.data.transforms import augmentation_preset
+
+    return augmentation_preset(name)
+
+
+def grading_metrics(pf_true: np.ndarray, pf_prob: np.ndarray, f_true: np.ndarray, f_prob: np.ndarray,
+                    findings: Sequence[str], thresholds: dict[str, float], groups: Sequence[str], *,
+                    n_resamples: int = 1000) -> dict[str, Any]:
+    """The disc-grading report keys (SPEC): Pfirrmann accuracy / within one grade / confusion matrix and per finding
+    AUC, sensitivity and specificity at the card's threshold, each with a bootstrap CI over patients."""
+    from spine_models.metrics.discs import finding_measures, pfirrmann_measures
+
+    out = pfirrmann_measures(pf_true, pf_prob, groups=groups, n_resamples=n_resamples)
+    out["per_class"] = {f: finding_measures(f_true[:, j], f_prob[:, j], thresholds.get(f, 0.5), groups=groups,
+                                            n_resamples=n_resamples) for j, f in enumerate(findings)}
+    return out
+
+
+def _predict_discs(model: nn.Module, discs: Sequence[_Disc], findings: Sequence[str], device: Any,
+                   batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(Pfirrmann probs (N, 5), finding probs (N, F)) with the same mirror averaging as the Predictor."""
+    model.eval()
+    pfs, fis = [], []
+    with torch.inference_mode():
+        for i in range(0, len(discs), batch):
+            x = torch.from_numpy(np.stack([d.crop.astype(np.float32) for d in discs[i:i + batch]])[:, None]).to(device)
+            a, b = split_outputs(model(x).float(), len(findings))
+            a2, b2 = split_outputs(model(torch.flip(x, dims=[-1])).float(), len(findings))
+            pfs.append(torch.softmax((a + a2) / 2, -1).cpu().numpy())
+            fis.append(torch.sigmoid((b + b2) / 2).cpu().numpy())
+    if not pfs:
+        return np.zeros((0, 5)), np.zeros((0, len(findings)))
+    return np.concatenate(pfs), np.concatenate(fis)
+
+
+def _targets(discs: Sequence[_Disc], findings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([d.target["pfirrmann"] for d in discs], int),
+            np.array([[d.target[f] for f in findings] for d in discs], int).reshape(len(discs), len(findings)))
+
+
+def train(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> Path:
+    """Train the disc grader on the disc-grading layout behind a shipped/run locator; writes a run folder with a card."""
+    from spine_models._env import get_device
+    from spine_models.data.adapters import load_dataset
+    from spine_models.data.splits import split_dataset
+    from spine_models.engine.trainer import fit, make_generator, seed_everything, seed_worker, write_json
+    from spine_models.metrics.detection import youden_threshold
+    from spine_models.models.provenance import most_restrictive_license, sources_in_text
+
+    from spine_models.config import defaults
+
+    cfg = {**defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.get("locator"):
+        raise ConfigError("disc_grading: set the disc locator with --set locator=<shipped id or run folder> "
+                          "(a segment model with structures disc, disc_caudal)")
+    seed = int(cfg.get("seed", 0))
+    seed_everything(seed)
+    device = get_device(cfg.get("device"))
+    locator = _locator(cfg["locator"], None)
+    if "disc" not in locator.structures:
+        raise ConfigError(f"disc_grading: locator {locator.card.id!r} has structures {locator.structures}; it needs disc")
+    ds = load_dataset(cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]], task="segment")
+    if not any(s.meta.get("gradings") for s in ds.samples):
+        raise DatasetError("no gradings in the data; the disc grader needs the disc-grading layout (gradings.csv)", str(cfg["data"]))
+    parts = split_dataset(ds, ratios=cfg.get("split", "7:1:2"), seed=seed, stratify=False,
+                          method=str(cfg.get("split_method", "hash")))
+    size = CROP_SIZE
+    findings = list(FINDINGS)
+    t0 = time.perf_counter()
+    pseudo = bool(cfg.get("pseudo_boxes", True))
+    tr = collect_discs(parts["train"].samples, locator, size, pseudo=pseudo, quiet=quiet)
+    va = collect_discs(parts["val"].samples, locator, size, pseudo=pseudo, quiet=quiet)
+    if len(tr) < 8 or len(va) < 2:
+        raise DatasetError(f"too few graded discs to train on ({len(tr)} train, {len(va)} val)", str(cfg["data"]))
+    if not quiet:
+        print(f"graded disc crops: train {len(tr)} ({sum(d.source == 'truth' for d in tr)} from recovered boxes), "
+              f"val {len(va)}; {time.perf_counter() - t0:.0f} s", flush=True)
+    _, ftr = _targets(tr, findings)
+    pos = ftr.sum(0).clip(1)
+    pos_weight = torch.tensor(np.clip((len(tr) - pos) / pos, 1.0, 10.0), dtype=torch.float32)
+    width = int(cfg.get("grader_width", 24))
+    model = create_model(ARCH, task="segment", findings=findings, width=width).to(device)
+    g = make_generator(seed)
+    loader = torch.utils.data.DataLoader(_CropDataset(tr, findings, _augmenter(cfg.get("augment", "mri-disc"))),
+                                         batch_size=int(cfg.get("batch", 32)), shuffle=True, generator=g,
+                                         num_workers=int(cfg.get("workers", 0)), worker_init_fn=seed_worker, drop_last=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.get("lr", 1e-3)), weight_decay=float(cfg.get("weight_decay", 1e-4)))
+    epochs = int(cfg.get("epochs", 60))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    pv, fv = _targets(va, findings)
+    budget = float(cfg.get("max_minutes", 0) or 0) * 60
+    t_start = time.perf_counter()
+
+    def validate(m: nn.Module) -> dict[str, float]:
+        from spine_models.metrics.discs import auc
+
+        p, f = _predict_discs(m, va, findings, device)
+        acc = float((p.argmax(1) == pv).mean())
+        aucs = [auc(fv[:, j], f[:, j]) for j in range(len(findings))]
+        score = acc + float(np.nanmean(aucs))
+        return {"val_pfirrmann_accuracy": acc, **{f"val_auc_{n}": a for n, a in zip(findings, aucs)}, "val_score": score}
+
+    class _Budget:
+        def on_train_start(self, *a: Any) -> None: ...
+        def on_epoch_start(self, *a: Any) -> None: ...
+        def on_batch_end(self, *a: Any) -> None: ...
+        def on_epoch_end(self, *a: Any) -> None: ...
+        def on_log(self, *a: Any) -> None: ...
+        def on_train_end(self, *a: Any) -> None: ...
+        def should_stop(self) -> bool:
+            return bool(budget) and time.perf_counter() - t_start > budget
+
+    cbs = [callbacks] if callbacks is not None and not isinstance(callbacks, list) else list(callbacks or [])
+    from spine_models.engine.callbacks import CallbackList
+
+    res = fit(model, train_loader=loader, validate=validate, loss_fn=_loss(findings, pos_weight.to(device)), optimizer=opt,
+              device=device, epochs=epochs, out_dir=out, cfg=cfg, seed=seed, val_metric="val_score", mode="max",
+              patience=int(cfg.get("patience", 15)), scheduler=sched, callbacks=CallbackList(cbs + [_Budget()]),
+              quiet=quiet, generator=g)
+    model.load_state_dict(res.best_state)
+    p, f = _predict_discs(model, va, findings, device)
+    thresholds = {n: float(youden_threshold(fv[:, j].astype(bool), f[:, j])[0]) for j, n in enumerate(findings)}
+    kw = {"locator": str(cfg["locator"]), "locator_sha256": locator.card.sha256 or "", "findings": findings, "width": width}
+    sha = save_checkpoint_file(out / "model.pt", arch=ARCH, task="segment", state_dict=model.state_dict(), arch_kwargs=kw)
+    srcs = sources_in_text(str(cfg["data"]))
+    card = ModelCard(
+        id=str(cfg.get("id") or f"{ARCH}-{out.name}"), task="segment", arch=ARCH, view="mri",
+        trained_on=f"disc-grading layout {cfg['data']} ({len(tr)} training discs of {len(parts['train'].patients)} patients)",
+        weights=str((out / "model.pt").resolve()), sha256=sha, input_size=list(size),
+        train_command=str(cfg.get("train_command", "")),
+        license=most_restrictive_license(srcs) if srcs else locator.card.license,
+        structures=list(locator.structures), thresholds=thresholds, arch_kwargs=kw,
+        preprocessing={"crop": "spine_models.data.disc_crops.disc_crop", "crop_size": list(size), "tta": "hflip"},
+        data={"split": {"method": str(cfg.get("split_method", "hash")), "ratios": cfg.get("split", "7:1:2"), "seed": seed,
+                        "stratify": False}},
+        sources=srcs,
+        notes=[f"thresholds: Youden on the validation part ({len(va)} discs)",
+               "probabilities are uncalibrated model scores"])
+    card.to_json(out / "card.json")
+    write_json(out / "val_predictions.json", {"pfirrmann_accuracy": float((p.argmax(1) == pv).mean()), "n": len(va)})
+    return out / "card.json"
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples: int = 1000,
+             predictor: Any = None) -> dict[str, Any]:
+    """SPEC segment keys (``dice``/``iou`` of the disc channel on slices with recovered boxes) plus the disc-grading
+    keys: ``disc_ap50`` and the grading keys over every graded disc the model names, CIs over patients."""
+    from spine_models._progress import progress
+    from spine_models.data.vertebra_targets import disc_mask
+    from spine_models.metrics.bootstrap import bootstrap_ci
+    from spine_models.metrics.detection import ImageBoxes, detection_map_ci
+    from spine_models.metrics.segmentation import dice
+
+    pred = predictor or DiscGradingPredictor(card)
+    findings = pred.findings
+    preds_b, gts_b, box_groups, dices, dice_groups = [], [], [], [], []
+    pf_t, pf_p, f_t, f_p, groups, rows = [], [], [], [], [], []
+    n_graded_truth, n_named = 0, 0
+    for s in progress(dataset.samples, desc="evaluate", quiet=quiet):
+        r = pred.predict(s.path)
+        truth = disc_boxes(s.boxes)
+        if truth:
+            preds_b.append(ImageBoxes.make([d.box for d in r.discs], ["disc"] * len(r.discs), [d.score for d in r.discs]))
+            gts_b.append(ImageBoxes.make(truth, ["disc"] * len(truth)))
+            box_groups.append(s.patient_id)
+            h, w = r.image_size
+            tm = disc_mask((h, w), truth) > 0.5
+            dices.append(float(dice(r.masks["disc"], tm)))
+            dice_groups.append(s.patient_id)
+        grades = s.meta.get("gradings") or {}
+        n_graded_truth += sum(1 for lvl in grades if lvl in ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"))
+        row = {"id": s.id, "patient_id": s.patient_id, "levels_reliable": r.levels_reliable, "discs": []}
+        for d in r.discs:
+            if d.level in grades and d.pfirrmann is not None:
+                t = grading_targets(grades[d.level])
+                pf_t.append(t["pfirrmann"])
+                pf_p.append(d.pfirrmann_probs)
+                f_t.append([t[f] for f in findings])
+                f_p.append([d.findings[f] for f in findings])
+                groups.append(s.patient_id)
+                n_named += d.level in ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+                row["discs"].append({"level": d.level, "pfirrmann": d.pfirrmann, "truth_pfirrmann": t["pfirrmann"] + 1,
+                                     **{f: round(d.findings[f], 4) for f in findings},
+                                     **{f"truth_{f}": t[f] for f in findings}})
+        rows.append(row)
+    metrics: dict[str, Any] = {}
+    if gts_b:
+        det = detection_map_ci(preds_b, gts_b, ["disc"], n_resamples=n_resamples, groups=box_groups)
+        metrics["disc_ap50"] = det["ap50"]["disc"]
+        metrics["disc_ap50_95"] = det["ap50_95"]["disc"]
+        dm = bootstrap_ci(lambda a: float(np.mean(a)), np.array(dices), groups=dice_groups, n_resamples=n_resamples)
+        metrics["dice"] = {"disc": dm}
+        metrics["iou"] = {"disc": bootstrap_ci(lambda a: float(np.mean(a / (2 - a))), np.array(dices), groups=dice_groups,
+                                               n_resamples=n_resamples)}
+    else:
+        metrics["dice"], metrics["iou"] = {}, {}
+    if pf_t:
+        metrics.update(grading_metrics(np.array(pf_t), np.array(pf_p), np.array(f_t), np.array(f_p), findings,
+                                       dict(card.thresholds), groups, n_resamples=n_resamples))
+    metrics["n_discs_graded"] = len(pf_t)
+    metrics["lumbar_discs_named_fraction"] = (n_named / n_graded_truth) if n_graded_truth else None
+    return {"metrics": metrics, "predictions": rows}
+
