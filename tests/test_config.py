@@ -12,7 +12,7 @@ from spine_models.errors import ConfigError
 
 ENGINE = Path(__file__).resolve().parents[1] / "spine_models" / "engine"
 # engine module -> the task whose defaults file its cfg comes from
-ENGINE_TASKS = {"classify": "classify", "composite": "classify", "detect": "detect", "segment": "segment"}
+ENGINE_TASKS = {"classify": "classify", "composite": "classify", "detect": "detect", "segment": "segment", "discs": "segment"}
 
 
 def cfg_keys_read(path: Path) -> dict[str, int]:

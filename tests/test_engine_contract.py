@@ -23,6 +23,7 @@ from spine_models.io.radiograph import Radiograph  # noqa: E402
 from spine_models.models.cards import ModelCard, save_checkpoint_file  # noqa: E402
 from spine_models.models.registry import create_model  # noqa: E402
 from spine_models.results import ClassificationResult, DetectionResult, SegmentationResult  # noqa: E402
+from spine_models.results.discs import DiscGradingResult  # noqa: E402
 
 FILM = np.clip(np.random.default_rng(0).random((96, 48)).astype(np.float32), 0, 1)
 
@@ -57,6 +58,8 @@ def cards(tmp_path_factory) -> dict[str, Path]:
                              _network("fasterrcnn_mobilenet_v3", "detect", **rcnn_kw), rcnn_kw, input_size=64,
                              classes=["lumbar_implant", "scoliosis"]),
     }
+    out["disc_locator"] = _card(tmp, "tiny_discs", "segment", "unet_tiny", _network("unet_tiny", "segment", classes=2),
+                                {"classes": 2}, input_size=[64, 32], structures=["disc", "disc_caudal"], view="mri")
     seg = ModelCard.from_json(out["segment"])
     state = {"coef": torch.tensor([0.3], dtype=torch.float64), "intercept": torch.tensor([-3.0], dtype=torch.float64)}
     out["composite"] = _card(tmp, "tiny_measure", "classify", "measure_cobb", state,
@@ -66,7 +69,8 @@ def cards(tmp_path_factory) -> dict[str, Path]:
 
 
 EXPECTED = {"classify": ClassificationResult, "segment": SegmentationResult, "detect_rcnn": DetectionResult,
-            "composite": ClassificationResult}
+            "composite": ClassificationResult, "disc_locator": DiscGradingResult}
+TABLE_ROW = {"disc_locator": "discs"}  # a disc model's options are its own row of TASK_OPTIONS
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED))
@@ -74,7 +78,7 @@ def test_every_task_predictor_answers_the_same_calls(cards, kind):
     card = ModelCard.from_json(cards[kind])
     pred = load_predictor(cards[kind], device="cpu")
     assert isinstance(pred, BasePredictor) and type(pred) is predictor_class(card)
-    assert dict(pred.OPTIONS) == TASK_OPTIONS[card.task] and set(pred.OPTIONS) <= ALL_OPTIONS
+    assert dict(pred.OPTIONS) == TASK_OPTIONS[TABLE_ROW.get(kind, card.task)] and set(pred.OPTIONS) <= ALL_OPTIONS
     rad = Radiograph(pixels=FILM, bits=8, format="png", name="film.png", photometric="MONOCHROME2")
     for image in (FILM, rad):
         for call in ({}, {"cam": False}, {"cam": True, "measure": True}):  # every model takes every task's options

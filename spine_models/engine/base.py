@@ -49,6 +49,7 @@ TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "classify": {"cam": True, "shap": False, "shap_evals": 300, "shap_progress": None},
     "detect": {},
     "segment": {"pixel_spacing_mm": None, "measure": True, "threshold": None},
+    "discs": {"cam": False},  # disc locators and graders (engine.discs): Grad-CAM per disc crop only when asked
 }
 ALL_OPTIONS: frozenset[str] = frozenset(name for opts in TASK_OPTIONS.values() for name in opts)
 

@@ -44,13 +44,18 @@ def loaded_key(card: ModelCard, device: str | None = None) -> tuple[str, ...]:
     return (*predictor_key(card), str(get_device(device)))
 
 
-def shared_predictor(model: ModelRef, device: str | None = None) -> Any:
+def shared_predictor(model: ModelRef, device: str | None = None, *, cls: type | None = None) -> Any:
     """The one Predictor per weight file in this process, for every caller: the app (``ui.models.get_predictor``
     keeps this object under ``st.cache_resource``), the CLI and composites' components. Why: inference does not
     change a predictor, so a U-Net used by three models sits in memory once. Keyed by
-    ``models.hub.predictor_key`` and the device, so an edited card or a replaced weight file is a new entry."""
+    ``models.hub.predictor_key`` and the device, so an edited card or a replaced weight file is a new entry.
+    ``cls``: another class than the card's own (``engine.predictor_class``), e.g. the plain segment Predictor
+    of a disc locator that a disc grader runs; a separate entry."""
+    from spine_models.engine import predictor_class
+
     card = resolve_card(model)
-    key = loaded_key(card, device)
+    own = predictor_class(card)
+    key = (*loaded_key(card, device), "" if cls is None or cls is own else f"{cls.__module__}.{cls.__qualname__}")
     with _LOCK:
         if key in _LOADED:
             _LOADED.move_to_end(key)
@@ -60,7 +65,7 @@ def shared_predictor(model: ModelRef, device: str | None = None) -> Any:
         with _LOCK:
             if key in _LOADED:
                 return _LOADED[key]
-        pred = load_predictor(card, device=device)
+        pred = (cls or own)(card, device=device)
         with _LOCK:
             _LOADED[key] = pred
             while len(_LOADED) > MAX_LOADED:
