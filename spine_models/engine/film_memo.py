@@ -61,7 +61,7 @@ def _nbytes(result: Any) -> int:
 class FilmMemo:
     """A small thread-safe LRU of results keyed per (model, film, options); see the module doc."""
 
-    def __init__(self, max_entries: int = 24, max_bytes: int = 512 * 2 ** 20) -> None:
+    def __init__(self, max_entries: int = 24, max_bytes: int = 256 * 2 ** 20) -> None:
         self.max_entries, self.max_bytes = int(max_entries), int(max_bytes)
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
