@@ -133,6 +133,14 @@ def bench_epoch(data: str | None, n: int, imgsz: int, rcnn_n: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the bench with the per-film memo off: repeated calls on one film must time the model, not the memo."""
+    from spine_models.engine.film_memo import film_memo
+
+    with film_memo.disabled():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--imgsz", type=int, default=512)
     ap.add_argument("--reps", type=int, default=20)

@@ -10,7 +10,6 @@ the card's preprocessing (``disc_core``) and thresholds (``mask``), and the test
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -46,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"validation slices with boxes: {len(cached)}")
     st = list(loc.structures)
     best = None
-    for thr in (0.3, 0.4, 0.5, 0.6):
-        for sx in (0.9, 1.0, 1.1):
-            for sy in (0.85, 1.0, 1.15):
+    for thr in (0.4, 0.5, 0.6):
+        for sx in (0.85, 0.9, 0.95, 1.0):
+            for sy in (0.7, 0.775, 0.85, 0.925, 1.0):
                 core = (DISC_CORE[0] / sx, DISC_CORE[1] / sy)
                 preds, gts, named = [], [], []
                 for probs, truth, _certain in cached:
@@ -63,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     assert best is not None
     ap50, thr, sx, sy, core = best
     print(f"best on validation: threshold {thr}, box scale x{sx} y{sy} (disc_core {core[0]:.4f}, {core[1]:.4f}): AP50 {ap50:.3f}")
-    del dataclasses
     return 0
 
 

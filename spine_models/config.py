@@ -11,6 +11,7 @@ config and its exact command line; the CLI (``commands/train.py``) and the job s
 """
 from __future__ import annotations
 
+import difflib
 import shlex
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -19,14 +20,39 @@ import yaml
 
 from spine_models.errors import ConfigError
 
-__all__ = ["CFG_DIR", "defaults", "load_config", "parse_set_args", "TRAIN_FLAGS", "TRAIN_MODES", "train_config",
-           "train_command"]
+__all__ = ["CFG_DIR", "defaults", "load_config", "check_cfg", "parse_set_args", "TRAIN_FLAGS", "TRAIN_MODES", "CHOICES",
+           "MINIMUM", "RUN_KEYS", "train_config", "train_command"]
 
 #: ``spine-models train`` options that are flags, with their types, in command-line order; every
 #: other setting is ``--set key=value``
 TRAIN_FLAGS: dict[str, type] = {"model": str, "epochs": int, "imgsz": int, "batch": int, "lr": float, "mode": str,
                                 "init": str, "seed": int, "device": str}
 TRAIN_MODES = ("frozen", "finetune")
+
+#: keys a run adds to its config (``load_config``: task; ``train_config``: train_command, resume); every other key an
+#: engine reads is in its task's defaults file (tests/test_config.py checks the engines' sources)
+RUN_KEYS = ("task", "train_command", "resume")
+
+#: per task, the keys that take one of a few values, and those values (the engines use these tables, nothing else)
+CHOICES: dict[str, dict[str, tuple[Any, ...]]] = {
+    "classify": {
+        "mode": TRAIN_MODES,
+        "val_metric": ("balanced_accuracy", "loss", "accuracy", "auc"),
+        "in_chans": (1, 3),
+        "resize_mode": ("stretch", "letterbox"),
+        "optimizer": ("adam", "adamw", "sgd"),
+        "view": (None, "ap", "lat", "mri", "any"),
+        "scheduler": ("none", "cosine"),
+    },
+    "segment": {
+        "tta": ("none", "hflip"),
+    },
+}
+
+#: per task, the lowest value of integer keys that must be positive
+MINIMUM: dict[str, dict[str, int]] = {
+    "classify": {"epochs": 1, "batch": 1},
+}
 
 CFG_DIR = Path(__file__).resolve().parent / "cfg"
 
@@ -96,9 +122,25 @@ def load_config(task: str, overrides: Mapping[str, Any] | None = None, file: str
     for layer in layers:
         for key, value in layer.items():
             if key not in cfg:
-                raise ConfigError(f"{task} config: unknown key {key!r}; valid keys: {', '.join(sorted(cfg))}")
+                close = difflib.get_close_matches(str(key), list(cfg), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(f"{task} config: unknown key {key!r}; {hint}valid keys: {', '.join(sorted(cfg))}")
             cfg[key] = _coerce(key, value, cfg[key], task)
     cfg["task"] = task
+    return check_cfg(task, cfg)
+
+
+def check_cfg(task: str, cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Raise naming the key, its value and the valid ones when a value is not one ``CHOICES`` allows or is below
+    ``MINIMUM``; returns ``cfg``. Called by ``load_config`` and again by an engine handed a hand-made config."""
+    for key, allowed in CHOICES.get(task, {}).items():
+        if key in cfg and cfg[key] not in allowed:
+            valid = ", ".join(str(v) for v in allowed if v is not None)
+            raise ConfigError(f"{task} config: {key}={cfg[key]!r}; valid: {valid}")
+    for key, low in MINIMUM.get(task, {}).items():
+        v = cfg.get(key)
+        if key in cfg and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+            raise ConfigError(f"{task} config: {key}={v} should be at least {low}")
     return cfg
 
 

@@ -50,3 +50,15 @@ def _keep_main_module():
     yield
     if main is not None and sys.modules.get("__main__") is not main:
         sys.modules["__main__"] = main
+
+
+@pytest.fixture(autouse=True)
+def _fresh_film_memo():
+    """Each test starts with an empty per-film memo (``engine.film_memo``). Why: a test that swaps a model's
+    weights or stubs its forward pass must not be answered from another test's run on the same film."""
+    yield
+    import sys
+
+    memo = sys.modules.get("spine_models.engine.film_memo")
+    if memo is not None:
+        memo.film_memo.clear()

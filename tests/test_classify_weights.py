@@ -67,7 +67,9 @@ def test_shipped_classify_card_is_complete(card: ModelCard):
     if "fraiwan" in card.id:
         assert "Fraiwan" in card.license or "Fraiwan" in card.trained_on
         assert "shortcut_warning" in card.audit
-    pred = Predictor(card, device="cpu")
+    from spine_models.engine.predictor import load_predictor
+
+    pred = load_predictor(card, device="cpu")  # the factory: composite cards get the composite Predictor
     res = pred.predict(np.random.default_rng(1).random((400, 160)).astype(np.float32), cam=False)
     if getattr(res, "abstained", False):
         # a measurement-based model on noise finds no spine: it must say so, not guess

@@ -238,7 +238,7 @@ def test_portrait_input_size_is_kept_through_card_prediction_and_cam(class_folde
     raw = json.loads(card_path.read_text())
     assert raw["input_size"] == [48, 32]
     pred = load_predictor(card_path)
-    x = pred._input(np.zeros((64, 48), np.float32) + np.eye(64, 48, dtype=np.float32))[0]
+    x = pred.preprocess(pred.read(np.zeros((64, 48), np.float32) + np.eye(64, 48, dtype=np.float32)))
     assert tuple(x.shape[-2:]) == (48, 32)
     film = next(class_folders.glob("Scoliosis/*.png"))
     res = pred.predict(film, cam=True)

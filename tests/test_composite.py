@@ -265,7 +265,9 @@ def test_crop_is_used_at_training_and_the_cam_lands_in_the_box(monkeypatch, tmp_
     pred = load_predictor(tmp_path / "run")
     film = _film(np.random.default_rng(2), True).astype(np.float32) / 255
     seen.clear()
-    x, px, _, box = pred._input(film)
+    f = pred.read(film)
+    x = pred.preprocess(f)
+    px, box = f.pixels, f.extra["box"]
     assert seen == [((64, 48), "lumbosacral", "seg_unet_lat", 4.0)]  # inference crops as the card says
     assert box == (8, 40, 4, 36) and tuple(x.shape[-2:]) == (32, 32) and px.shape == (64, 48)
     placed = pred._place(np.ones((32, 32), np.float32), px.shape, box)

@@ -110,17 +110,15 @@ def infer_view(rad: Any, cards: Sequence[Any]) -> tuple[Any, str]:
 
 
 def run_models(rad: Any, cards: Sequence[Any], *, cam: bool = True) -> tuple[list[Any], dict[str, float]]:
-    """Run each model once on the image; returns typed results and wall times in ms (incl. first load)."""
+    """Run each model once on the image; returns typed results and wall times in ms (incl. first load).
+    Every Predictor takes the same call (``engine.base``: an option of another task is ignored, so a segmenter
+    ignores ``cam``), and a network another model already ran on this film answers from the per-film memo."""
     from ui.models import get_predictor
 
     results, timings = [], {}
     for card in cards:
         t0 = time.perf_counter()
-        pred = get_predictor(card)
-        if card.task == "classify":
-            res = pred.predict(rad, cam=cam)
-        else:
-            res = pred.predict(rad)
+        res = get_predictor(card).predict(rad, cam=cam)
         timings[card.id] = (time.perf_counter() - t0) * 1000
         results.append(res)
     return results, timings

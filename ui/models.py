@@ -38,7 +38,7 @@ def run_cards() -> list[Any]:
     """Cards of finished training jobs (from the job store), ids prefixed with ``run:``."""
     import dataclasses
 
-    from spine_models.engine.predictor import resolve_card
+    from spine_models.models.hub import resolve_card
 
     out = []
     for job, card_path in job_store().finished_runs():
@@ -57,14 +57,16 @@ def all_cards(include_runs: bool = True) -> list[Any]:
 
 @st.cache_resource(show_spinner=False, max_entries=16)  # callers show their own progress (a spinner needs a session)
 def _predictor(card_id: str, sha256: str, weights: str, _card: Any) -> Any:
-    from spine_models.engine.predictor import load_predictor
+    from spine_models.engine.predictor import shared_predictor
 
-    return load_predictor(_card)
+    return shared_predictor(_card)  # the engine's one cache: composites using this model get the same object
 
 
 def get_predictor(card: Any) -> Any:
-    """The card's Predictor, cached by (id, sha256, weights path)."""
-    return _predictor(card.id, card.sha256 or "", str(card.weights_path()), card)
+    """The card's Predictor, cached by ``models.hub.predictor_key`` (id, sha256, weights path)."""
+    from spine_models.models.hub import predictor_key
+
+    return _predictor(*predictor_key(card), card)
 
 
 @st.cache_resource(show_spinner=False)
@@ -81,7 +83,7 @@ def _warm_thread(ids: tuple[str, ...], _cards: tuple[Any, ...]) -> Any:
         for c in _cards:
             pred = get_predictor(c)  # the same st.cache_resource entry the pages use: loaded once, found there later
             try:  # one call on a blank film pays the lazy costs (Grad-CAM's import ~3 s, first allocations) now
-                pred.predict(blank, **({"cam": True} if c.task == "classify" else {}))
+                pred.predict(blank, cam=True)  # one call shape for every task (engine.base)
             except (SpineInputError, ValueError):
                 pass  # a model that refuses a blank film is still loaded; the page shows its errors on real films
 

@@ -57,10 +57,11 @@ def fitting_cards(cards: list[Any], kind: str, view: str | None = None) -> list[
 
 
 def get_predictor(card: Any, device: str | None = None) -> Any:
-    """The engine's Predictor for a card (``engine.predictor.load_predictor``; tests replace this seam)."""
-    from spine_models.engine.predictor import load_predictor
+    """The engine's Predictor for a card (``engine.predictor.shared_predictor``: loaded once per process, the
+    composites' components included; tests replace this seam)."""
+    from spine_models.engine.predictor import shared_predictor
 
-    return load_predictor(card, device=device)
+    return shared_predictor(card, device=device)
 
 
 def _summary(result: Any) -> str:

@@ -3,8 +3,10 @@
 - ``train(cfg: dict, out_dir: Path, *, callbacks=None, quiet=False) -> Path`` — writes ``last.pt``
   (full checkpoint for resume), ``model.pt`` (shipped format, see ``models/cards.py``),
   ``history.json`` and ``card.json`` into ``out_dir``; returns the card path.
-- ``Predictor(card: ModelCard, device=None).predict(image) -> Result`` — ``image`` is a
-  ``spine_models.io`` Radiograph or a 2-D float array in [0, 1]; boxes/masks at original resolution.
+- ``Predictor(card: ModelCard, device=None).predict(image, **options) -> Result`` — a subclass of
+  ``engine.base.BasePredictor`` (read -> preprocess -> infer -> postprocess; options declared per task);
+  ``image`` is a ``spine_models.io`` Radiograph, a path or a 2-D float array in [0, 1]; boxes/masks at
+  original resolution. ``predictor_class(card)`` picks the class (composites: ``composite.CompositePredictor``).
 - ``evaluate(card, dataset: SpineDataset, *, quiet=False, n_resamples=1000) -> dict`` —
   ``{"metrics": <SPEC task metrics>, "predictions": [per-sample dicts]}``.
 """
@@ -16,7 +18,7 @@ from typing import Any
 
 from spine_models.errors import ConfigError
 
-__all__ = ["task_module", "card_engine", "TASKS", "ARCH_ENGINES"]
+__all__ = ["task_module", "card_engine", "predictor_class", "TASKS", "ARCH_ENGINES"]
 
 TASKS = ("classify", "detect", "segment")
 # architectures with an engine module of their own (trained and run there; their cards keep a SPEC task)
@@ -38,3 +40,14 @@ def card_engine(card: Any) -> ModuleType:
     if card.arch in ARCH_ENGINES or (card.task == "segment" and "disc" in (card.structures or [])):
         return importlib.import_module("spine_models.engine.discs")
     return task_module(card.task)
+
+
+def predictor_class(card: Any) -> type:
+    """The Predictor class that runs a card: ``composite.CompositePredictor`` for a composite classifier
+    (``measure_cobb``, ``measure_slip``, ``view_routed``), else its engine module's ``Predictor``
+    (:func:`card_engine`). Why a factory: a class that returned another class's object from ``__new__`` hid
+    which code ran a model."""
+    composite = importlib.import_module("spine_models.engine.composite")
+    if card.task == "classify" and composite.is_composite(card.arch):
+        return composite.CompositePredictor
+    return card_engine(card).Predictor

@@ -28,9 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from spine_models.config import check_cfg
+from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
 from spine_models.data.records import LABEL_FROM, VIEW_CLASSES, relabel
-from spine_models.engine.composite import is_composite
+from spine_models.engine.composite import CompositePredictor, is_composite
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
 
@@ -271,18 +273,7 @@ def _resolve_lr(cfg: dict) -> tuple[float, float]:
 
 
 def _validate_cfg(cfg: dict) -> None:
-    if cfg["mode"] not in ("frozen", "finetune"):
-        raise ConfigError(f"classify config: mode={cfg['mode']!r}; valid: frozen, finetune")
-    if cfg["val_metric"] not in ("balanced_accuracy", "loss", "accuracy", "auc"):
-        raise ConfigError(f"classify config: val_metric={cfg['val_metric']!r}; valid: balanced_accuracy, loss, accuracy, auc")
-    if cfg["in_chans"] not in (1, 3):
-        raise ConfigError(f"classify config: in_chans={cfg['in_chans']!r}; valid: 1, 3")
-    if cfg["resize_mode"] not in ("stretch", "letterbox"):
-        raise ConfigError(f"classify config: resize_mode={cfg['resize_mode']!r}; valid: stretch, letterbox")
-    if cfg["optimizer"] not in ("adam", "adamw", "sgd"):
-        raise ConfigError(f"classify config: optimizer={cfg['optimizer']!r}; valid: adam, adamw, sgd")
-    if cfg.get("view") not in (None, "ap", "lat", "mri", "any"):
-        raise ConfigError(f"classify config: view={cfg['view']!r}; valid: ap, lat, mri, any")
+    check_cfg("classify", cfg)  # the keys with a few allowed values, and epochs/batch, from config's tables
     from spine_models.data.roi import CROPS
 
     if cfg["crop"] not in CROPS:
@@ -292,11 +283,6 @@ def _validate_cfg(cfg: dict) -> None:
         raise ConfigError(f"classify config: crop_side={side!r}; give the crop's side in body heights, 2 to 12 (default 5.5)")
     if cfg["label_from"] not in LABEL_FROM:
         raise ConfigError(f"classify config: label_from={cfg['label_from']!r}; valid: {', '.join(LABEL_FROM)}")
-    if cfg["scheduler"] not in ("none", "cosine"):
-        raise ConfigError(f"classify config: scheduler={cfg['scheduler']!r}; valid: none, cosine")
-    for k in ("epochs", "batch"):
-        if not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 1:
-            raise ConfigError(f"classify config: {k}={cfg[k]} should be at least 1")
     sz = cfg["imgsz"]
     parts = list(sz) if isinstance(sz, (list, tuple)) else [sz]
     if len(parts) not in (1, 2) or any(not isinstance(v, int) or isinstance(v, bool) or v < 8 for v in parts):
@@ -565,32 +551,29 @@ def _test_and_save(card: ModelCard, test: Any, out: Path, cfg: dict, *, quiet: b
 # ----------------------------------------------------------------------------------------------------
 # inference
 
-class Predictor:
+class Predictor(BasePredictor):
     """A trained classifier from its card: ``predict(image, cam=True, shap=False) -> ClassificationResult``.
 
-    A composite card (``measure_cobb``, ``measure_slip``, ``view_routed``) gives a
-    ``spine_models.engine.composite.CompositePredictor`` with the same methods, so every caller of
-    ``Predictor(card)`` (CLI, app, evaluate, benches) runs it unchanged."""
+    Composite cards (``measure_cobb``, ``measure_slip``, ``view_routed``) are run by
+    ``spine_models.engine.composite.CompositePredictor``; ``engine.predictor.load_predictor`` picks the class."""
 
-    def __new__(cls, card: ModelCard, device: str | torch.device | None = None) -> Any:
-        if cls is Predictor and is_composite(card.arch):
-            from spine_models.engine.composite import CompositePredictor
-
-            return CompositePredictor(card, device)
-        return super().__new__(cls)
+    task = "classify"
+    OPTIONS = TASK_OPTIONS["classify"]
 
     def __init__(self, card: ModelCard, device: str | torch.device | None = None) -> None:
-        from spine_models._env import get_device
-
-        self.card = card
-        self.device = get_device(str(device) if device is not None else None)
+        if is_composite(card.arch):
+            raise ConfigError(f"model {card.id!r} is a composite ({card.arch}); load it with "
+                              "spine_models.engine.predictor.load_predictor (or composite.CompositePredictor)")
+        super().__init__(card, device)
         self.model = build_model_for(card).to(self.device).eval()
         self.pre = Preprocess.from_card(card)
         self.two_view = bool(getattr(self.model, "two_view", False))
         self.threshold = card.thresholds.get("binary") if len(card.classes or []) == 2 else None
 
-    def _input(self, image: Any) -> tuple[Any, np.ndarray, str, tuple[int, int, int, int] | None]:
-        """(model input, full-resolution pixels, name, crop box on those pixels or None)."""
+    # ------------------------------------------------------------------ stages
+    def read(self, image: Any, **_: Any) -> Film:
+        """Full-resolution pixels and the name (``load_pixels``: a sample's own frame of a volume); two-view
+        models get ``extra["views"]`` (ap, lat pixels) and no single film."""
         if self.two_view:
             if isinstance(image, dict):
                 views = image
@@ -601,26 +584,75 @@ class Predictor:
             if not {"ap", "lat"} <= set(views):
                 raise SpineInputError(f"model {self.card.id} needs 'ap' and 'lat' views, got {sorted(views)}")
             ap, lat = load_pixels(views["ap"]), load_pixels(views["lat"])
-            x = tuple(torch.from_numpy(self.pre(_shrink(p, self.pre.size)))[None].to(self.device) for p in (ap, lat))
-            return x, ap, "two-view", None
+            return Film(None, "two-view", extra={"views": (ap, lat), "shape": ap.shape[:2]})
         pixels = load_pixels(image)
         name = str(getattr(image, "name", "") or getattr(image, "id", "") or (image if isinstance(image, (str, Path)) else ""))
-        # the same crop and two-step downscale as training/evaluation (ClassifyImages caches pre.prepare(pixels)):
-        # a direct full-resolution -> 224 resize changed P(positive) by up to 0.2 on real films
-        small, box = self.pre.prepare(pixels)
-        x = torch.from_numpy(self.pre(small))[None].to(self.device)
-        return x, pixels, Path(name).name if name else "", box
+        return Film(pixels, Path(name).name if name else "", extra={"shape": pixels.shape[:2]})
 
-    @torch.no_grad()
-    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
-        """(N, C) probabilities for several images (no explanations)."""
+    def preprocess(self, film: Film, **_: Any) -> Any:
+        """The model input (a tuple of two for two-view models); the crop box on the film in ``film.extra["box"]``.
+        The same crop and two-step downscale as training/evaluation (ClassifyImages caches pre.prepare(pixels)):
+        a direct full-resolution -> 224 resize changed P(positive) by up to 0.2 on real films."""
+        if film.pixels is None:
+            film.extra["box"] = None
+            return tuple(torch.from_numpy(self.pre(_shrink(p, self.pre.size)))[None].to(self.device)
+                         for p in film.extra["views"])
+        small, box = self.pre.prepare(film.pixels)
+        film.extra["box"] = box
+        return torch.from_numpy(self.pre(small))[None].to(self.device)
+
+    def infer(self, x: Any, **_: Any) -> np.ndarray:
+        """Class probabilities of one input."""
         from spine_models.engine.trainer import forward_batch
+
+        with torch.no_grad():
+            return logits_to_probs(forward_batch(self.model, x).float()).cpu().numpy()[0]
+
+    def postprocess(self, raw: np.ndarray, film: Film, x: Any, *, cam: bool = True, shap: bool = False,
+                    shap_evals: int = 300, shap_progress: Callable[[int, int], None] | None = None,
+                    **_: Any) -> Any:
+        """The result, with the Grad-CAM / SHAP maps of the top class placed back on the film when asked."""
+        from spine_models.results import ClassificationResult
+
+        shape, box = film.extra["shape"], film.extra.get("box")
+        classes = list(self.card.classes or [])
+        res = ClassificationResult(model_id=self.card.id, source=film.name, image_size=tuple(int(v) for v in shape),
+                                   device=str(self.device), classes=classes, probs=[float(p) for p in raw],
+                                   threshold=self.threshold)
+        top = classes.index(res.top_class)
+        if cam:
+            from spine_models.explain import gradcam
+
+            heat = gradcam(self.model, x, target_class=top)  # two-view: the AP map
+            res.cam = np.clip(self._place(heat, shape, box), 0, 1)
+        if shap and not self.two_view:
+            from spine_models.explain import shap_partition
+
+            x_hwc = x[0].permute(1, 2, 0).cpu().numpy()
+            res.shap = self._place(shap_partition(self._nhwc_predict, x_hwc, max_evals=shap_evals, class_index=top,
+                                                  progress_callback=shap_progress), shape, box)
+        return res
+
+    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
+        """(N, C) probabilities for several images (no explanations); each film's row is kept per film
+        (``engine.film_memo``), so the view gate asked by the app and by the routed model runs once."""
+        from spine_models.engine.film_memo import film_memo
 
         out = []
         for im in images:
-            x = self._input(im)[0]
-            out.append(logits_to_probs(forward_batch(self.model, x).float()).cpu().numpy()[0])
+            film = self.read(im)
+            key = self.memo_key(film, {}, "proba")
+            row = film_memo.get(key) if key is not None else None
+            if row is None:
+                row = self.infer(self.preprocess(film))
+                if key is not None:
+                    film_memo.put(key, row)
+            out.append(row)
         return np.stack(out) if out else np.zeros((0, len(self.card.classes or [])))
+
+    def memo_settings(self) -> tuple:
+        """The preprocessing and threshold a result depends on besides the weights."""
+        return (repr(self.pre), self.threshold)
 
     def _place(self, heat: np.ndarray, shape: tuple[int, int], crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Model-input-sized map -> original resolution (into the crop / ROI box when one was used)."""
@@ -645,35 +677,6 @@ class Predictor:
             return full
         return cv2.resize(heat.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
-    def predict(self, image: Any, *, cam: bool = True, shap: bool = False, shap_evals: int = 300,
-                shap_progress: Callable[[int, int], None] | None = None):
-        from spine_models.engine.trainer import forward_batch
-        from spine_models.results import ClassificationResult
-
-        t0 = time.perf_counter()
-        x, pixels, name, box = self._input(image)
-        with torch.no_grad():
-            probs = logits_to_probs(forward_batch(self.model, x).float()).cpu().numpy()[0]
-        classes = list(self.card.classes or [])
-        res = ClassificationResult(model_id=self.card.id, source=name, image_size=tuple(int(v) for v in pixels.shape[:2]),
-                                   device=str(self.device), classes=classes, probs=[float(p) for p in probs],
-                                   threshold=self.threshold)
-        top = classes.index(res.top_class)
-        if cam:
-            from spine_models.explain import gradcam
-
-            heat = gradcam(self.model, x, target_class=top)  # two-view: the AP map
-
-            res.cam = np.clip(self._place(heat, pixels.shape[:2], box), 0, 1)
-        if shap and not self.two_view:
-            from spine_models.explain import shap_partition
-
-            x_hwc = x[0].permute(1, 2, 0).cpu().numpy()
-            res.shap = self._place(shap_partition(self._nhwc_predict, x_hwc, max_evals=shap_evals, class_index=top,
-                                                  progress_callback=shap_progress), pixels.shape[:2], box)
-        res.elapsed_ms = (time.perf_counter() - t0) * 1000
-        return res
-
     @torch.no_grad()
     def _nhwc_predict(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2).to(self.device)
@@ -697,7 +700,7 @@ def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples:
     if unknown:
         raise DatasetError(f"dataset {getattr(dataset, 'name', '?')}: labels {unknown} are not classes of model "
                            f"{card.id} ({', '.join(classes)})")
-    pred = Predictor(card, device)
+    pred = CompositePredictor(card, device) if is_composite(card.arch) else Predictor(card, device)
     if is_composite(card.arch):
         from spine_models._progress import progress
 

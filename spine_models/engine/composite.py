@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from spine_models.engine.base import TASK_OPTIONS, BasePredictor
 from spine_models.errors import ConfigError, DatasetError, WeightsNotAvailableError
 from spine_models.models.cards import ModelCard
 
@@ -82,9 +83,11 @@ def _source(item: Any) -> Any:
 
 
 def _load(model: str, device: Any) -> Any:
-    from spine_models.engine.predictor import load_predictor, shared_predictor
+    """A component from the process-wide cache (``engine.predictor.shared_predictor``): the app's section of
+    the same model and every other composite get this same object."""
+    from spine_models.engine.predictor import shared_predictor
 
-    return shared_predictor(str(model)) if device is None else load_predictor(model, device=device)
+    return shared_predictor(str(model), device=None if device is None else str(device))
 
 
 def _check_sha(name: str, card: ModelCard, want: str) -> None:
@@ -110,15 +113,22 @@ def at_threshold(probs: np.ndarray, threshold: float | None) -> np.ndarray:
     return np.array([1.0 - q, q])
 
 
-class CompositePredictor:
-    """``predict(image) -> ClassificationResult`` for ``measure_*`` and ``view_routed`` cards."""
+class CompositePredictor(BasePredictor):
+    """``predict(image, cam=...) -> ClassificationResult`` for ``measure_*`` and ``view_routed`` cards.
+
+    Its stages only combine other models (read and preprocess hand the film on as it is; ``infer`` asks the
+    components), so nothing is kept per film here: the components keep their own results."""
+
+    task = "classify"
+    OPTIONS = TASK_OPTIONS["classify"]
+    memo = False
 
     def __init__(self, card: ModelCard, device: Any = None) -> None:
         from spine_models.models.cards import load_state
 
         if not is_composite(card.arch):
             raise ConfigError(f"model {card.id!r}: arch {card.arch!r} is not a composite ({', '.join(ARCHS)})")
-        self.card = card
+        super().__init__(card, device)
         sd, kw = load_state(card)
         self.kw = kw
         self.threshold = card.thresholds.get("binary") if len(card.classes or []) == 2 else None
@@ -206,30 +216,41 @@ class CompositePredictor:
             rows.append(self._measure(im)[0] if self.card.arch in MEASURES else self._route(im, explain=False)[0])
         return np.stack(rows) if rows else np.zeros((0, len(self.card.classes or [])))
 
-    def predict(self, image: Any, *, cam: bool = True, shap: bool = False, shap_evals: int = 300,
-                shap_progress: Callable[[int, int], None] | None = None) -> Any:
+    def read(self, image: Any, **_: Any) -> Any:
+        """The input as given: each component reads it itself (and keeps its own result per film)."""
+        return image
+
+    def preprocess(self, film: Any, **_: Any) -> Any:
+        return film
+
+    def infer(self, x: Any, *, cam: bool = True, shap: bool = False, shap_evals: int = 300,
+              shap_progress: Callable[[int, int], None] | None = None, **_: Any) -> tuple[np.ndarray, dict[str, Any], Any]:
+        """(probabilities, details, the deciding component's result): the measurement, or the routed mixture."""
+        if self.card.arch in MEASURES:
+            return self._measure(x)
+        kw = {"shap": shap, "shap_evals": shap_evals, "shap_progress": shap_progress}
+        return self._route(x, explain=cam or shap, abstain=True, **kw)
+
+    def postprocess(self, raw: tuple[np.ndarray, dict[str, Any], Any], film: Any, x: Any, *, cam: bool = True,
+                    shap: bool = False, **_: Any) -> Any:
         """A ClassificationResult; its ``extra`` says what was measured or which view and expert decided.
         Grad-CAM / SHAP come from the deciding expert when it is a network (a measurement has none)."""
         from spine_models.io.pixels import as_pixels
         from spine_models.results import ClassificationResult
 
-        t0 = time.perf_counter()
+        probs, details, inner = raw
         if self.card.arch in MEASURES:
-            probs, details, inner = self._measure(image)
             cam_map = shap_map = None
         else:
-            kw = {"shap": shap, "shap_evals": shap_evals, "shap_progress": shap_progress}
-            probs, details, inner = self._route(image, explain=cam or shap, abstain=True, **kw)
             cam_map = getattr(inner, "cam", None) if cam else None
             shap_map = getattr(inner, "shap", None) if shap else None
         failed = details.get("failed")
         if failed is not None and self.card.arch in MEASURES:
             failed = abstention_note(failed)
-        size = tuple(getattr(inner, "image_size", ()) or as_pixels(_source(image))[0].shape[:2])
+        size = tuple(getattr(inner, "image_size", ()) or as_pixels(_source(film))[0].shape[:2])
         name = str(getattr(inner, "source", "") or "")
         return ClassificationResult(model_id=self.card.id, source=name, image_size=tuple(int(v) for v in size),
-                                    elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
-                                    classes=list(self.card.classes or []),
+                                    device=str(self.device), classes=list(self.card.classes or []),
                                     probs=[] if failed else [float(p) for p in probs],
                                     threshold=self.threshold, cam=None if failed else cam_map,
                                     shap=None if failed else shap_map, extra=details,

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from spine_models.data.records import Sample, SpineDataset
+from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback, CallbackList, StopTraining
 from spine_models.engine.trainer import init_from_run
 from spine_models.errors import ConfigError, DatasetError
@@ -73,18 +74,14 @@ def _letterbox(img: np.ndarray, stride: int = 32) -> tuple[np.ndarray, int, int]
 
 
 # ---------------------------------------------------------------------------------------- predict
-class Predictor:
+class Predictor(BasePredictor):
     """Load a detect card's weights once; ``predict(image)`` -> :class:`DetectionResult` in original pixels."""
 
+    task = "detect"
+    OPTIONS = TASK_OPTIONS["detect"]
+
     def __init__(self, card: ModelCard, device: Any = None, *, model: Any = None) -> None:
-        import torch
-
-        from spine_models._env import get_device
-
-        if card.task != "detect":
-            raise ConfigError(f"model {card.id!r} is a {card.task} model; the detect Predictor needs a detect card")
-        self.card = card
-        self.device = get_device(device) if not isinstance(device, torch.device) else device
+        super().__init__(card, device)
         self.classes = list(card.classes or [])
         self.imgsz = int(card.input_size if isinstance(card.input_size, int) else max(card.input_size))
         self.threshold = float(card.thresholds.get("score", 0.5))
@@ -94,30 +91,40 @@ class Predictor:
         self.max_det = int(pre.get("max_det", 100))
         self.yolo = is_yolo(card.arch)
         self.stride = int(pre.get("stride", 32))
+        self._given_model = model is not None  # a test's or a trainer's in-memory model: its results are not kept per film
         if model is None:
             sd, kwargs = load_state(card)
             model = create_model(card.arch, task="detect", **kwargs)
             model.load_state_dict(sd)
         self.model = model.to(self.device).float().eval()
 
-    def predict(self, image: Any) -> DetectionResult:
+    def preprocess(self, film: Film, **_: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 film with long side ``imgsz``, its scale): what training saw (``prepare_image``)."""
+        return prepare_image(film.pixels, self.imgsz)
+
+    def infer(self, x: tuple[np.ndarray, np.ndarray], **_: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boxes x1 y1 x2 y2 on the resized film, scores, class indices)."""
         import torch
 
-        t0 = time.perf_counter()
-        pixels, name = read_pixels(image)
-        h, w = pixels.shape
-        img, scale = prepare_image(pixels, self.imgsz)
         with torch.inference_mode():
-            boxes, scores, labels = (self._yolo(img) if self.yolo else self._rcnn(img))
-        boxes = boxes / scale  # x1 y1 x2 y2 by (sx, sy, sx, sy)
+            return self._yolo(x[0]) if self.yolo else self._rcnn(x[0])
+
+    def postprocess(self, raw: tuple[np.ndarray, np.ndarray, np.ndarray], film: Film, x: Any, **_: Any) -> DetectionResult:
+        """Boxes back on the film's pixels, clipped to it, best first."""
+        boxes, scores, labels = raw
+        h, w = film.pixels.shape
+        boxes = boxes / x[1]  # x1 y1 x2 y2 by (sx, sy, sx, sy)
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         out = [Box(*map(float, b), label=self.classes[int(c)], score=float(s))
                for b, s, c in zip(boxes, scores, labels) if 0 <= int(c) < len(self.classes)]
         out.sort(key=lambda b: -b.score)
-        return DetectionResult(model_id=self.card.id, source=name, image_size=(h, w),
-                               elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
+        return DetectionResult(model_id=self.card.id, source=film.name, image_size=(h, w), device=str(self.device),
                                classes=list(self.classes), boxes=out, threshold=self.threshold)
+
+    def memo_key(self, film: Any, options: Any, *parts: Any) -> tuple | None:
+        return None if self._given_model else super().memo_key(film, options, self.threshold, self.conf_min,
+                                                                 self.nms_iou, self.max_det, self.stride, *parts)
 
     def _yolo(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import torch

@@ -25,6 +25,7 @@ from torch import nn
 from spine_models.data.disc_crops import CROP_SIZE, column_up, disc_crop
 from spine_models.data.spider import FINDINGS, grading_targets
 from spine_models.data.vertebra_targets import DISC_CORE, disc_boxes
+from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.measure.discs import DiscRead, discs_from_probs
 from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
@@ -37,24 +38,18 @@ __all__ = ["ARCH", "is_disc_model", "DiscGradingPredictor", "Predictor", "train"
 ARCH = "disc_grading"
 
 
-_LOCATORS: dict[tuple[str, str, str, str], Any] = {}
-
-
 def is_disc_model(card: ModelCard) -> bool:
     """A disc grader (``disc_grading``) or a disc locator (a segment model with a ``disc`` structure)."""
     return card.arch == ARCH or (card.task == "segment" and "disc" in (card.structures or []))
 
 
 def _locator(ref: Any, device: Any) -> Any:
-    """The locator's segment Predictor (masks and probabilities), one per weights and device in this process."""
+    """The locator's segment Predictor (masks and probabilities), from the process's one cache
+    (``engine.predictor.shared_predictor``: one per weights and device)."""
+    from spine_models.engine.predictor import shared_predictor
     from spine_models.engine.segment import Predictor as SegPredictor
-    from spine_models.models.hub import predictor_key, resolve_card
 
-    card = resolve_card(ref)
-    key = (*predictor_key(card), str(device))
-    if key not in _LOCATORS:
-        _LOCATORS[key] = SegPredictor(card, device=device)
-    return _LOCATORS[key]
+    return shared_predictor(ref, None if device is None else str(device), cls=SegPredictor)
 
 
 def read_discs(locator: Any, pixels: np.ndarray) -> tuple[DiscRead, np.ndarray]:
@@ -85,16 +80,19 @@ def _up_from(boxes: Sequence[tuple[float, float, float, float]]) -> tuple[float,
     return column_up([((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in boxes])
 
 
-class DiscGradingPredictor:
-    """``predict(image, cam=False) -> DiscGradingResult``: discs found, named and graded on one sagittal slice."""
+class DiscGradingPredictor(BasePredictor):
+    """``predict(image, cam=False) -> DiscGradingResult``: discs found, named and graded on one sagittal slice.
+
+    Stages (``engine.base``): read the slice, ``infer`` runs the locator and grades the crops cut at its named
+    discs, ``postprocess`` assembles the result."""
+
+    task = "segment"  # disc cards keep the SPEC task of their locator
+    OPTIONS = TASK_OPTIONS["discs"]
 
     def __init__(self, card: ModelCard, device: Any = None) -> None:
-        from spine_models._env import get_device
-
         if not is_disc_model(card):
             raise ConfigError(f"model {card.id!r}: arch {card.arch!r} is neither {ARCH!r} nor a disc locator")
-        self.card = card
-        self.device = get_device(str(device) if device is not None else None)
+        super().__init__(card, device)
         self.model = None
         if card.arch != ARCH:  # a locator alone: discs and levels, no grades
             self.locator = _locator(card, device)
@@ -135,21 +133,35 @@ class DiscGradingPredictor:
                 out.append(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(g))])[0].astype(np.float32))
         return out
 
-    def predict(self, image: Any, *, cam: bool = False, **_: Any) -> DiscGradingResult:
+    def read(self, image: Any, **_: Any) -> Film:
         from spine_models.engine.segment import read_pixels
 
-        t0 = time.perf_counter()
-        pixels, name, _sp = read_pixels(image)
+        pixels, name, sp = read_pixels(image)
+        return Film(pixels, name, sp)
+
+    def preprocess(self, film: Film, **_: Any) -> np.ndarray:
+        return film.pixels  # the locator resizes the slice itself; crops are cut from the full-resolution slice
+
+    def infer(self, pixels: np.ndarray, *, cam: bool = False, **_: Any) -> dict[str, Any]:
+        """The locator's discs and maps, and for a grader the grades (and Grad-CAMs) of the crops at its discs."""
         read, probs = read_discs(self.locator, pixels)
-        thr = self.locator.threshold
-        masks = {s: probs[k] > thr for k, s in enumerate(self.locator.structures)}
-        grades: list[DiscGrade] = []
-        note = read.note
+        out: dict[str, Any] = {"read": read, "probs": probs, "crops": None, "pf": None, "fi": None, "cams": []}
         if read.discs:
             up = read.axis if read.levels_reliable else (0.0, -1.0)
             crops = np.stack([disc_crop(pixels, d.box, up, size=self.size) for d in read.discs])
             pf, fi = self.grade_crops(crops) if (read.levels_reliable and self.model is not None) else (None, None)
             cams = self._cams(crops, pf.argmax(1)) if (cam and pf is not None) else [None] * len(crops)
+            out.update(crops=crops, pf=pf, fi=fi, cams=cams)
+        return out
+
+    def postprocess(self, raw: dict[str, Any], film: Film, x: Any, **_: Any) -> DiscGradingResult:
+        read, probs, crops, pf, fi, cams = (raw[k] for k in ("read", "probs", "crops", "pf", "fi", "cams"))
+        pixels = film.pixels
+        thr = self.locator.threshold
+        masks = {s: probs[k] > thr for k, s in enumerate(self.locator.structures)}
+        grades: list[DiscGrade] = []
+        note = read.note
+        if read.discs:
             for i, d in enumerate(read.discs):
                 g = DiscGrade(level=d.level, box=d.box, score=d.score)
                 if pf is not None:
@@ -162,10 +174,9 @@ class DiscGradingPredictor:
                 grades.append(g)
             if not read.levels_reliable and self.model is not None:
                 note = (note + "; " if note else "") + "discs are not graded without their levels"
-        return DiscGradingResult(model_id=self.card.id, source=name, image_size=tuple(pixels.shape[:2]),
-                                 elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
-                                 structures=list(self.locator.structures), masks=masks, measurements={},
-                                 discs=grades, levels_reliable=read.levels_reliable, note=note,
+        return DiscGradingResult(model_id=self.card.id, source=film.name, image_size=tuple(pixels.shape[:2]),
+                                 device=str(self.device), structures=list(self.locator.structures), masks=masks,
+                                 measurements={}, discs=grades, levels_reliable=read.levels_reliable, note=note,
                                  thresholds={f: float(self.card.thresholds.get(f, 0.5)) for f in self.findings})
 
 

@@ -1,81 +1,76 @@
-"""Load any trained model by card, shipped id or path, and run the models that fit a file.
+"""Load any trained model by card, shipped id or path (once per process), and run the models that fit a file.
 
-Why here: the CLI ``predict``, the app and ``evaluate`` all start from "this model" given in a different
-form; one resolver means a moved run folder or a shipped id behave the same everywhere.
+Why here: the CLI ``predict``, the app and the composites all start from "this model" given in a different
+form; the one resolver (``models.hub.resolve_card``, re-exported here) turns it into a card and the one
+cache (:func:`shared_predictor`, keyed by ``models.hub.predictor_key``) hands every caller the same loaded
+object.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
 from spine_models.data.records import VIEW_CLASSES
-from spine_models.errors import WeightsNotAvailableError
-from spine_models.models.cards import ModelCard, find_card
+from spine_models.models.cards import ModelCard
+from spine_models.models.hub import ModelRef, predictor_key, resolve_card
 
-__all__ = ["resolve_card", "load_predictor", "shared_predictor", "card_fits", "is_view_gate", "infer_view", "VIEW_SURE",
+__all__ = ["resolve_card", "load_predictor", "shared_predictor", "loaded_key", "card_fits", "is_view_gate", "infer_view", "VIEW_SURE",
            "predict_file"]
 
 VIEW_SURE = 0.9  # below this a film stays "view unknown" and every X-ray model runs on it
 
 
-def _card_from_file(path: Path) -> ModelCard:
-    card = ModelCard.from_json(path)
-    if not card.weights_path().exists():
-        # a run folder or a weights folder that moved: the weight file sits next to the card
-        for cand in (path.parent / Path(card.weights).name, path.parent / "model.pt", path.with_suffix(".pt")):
-            if cand.is_file():
-                return dataclasses.replace(card, weights=str(cand.resolve()))
-    return card
-
-
-def resolve_card(model: ModelCard | str | Path) -> ModelCard:
-    """A card from: a ModelCard; a run folder; a ``card.json``/``<id>.json``; a ``model.pt`` with its card beside it; a shipped id."""
-    if isinstance(model, ModelCard):
-        return model
-    p = Path(model)
-    if p.is_dir():
-        if (p / "card.json").is_file():
-            return _card_from_file(p / "card.json")
-        raise WeightsNotAvailableError(f"{p}: no card.json in this folder; pass a run folder written by `spine-models train`")
-    if p.is_file():
-        if p.suffix == ".json":
-            return _card_from_file(p)
-        for cand in (p.with_suffix(".json"), p.parent / "card.json"):
-            if cand.is_file():
-                card = _card_from_file(cand)
-                return dataclasses.replace(card, weights=str(p.resolve()), sha256="") if card.weights_path().resolve() != p.resolve() else card
-        raise WeightsNotAvailableError(f"{p}: no model card next to this weight file (card.json or {p.with_suffix('.json').name})")
-    return find_card(str(model))
-
-
-def load_predictor(model: ModelCard | str | Path, device: str | None = None) -> Any:
-    """The task's Predictor (``spine_models.engine.<task>.Predictor``) for a card, id or path."""
-    from spine_models.engine import card_engine
+def load_predictor(model: ModelRef, device: str | None = None) -> Any:
+    """A new Predictor for a card, id or path (``engine.predictor_class``: the task's, or the composite one).
+    Most callers want :func:`shared_predictor`, which loads each weight file once per process."""
+    from spine_models.engine import predictor_class
 
     card = resolve_card(model)
-    return card_engine(card).Predictor(card, device=device)
+    return predictor_class(card)(card, device=device)
 
 
-@functools.lru_cache(maxsize=16)
-def _shared(key: tuple[str, str, str]) -> Any:
-    return load_predictor(key[0]) if not key[1] else load_predictor(_CARDS[key])
+_LOADED: "OrderedDict[tuple[str, ...], Any]" = OrderedDict()
+_LOCK = threading.Lock()
+_KEY_LOCKS: dict[tuple[str, ...], threading.Lock] = {}
+MAX_LOADED = 32  # more than every shipped model: the app's st.cache_resource entries stay the same objects
 
 
-_CARDS: dict[tuple[str, str, str], ModelCard] = {}
+def loaded_key(card: ModelCard, device: str | None = None) -> tuple[str, ...]:
+    """``models.hub.predictor_key`` (id, sha256, weight file) plus the device the weights sit on."""
+    from spine_models._env import get_device
+
+    return (*predictor_key(card), str(get_device(device)))
 
 
-def shared_predictor(model: ModelCard | str | Path) -> Any:
-    """One Predictor per model in this process, for components other models run (the U-Net that places a
-    crop, a composite's experts, the view gate): inference does not change a predictor, so composites that
-    share a component load it once. A reference (id / path) or a card, keyed on (id, weights, sha256) so an
-    edited card is a new entry. Callers that need their own device use ``load_predictor``."""
-    if isinstance(model, ModelCard):
-        key = (model.id, str(model.weights), str(model.sha256 or ""))
-        _CARDS.setdefault(key, model)
-        return _shared(key)
-    return _shared((str(model), "", ""))
+def shared_predictor(model: ModelRef, device: str | None = None, *, cls: type | None = None) -> Any:
+    """The one Predictor per weight file in this process, for every caller: the app (``ui.models.get_predictor``
+    keeps this object under ``st.cache_resource``), the CLI and composites' components. Why: inference does not
+    change a predictor, so a U-Net used by three models sits in memory once. Keyed by
+    ``models.hub.predictor_key`` and the device, so an edited card or a replaced weight file is a new entry.
+    ``cls``: another class than the card's own (``engine.predictor_class``), e.g. the plain segment Predictor
+    of a disc locator that a disc grader runs; a separate entry."""
+    from spine_models.engine import predictor_class
+
+    card = resolve_card(model)
+    own = predictor_class(card)
+    key = (*loaded_key(card, device), "" if cls is None or cls is own else f"{cls.__module__}.{cls.__qualname__}")
+    with _LOCK:
+        if key in _LOADED:
+            _LOADED.move_to_end(key)
+            return _LOADED[key]
+        lock = _KEY_LOCKS.setdefault(key, threading.Lock())
+    with lock:  # one load per key even when two threads ask at once (the app's warm-up and a page)
+        with _LOCK:
+            if key in _LOADED:
+                return _LOADED[key]
+        pred = (cls or own)(card, device=device)
+        with _LOCK:
+            _LOADED[key] = pred
+            while len(_LOADED) > MAX_LOADED:
+                _LOADED.popitem(last=False)
+        return pred
 
 
 def card_fits(card: ModelCard, radiograph: Any) -> bool:
@@ -129,5 +124,5 @@ def predict_file(path: str | Path, cards: Sequence[ModelCard | str | Path], *, d
     for c in cards:
         card = resolve_card(c)
         if card_fits(card, rad):
-            results.append(load_predictor(card, device=device).predict(rad, **predict_kwargs))
+            results.append(shared_predictor(card, device=device).predict(rad, **predict_kwargs))
     return results

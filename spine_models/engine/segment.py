@@ -22,9 +22,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from spine_models.config import defaults as cfg_defaults
+from spine_models.config import CHOICES, defaults as cfg_defaults
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.data.vertebra_targets import DISC_STRUCTURES, encode_ignore, has_disc_truth, has_vertebra_truth
+from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
 from spine_models.engine.trainer import init_from_run
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
@@ -515,7 +516,7 @@ def _plausibility(lm: dict[str, Any], cobb_deg: float, shape: tuple[int, ...]) -
     return {"reliable": not warnings, "warnings": warnings}
 
 
-TTA_MODES = ("none", "hflip")
+TTA_MODES = CHOICES["segment"]["tta"]
 
 
 def _check_body_height(value: Any) -> float:
@@ -535,8 +536,11 @@ def _check_tta(value: Any, where: str) -> str:
     return str(value)
 
 
-class Predictor:
+class Predictor(BasePredictor):
     """A trained segment model ready to run on films: ``Predictor(card).predict(image)``.
+
+    ``predict(image, pixel_spacing_mm=None, measure=True, threshold=None)``: masks per structure at the film's
+    own resolution, plus its measurements (Cobb on AP, slip on lateral; in mm when the spacing is known).
 
     ``tta`` (default: the card's ``preprocessing["tta"]``, else none): ``hflip`` averages the
     probabilities of the film and of its mirror image (mirrored back). Why: the U-Nets were trained with
@@ -547,17 +551,15 @@ class Predictor:
     costs a second forward pass.
     """
 
+    task = "segment"
+    OPTIONS = TASK_OPTIONS["segment"]
+
     def __init__(self, card: ModelCard | str | Path, device: Any = None, *, tta: str | None = None) -> None:
-        import torch
-
-        from spine_models._env import get_device
-
         if not isinstance(card, ModelCard):
             card = ModelCard.from_json(card)
         if card.task != "segment":
             raise ConfigError(f"model {card.id!r} is a {card.task} model, not a segment model")
-        self.card = card
-        self.device = get_device(device) if not isinstance(device, torch.device) else device
+        super().__init__(card, device)
         sd, kw = load_state(card)
         self.model = create_model(card.arch, task="segment", **kw)
         self.model.load_state_dict(sd)
@@ -571,27 +573,46 @@ class Predictor:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(K, H, W) float32 sigmoid probabilities at the film's original resolution (TTA as ``self.tta``)."""
-        import cv2
-        import torch
+        return self._to_film(self.infer(self.preprocess(Film(pixels))), pixels.shape[:2])
 
-        x = torch.from_numpy(model_input(pixels, self.size, self.card.normalization))[None].to(self.device)
-        if self.tta == "hflip":
-            x = torch.cat([x, torch.flip(x, dims=[-1])])
-        with torch.inference_mode():
-            p = torch.sigmoid(self.model(x).float()).cpu().numpy()
-        p = (p[0] + p[1][..., ::-1]) / 2 if self.tta == "hflip" else p[0]
-        h, w = pixels.shape[:2]
-        return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in p])
-
-    def predict(self, image: Any, *, pixel_spacing_mm: tuple[float, float] | float | None = None,
-                measure: bool = True, threshold: float | None = None) -> SegmentationResult:
-        """Masks per structure at the original resolution (+ measurements, in mm when spacing is known)."""
-        t0 = time.perf_counter()
+    # ------------------------------------------------------------------ stages
+    def read(self, image: Any, *, pixel_spacing_mm: tuple[float, float] | float | None = None, **_: Any) -> Film:
+        """The film, with ``pixel_spacing_mm`` (one number or (row, col)) in place of its own when given."""
         pixels, name, sp = read_pixels(image)
         if pixel_spacing_mm is not None:
             sp = (float(pixel_spacing_mm), float(pixel_spacing_mm)) if isinstance(pixel_spacing_mm, (int, float)) \
                 else (float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1]))
-        probs = self.probabilities(pixels)
+        return Film(pixels, name, sp)
+
+    def preprocess(self, film: Film, **_: Any) -> Any:
+        """(1 or 2, 1, H, W) tensor: the stretched, normalised film (and its mirror for ``hflip`` TTA)."""
+        import torch
+
+        x = torch.from_numpy(model_input(film.pixels, self.size, self.card.normalization))[None].to(self.device)
+        if self.tta == "hflip":
+            x = torch.cat([x, torch.flip(x, dims=[-1])])
+        return x
+
+    def infer(self, x: Any, **_: Any) -> np.ndarray:
+        """(K, h, w) sigmoid probabilities at the model's size (the mirror's mirrored back and averaged)."""
+        import torch
+
+        with torch.inference_mode():
+            p = torch.sigmoid(self.model(x).float()).cpu().numpy()
+        return (p[0] + p[1][..., ::-1]) / 2 if self.tta == "hflip" else p[0]
+
+    @staticmethod
+    def _to_film(p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        import cv2
+
+        h, w = shape
+        return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in p])
+
+    def postprocess(self, raw: np.ndarray, film: Film, x: Any, *, measure: bool = True, threshold: float | None = None,
+                    **_: Any) -> SegmentationResult:
+        """Masks at the film's resolution, the bodies found on AP films and the measurements."""
+        pixels, sp = film.pixels, film.spacing
+        probs = self._to_film(raw, pixels.shape[:2])
         thr = self.threshold if threshold is None else float(threshold)
         masks = {s: probs[k] > thr for k, s in enumerate(self.structures)}
         ap_read, bodies = None, []
@@ -608,10 +629,14 @@ class Predictor:
         meas = measure_masks(masks, self.card.view, sp, ap_read=ap_read) if measure else {}
         if sp is not None:
             meas["pixel_spacing_mm"] = list(sp)
-        return SegmentationResult(model_id=self.card.id, source=name, image_size=tuple(pixels.shape[:2]),
-                                  elapsed_ms=(time.perf_counter() - t0) * 1000, device=str(self.device),
-                                  structures=list(self.structures), masks=masks, measurements=meas,
-                                  vertebrae=bodies)
+        return SegmentationResult(model_id=self.card.id, source=film.name, image_size=tuple(pixels.shape[:2]),
+                                  device=str(self.device), structures=list(self.structures), masks=masks,
+                                  measurements=meas, vertebrae=bodies)
+
+    def memo_settings(self) -> tuple:
+        """What besides the weights decides a result (a card edited in place or another ``tta`` is another entry)."""
+        return (self.tta, self.threshold, self.body_height, self.card.view, tuple(self.structures), self.size,
+                repr(sorted((self.card.normalization or {}).items())))
 
 
 # --------------------------------------------------------------------------------------- evaluation
