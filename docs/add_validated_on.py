@@ -58,7 +58,8 @@ def _entry(card: dict[str, Any]) -> dict[str, Any]:
         name, evals = phantom_name(str(card.get("trained_on", "")))
         entry["data"] = name
     entry["metrics"] = headline_metrics(card.get("metrics") or {})
-    unit = "discs" if card.get("view") == "mri" else "films"
+    slices = card.get("arch") == "disc_grading" or "disc" in (card.get("structures") or [])
+    unit = "sagittal slices" if slices else "discs" if card.get("view") == "mri" else "films"
     desc = f"{ev['n']} {unit}" if "n" in ev else "the card's evaluation data"
     if ev.get("split") and ev["split"] != "all":
         desc += f", held-out {ev['split']} part (per-patient split)"

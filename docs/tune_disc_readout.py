@@ -1,6 +1,6 @@
 """Choose the disc locator's read-out (mask threshold, box scale) on the *validation* patients, never the test ones.
 
-    .venv/bin/python docs/tune_disc_readout.py --model RUN_OR_ID --data ../shared/data/spider-mri
+    .venv/bin/python docs/tune_disc_readout.py --model RUN_OR_ID --data ../shared/data/spider-mri [--write]
 
 Why: a disc's box is read from its found ellipse (``measure.discs``: extent / ``disc_core``); how the network's
 ellipses come out (a little fat or thin, by threshold) decides whether the box reaches IoU 0.5 with the upstream
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
+    ap.add_argument("--write", action="store_true", help="write the chosen read-out into the run folder's card.json")
     a = ap.parse_args(argv)
 
     from spine_models.data.adapters import load_dataset
@@ -62,6 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     assert best is not None
     ap50, thr, sx, sy, core = best
     print(f"best on validation: threshold {thr}, box scale x{sx} y{sy} (disc_core {core[0]:.4f}, {core[1]:.4f}): AP50 {ap50:.3f}")
+    if a.write:
+        path = Path(a.model) / "card.json"
+        if not path.is_file():
+            raise SystemExit(f"--write needs a run folder with card.json; {a.model} is not one")
+        import json
+
+        d = json.loads(path.read_text())
+        d["thresholds"] = {**(d.get("thresholds") or {}), "mask": thr}
+        d["preprocessing"] = {**(d.get("preprocessing") or {}), "disc_core": [round(core[0], 4), round(core[1], 4)]}
+        d["notes"] = [*(d.get("notes") or []), f"read-out (mask threshold {thr}, disc_core {core[0]:.4f}, {core[1]:.4f}) chosen "
+                      f"on {len(cached)} validation slices by docs/tune_disc_readout.py (validation disc AP50 {ap50:.3f})"]
+        path.write_text(json.dumps(d, indent=2) + "\n")
+        print(f"wrote the read-out into {path}")
     return 0
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from spine_models.data.disc_crops import CROP_SIZE, column_up, disc_crop
-from spine_models.data.spider import FINDINGS, grading_targets
+from spine_models.data.spider import FINDINGS, LUMBAR_LEVELS, grading_targets
 from spine_models.data.vertebra_targets import DISC_CORE, disc_boxes
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.errors import ConfigError, DatasetError
@@ -405,7 +405,9 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool 
 def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples: int = 1000,
              predictor: Any = None) -> dict[str, Any]:
     """SPEC segment keys (``dice``/``iou`` of the disc channel on slices with recovered boxes) plus the disc-grading
-    keys: ``disc_ap50`` and the grading keys over every graded disc the model names, CIs over patients."""
+    keys: ``disc_ap50``; ``disc_level_accuracy`` (named discs matched at IoU >= 0.5 to a recovered box whose level is
+    certain: share named right); ``lumbar_discs_named_fraction`` (graded lumbar levels the model names on a slice);
+    and the grading keys over every graded disc the model names. CIs over patients."""
     from spine_models._progress import progress
     from spine_models.data.vertebra_targets import disc_mask
     from spine_models.metrics.bootstrap import bootstrap_ci
@@ -417,6 +419,8 @@ def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples:
     preds_b, gts_b, box_groups, dices, dice_groups = [], [], [], [], []
     pf_t, pf_p, f_t, f_p, groups, rows = [], [], [], [], [], []
     n_graded_truth, n_named = 0, 0
+    level_hits: list[float] = []
+    level_groups: list[str] = []
     for s in progress(dataset.samples, desc="evaluate", quiet=quiet):
         r = pred.predict(s.path)
         truth = disc_boxes(s.boxes)
@@ -429,7 +433,20 @@ def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples:
             dices.append(float(dice(r.masks["disc"], tm)))
             dice_groups.append(s.patient_id)
         grades = s.meta.get("gradings") or {}
-        n_graded_truth += sum(1 for lvl in grades if lvl in ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"))
+        n_graded_truth += sum(1 for lvl in grades if lvl in LUMBAR_LEVELS)
+        n_named += len({d.level for d in r.discs if d.level in LUMBAR_LEVELS and d.level in grades})
+        tl = truth_discs(s)
+        if tl:  # level names against the levels of the recovered boxes (IoU >= 0.5 match)
+            from spine_models.metrics.detection import box_iou
+
+            named = [d for d in r.discs if d.level]
+            if named:
+                iou = box_iou(np.array([d.box for d in named], float), np.array([b for _, b in tl], float))
+                for i, d in enumerate(named):
+                    j = int(np.argmax(iou[i]))
+                    if iou[i, j] >= 0.5:
+                        level_hits.append(float(d.level == tl[j][0]))
+                        level_groups.append(s.patient_id)
         row = {"id": s.id, "patient_id": s.patient_id, "levels_reliable": r.levels_reliable, "discs": []}
         for d in r.discs:
             if d.level in grades and d.pfirrmann is not None:
@@ -439,7 +456,6 @@ def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples:
                 f_t.append([t[f] for f in findings])
                 f_p.append([d.findings[f] for f in findings])
                 groups.append(s.patient_id)
-                n_named += d.level in ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
                 row["discs"].append({"level": d.level, "pfirrmann": d.pfirrmann, "truth_pfirrmann": t["pfirrmann"] + 1,
                                      **{f: round(d.findings[f], 4) for f in findings},
                                      **{f"truth_{f}": t[f] for f in findings}})
@@ -458,6 +474,9 @@ def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples:
     if pf_t:
         metrics.update(grading_metrics(np.array(pf_t), np.array(pf_p), np.array(f_t), np.array(f_p), findings,
                                        dict(card.thresholds), groups, n_resamples=n_resamples))
+    if level_hits:
+        metrics["disc_level_accuracy"] = bootstrap_ci(lambda a: float(np.mean(a)), np.array(level_hits), groups=level_groups,
+                                                      n_resamples=n_resamples)
     metrics["n_discs_graded"] = len(pf_t)
     metrics["lumbar_discs_named_fraction"] = (n_named / n_graded_truth) if n_graded_truth else None
     return {"metrics": metrics, "predictions": rows}

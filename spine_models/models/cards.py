@@ -17,7 +17,7 @@ from spine_models.errors import ConfigError, WeightsNotAvailableError
 from spine_models.io.digest import sha256_file  # re-exported: cards pin weights by it
 
 __all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file", "load_state",
-           "is_real_validated", "validation_badge"]
+           "is_real_validated", "validation_badge", "dequantize_state", "INT8_SCALE"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -171,14 +171,44 @@ def find_card(model_id: str, directory: str | Path | None = None) -> ModelCard:
     raise WeightsNotAvailableError(f"no shipped model {model_id!r}; available: {valid}")
 
 
+INT8_SCALE = ".int8_scale"  # suffix of the per-output-channel scale stored beside an int8 weight tensor
+INT8_MIN_NUMEL = 4096  # smaller tensors (biases, norms, small heads) stay float16
+
+
 def save_checkpoint_file(path: str | Path, *, arch: str, task: str, state_dict: dict, arch_kwargs: dict | None = None,
-                         half: bool = True) -> str:
-    """Write a shipped weight file (float16 unless ``half=False``) and return its sha256."""
+                         half: bool = True, int8: bool = False) -> str:
+    """Write a shipped weight file (float16 unless ``half=False``) and return its sha256.
+
+    ``int8``: every conv/linear weight of at least ``INT8_MIN_NUMEL`` values is stored as symmetric int8 with one
+    float32 scale per output channel (about half an fp16 file). Why storage only: inference dequantizes to float32 at
+    load (:func:`dequantize_state`), so every engine runs unchanged; the card's metrics must be re-measured after it."""
     import torch
 
-    sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state_dict.items()}
-    torch.save({"format": 1, "arch": arch, "task": task, "arch_kwargs": arch_kwargs or {}, "state_dict": sd}, path)
+    sd: dict[str, Any] = {}
+    quantized: list[str] = []
+    for k, v in state_dict.items():
+        if int8 and v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_NUMEL:
+            w = v.detach().float().reshape(v.shape[0], -1)
+            scale = (w.abs().amax(1) / 127.0).clamp_min(1e-12)
+            sd[k] = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(v.shape).contiguous()
+            sd[k + INT8_SCALE] = scale.contiguous()
+            quantized.append(k)
+        else:
+            sd[k] = (v.half() if half and v.is_floating_point() else v).contiguous()
+    blob = {"format": 1, "arch": arch, "task": task, "arch_kwargs": arch_kwargs or {}, "state_dict": sd}
+    if quantized:
+        blob["int8"] = quantized
+    torch.save(blob, path)
     return sha256_file(path)
+
+
+def dequantize_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The float32 state dict of a shipped checkpoint: fp16 tensors cast back, int8 tensors times their scales."""
+    sd = dict(ckpt["state_dict"])
+    for k in ckpt.get("int8") or []:
+        scale = sd.pop(k + INT8_SCALE).float()
+        sd[k] = sd[k].float() * scale.reshape(-1, *([1] * (sd[k].dim() - 1)))
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
 
 
 def load_state(card: ModelCard, *, verify: bool = True) -> tuple[dict, dict]:
@@ -191,5 +221,4 @@ def load_state(card: ModelCard, *, verify: bool = True) -> tuple[dict, dict]:
     if verify and card.sha256 and sha256_file(path) != card.sha256:
         raise WeightsNotAvailableError(f"{path}: sha256 does not match the model card of {card.id!r}; the file is damaged or replaced")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
-    return sd, dict(ckpt.get("arch_kwargs") or card.arch_kwargs)
+    return dequantize_state(ckpt), dict(ckpt.get("arch_kwargs") or card.arch_kwargs)

@@ -152,7 +152,12 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
 
         sd = load_file(str(p))
     else:
-        sd = _unwrap_state(torch.load(p, map_location="cpu", weights_only=True), p)
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+        if isinstance(obj, dict) and obj.get("int8") and isinstance(obj.get("state_dict"), dict):
+            from spine_models.models.cards import dequantize_state
+
+            obj = dequantize_state(obj)  # an int8-stored shipped file
+        sd = _unwrap_state(obj, p)
     return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
 
 

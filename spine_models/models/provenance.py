@@ -125,14 +125,15 @@ def trained_on_with_licences(trained_on: str, sources: Iterable[Mapping[str, Any
 # headline figures of a validation entry, most telling first; dotted keys reach into nested metrics
 _HEADLINE_KEYS = ("cobb_mae_deg", "cobb_smape_percent", "cobb_within_5deg", "vertebra_ap50", "per_class.vertebra.ap50",
                   "slip_mae_percent", "balanced_accuracy", "macro_f1", "auc_macro", "map50", "map50_95",
-                  "pfirrmann_accuracy", "dice.vertebra")
+                  "pfirrmann_accuracy", "per_class.herniation.auc", "disc_ap50", "disc_level_accuracy", "dice.vertebra")
 _PHRASES = {  # key -> (label, unit, digits)
     "cobb_mae_deg": ("Cobb MAE", "°", 1), "cobb_smape_percent": ("Cobb SMAPE", " %", 1),
     "cobb_within_5deg": ("within 5°", "", 2), "vertebra_ap50": ("vertebra AP50", "", 2),
     "per_class_vertebra_ap50": ("vertebra AP50", "", 2), "slip_mae_percent": ("slip MAE", " %", 1),
     "balanced_accuracy": ("balanced accuracy", "", 2), "macro_f1": ("macro-F1", "", 2), "auc_macro": ("AUC", "", 2),
     "map50": ("mAP50", "", 2), "map50_95": ("mAP50-95", "", 2), "pfirrmann_accuracy": ("Pfirrmann accuracy", "", 2),
-    "dice_vertebra": ("Dice vertebra", "", 2),
+    "dice_vertebra": ("Dice vertebra", "", 2), "disc_ap50": ("disc AP50", "", 2),
+    "disc_level_accuracy": ("level names right", "", 2), "per_class_herniation_auc": ("herniation AUC", "", 2),
 }
 
 
