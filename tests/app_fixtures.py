@@ -2,9 +2,24 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"  # browser screenshots (gitignored), kept as test artefacts
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def make_weights(folder: Path, *, detect: bool = True) -> Path:
@@ -122,3 +137,71 @@ def make_disc_weights(folder: Path) -> Path:
               structures=["disc", "disc_caudal"], thresholds={"herniation": 0.5, "bulging": 0.5, "narrowing": 0.5}
               ).to_json(folder / "tiny-disc-grader.json")
     return folder
+
+
+# ------------------------------------------------------------------------------ real browser (Playwright)
+def require_browser() -> None:
+    """Skip (with the reason) when Debian's chromium or the playwright package is absent: the browser tests need both."""
+    import pytest
+
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent: install Debian's chromium (apt-get install chromium) to run the browser test")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(tmp: Path, weights: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free port with ``weights`` as weights/ and private runs/cache folders under ``tmp``;
+    yields its URL once healthy, stops it after. Why one helper: every browser test module starts the same server."""
+    import pytest
+
+    port = _free_port()
+    env = dict(os.environ, SPINE_MODELS_WEIGHTS=str(weights), SPINE_MODELS_RUNS=str(tmp / "runs"),
+               SPINE_MODELS_CACHE=str(tmp / "cache"), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    log_path = tmp / "streamlit.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+                                 "--server.port", str(port), "--server.address", "127.0.0.1",
+                                 "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
+                        break
+                except OSError:
+                    time.sleep(0.3)
+            else:
+                pytest.fail(f"streamlit did not become healthy in 60 s; log: {log_path.read_text()[-2000:]}")
+            yield url
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=20)
+
+
+@contextmanager
+def browser_page() -> Iterator[Any]:
+    """One headless chromium page (tall viewport: whole pages fit one screenshot)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 2600})
+        finally:
+            browser.close()
+
+
+def shot(page: Any, name: str) -> None:
+    """A full-page screenshot under test-artifacts/, after Streamlit has finished drawing."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(1500)  # let Streamlit finish drawing the rest of the page
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

@@ -6,84 +6,33 @@ test-artifacts/ (gitignored). Skips with a reason when /usr/bin/chromium or play
 """
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from app_fixtures import dicom_bytes, film, make_weights, png_bytes  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
+from app_fixtures import (browser_page, dicom_bytes, film, make_weights, png_bytes, require_browser,  # noqa: E402
+                          shot, streamlit_server)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent: install Debian's chromium (apt-get install chromium) to run the browser test")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    require_browser()
     tmp = tmp_path_factory.mktemp("browser")
-    weights = make_weights(tmp / "weights")
-    port = _free_port()
-    env = dict(os.environ, SPINE_MODELS_WEIGHTS=str(weights), SPINE_MODELS_RUNS=str(tmp / "runs"),
-               SPINE_MODELS_CACHE=str(tmp / "cache"), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    log = open(tmp / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"streamlit did not become healthy in 60 s; log: {(tmp / 'streamlit.log').read_text()[-2000:]}")
     files = {"png": tmp / "film.png", "dcm": tmp / "film.dcm"}
     files["png"].write_bytes(png_bytes(film(256, 128)))
     files["dcm"].write_bytes(dicom_bytes(film(256, 128, seed=2)))
-    yield url, files
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=20)
-    log.close()
+    with streamlit_server(tmp, make_weights(tmp / "weights")) as url:
+        yield url, files
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 2600})
+    with browser_page() as pg:
         yield pg
-        browser.close()
-
-
-def _shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(1500)  # let Streamlit finish drawing the rest of the page
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def _upload_and_wait(page, path: Path) -> None:
@@ -97,7 +46,7 @@ def test_upload_png_and_dicom_show_results(server, page) -> None:
     page.goto(url)
     page.get_by_text("Analyse X-ray").first.wait_for(timeout=60_000)
     page.get_by_text("Device:").wait_for(timeout=30_000)
-    _shot(page, "01-start")
+    shot(page, "01-start")
     _upload_and_wait(page, files["png"])
     # findings first, each from a labelled model; the per-model sections below are collapsed
     for head in ("Findings", "Scoliosis:", "phantom-trained — not validated on real films", "tiny-cls · classify",
@@ -106,7 +55,7 @@ def test_upload_png_and_dicom_show_results(server, page) -> None:
     page.get_by_text("tiny-cls · classify").first.click()  # open one section: its probabilities and map
     for head in ("Prediction:", "Grad-CAM", "calls the class with the largest probability"):
         page.get_by_text(head).first.wait_for(timeout=30_000)
-    _shot(page, "02-png-results")
+    shot(page, "02-png-results")
     with page.expect_download(timeout=90_000) as dl:  # the PDF is built when clicked, without a rerun
         page.get_by_text("Clinician report (PDF)").first.click()
     pdf = Path(dl.value.path()).read_bytes()
@@ -119,7 +68,7 @@ def test_upload_png_and_dicom_show_results(server, page) -> None:
     body = page.inner_text("body")
     assert "Doe" not in body and "Jane" not in body
     assert "DICOM" in body
-    _shot(page, "03-dicom-results")
+    shot(page, "03-dicom-results")
 
 
 def test_bad_upload_shows_error_inline(server, page, tmp_path: Path) -> None:
@@ -130,7 +79,7 @@ def test_bad_upload_shows_error_inline(server, page, tmp_path: Path) -> None:
     page.locator("input[type=file]").first.set_input_files(str(bad))
     page.get_by_text("not an image").first.wait_for(timeout=30_000)
     assert "Traceback" not in page.inner_text("body")
-    _shot(page, "04-bad-upload")
+    shot(page, "04-bad-upload")
 
 
 @pytest.mark.parametrize("path,text", [("models", "tiny-seg"), ("train", "Start training"), ("compare", "Evaluate"),
@@ -140,4 +89,4 @@ def test_other_pages_render(server, page, path: str, text: str) -> None:
     page.goto(f"{url}/{path}")
     page.get_by_text(text).first.wait_for(timeout=60_000)
     assert "Traceback" not in page.inner_text("body")
-    _shot(page, f"05-page-{path}")
+    shot(page, f"05-page-{path}")
