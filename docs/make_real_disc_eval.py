@@ -90,6 +90,16 @@ def main(argv: list[str] | None = None) -> int:
                 calls = {f: disc[f] >= met["per_class"][f]["threshold"] for f in met["per_class"]}
                 states[disc_state(disc["pfirrmann"], calls)] += 1
                 truth_states[disc_state(disc["truth_pfirrmann"], {f: bool(disc[f"truth_{f}"]) for f in met["per_class"]})] += 1
+        per_seq: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
+        for row in reports[m]["predictions"]:
+            seq = str(row["id"]).rsplit("_", 1)[-1].upper()
+            per_seq[seq] += [(x["pfirrmann"], x["truth_pfirrmann"]) for x in row["discs"]]
+        lines += ["", "Per sequence (Pfirrmann grading is defined on T2):", "", "| sequence | discs | exact | within one |",
+                  "|---|---|---|---|"]
+        for seq, v in sorted(per_seq.items()):
+            if v:
+                lines.append(f"| {seq} | {len(v)} | {sum(p == t for p, t in v) / len(v) * 100:.0f} % | "
+                             f"{sum(abs(p - t) <= 1 for p, t in v) / len(v) * 100:.0f} % |")
         lines += ["", "Per level (discs graded, exact Pfirrmann agreement):", "", "| level | discs | exact |", "|---|---|---|"]
         order = ["T9-T10", "T10-T11", "T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
         for lvl in sorted(per_level, key=lambda x: order.index(x) if x in order else 99):
