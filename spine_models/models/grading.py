@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from spine_models.models.classification import SpineNetTiny
 from spine_models.models.registry import register_model
 
 __all__ = ["DiscGrader", "PFIRRMANN_GRADES", "split_outputs"]
@@ -19,28 +20,14 @@ __all__ = ["DiscGrader", "PFIRRMANN_GRADES", "split_outputs"]
 PFIRRMANN_GRADES = (1, 2, 3, 4, 5)
 
 
-class DiscGrader(nn.Module):
-    """Conv trunk (4 blocks, BN, ReLU) -> global average pool -> dropout -> [5 Pfirrmann logits | one logit per finding].
-
-    ``forward`` returns (N, 5 + len(findings)) logits; :func:`split_outputs` splits them."""
+class DiscGrader(SpineNetTiny):
+    """SpineNetTiny's trunk (4 conv blocks, BN, ReLU) -> global average pool -> dropout -> [5 Pfirrmann logits | one
+    logit per finding]. ``forward`` returns (N, 5 + len(findings)) logits; :func:`split_outputs` splits them."""
 
     def __init__(self, findings: Sequence[str] = ("herniation", "bulging", "narrowing"), in_chans: int = 1,
                  width: int = 24, dropout: float = 0.3) -> None:
-        super().__init__()
+        super().__init__(len(PFIRRMANN_GRADES) + len(tuple(findings)), in_chans, width, dropout)
         self.findings = tuple(findings)
-        chans = [in_chans, width, width * 2, width * 4, width * 8]
-        blocks: list[nn.Module] = []
-        for i in range(4):
-            blocks.append(nn.Sequential(
-                nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False), nn.BatchNorm2d(chans[i + 1]), nn.ReLU(inplace=True),
-                nn.Conv2d(chans[i + 1], chans[i + 1], 3, padding=1, bias=False), nn.BatchNorm2d(chans[i + 1]), nn.ReLU(inplace=True),
-                *([nn.MaxPool2d(2)] if i < 3 else [])))
-        self.features = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(chans[-1], len(PFIRRMANN_GRADES) + len(self.findings)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
 
 
 def split_outputs(logits: torch.Tensor, n_findings: int) -> tuple[torch.Tensor, torch.Tensor]:
