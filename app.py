@@ -13,10 +13,12 @@ st.set_page_config(page_title="Spine Lab", page_icon=":material/radiology:", lay
 
 from ui.models import NO_MODELS_HINT, device_label, shipped_cards, warm_up  # noqa: E402  (after set_page_config)
 
+# Each page file is named as its url_path: before the app's first run Streamlit knows pages only by their pages/ file
+# names, so a first deep link (/mri) to a differently named file opened under a "Page not found" dialog.
 PAGES = [
-    st.Page("pages/analyse_xray.py", title="Analyse X-ray", icon=":material/radiology:", url_path="analyse"),
-    st.Page("pages/mri_study.py", title="MRI study", icon=":material/view_in_ar:", url_path="mri"),
-    st.Page("pages/compare_models.py", title="Compare models", icon=":material/compare:", url_path="compare"),
+    st.Page("pages/analyse.py", title="Analyse X-ray", icon=":material/radiology:", url_path="analyse"),
+    st.Page("pages/mri.py", title="MRI study", icon=":material/view_in_ar:", url_path="mri"),
+    st.Page("pages/compare.py", title="Compare models", icon=":material/compare:", url_path="compare"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("pages/models.py", title="Models", icon=":material/badge:", url_path="models"),
 ]

@@ -131,7 +131,7 @@ def _study_zip() -> bytes:
 
 
 def test_mri_study_zip_lists_series(app_env: Path) -> None:
-    at = new_app("pages/mri_study.py")
+    at = new_app("pages/mri.py")
     at.file_uploader(key="mri_upload").upload("study.zip", _study_zip(), "application/zip").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     table = at.dataframe[0].value
@@ -145,7 +145,7 @@ def test_mri_phantom_folder_selection_roi_and_disc_states(app_env: Path) -> None
 
     root = app_env / "mri"
     generate_mri(root, 1, 0, quiet=True)
-    at = new_app("pages/mri_study.py")
+    at = new_app("pages/mri.py")
     at.radio(key="mri_example").set_value("Folder path").run()
     at.text_input(key="mri_folder").input(str(root / "SYN-MRI-0001")).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -161,7 +161,7 @@ def test_mri_phantom_folder_selection_roi_and_disc_states(app_env: Path) -> None
 
 
 def test_mri_bad_zip_shows_error(app_env: Path) -> None:
-    at = new_app("pages/mri_study.py")
+    at = new_app("pages/mri.py")
     at.file_uploader(key="mri_upload").upload("study.zip", b"PK\x03\x04 truncated", "application/zip").run()
     assert not at.exception and len(at.error) == 1 and "study.zip" not in at.error[0].value  # neutral id
 
@@ -195,7 +195,7 @@ def test_compare_two_models_on_a_folder(app_env: Path, weights: Path) -> None:
     import os
 
     os.environ["SPINE_MODELS_WEIGHTS"] = str(wdir)  # monkeypatch restores it (app_env set it)
-    at = new_app("pages/compare_models.py")
+    at = new_app("pages/compare.py")
     at.selectbox[0].set_value("classify").run()
     assert set(at.multiselect(key="cmp_models").value) == {"tiny-cls", "tiny-cls-b"}  # same classes, not the MRI model
     at.multiselect(key="cmp_models").set_value(["tiny-cls", "tiny-cls-b"]).run()

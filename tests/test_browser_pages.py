@@ -70,9 +70,8 @@ def page(server: Any) -> Any:
 
 
 def _open(page: Any, url: str, title: str) -> None:
-    """Open a page from the sidebar of a fresh session, as a new user would, and wait for its title. Why not its deep
-    link: the first deep link after a server start draws its page under a "Page not found" dialog that makes it inert
-    (test_first_deep_link_after_start_has_no_page_not_found)."""
+    """Open a page from the sidebar of a fresh session, as a new user would, and wait for its title (deep links have
+    their own test: test_first_deep_link_after_start_has_no_page_not_found)."""
     page.goto(url)
     page.get_by_role("heading", name="Analyse X-ray").first.wait_for(timeout=60_000)
     page.get_by_test_id("stSidebar").get_by_text(title, exact=True).click()
@@ -194,14 +193,14 @@ def test_train_form_warns_on_a_too_small_split(server: Any, page: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------- deep links
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="known bug: the first deep link after a server start (/mri, …) draws its page under a "
-                          "'Page not found' dialog that makes it inert (issue 16, item 8); later sessions are fine")
-def test_first_deep_link_after_start_has_no_page_not_found(server: Any, page: Any, tmp_path: Path) -> None:
-    """A fresh server (the bug shows on its first session only) opened at /mri: no "Page not found" dialog."""
+@pytest.mark.parametrize("path, title", [("mri", "MRI study"), ("compare", "Compare models")])
+def test_first_deep_link_after_start_has_no_page_not_found(server: Any, page: Any, tmp_path: Path, path: str,
+                                                           title: str) -> None:
+    """A fresh server opened at a deep link by its first session: no "Page not found" dialog. Why it can fail: before
+    the app's first run Streamlit only knows the pages/ files by name, so each page file is named as its url_path."""
     with streamlit_server(tmp_path, make_weights(tmp_path / "weights", detect=False)) as url:
-        page.goto(f"{url}/mri")
-        page.get_by_role("heading", name="MRI study").first.wait_for(timeout=60_000)
+        page.goto(f"{url}/{path}")
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
         page.wait_for_timeout(2500)
-        shot(page, "pages-06-first-deep-link")
+        shot(page, f"pages-06-first-deep-link-{path}")
         assert not page.get_by_text("Page not found").count()

@@ -255,7 +255,7 @@ def test_mri_page_grades_an_uploaded_sagittal_slice(tmp_path: Path, monkeypatch:
 
     point_app_at(make_disc_weights(tmp_path / "w"), tmp_path, monkeypatch)
     img, _ = _slice(np.random.default_rng(1))
-    at = new_app("pages/mri_study.py")
+    at = new_app("pages/mri.py")
     at.radio(key="mri_example").set_value("Sagittal slice (PNG/JPG/DICOM)").run()
     assert not at.exception
     at.file_uploader(key="mri_slice").upload("Doe_Jane_sag.png", png_bytes(img), "image/png").run()
