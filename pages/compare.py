@@ -104,7 +104,7 @@ if task == "classify":
     table = render.metric_table({n: r["metrics"] for n, r in reports.items()}, classes)
     st.dataframe(table, width="stretch")
     st.download_button("Measures CSV", table.to_csv().encode(), "spine_lab_measures.csv", "text/csv", key="cmp_csv")
-    curves = {n: pts for n, r in reports.items() if (pts := analysis.report_roc(r)) is not None}
+    curves = analysis.roc_curves(reports)
     if curves:
         st.plotly_chart(render.roc_figure(curves), key="roc")
 else:

@@ -288,3 +288,16 @@ def test_disagreement_gallery_names_images_neutrally() -> None:
     (row,) = disagreements(reps)
     assert row["image"].startswith("image-") and "Doe" not in row["image"]
     assert row["a"] == "normal" and row["b"] == "scoliosis"
+
+
+def test_roc_legend_does_not_contradict_an_undefined_macro_auc() -> None:
+    """A class without images leaves the report's macro AUC undefined ("—" in the table); the ROC legend says the
+    curve covers only the classes with images instead of quoting a bare AUC beside it."""
+    from ui.analysis import roc_curves
+
+    preds = [{"truth": t, "probs": {"normal": p, "scoliosis": 1 - p, "spondylolisthesis": 0.0}}
+             for t, p in (("normal", 0.9), ("normal", 0.7), ("scoliosis", 0.2), ("scoliosis", 0.4))]
+    rep = {"data": {"classes": ["normal", "scoliosis", "spondylolisthesis"]}, "predictions": preds,
+           "metrics": {"auc_macro": {"value": None, "ci95": [None, None]}}}
+    ok = {**rep, "metrics": {"auc_macro": {"value": 1.0, "ci95": [1.0, 1.0]}}}
+    assert list(roc_curves({"a": rep, "b": ok})) == ["a — classes with images only", "b"]

@@ -20,7 +20,7 @@ from spine_models.errors import SpineInputError
 
 __all__ = ["read_upload", "default_models", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view",
            "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "phantom_dataset", "model_ref",
-           "dataset_hash", "report_roc", "default_pair", "training_overlap", "split_sizes", "SMALL_PART_PATIENTS", "disagreements", "image_paths",
+           "dataset_hash", "report_roc", "roc_curves", "default_pair", "training_overlap", "split_sizes", "SMALL_PART_PATIENTS", "disagreements", "image_paths",
            "load_study", "mri_selection", "sagittal_overlay", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf",
            "disc_cards", "grade_slice", "sagittal_frame"]
 
@@ -256,6 +256,20 @@ def report_roc(report: dict[str, Any]) -> tuple[Any, Any, float] | None:
     y = np.array([classes.index(p["truth"]) for p in preds])
     P = np.array([[p["probs"].get(c, 0.0) for c in classes] for p in preds])
     return macro_roc(y, P, classes)
+
+
+def roc_curves(reports: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, Any, float]]:
+    """``{legend name: ROC}`` for the models whose reports have per-image probabilities. Why the name can change: when
+    a class has no images the report's macro AUC is undefined (the measures table shows "—") while the curve averages
+    the classes that have images; the legend says so instead of contradicting the table."""
+    out = {}
+    for name, rep in reports.items():
+        pts = report_roc(rep)
+        if pts is None:
+            continue
+        undefined = (rep.get("metrics", {}).get("auc_macro") or {}).get("value") is None
+        out[f"{name} — classes with images only" if undefined else name] = pts
+    return out
 
 
 def disagreements(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
