@@ -403,16 +403,11 @@ def disc_panel(result: Any, pixels: np.ndarray, card: Any, *, uploaded: bool) ->
     validation_label(card, uploaded=uploaded)
 
 
-def _heat(cam: np.ndarray, crop: np.ndarray | None) -> np.ndarray:
-    """A CAM in [0, 1] as a JET heat map (RGB uint8), blended over its grey crop when given."""
-    import cv2
+def _heat(cam: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    """A disc's CAM over its grey crop (the one heat-map blend, results.base.heat_overlay)."""
+    from spine_models.results.base import heat_overlay
 
-    u8 = (np.clip(cam, 0, 1) * 255).astype(np.uint8)
-    heat = cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB).astype(np.float32)
-    if crop is not None and crop.shape == cam.shape:
-        grey = np.repeat((np.clip(crop, 0, 1) * 255)[..., None], 3, axis=-1)
-        heat = 0.55 * grey + 0.45 * heat
-    return heat.astype(np.uint8)
+    return heat_overlay(crop, cam)
 
 
 def model_choice(cards: Sequence[Any], *, key: str) -> Any:

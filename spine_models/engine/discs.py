@@ -33,7 +33,7 @@ from spine_models.models.grading import PFIRRMANN_GRADES, split_outputs
 from spine_models.models.registry import create_model
 from spine_models.results.discs import DiscGrade, DiscGradingResult
 
-__all__ = ["ARCH", "is_disc_model", "DiscGradingPredictor", "Predictor", "train", "evaluate", "truth_discs", "grading_metrics"]
+__all__ = ["ARCH", "is_disc_model", "DiscGradingPredictor", "Predictor", "grade", "train", "evaluate", "truth_discs", "grading_metrics"]
 
 ARCH = "disc_grading"
 
@@ -113,25 +113,15 @@ class DiscGradingPredictor(BasePredictor):
 
     def grade_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Pfirrmann probabilities (N, 5), finding probabilities (N, F)) for crops (N, H, W) in [0, 1]."""
-        if len(crops) == 0:
-            return np.zeros((0, 5), np.float32), np.zeros((0, len(self.findings)), np.float32)
-        x = torch.from_numpy(np.asarray(crops, np.float32)[:, None]).to(self.device)
-        with torch.inference_mode():  # mirror averaging (anterior left or right): as in training's validation
-            pf, fi = split_outputs(self.model(x).float(), len(self.findings))
-            pf2, fi2 = split_outputs(self.model(torch.flip(x, dims=[-1])).float(), len(self.findings))
-            return torch.softmax((pf + pf2) / 2, -1).cpu().numpy(), torch.sigmoid((fi + fi2) / 2).cpu().numpy()
+        return grade(self.model, crops, len(self.findings), self.device)
 
     def _cams(self, crops: np.ndarray, grades: np.ndarray) -> list[np.ndarray]:
         """Grad-CAM of each crop's predicted Pfirrmann grade (its logit, not a finding's) on the last conv block."""
-        from pytorch_grad_cam import GradCAM
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        from spine_models.explain.gradcam import gradcam
 
-        out = []
-        with GradCAM(model=self.model, target_layers=[self.model.features[-1]]) as cam:
-            for c, g in zip(crops, grades):
-                x = torch.from_numpy(c[None, None].astype(np.float32)).to(self.device)
-                out.append(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(g))])[0].astype(np.float32))
-        return out
+        return [gradcam(self.model, torch.from_numpy(c[None, None].astype(np.float32)).to(self.device),
+                        target_class=int(g), target_layer=self.model.features[-1]).astype(np.float32)
+                for c, g in zip(crops, grades)]
 
     def read(self, image: Any, **_: Any) -> Film:
         from spine_models.engine.segment import read_pixels
@@ -274,21 +264,25 @@ def grading_metrics(pf_true: np.ndarray, pf_prob: np.ndarray, f_true: np.ndarray
     return out
 
 
-def _predict_discs(model: nn.Module, discs: Sequence[_Disc], findings: Sequence[str], device: Any,
-                   batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(Pfirrmann probs (N, 5), finding probs (N, F)) with the same mirror averaging as the Predictor."""
+def grade(model: nn.Module, crops: Any, n_findings: int, device: Any, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(Pfirrmann probabilities (N, 5), finding probabilities (N, F)) of crops (N, H, W) in [0, 1], each the mean of
+    the crop's and its mirror image's logits (anterior may be left or right): the Predictor and training's validation."""
     model.eval()
     pfs, fis = [], []
     with torch.inference_mode():
-        for i in range(0, len(discs), batch):
-            x = torch.from_numpy(np.stack([d.crop.astype(np.float32) for d in discs[i:i + batch]])[:, None]).to(device)
-            a, b = split_outputs(model(x).float(), len(findings))
-            a2, b2 = split_outputs(model(torch.flip(x, dims=[-1])).float(), len(findings))
+        for i in range(0, len(crops), batch):
+            x = torch.from_numpy(np.asarray(crops[i:i + batch], np.float32)[:, None]).to(device)
+            a, b = split_outputs(model(x).float(), n_findings)
+            a2, b2 = split_outputs(model(torch.flip(x, dims=[-1])).float(), n_findings)
             pfs.append(torch.softmax((a + a2) / 2, -1).cpu().numpy())
             fis.append(torch.sigmoid((b + b2) / 2).cpu().numpy())
     if not pfs:
-        return np.zeros((0, 5)), np.zeros((0, len(findings)))
+        return np.zeros((0, 5), np.float32), np.zeros((0, n_findings), np.float32)
     return np.concatenate(pfs), np.concatenate(fis)
+
+
+def _predict_discs(model: nn.Module, discs: Sequence[_Disc], findings: Sequence[str], device: Any) -> tuple[np.ndarray, np.ndarray]:
+    return grade(model, np.stack([d.crop for d in discs]) if discs else np.zeros((0, *CROP_SIZE)), len(findings), device)
 
 
 def _targets(discs: Sequence[_Disc], findings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -348,9 +342,6 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool 
     epochs = int(cfg.get("epochs", 60))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     pv, fv = _targets(va, findings)
-    budget = float(cfg.get("max_minutes", 0) or 0) * 60
-    t_start = time.perf_counter()
-
     def validate(m: nn.Module) -> dict[str, float]:
         from spine_models.metrics.discs import auc
 
@@ -360,22 +351,14 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool 
         score = acc + float(np.nanmean(aucs))
         return {"val_pfirrmann_accuracy": acc, **{f"val_auc_{n}": a for n, a in zip(findings, aucs)}, "val_score": score}
 
-    class _Budget:
-        def on_train_start(self, *a: Any) -> None: ...
-        def on_epoch_start(self, *a: Any) -> None: ...
-        def on_batch_end(self, *a: Any) -> None: ...
-        def on_epoch_end(self, *a: Any) -> None: ...
-        def on_log(self, *a: Any) -> None: ...
-        def on_train_end(self, *a: Any) -> None: ...
-        def should_stop(self) -> bool:
-            return bool(budget) and time.perf_counter() - t_start > budget
+    from spine_models.engine.callbacks import CallbackList, with_time_budget
 
-    cbs = [callbacks] if callbacks is not None and not isinstance(callbacks, list) else list(callbacks or [])
-    from spine_models.engine.callbacks import CallbackList
-
+    cbs = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
+        list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else [])
+    cbs = with_time_budget(cbs, cfg.get("max_minutes"), quiet)
     res = fit(model, train_loader=loader, validate=validate, loss_fn=_loss(findings, pos_weight.to(device)), optimizer=opt,
               device=device, epochs=epochs, out_dir=out, cfg=cfg, seed=seed, val_metric="val_score", mode="max",
-              patience=int(cfg.get("patience", 15)), scheduler=sched, callbacks=CallbackList(cbs + [_Budget()]),
+              patience=int(cfg.get("patience", 15)), scheduler=sched, callbacks=cbs,
               quiet=quiet, generator=g)
     model.load_state_dict(res.best_state)
     p, f = _predict_discs(model, va, findings, device)

@@ -11,6 +11,7 @@ import numpy as np
 
 from spine_models.metrics.bootstrap import bootstrap_ci
 from spine_models.metrics.classification import confusion
+from spine_models.metrics.detection import sens_spec_ci
 
 __all__ = ["auc", "pfirrmann_measures", "finding_measures", "N_GRADES"]
 
@@ -47,16 +48,7 @@ def finding_measures(y_true: Sequence[int], y_score: Sequence[float], threshold:
     """``auc``, ``sensitivity``, ``specificity`` (M each) of one binary finding at ``threshold``, plus counts."""
     y = np.asarray(y_true, int)
     s = np.asarray(y_score, float)
-
-    def sens(a: np.ndarray, b: np.ndarray) -> float:
-        pos = a == 1
-        return float(np.mean(b[pos] >= threshold)) if pos.any() else float("nan")
-
-    def spec(a: np.ndarray, b: np.ndarray) -> float:
-        neg = a == 0
-        return float(np.mean(b[neg] < threshold)) if neg.any() else float("nan")
-
+    sens, spec = sens_spec_ci(y == 1, s, threshold, n_resamples=n_resamples, seed=seed, groups=groups)
     return {"auc": bootstrap_ci(auc, y, s, groups=groups, n_resamples=n_resamples, seed=seed),
-            "sensitivity": bootstrap_ci(sens, y, s, groups=groups, n_resamples=n_resamples, seed=seed),
-            "specificity": bootstrap_ci(spec, y, s, groups=groups, n_resamples=n_resamples, seed=seed),
+            "sensitivity": sens, "specificity": spec,
             "threshold": float(threshold), "n_positive": int((y == 1).sum()), "n": int(len(y))}

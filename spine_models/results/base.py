@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Result", "to_rgb_uint8"]
+__all__ = ["Result", "to_rgb_uint8", "heat_overlay"]
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -21,6 +21,16 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
     a = (a * 255).round().astype(np.uint8)
     return np.stack([a] * 3, axis=-1) if a.ndim == 2 else a
+
+
+def heat_overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """A [0, 1] heat map (JET, resized to the image) blended over the image: RGB uint8 (Grad-CAM, SHAP)."""
+    import cv2
+
+    rgb = to_rgb_uint8(image)
+    h = cv2.resize(np.asarray(heat, np.float32), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    colored = cv2.applyColorMap((np.clip(h, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    return (rgb * (1 - alpha) + colored * alpha).astype(np.uint8)
 
 
 @dataclass

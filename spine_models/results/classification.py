@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from spine_models.results.base import Result, to_rgb_uint8
+from spine_models.results.base import Result, heat_overlay, to_rgb_uint8
 
 __all__ = ["ClassificationResult", "NO_ANSWER"]
 
@@ -57,16 +57,11 @@ class ClassificationResult(Result):
 
     def plot(self, image: np.ndarray, which: str = "cam", alpha: float = 0.45) -> np.ndarray:
         """Heat map (``cam`` or ``shap``) blended on the image; the plain image when absent."""
-        import cv2
-
-        rgb = to_rgb_uint8(image)
         heat = self.cam if which == "cam" else self.shap
         if heat is None:
-            return rgb
+            return to_rgb_uint8(image)
         h = np.asarray(heat, dtype=np.float32)
         if which == "shap":
             m = float(np.abs(h).max()) or 1.0
             h = (h / m + 1) / 2
-        h = cv2.resize(h, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-        colored = cv2.applyColorMap((np.clip(h, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
-        return (rgb * (1 - alpha) + colored * alpha).astype(np.uint8)
+        return heat_overlay(image, h, alpha)
