@@ -40,12 +40,12 @@ def _fmt(m: Any, pct: bool = False) -> str:
 
 
 def _cobb_scoliosis(card: Any, dataset: Any, n_resamples: int) -> dict[str, Any]:
-    from spine_models.engine.segment import Predictor
+    from spine_models.engine.predictor import shared_predictor
     from spine_models.measure import cobb_read
     from spine_models.metrics.audit import shortcut_audit
     from spine_models.metrics.classification import classification_metrics
 
-    pred = Predictor(card)
+    pred = shared_predictor(card)  # the card's own Predictor (a U-Net, or the U-Net + corner composite)
     y_true, y_pred, rows = [], [], []
     for s in dataset.samples:
         r = cobb_read(pred.predict(s.path).measurements.get("cobb"))
@@ -86,7 +86,6 @@ def _paired_scoliosis(classifier: Any, cards: list[Any], names: list[str], fraiw
 
     from spine_models.data.leakage import near_duplicates_between
     from spine_models.engine.predictor import shared_predictor
-    from spine_models.engine.segment import Predictor
     from spine_models.metrics.audit import metadata_baseline_predict
     from spine_models.metrics.classification import classification_metrics
     from spine_models.metrics.paired import mcnemar_test
@@ -106,7 +105,7 @@ def _paired_scoliosis(classifier: Any, cards: list[Any], names: list[str], fraiw
                                          for r in (cls.predict(s.path, cam=False) for s in keep)]
     answers["metadata-only baseline"] = metadata_baseline_predict(base_train, keep)
     for c, n in zip(cards, names):
-        p = Predictor(c)
+        p = shared_predictor(c)
         answers[f"Cobb >= 10 deg, `{n}`"] = [_cobb_call(p, s.path)[0] for s in keep]
     groups = [s.patient_id for s in keep]
     out: dict[str, Any] = {"classifier": classifier.id, "n_test": len(test), "dropped_near_duplicates": sorted(dup),
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from spine_models.data.adapters import load_dataset
-    from spine_models.engine import segment
+    from spine_models.engine import card_engine
     from spine_models.models.hub import resolve_card
     from spine_models.report.evaluation import test_part
 
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         out["dropped_near_duplicates"][Path(d).name] = dup
         print(Path(d).name, f"{len(test)} held-out films, {len(dup)} dropped as near duplicates of training films", flush=True)
         for c, m in zip(cards, args.model):
-            r = segment.evaluate(c, test, quiet=True, n_resamples=args.resamples)
+            r = card_engine(c).evaluate(c, test, quiet=True, n_resamples=args.resamples)
             out["results"].append({"data": Path(d).name, "model": m, "card_id": c.id,
                                    "validated_on": [v.get("data") for v in (c.validated_on or [])],
                                    "n": r["n"], "n_patients": r["n_patients"],

@@ -92,9 +92,13 @@ def default_models(cards: Sequence[Any], *, uploaded: bool) -> tuple[list[str], 
     if not real:
         return ids, ("No model validated on real films fits this image: every result below is from a "
                      "phantom-trained model and is labelled so.")
+    # a real-validated composite runs its component inside it (e.g. the AP U-Net behind the corner model): the
+    # component alone would show a second, less accurate reading of the same film
+    inside = {str((c.arch_kwargs or {}).get("locator")) for c in cards if c.id in real}
+    real = [i for i in real if i not in inside] or real
     left = [i for i in ids if i not in real]
     return real, (f"Running the {len(real)} model(s) validated on real films by default; "
-                  f"{len(left)} phantom-only model(s) can be added (their results are labelled).") if left else ""
+                  f"{len(left)} other model(s) can be added (phantom-only results are labelled).") if left else ""
 
 
 def infer_view(rad: Any, cards: Sequence[Any]) -> tuple[Any, str]:

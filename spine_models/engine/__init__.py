@@ -22,7 +22,7 @@ __all__ = ["task_module", "card_engine", "predictor_class", "TASKS", "ARCH_ENGIN
 
 TASKS = ("classify", "detect", "segment")
 # architectures with an engine module of their own (trained and run there; their cards keep a SPEC task)
-ARCH_ENGINES = {"disc_grading": "spine_models.engine.discs"}
+ARCH_ENGINES = {"disc_grading": "spine_models.engine.discs", "vertebra_corners": "spine_models.engine.landmarks"}
 
 
 def task_module(task: str, arch: str | None = None) -> ModuleType:
@@ -36,8 +36,11 @@ def task_module(task: str, arch: str | None = None) -> ModuleType:
 
 def card_engine(card: Any) -> ModuleType:
     """The engine module whose ``Predictor`` and ``evaluate`` serve a card: disc models (the ``disc_grading``
-    composite and any segment model with a ``disc`` structure) answer with disc boxes, levels and grades."""
-    if card.arch in ARCH_ENGINES or (card.task == "segment" and "disc" in (card.structures or [])):
+    composite and any segment model with a ``disc`` structure) answer with disc boxes, levels and grades; the
+    ``vertebra_corners`` composite (engine.landmarks) with the AP U-Net's bodies read again at film resolution."""
+    if card.arch in ARCH_ENGINES:
+        return importlib.import_module(ARCH_ENGINES[card.arch])
+    if card.task == "segment" and "disc" in (card.structures or []):
         return importlib.import_module("spine_models.engine.discs")
     return task_module(card.task)
 

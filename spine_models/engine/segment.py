@@ -689,7 +689,7 @@ def evaluate(card: ModelCard | str | Path, dataset: SpineDataset, *, quiet: bool
     from spine_models.metrics.detection import ImageBoxes, detection_map_ci
     from spine_models.metrics.landmarks import LandmarkAccumulator
 
-    pred = card if isinstance(card, Predictor) else Predictor(card)
+    pred = card if isinstance(card, BasePredictor) else Predictor(card)  # a composite's Predictor (engine.landmarks) too
     view = pred.card.view
     ap_model = "vertebra" in pred.structures and view != "lat"
     samples = [s for s in dataset.samples if s.path is not None and (s.masks or (ap_model and has_vertebra_truth(s)))

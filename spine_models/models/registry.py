@@ -22,6 +22,7 @@ _TASK_MODULES = (
     "spine_models.models.detection",
     "spine_models.models.segmentation",
     "spine_models.models.grading",
+    "spine_models.models.corners",
 )
 
 

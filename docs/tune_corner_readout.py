@@ -1,0 +1,116 @@
+"""Choose the corner model's Cobb read-out on real validation films, never on test films.
+
+    .venv/bin/python docs/tune_corner_readout.py --model RUN/card.json --data ../shared/data/aasce-ap \
+        --out docs/corner_readout_tuning.json [--write]
+
+Why: the ``vertebra_corners`` composite reads each body's corners again at film resolution; which Cobb rule turns
+those corners into the angle best — each endplate's own slope (``endplates``, the clinical rule), each body's mean
+tilt (``body_tilt``), or tilts fused with the line through the body centres (``fused``, with its two sigmas) — is an
+empirical question about the corners' errors. This script runs the model once per film of the *validation* part of
+the card's recorded patient split and scores every rule by the figures ``spine-models evaluate`` reports (a film whose
+angle is not shown counts 0 deg). ``--write`` stores the winner (lowest MAE) in the card's
+``preprocessing.cobb_angles`` (and ``fusion``); the test part is then measured once with
+``spine-models evaluate --split test``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+__all__ = ["main", "SETTINGS"]
+
+SETTINGS: list[dict[str, Any]] = (
+    [{"angles": "endplates"}, {"angles": "body_tilt"}]
+    + [{"angles": "fused", "fusion": {"sigma_body": sb, "sigma_axis": sa}}
+       for sb in (1.0, 2.0, 4.0) for sa in (0.5, 1.0, 2.0)])
+
+
+def _shown(bodies: dict[str, Any], shape: tuple[int, ...], setting: dict[str, Any]) -> float | None:
+    from spine_models.engine.segment import MIN_BODIES_COBB, _plausibility
+    from spine_models.measure import cobb_angle, cobb_read
+
+    if len(bodies) < MIN_BODIES_COBB:
+        return None
+    res = cobb_angle(bodies, angles=setting["angles"], fusion=setting.get("fusion"))
+    r = cobb_read({**res.to_dict(), **_plausibility(bodies, res.max_angle, shape)})
+    return r.value if r.ok else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--write", action="store_true", help="store the winning read-out in the card (a run folder's card)")
+    args = ap.parse_args(argv)
+
+    from spine_models.data.adapters import load_dataset
+    from spine_models.engine.landmarks import VertebraCornerPredictor
+    from spine_models.metrics.landmarks import smape_percent
+    from spine_models.models.hub import resolve_card
+    from spine_models.report.evaluation import split_part
+
+    card = resolve_card(args.model)
+    pred = VertebraCornerPredictor(card)
+    val = split_part(card, load_dataset(args.data, task="segment"), "val")
+    films = [s for s in val.samples if s.landmarks and s.meta.get("cobb_deg") is not None]
+    from spine_models.measure import cobb_read
+
+    reads, truths, alone = [], [], []
+    for s in films:
+        res = pred.predict(s.path)
+        reads.append(({v["name"]: np.asarray(v["corners"], float) for v in res.vertebrae}, res.image_size))
+        truths.append(float(s.meta["cobb_deg"]))
+        r = cobb_read(pred.locator.predict(s.path).measurements.get("cobb"))  # the U-Net's own read (film memo)
+        alone.append(r.value if r.ok else None)
+    t = np.asarray(truths)
+    rows = []
+
+    def score(st: dict[str, Any], got: list[float | None]) -> None:
+        v = np.array([0.0 if g is None else g for g in got])
+        e = np.abs(v - t)
+        rows.append({**st, "cobb_mae_deg": round(float(e.mean()), 3), "cobb_smape_percent": round(float(smape_percent(v, t)), 3),
+                     "cobb_within_5deg": round(float(np.mean(e <= 5)), 4), "bias_deg": round(float(np.mean(v - t)), 3),
+                     "shown": round(float(np.mean([g is not None for g in got])), 4)})
+        print(json.dumps(rows[-1]), flush=True)
+
+    score({"angles": "locator alone (reference, not a setting)"}, alone)
+    for st in SETTINGS:
+        got = [_shown(b, shape, st) for b, shape in reads]
+        score(st, got)
+        # the mean of this read and the U-Net's own: their errors are partly independent
+        score({**st, "mean_with_locator": True}, [None if a is None or g is None else (a + g) / 2
+                                                  for a, g in zip(alone, got)])
+    best = min((r for r in rows if r["angles"] in ("endplates", "body_tilt", "fused")), key=lambda r: r["cobb_mae_deg"])
+    Path(args.out).write_text(json.dumps({"model": card.id, "sha256": card.sha256, "part": "val", "n_films": len(films),
+                                          "n_patients": len({s.patient_id for s in films}), "best": best, "rows": rows},
+                                         indent=1) + "\n")
+    print(f"{len(films)} validation films; best {best}")
+    if args.write:
+        path = Path(args.model)
+        if path.is_dir():
+            path = path / "card.json"
+        if not path.is_file():
+            raise SystemExit(f"--write needs a card file or run folder, not {args.model!r}")
+        d = json.loads(path.read_text())
+        d.setdefault("preprocessing", {})["cobb_angles"] = best["angles"]
+        d["preprocessing"]["mean_with_locator"] = bool(best.get("mean_with_locator"))
+        if best.get("fusion"):
+            d["preprocessing"]["fusion"] = best["fusion"]
+        else:
+            d["preprocessing"].pop("fusion", None)
+        path.write_text(json.dumps(d, indent=2) + "\n")
+        print(f"wrote the read-out into {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,356 @@
+"""AP vertebra corners at the film's own resolution: the AP U-Net finds the bodies, a patch network reads their corners.
+
+Why a second stage: the AP U-Net reads a real film at about a quarter of its resolution; on held-out AASCE films its
+bodies' corners are off by ~28 px and each body's tilt by several degrees, and the Cobb angle — the largest difference
+of two tilts — inherits that noise (MAE 9.8 deg, docs/real_vertebra_eval.md). The ``vertebra_corners`` composite
+keeps the U-Net (its component, pinned by sha256; it runs once per film through the shared predictor and the film
+memo) and adds :class:`~spine_models.models.corners.VertebraCornerNet`, which reads one level patch per found body
+(:mod:`spine_models.data.vertebra_patches`) and answers the body's four corners and endplate angles. The Cobb angle
+is then measured from those corners through :mod:`spine_models.measure` exactly as from an expert's.
+
+Training uses every body with expert corners (landmark layout, e.g. ``aasce-ap``; the phantom's landmarks.csv too),
+cut around the *true* body with the errors the U-Net makes at test time drawn in: tilt off by N(0, ``corner_jitter_deg``)
+(a quarter of the patches uniform within 2.5 times that),
+centre +-8 % of the width, size +-15 %, mirrored half the time, and the sources' looks (gamma, contrast, blur, noise).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from spine_models.data.vertebra_patches import (PATCH_SIDE, PATCH_SIZE, WORK_HEIGHT, body_frame, corner_targets,
+                                                decode_outputs, extract_patch, patch_matrix, standardize, to_film,
+                                                to_patch, work_film)
+from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
+from spine_models.errors import ConfigError, DatasetError
+from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
+from spine_models.models.registry import create_model
+from spine_models.results.segmentation import SegmentationResult
+
+__all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "refine_bodies", "cobb_measurement", "train", "evaluate",
+           "is_corner_model"]
+
+ARCH = "vertebra_corners"
+READOUTS = ("fused", "body_tilt", "endplates")  # measure.cobb_angle's ``angles`` on the refined corners
+
+
+def is_corner_model(card: ModelCard) -> bool:
+    return card.arch == ARCH
+
+
+def _locator(ref: Any, device: Any) -> Any:
+    """The AP U-Net's segment Predictor from the process's one cache (a U-Net used by several models loads once)."""
+    from spine_models.engine.predictor import shared_predictor
+    from spine_models.engine.segment import Predictor as SegPredictor
+
+    return shared_predictor(ref, None if device is None else str(device), cls=SegPredictor)
+
+
+def _check_readout(value: Any, where: str) -> str:
+    if value not in READOUTS:
+        raise ConfigError(f"{where}={value!r}; valid: {', '.join(READOUTS)}")
+    return str(value)
+
+
+@torch.no_grad()
+def refine_bodies(model: nn.Module, pixels: np.ndarray, bodies: dict[str, Any], *, device: Any = "cpu",
+                  side: float = PATCH_SIDE, size: int = PATCH_SIZE, height: int = WORK_HEIGHT) -> dict[str, np.ndarray]:
+    """``{name: corners (4, 2) on the film}`` read by the corner network from one patch per body.
+
+    ``bodies``: ``{name: 4 corners}`` at the film's resolution (the U-Net's bodies, full height). Each patch is cut
+    along the body's own tilt from the film resampled to ``height`` rows."""
+    if not bodies:
+        return {}
+    work, scale = work_film(pixels, height)
+    names, xs, mats = list(bodies), [], []
+    for name in names:
+        c, w, tilt = body_frame(np.asarray(bodies[name], float).reshape(4, 2) * scale)
+        m = patch_matrix(c, tilt, side * max(w, 1.0), size=size)
+        xs.append(standardize(extract_patch(work, m, size))[None])
+        mats.append(m)
+    was = model.training
+    model.eval()
+    out = model(torch.from_numpy(np.stack(xs)).to(device)).float().cpu().numpy()
+    model.train(was)
+    return {n: to_film(decode_outputs(o, size)[0], m) / scale for n, o, m in zip(names, out, mats)}
+
+
+def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], readout: str,
+                     pixel_spacing_mm: tuple[float, float] | None, fusion: dict[str, float] | None = None) -> dict[str, Any]:
+    """The page's ``cobb`` measurement dict from refined corners (an explained "cannot measure" when too few)."""
+    from spine_models.engine.segment import MIN_BODIES_COBB, _plausibility
+    from spine_models.measure import cobb_angle
+
+    if len(bodies) < MIN_BODIES_COBB:
+        return {"cobb_deg": None, "n_vertebrae": len(bodies),
+                "note": f"only {len(bodies)} separate vertebral bodies found; Cobb needs {MIN_BODIES_COBB}"}
+    res = cobb_angle(bodies, pixel_spacing_mm=pixel_spacing_mm, angles=readout, fusion=fusion)
+    return {**res.to_dict(), "n_vertebrae": len(bodies), **_plausibility(bodies, res.max_angle, shape)}
+
+
+class VertebraCornerPredictor(BasePredictor):
+    """``predict(image, pixel_spacing_mm=None, measure=True, threshold=None) -> SegmentationResult``: the U-Net's
+    masks, each body with corners read at the film's resolution, and the Cobb angle measured from them."""
+
+    task = "segment"
+    OPTIONS = TASK_OPTIONS["segment"]
+
+    def __init__(self, card: ModelCard, device: Any = None) -> None:
+        if not is_corner_model(card):
+            raise ConfigError(f"model {card.id!r}: arch {card.arch!r} is not {ARCH!r}")
+        super().__init__(card, device)
+        sd, kw = load_state(card)
+        self.locator = _locator(kw["locator"], device)
+        want = kw.get("locator_sha256", "")
+        if want and self.locator.card.sha256 and self.locator.card.sha256 != want:
+            raise ConfigError(f"component AP U-Net ({self.locator.card.id}) has sha256 {self.locator.card.sha256[:12]}..., "
+                              f"this corner model was built on {want[:12]}...; retrain it with its train_command")
+        self.patch = int(kw.get("patch", PATCH_SIZE))
+        self.model = create_model(ARCH, task="segment", width=int(kw.get("width", 16)), patch=self.patch)
+        self.model.load_state_dict(sd)
+        self.model.to(self.device).eval()
+        pre = self.card.preprocessing or {}
+        self.side = float(pre.get("patch_side", PATCH_SIDE))
+        self.height = int(pre.get("work_height", WORK_HEIGHT))
+        self.readout = _check_readout(pre.get("cobb_angles", "fused"), f"model {card.id!r}: cobb_angles")
+        self.fusion = {str(k): float(v) for k, v in (pre.get("fusion") or {}).items()}  # docs/tune_corner_readout.py
+        self.structures = list(self.locator.structures)
+        self.threshold = self.locator.threshold
+
+    def read(self, image: Any, **options: Any) -> Film:
+        film = self.locator.read(image, **options)
+        film.extra["image"] = image  # the locator is called on the same input, so its film memo entry is shared
+        return film
+
+    def preprocess(self, film: Film, **_: Any) -> Film:
+        return film
+
+    def infer(self, film: Film, *, pixel_spacing_mm: Any = None, measure: bool = True, threshold: float | None = None,
+              **_: Any) -> tuple[SegmentationResult, dict[str, np.ndarray]]:
+        base = self.locator.predict(film.extra["image"], pixel_spacing_mm=pixel_spacing_mm, measure=measure,
+                                    threshold=threshold)
+        if not measure or not base.vertebrae:
+            return base, {}
+        bodies = {v["name"]: np.asarray(v["corners"], float) for v in base.vertebrae}
+        return base, refine_bodies(self.model, film.pixels, bodies, device=self.device, side=self.side,
+                                   size=self.patch, height=self.height)
+
+    def postprocess(self, raw: tuple[SegmentationResult, dict[str, np.ndarray]], film: Film, x: Any, *,
+                    measure: bool = True, **_: Any) -> SegmentationResult:
+        from spine_models.metrics.landmarks import quad_box
+
+        base, refined = raw
+        meas = dict(base.measurements)
+        vertebrae = base.vertebrae
+        if refined:
+            score = {v["name"]: v["score"] for v in base.vertebrae}
+            vertebrae = [{"name": n, "corners": [[round(float(a), 1), round(float(b), 1)] for a, b in c],
+                          "box": [round(float(v), 1) for v in quad_box(c)], "score": score[n]} for n, c in refined.items()]
+            meas["cobb"] = cobb_measurement(refined, film.pixels.shape, self.readout, film.spacing, self.fusion or None)
+        return SegmentationResult(model_id=self.card.id, source=base.source, image_size=base.image_size,
+                                  device=str(self.device), structures=list(base.structures), masks=base.masks,
+                                  measurements=meas, vertebrae=vertebrae)
+
+    def memo_settings(self) -> tuple:
+        return (self.readout, tuple(sorted(self.fusion.items())), self.side, self.height, self.patch,
+                self.locator.memo_settings())
+
+
+# ------------------------------------------------------------------------------------------ training
+@dataclass
+class _Film:
+    """One training film at the work height (uint8) and its bodies' expert corners (N, 4, 2) in work pixels."""
+
+    image: np.ndarray
+    corners: np.ndarray
+    patient_id: str
+
+
+def collect_films(samples: Sequence[Any], *, height: int = WORK_HEIGHT, quiet: bool = True) -> list[_Film]:
+    """The films with corners (S1 left out: its top is no vertebral body), resampled to ``height`` rows."""
+    from spine_models._progress import progress
+    from spine_models.engine.segment import read_pixels
+
+    out = []
+    for s in progress(samples, total=len(samples), desc="prepare films", quiet=quiet):
+        if not s.landmarks or s.path is None:
+            continue
+        px, _, _ = read_pixels(s.path)
+        work, scale = work_film(px, height)
+        c = np.array([np.asarray(v, float).reshape(4, 2) for k, v in s.landmarks.items() if k != "S1"]) * scale
+        if len(c):
+            out.append(_Film((np.clip(work, 0, 1) * 255).round().astype(np.uint8), c, str(s.patient_id)))
+    return out
+
+
+class _PatchDataset(torch.utils.data.Dataset):
+    """(patch (1, P, P), targets (10,)) per body; ``jitter_deg`` > 0 draws the U-Net's errors and the films' looks."""
+
+    def __init__(self, films: Sequence[_Film], *, size: int, side: float, jitter_deg: float, augment: bool,
+                 seed: int | None = None) -> None:
+        self.films, self.size, self.side, self.jitter, self.augment, self.seed = films, size, side, jitter_deg, augment, seed
+        self.index = [(i, j) for i, f in enumerate(films) for j in range(len(f.corners))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int):
+        i, j = self.index[k]
+        rng = np.random.default_rng(self.seed * 1_000_003 + k if self.seed is not None
+                                    else int(torch.randint(0, 2**31 - 1, (1,))))
+        f = self.films[i]
+        c, w, tilt = body_frame(f.corners[j])
+        # the U-Net's tilt error: mostly a few degrees, sometimes far more (merged or cut bodies at the apex)
+        err = rng.normal(0, self.jitter) if rng.random() < 0.75 else rng.uniform(-2.5, 2.5) * self.jitter
+        angle, side, mirror = tilt + err, self.side * w * rng.uniform(0.85, 1.15), False
+        c = c + rng.normal(0, 0.08 * w, 2)
+        if self.augment:
+            mirror = bool(rng.random() < 0.5)
+        m = patch_matrix(c, angle, max(side, 1.0), size=self.size, mirror=mirror)
+        x = extract_patch(f.image.astype(np.float32) / 255, m, self.size)
+        if self.augment:
+            x = np.clip(x, 0, 1) ** rng.uniform(0.6, 1.6) * rng.uniform(0.7, 1.3) + rng.uniform(-0.15, 0.15)
+            if rng.random() < 0.3:
+                import cv2
+
+                x = cv2.GaussianBlur(x.astype(np.float32), (0, 0), rng.uniform(0.5, 1.5))
+            if rng.random() < 0.3:
+                x = x + rng.normal(0, 0.03, x.shape)
+        y = corner_targets(to_patch(f.corners[j], m, mirror=mirror), self.size)
+        return torch.from_numpy(standardize(x)[None]), torch.from_numpy(y)
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Corners (Smooth L1 on [-1, 1] coordinates) + endplate angles (Smooth L1 in tens of degrees)."""
+    f = nn.functional.smooth_l1_loss
+    return f(out[:, :8], y[:, :8], beta=0.05) + f(out[:, 8:], y[:, 8:], beta=0.1)
+
+
+def _split_record(card: ModelCard) -> dict[str, Any]:
+    rec = (card.data or {}).get("split")
+    return rec if isinstance(rec, dict) else {}
+
+
+def train(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> Path:
+    """Train the corner network behind an AP U-Net (``--set locator=``) on films with corners; writes a run folder
+    with model.pt, history.json and card.json. The split is the U-Net's own (same method, ratios and seed), so the
+    patients it never saw stay unseen by both stages."""
+    from spine_models._env import get_device
+    from spine_models.config import defaults
+    from spine_models.data.adapters import load_dataset
+    from spine_models.data.splits import parse_ratios, split_dataset
+    from spine_models.engine.callbacks import CallbackList, with_time_budget
+    from spine_models.engine.trainer import fit, make_generator, seed_everything, seed_worker
+    from spine_models.models.provenance import most_restrictive_license, sources_in_text
+
+    cfg = {**defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.get("locator"):
+        raise ConfigError(f"{ARCH}: set the AP U-Net with --set locator=<shipped id or run folder> "
+                          "(a segment model with structure vertebra, view ap)")
+    seed = int(cfg["seed"])
+    seed_everything(seed)
+    device = get_device(cfg.get("device"))
+    locator = _locator(cfg["locator"], None)
+    if "vertebra" not in locator.structures or locator.card.view == "lat":
+        raise ConfigError(f"{ARCH}: locator {locator.card.id!r} (view {locator.card.view}, structures "
+                          f"{locator.structures}) is no AP vertebra U-Net")
+    rec = _split_record(locator.card)
+    ratios, method = parse_ratios(cfg["split"]), str(cfg["split_method"])
+    if rec and (tuple(parse_ratios(rec.get("ratios", ratios))) != tuple(ratios) or rec.get("method", method) != method
+                or int(rec.get("seed", seed)) != seed):
+        raise ConfigError(f"{ARCH}: the split must be the locator's (method {rec.get('method')}, ratios {rec.get('ratios')}, "
+                          f"seed {rec.get('seed')}) so its held-out patients stay unseen; got {method} {cfg['split']} "
+                          f"seed {seed}: pass --set split_method=... --set 'split=\"...\"' --seed ...")
+    data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
+    ds = load_dataset(data, task="segment")
+    if not any(s.landmarks for s in ds.samples):
+        raise DatasetError(f"no vertebra corners in the data; {ARCH} needs the landmark layout (landmarks.csv)", str(cfg["data"]))
+    parts = split_dataset(ds, ratios=ratios, seed=seed, stratify=False, method=method)
+    t0 = time.perf_counter()
+    tr = collect_films(parts["train"].samples, quiet=quiet)
+    va = collect_films(parts["val"].samples, quiet=quiet)
+    if len(tr) < 2:
+        raise DatasetError(f"too few films with corners to train on ({len(tr)} in the train part)", str(cfg["data"]))
+    if not va:
+        va = tr
+        print(f"{ARCH}: no validation films with corners: validating on the train part (early stopping is then "
+              "optimistic)", file=sys.stderr)
+    size, side, jitter = int(cfg["corner_patch"]), float(cfg["corner_side"]), float(cfg["corner_jitter_deg"])
+    if not quiet:
+        print(f"{ARCH}: {sum(len(f.corners) for f in tr)} training bodies on {len(tr)} films, "
+              f"{sum(len(f.corners) for f in va)} validation bodies; {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    width = int(cfg["corner_width"])
+    model = create_model(ARCH, task="segment", width=width, patch=size).to(device)
+    g = make_generator(seed)
+    train_ds = _PatchDataset(tr, size=size, side=side, jitter_deg=jitter, augment=cfg.get("augment", "light") != "none")
+    loader = torch.utils.data.DataLoader(train_ds, batch_size=int(cfg["batch"]), shuffle=True, generator=g,
+                                         num_workers=int(cfg["workers"]), worker_init_fn=seed_worker, drop_last=True)
+    val_loader = torch.utils.data.DataLoader(_PatchDataset(va, size=size, side=side, jitter_deg=jitter, augment=False,
+                                                           seed=seed), batch_size=256, shuffle=False)
+    epochs = int(cfg["epochs"])
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+
+    @torch.no_grad()
+    def validate(m: nn.Module) -> dict[str, float]:
+        was = m.training
+        m.eval()
+        ang, cor = [], []
+        for x, y in val_loader:
+            o = m(x.to(device)).float().cpu()
+            ang.append((o[:, 8:] - y[:, 8:]).abs().numpy() * 10)
+            cor.append(((o[:, :8] - y[:, :8]).reshape(-1, 4, 2).norm(dim=-1)).numpy() * size / 2)
+        m.train(was)
+        return {"val_angle_mae_deg": float(np.concatenate(ang).mean()),
+                "val_corner_error_patch_px": float(np.concatenate(cor).mean())}
+
+    cbs = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
+        list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else [])
+    cbs = with_time_budget(cbs, cfg.get("max_minutes"), quiet)
+    res = fit(model, train_loader=loader, validate=validate, loss_fn=_loss, optimizer=opt, device=device, epochs=epochs,
+              out_dir=out, cfg=cfg, seed=seed, val_metric="val_angle_mae_deg", mode="min",
+              patience=int(cfg["patience"]), scheduler=sched, callbacks=cbs, quiet=quiet,
+              generator=g)
+    model.load_state_dict(res.best_state)
+    kw = {"locator": str(cfg["locator"]), "locator_sha256": locator.card.sha256 or "", "width": width, "patch": size}
+    sha = save_checkpoint_file(out / "model.pt", arch=ARCH, task="segment", state_dict=model.state_dict(), arch_kwargs=kw)
+    srcs = sources_in_text(str(cfg["data"]))
+    srcs += [x for x in (locator.card.sources or []) if x not in srcs]  # the U-Net's sources are this model's too
+    card = ModelCard(
+        id=str(cfg.get("id") or f"{ARCH}-{out.name}"), task="segment", arch=ARCH, view="ap",
+        trained_on=f"landmark layout {cfg['data']} ({sum(len(f.corners) for f in tr)} bodies with expert corners on "
+                   f"{len(tr)} films of {len(parts['train'].patients)} patients), behind the AP U-Net {locator.card.id}",
+        weights=str((out / "model.pt").resolve()), sha256=sha, input_size=[size, size],
+        train_command=str(cfg.get("train_command", "")),
+        license=most_restrictive_license(srcs) if srcs else locator.card.license,
+        structures=list(locator.structures), thresholds=dict(locator.card.thresholds or {}), arch_kwargs=kw,
+        in_chans=1, normalization={"kind": "standardize", "per": "patch"},
+        preprocessing={"patch": "spine_models.data.vertebra_patches", "patch_side": side, "work_height": WORK_HEIGHT,
+                       "cobb_angles": _check_readout(cfg["corner_readout"], "segment config: corner_readout"),
+                       "jitter_deg": jitter},
+        data={"split": {"method": method, "ratios": list(ratios), "seed": seed, "stratify": False,
+                        "locator_split": rec}},
+        sources=srcs)
+    card.to_json(out / "card.json")
+    return out / "card.json"
+
+
+Predictor = VertebraCornerPredictor  # the engine modules' common name (engine.predictor_class)
+
+
+def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples: int = 1000,
+             predictor: Any = None) -> dict[str, Any]:
+    """The segment report (Cobb, corners, vertebra AP50 ...) of the U-Net + corner network (``engine.segment.evaluate``)."""
+    from spine_models.engine.segment import evaluate as seg_evaluate
+
+    return seg_evaluate(predictor or VertebraCornerPredictor(card), dataset, quiet=quiet, n_resamples=n_resamples)

@@ -1,0 +1,136 @@
+"""The vertebra corner composite (issue 14): patch geometry, corner order under mirroring, Cobb from read corners,
+and one tiny training run + prediction through the same calls as every model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spine_models.data.vertebra_patches import (MIRROR_ORDER, body_frame, corner_targets, decode_outputs,
+                                                patch_matrix, to_film, to_patch)
+from spine_models.measure.cobb import endplate_angles
+
+torch = pytest.importorskip("torch")
+
+BODY = np.array([[100.0, 200.0], [160.0, 190.0], [163.0, 232.0], [103.0, 240.0]])  # TL, TR, BR, BL, tilted
+
+
+def test_patch_round_trip_and_level_patch():
+    c, w, tilt = body_frame(BODY)
+    m = patch_matrix(c, tilt, 2.0 * w)
+    pc = to_patch(BODY, m)
+    np.testing.assert_allclose(to_film(pc, m), BODY, atol=1e-9)
+    up, low = endplate_angles(pc)
+    assert abs((up + low) / 2) < 1e-6  # cut along the body's tilt, the body lies level in its patch
+    np.testing.assert_allclose(pc.mean(axis=0), [32, 32], atol=1e-9)  # centred
+
+
+def test_corner_order_survives_mirroring():
+    c, w, tilt = body_frame(BODY)
+    plain = to_patch(BODY, patch_matrix(c, tilt + 7, 2.0 * w))
+    mirrored = to_patch(BODY, patch_matrix(c, tilt + 7, 2.0 * w, mirror=True), mirror=True)
+    # top-left as seen stays top-left: left corners left of right ones, top corners above bottom ones
+    assert mirrored[0, 0] < mirrored[1, 0] and mirrored[3, 0] < mirrored[2, 0]
+    assert mirrored[0, 1] < mirrored[3, 1] and mirrored[1, 1] < mirrored[2, 1]
+    # the mirror image of the plain patch: x reflected, order swapped, endplate angles negated
+    np.testing.assert_allclose(mirrored, np.c_[64 - plain[:, 0], plain[:, 1]][MIRROR_ORDER], atol=1e-9)
+    np.testing.assert_allclose(endplate_angles(mirrored), -np.asarray(endplate_angles(plain)), atol=1e-9)
+
+
+def test_targets_decode_back_to_the_corners():
+    c, w, tilt = body_frame(BODY)
+    pc = to_patch(BODY, patch_matrix(c, tilt - 5, 2.0 * w))
+    y = corner_targets(pc)
+    back, up, low = decode_outputs(y)
+    np.testing.assert_allclose(back, pc, atol=1e-4)
+    assert (up, low) == pytest.approx(endplate_angles(pc), abs=1e-4)
+
+
+def test_cobb_from_read_corners_equals_cobb_from_the_same_corners_as_truth():
+    from spine_models.engine.landmarks import cobb_measurement
+    from spine_models.measure import cobb_angle
+
+    rng = np.random.default_rng(0)
+    bodies = {}
+    for i, name in enumerate(["T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3"]):
+        a = np.radians(12 * np.sin(i / 2.0))
+        cx, cy, hw, hh = 300 + 20 * np.sin(i / 2.0), 200 + 60 * i, 30, 20
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        bodies[name] = (np.array([[-hw, -hh], [hw, -hh], [hw, hh], [-hw, hh]]) @ rot.T + [cx, cy]
+                        + rng.normal(0, 0.3, (4, 2)))
+    got = cobb_measurement(bodies, (1000, 600), "endplates", None)
+    assert got["cobb_deg"] == pytest.approx(cobb_angle(bodies).max_angle, abs=0.01)  # to_dict rounds to 0.01
+    short = cobb_measurement(dict(list(bodies.items())[:3]), (1000, 600), "fused", None)
+    assert short["cobb_deg"] is None and "Cobb needs" in short["note"]
+
+
+@pytest.fixture(scope="module")
+def tiny_locator(tmp_path_factory) -> Path:
+    """A tiny AP U-Net card with a recorded hash split, as a shipped AP U-Net has."""
+    from spine_models.models.cards import ModelCard, save_checkpoint_file
+    from spine_models.models.registry import create_model
+
+    tmp = tmp_path_factory.mktemp("vc")
+    torch.manual_seed(0)
+    net = create_model("unet_tiny", task="segment", num_classes=1)
+    sha = save_checkpoint_file(tmp / "loc.pt", arch="unet_tiny", task="segment", state_dict=net.state_dict(),
+                               arch_kwargs={"num_classes": 1}, half=False)
+    card = ModelCard(id="tiny_ap_unet", task="segment", arch="unet_tiny", view="ap", trained_on="test",
+                     weights=str(tmp / "loc.pt"), sha256=sha, input_size=[64, 32], train_command="", license="Apache-2.0",
+                     structures=["vertebra"], arch_kwargs={"num_classes": 1}, thresholds={"mask": 0.5},
+                     data={"split": {"method": "hash", "ratios": [0.7, 0.1, 0.2], "seed": 0}})
+    card.to_json(tmp / "tiny_ap_unet.json")
+    return tmp / "tiny_ap_unet.json"
+
+
+def test_train_one_epoch_and_predict_through_the_engine(tmp_path, tiny_locator):
+    from spine_models.cli import main as cli
+    from spine_models.engine import predictor_class
+    from spine_models.engine.landmarks import VertebraCornerPredictor
+    from spine_models.engine.predictor import load_predictor
+    from spine_models.errors import ConfigError
+    from spine_models.results import SegmentationResult
+
+    data = tmp_path / "ph"
+    assert cli(["synth", "xray-ap", "--n", "10", "--out", str(data), "--seed", "4", "--quiet"]) == 0
+    out = tmp_path / "run"
+    code = cli(["train", "--task", "segment", "--model", "vertebra_corners", "--data", str(data), "--out", str(out),
+                "--epochs", "1", "--batch", "32", "--quiet", "--set", f"locator={tiny_locator}",
+                "--set", 'split="7:1:2"', "--set", "split_method=hash", "--set", "corner_width=4"])
+    assert code == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["arch"] == "vertebra_corners" and card["arch_kwargs"]["locator_sha256"]
+    assert card["preprocessing"]["cobb_angles"] == "fused" and card["view"] == "ap"
+    hist = json.loads((out / "history.json").read_text())
+    assert "val_angle_mae_deg" in (hist[-1] if isinstance(hist, list) else hist["epochs"][-1])
+    pred = load_predictor(out / "card.json")
+    assert isinstance(pred, VertebraCornerPredictor)
+    assert predictor_class(pred.card) is VertebraCornerPredictor
+    film = sorted((data / "images").glob("*.png"))[0]
+    res = pred.predict(film, cam=True)  # another task's option is ignored, as for every model
+    assert isinstance(res, SegmentationResult) and res.model_id == card["id"]
+    json.dumps(res.to_dict())
+    # a different split from the locator's would let its held-out patients into training: refused
+    with pytest.raises(ConfigError, match="split must be the locator"):
+        from spine_models.engine.landmarks import train
+
+        train({"data": str(data), "locator": str(tiny_locator), "split": "8:1:1", "split_method": "hash", "epochs": 1},
+              tmp_path / "bad", quiet=True)
+
+
+def test_a_real_validated_composite_runs_instead_of_its_component_by_default():
+    from spine_models.models.cards import ModelCard
+    from ui.analysis import default_models
+
+    real = [{"data": "aasce-ap", "real": True, "metrics": {}}]
+    base = dict(task="segment", view="ap", trained_on="t", weights="w.pt", sha256="", train_command="", license="x",
+                input_size=[64, 32], structures=["vertebra"])
+    unet = ModelCard(id="unet", arch="unet_resnet18", validated_on=real, **base)
+    corners = ModelCard(id="corners", arch="vertebra_corners", arch_kwargs={"locator": "unet"}, validated_on=real, **base)
+    lat = ModelCard(id="lat", arch="unet_mobilenet_v2", **base)
+    ids, note = default_models([unet, corners, lat], uploaded=True)
+    assert ids == ["corners"] and "2 other model(s)" in note
+    assert default_models([unet, lat], uploaded=True)[0] == ["unet"]
+    assert default_models([unet, corners, lat], uploaded=False)[0] == ["unet", "corners", "lat"]
