@@ -106,7 +106,9 @@ class TimeBudget(Callback):
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
         now = time.perf_counter()
         self.durations.append(now - self.epoch_t0)
-        if now - self.t0 + self.longest > self.budget:
+        # with cut_epochs the next epoch ends at the budget anyway: stop only once it is spent (lr annealed to 0 there)
+        ahead = 0.0 if self.cut_epochs else self.longest
+        if now - self.t0 + ahead > self.budget:
             self.stop = True
             self.say(f"time budget: stopping after epoch {epoch + 1} ({(now - self.t0) / 60:.1f} of "
                         f"{self.budget / 60:.1f} min used; an epoch takes {self.longest / 60:.1f} min)")

@@ -405,8 +405,13 @@ class DetectTrainer(BaseTrainer):
     Ultralytics trainer (its own loop, loss and validation) through ``_UltralyticsBridge``."""
 
     task = "detect"
-    cut_epochs = True
     scheduler_interval = "step"
+
+    def __init__(self, cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> None:
+        # Faster R-CNN's epoch ends where the budget does (its lr is 0 there); Ultralytics' trainer cannot end an
+        # epoch early, so for YOLO the budget looks one epoch ahead, as for the other tasks
+        self.cut_epochs = not is_yolo(str(cfg["model"]))
+        super().__init__(cfg, out_dir, callbacks=callbacks, quiet=quiet)
 
     def get_dataset(self) -> None:
         from torch.utils.data import DataLoader
