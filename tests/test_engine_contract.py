@@ -126,3 +126,108 @@ def test_a_composite_card_is_not_a_network_classifier(cards):
     assert predictor_class(card) is CompositePredictor
     with pytest.raises(ConfigError, match="load_predictor"):
         classify.Predictor(card)
+
+
+# ------------------------------------------------------------------------------------------------ the Trainer contract
+# Every task's Trainer (engine.trainer.BaseTrainer) goes through the same calls on a tiny phantom: one epoch, the same
+# history schema (a list of per-epoch dicts), summary.json, a card with the same keys written by engine.trainer.new_card,
+# and the card loads back through load_predictor and predicts a film at its own size.
+
+from spine_models.engine.trainer import BaseTrainer, read_history_file  # noqa: E402
+
+CARD_KEYS = {f for f in ModelCard.__dataclass_fields__ if not f.startswith("_")} - {"classes", "structures"}
+SUMMARY_KEYS = {"task", "best_epoch", "best_metric", "stopped_by", "epochs_run", "train_seconds"}
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory) -> Path:
+    """Twelve small AP phantom films in the synth layout (masks, COCO and YOLO boxes, classes normal/scoliosis)."""
+    from spine_models.data.phantom.writer import generate_xray
+
+    root = tmp_path_factory.mktemp("phantom") / "ap"
+    generate_xray(root, "ap", 12, 0, height=256, width=128, workers=1, implant_fraction=0.5, quiet=True)
+    return root
+
+
+def _trainer(kind: str, data: Path, out: Path, seg_card: Path | None = None) -> BaseTrainer:
+    from spine_models.config import load_config
+    from spine_models.engine.classify import ClassifyTrainer, _CompositeTrainer
+    from spine_models.engine.detect import DetectTrainer
+    from spine_models.engine.segment import SegmentTrainer
+
+    cls_set = {"data": [str(data)], "epochs": 1, "batch": 4, "eval_resamples": 20, "leakage_check": False,
+               "group_near_duplicates": False, "split": "6:3:3"}
+    det_set = {"data": str(data / "coco.json"), "epochs": 1, "batch": 4, "imgsz": 64, "n_resamples": 20,
+               "classes": ["lumbar_implant"], "split": "6:3:3"}
+    table = {
+        "classify": (ClassifyTrainer, "classify", {**cls_set, "model": "spinenet_tiny", "imgsz": 32}),
+        "composite": (_CompositeTrainer, "classify", {**cls_set, "model": "measure_cobb", "seg": str(seg_card)}),
+        "segment": (SegmentTrainer, "segment", {"model": "unet_tiny", "data": [str(data)], "imgsz": [64, 32], "epochs": 1,
+                                                "batch": 4, "max_steps": 1, "augment": "none", "eval_resamples": 20,
+                                                "leakage_check": False}),
+        "detect_rcnn": (DetectTrainer, "detect", {**det_set, "model": "fasterrcnn_mobilenet_v3", "min_size": 64, "max_size": 64}),
+        "detect_yolo": (DetectTrainer, "detect", {**det_set, "model": "yolov8n"}),
+    }
+    cls, task, overrides = table[kind]
+    return cls(load_config(task, overrides), out, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def seg_run(phantom, tmp_path_factory) -> Path:
+    return _trainer("segment", phantom, tmp_path_factory.mktemp("seg") / "run").train()
+
+
+@pytest.mark.parametrize("kind", ["classify", "segment", "detect_rcnn", "detect_yolo", "composite"])
+def test_every_task_trainer_goes_through_the_same_calls(kind, phantom, seg_run, tmp_path):
+    if kind == "detect_yolo":
+        pytest.importorskip("ultralytics")
+    if kind == "segment":
+        card_path = seg_run
+    else:
+        trainer = _trainer(kind, phantom, tmp_path / "run", seg_card=seg_run)
+        assert isinstance(trainer, BaseTrainer)
+        card_path = trainer.train()
+    run = card_path.parent
+    assert card_path == run / "card.json"
+
+    history = json.loads((run / "history.json").read_text())
+    assert isinstance(history, list) and read_history_file(run / "history.json") == history
+    assert len(history) == (0 if kind == "composite" else 1)  # a composite has no epochs
+    for row in history:
+        assert isinstance(row, dict) and row["epoch"] == 1 and row["time_s"] >= 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary) and summary["epochs_run"] == len(history)
+
+    from spine_models.models.cards import sha256_file
+
+    raw = json.loads(card_path.read_text())
+    own = {"structures"} if raw["task"] == "segment" else {"classes"}
+    assert set(raw) == CARD_KEYS | own, set(raw) ^ (CARD_KEYS | own)
+    card = ModelCard.from_json(card_path)
+    assert Path(card.weights) == (run / "model.pt").resolve() and card.sha256 == sha256_file(run / "model.pt")
+    assert card.created.endswith("+00:00") and card.metrics  # UTC, and test metrics on the held-out part
+
+    pred = load_predictor(card_path, device="cpu")
+    res = pred.predict(FILM, cam=False)
+    assert tuple(res.image_size) == FILM.shape and res.model_id == card.id
+
+
+def test_disc_grader_trainer_is_on_the_contract():
+    """The disc grader needs the SPIDER layout and a locator: it trains in tests/test_spider_discs.py
+    (test_tiny_locator_and_grader_train_and_evaluate); here, that it is a BaseTrainer using fit's loop."""
+    from spine_models.engine.discs import DiscGraderTrainer
+
+    assert issubclass(DiscGraderTrainer, BaseTrainer)
+    assert DiscGraderTrainer.run is BaseTrainer.run and DiscGraderTrainer.train is BaseTrainer.train
+
+
+def test_read_history_takes_the_list_and_the_old_detection_dict(tmp_path):
+    from spine_models.engine.jobs import read_history
+
+    rows = [{"epoch": 1, "train_loss": 0.5}, {"epoch": 2, "train_loss": 0.4}]
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "history.json").write_text(json.dumps(rows))
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "history.json").write_text(json.dumps({"epochs": rows, "summary": {"threshold": 0.3}}))
+    assert read_history(tmp_path / "new") == rows and read_history(tmp_path / "old") == rows
+    assert read_history(tmp_path / "missing") == []

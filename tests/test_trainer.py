@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -112,3 +113,46 @@ def test_early_stopping_state_roundtrip():
     es2 = T.EarlyStopping(patience=3, mode="min")
     es2.load_state_dict(es.state_dict())
     assert es2.best == 1.0 and es2.bad_epochs == 1 and not es2.should_stop
+
+
+def test_warmup_cosine_lr_ramps_anneals_and_restores():
+    """Linear warmup, then cosine towards 0 over the planned steps; the lr is set just before each optimizer step."""
+    from spine_models.engine.trainer import WarmupCosineLR
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = WarmupCosineLR(opt, total_steps=10, warmup_steps=2)
+    lrs = []
+    for _ in range(10):
+        p.grad = torch.zeros(1)
+        opt.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        sched.step()
+    assert lrs[:3] == pytest.approx([1 / 3, 2 / 3, 1.0]) and lrs[-1] < 0.05
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+    again = WarmupCosineLR(torch.optim.SGD([p], lr=1.0), total_steps=10, warmup_steps=2)
+    again.load_state_dict(sched.state_dict())
+    assert again.steps == 10
+
+
+def test_detection_dataset_boxes_follow_the_flip(tmp_path):
+    """The detection dataset's boxes go through albumentations with the image (no hand-flipped boxes)."""
+    import albumentations as A
+    import cv2
+
+    from spine_models.data.records import BoxLabel, Sample
+    from spine_models.data.torch_datasets import DetectionTorchDataset, detection_collate
+
+    img = np.zeros((200, 100), np.uint16)
+    img[20:60, 10:30] = 60000
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    s = Sample(id="a", patient_id="a", path=tmp_path / "a.png", boxes=[BoxLabel(10, 20, 30, 60, "lumbar_implant")])
+    flip = A.Compose([A.HorizontalFlip(p=1.0)], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]))
+    plain = DetectionTorchDataset([s], ["lumbar_implant"], 100)[0]
+    flipped = DetectionTorchDataset([s], ["lumbar_implant"], 100, augment=flip)[0]
+    assert plain[0].shape == (3, 100, 50) and plain[1]["labels"].tolist() == [1]
+    np.testing.assert_allclose(plain[1]["boxes"].numpy(), [[5, 10, 15, 30]])
+    np.testing.assert_allclose(flipped[1]["boxes"].numpy(), [[35, 10, 45, 30]])
+    assert torch.equal(flipped[0], plain[0].flip(-1))
+    imgs, targets = detection_collate([plain, flipped])
+    assert len(imgs) == 2 and targets[1]["labels"].tolist() == [1]

@@ -211,7 +211,7 @@ def history_figure(history: list[dict[str, Any]]) -> Any | None:
 
     if not history:
         return None
-    keys = [k for k in history[-1] if k not in ("epoch", "time_s", "lr", "head_lr") and isinstance(history[-1][k], (int, float))]
+    keys = [k for k in history[-1] if k not in ("epoch", "time_s", "lr", "head_lr", "steps") and isinstance(history[-1][k], (int, float))]
     fig = go.Figure()
     xs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
     for k in keys:

@@ -1,7 +1,7 @@
 """`spine-models train`: train a classifier, detector or segmenter into a run folder.
 
 The run folder gets ``last.pt`` (full checkpoint, every epoch; ``--resume`` continues from it),
-``best.pt``, ``history.json``, ``model.pt`` (shipped weight format) and ``card.json`` whose
+``best.pt``, ``history.json`` (per-epoch rows), ``summary.json``, ``model.pt`` (shipped weight format) and ``card.json`` whose
 ``train_command`` is this command line, rebuilt from the parsed arguments.
 """
 from __future__ import annotations

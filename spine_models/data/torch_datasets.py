@@ -18,7 +18,8 @@ from spine_models.data.records import Sample
 from spine_models.data.transforms import _hw, resize_2d, to_model_input
 from spine_models.errors import DatasetError
 
-__all__ = ["ClassificationTorchDataset", "TwoViewTorchDataset", "SegmentationTorchDataset", "default_reader"]
+__all__ = ["ClassificationTorchDataset", "TwoViewTorchDataset", "SegmentationTorchDataset", "default_reader",
+           "DetectionTorchDataset", "detection_collate"]
 
 Reader = Callable[[Path], np.ndarray]
 
@@ -179,3 +180,63 @@ class SegmentationTorchDataset(Dataset):
         y = np.stack([resize_2d(m.astype(np.uint8), (h, w), self.resize_mode, nearest=True)[0] for m in masks]) \
             if len(masks) else np.zeros((0, h, w), np.uint8)
         return torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
+
+
+class DetectionTorchDataset(Dataset):
+    """``(image (3,H,W) float in [0, 1], {"boxes": (N,4) x1 y1 x2 y2, "labels": (N,)})`` per sample, torchvision's
+    detection format.
+
+    Each film is read once and kept as the uint8 image both detector families see (long side ``long_side``,
+    ``transforms.long_side_uint8``), boxes scaled onto it, clipped, and boxes under 1 px dropped; ``augment`` is an
+    albumentations pipeline built with ``targets="bboxes"`` (``augmentation_preset(..., targets="bboxes")``), so the
+    boxes follow every geometric step. Labels are class indices plus ``label_offset`` (1: torchvision keeps 0 for
+    the background)."""
+
+    def __init__(self, samples: Sequence[Sample], classes: Sequence[str], long_side: int, *,
+                 augment: Callable[..., dict] | None = None, label_offset: int = 1, reader: Reader | None = None) -> None:
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.long_side = int(long_side)
+        self.augment, self.label_offset = augment, int(label_offset)
+        self.reader = reader or default_reader
+        self._mem: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def item(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(uint8 image, float32 boxes on it, int64 labels) of sample ``i``, before augmentation."""
+        if i in self._mem:
+            return self._mem[i]
+        from spine_models.data.transforms import long_side_uint8
+
+        s = self.samples[i]
+        if s.path is None:
+            raise DatasetError(f"sample {s.id!r} has no single image file; detection needs one image per sample", s.source or None)
+        img, scale = long_side_uint8(np.asarray(self.reader(Path(s.path)), dtype=np.float32), self.long_side)
+        h, w = img.shape
+        keep = [b for b in s.boxes if b.label in self.classes]
+        boxes = np.array([[b.x1, b.y1, b.x2, b.y2] for b in keep], dtype=np.float32).reshape(-1, 4) * scale.astype(np.float32)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+        labels = np.array([self.classes.index(b.label) + self.label_offset for b in keep], dtype=np.int64)[ok]
+        self._mem[i] = (img, boxes[ok], labels)
+        return self._mem[i]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        img, boxes, labels = self.item(i)
+        x = img.astype(np.float32) / 255.0
+        if self.augment is not None:
+            out = self.augment(image=x, bboxes=boxes, labels=labels)
+            x = np.clip(out["image"], 0.0, 1.0)
+            boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+            labels = np.asarray(out["labels"], dtype=np.int64).reshape(-1)
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].expand(3, -1, -1)
+        return t, {"boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                   "labels": torch.as_tensor(labels, dtype=torch.int64)}
+
+
+def detection_collate(batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list, list]:
+    """(images, targets) as two lists: detection images differ in size and cannot be stacked."""
+    return [b[0] for b in batch], [b[1] for b in batch]

@@ -17,6 +17,7 @@ __all__ = [
     "to_model_input",
     "resize_2d",
     "letterbox_geometry",
+    "long_side_uint8",
     "augmentation_preset",
     "PRESET_NAMES",
     "IMAGENET_MEAN",
@@ -26,7 +27,7 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRESET_NAMES = ("none", "light", "xception", "mri", "mri-sag", "mri-disc", "xray-robust", "xray-real")
+PRESET_NAMES = ("none", "light", "xception", "mri", "mri-sag", "mri-disc", "xray-robust", "xray-real", "flip-gain")
 
 
 def _hw(size: "int | Sequence[int]") -> tuple[int, int]:
@@ -197,6 +198,7 @@ def augmentation_preset(
     - ``xray-robust``: steers a classifier away from framing, size and burned-in text shortcuts —
       random crop/pad of each border (±12 %), scale jitter and mild rotation (±10°), corner erasing/fake
       text, CLAHE or gamma, brightness/contrast, mild noise.
+    - ``flip-gain``: horizontal flip + a gain in [0.8, 1.2] (detection: boxes flip with the image).
     - ``light``: flips off, small affine + brightness/contrast (anatomy-preserving for lateral films).
     - ``none``: identity.
 
@@ -276,6 +278,12 @@ def augmentation_preset(
             A.Affine(scale=(0.95, 1.05), rotate=(-5, 5), translate_percent=(-0.03, 0.03), p=0.5),
             A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.5),
         ]
+    elif key == "flip-gain":
+        # the detectors' (Faster R-CNN) recipe: a mirror image and an overall gain of 0.8-1.2; boxes follow the flip
+        tf = [
+            A.HorizontalFlip(p=0.5),
+            A.MultiplicativeNoise(multiplier=(0.8, 1.2), per_channel=False, elementwise=False, p=1.0),
+        ]
     elif key == "none":
         tf = []
     else:
@@ -288,3 +296,21 @@ def augmentation_preset(
     elif targets not in ("image", "mask"):
         raise ConfigError(f"targets {targets!r} is not known; use 'image', 'mask' or 'bboxes'")
     return A.Compose(tf, **kwargs)
+
+
+def long_side_uint8(pixels: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 HxW with long side ``long_side``, (sx, sy, sx, sy) = new / original): what both detector families see,
+    in training (``DetectionTorchDataset``, the YOLO view) and at prediction.
+
+    8-bit because Ultralytics reads training files with cv2 (a 16-bit PNG would be shifted to 8 bits by it anyway);
+    resized once so training does not decode 1024-px films every epoch.
+    """
+    import cv2
+
+    h, w = pixels.shape
+    scale = long_side / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    img = np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if (nh, nw) != (h, w):
+        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return img, np.array([nw / w, nh / h, nw / w, nh / h])

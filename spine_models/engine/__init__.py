@@ -1,8 +1,11 @@
 """Per-task engines. Each of ``classify``, ``detect``, ``segment`` exposes the same three things:
 
-- ``train(cfg: dict, out_dir: Path, *, callbacks=None, quiet=False) -> Path`` — writes ``last.pt``
-  (full checkpoint for resume), ``model.pt`` (shipped format, see ``models/cards.py``),
-  ``history.json`` and ``card.json`` into ``out_dir``; returns the card path.
+- ``train(cfg: dict, out_dir: Path, *, callbacks=None, quiet=False) -> Path`` — runs the task's Trainer (a
+  subclass of ``engine.trainer.BaseTrainer`` around the one ``fit`` loop: ``ClassifyTrainer``, ``SegmentTrainer``,
+  ``DetectTrainer``, ``discs.DiscGraderTrainer``, ``composite.CompositeTrainer``), which writes ``last.pt`` (full
+  checkpoint for resume), ``model.pt`` (shipped format, see ``models/cards.py``), ``history.json`` (a list of
+  per-epoch dicts, every task), ``summary.json`` and ``card.json`` (``trainer.new_card`` / ``write_card``) into
+  ``out_dir``; returns the card path.
 - ``Predictor(card: ModelCard, device=None).predict(image, **options) -> Result`` — a subclass of
   ``engine.base.BasePredictor`` (read -> preprocess -> infer -> postprocess; options declared per task);
   ``image`` is a ``spine_models.io`` Radiograph, a path or a 2-D float array in [0, 1]; boxes/masks at

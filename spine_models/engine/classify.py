@@ -19,7 +19,6 @@ The studies' recipes as configuration (``spine_models/cfg/classify.yaml``):
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,13 +29,14 @@ from torch import nn
 
 from spine_models.config import check_cfg
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
-from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
+from spine_models.engine.callbacks import Callback
 from spine_models.data.records import LABEL_FROM, VIEW_CLASSES, relabel
-from spine_models.engine.composite import CompositePredictor, is_composite
+from spine_models.engine.composite import CompositePredictor, CompositeTrainer, is_composite
+from spine_models.engine.trainer import BaseTrainer, write_card
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
-from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
+from spine_models.models.cards import ModelCard, load_state
 
-__all__ = ["train", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "load_pixels", "vertebra_mask", "logits_to_probs", "input_hw",
+__all__ = ["train", "ClassifyTrainer", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "load_pixels", "vertebra_mask", "logits_to_probs", "input_hw",
            "youden_threshold", "build_model_for", "relabel", "dataset_for_card", "LABEL_FROM", "VIEW_CLASSES"]
 
 
@@ -320,128 +320,172 @@ def _make_loss(n_out: int, weights: torch.Tensor | None, smoothing: float, devic
 
 def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback] | None = None, quiet: bool = False) -> Path:
     """Train a classifier per ``cfg`` (see the module docstring); returns ``out_dir/card.json``."""
-    from spine_models._env import configure_offline, get_device
-    from spine_models.data.adapters import load_dataset
-    from spine_models.data.splits import split_dataset, split_provenance
-    from spine_models.engine import trainer as T
-    from spine_models.models import create_model, get_spec
-
-    cfg = dict(cfg)
     if is_composite(cfg["model"]):  # measurement / view-routed classifiers: no epochs, no network of their own
-        from spine_models.engine.composite import train_composite
+        return _CompositeTrainer(cfg, out_dir, callbacks=callbacks, quiet=quiet).train()
+    return ClassifyTrainer(cfg, out_dir, callbacks=callbacks, quiet=quiet).train()
 
-        card, test = train_composite(cfg, out_dir, callbacks=callbacks, quiet=quiet)
-        return _test_and_save(card, test, Path(out_dir), cfg, quiet=quiet, note_empty=False)
-    configure_offline()
-    if cfg.get("imgsz") is None:
-        size = get_spec(cfg["model"], task="classify").input_size
-        cfg["imgsz"] = int(size if isinstance(size, int) else size[0])
-    _validate_cfg(cfg)
-    size = input_hw(cfg["imgsz"])
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
-        callbacks if isinstance(callbacks, list) else ([callbacks] if callbacks else []))
-    cb = with_time_budget(cb, cfg.get("max_minutes"), quiet)
-    seed = int(cfg["seed"])
-    T.seed_everything(seed)
-    device = get_device(cfg.get("device") or None)
 
-    data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
-    ds = load_dataset(data, task="classify")
-    label_from = str(cfg["label_from"])
-    labelled = relabel(ds.samples, label_from)
-    if len(labelled) < len(ds.samples):
-        cb.on_log(f"{len(ds.samples) - len(labelled)} samples without a {label_from} label left out")
-    if label_from == "view":
-        classes = [c for c in VIEW_CLASSES if any(s.label == c for s in labelled)]
-    else:
-        classes = list(ds.classes) or sorted({s.label for s in labelled})
-    ds = replace(ds, samples=labelled, classes=classes)
-    if len(classes) < 2:
-        raise DatasetError(f"{', '.join(map(str, data))}: classification needs at least two classes, found {classes}")
-    two_view = bool(cfg["two_view"])
-    if two_view and not all(s.views for s in labelled):
-        raise DatasetError(f"{', '.join(map(str, data))}: two_view=true needs the two-view patient layout (DIR/<label>/<patient>/ap+lat)")
-    parts = split_dataset(ds, cfg["split"], seed=seed, group_near_duplicates=bool(cfg["group_near_duplicates"]))
-    if cfg["leakage_check"]:
-        from spine_models.data.leakage import check_leakage
-        from spine_models.errors import LeakageError
+class _CompositeTrainer(CompositeTrainer):
+    """A composite judged like a network: :func:`evaluate` on the test part into its card (here, so that the
+    composite module never imports this one)."""
 
-        try:
-            check_leakage(parts)
-        except LeakageError as exc:  # the user's data, not our bug: exit 2 with the message
-            raise DatasetError(f"{exc} (or train anyway with --set leakage_check=false)") from None
-    provenance = split_provenance(parts)
-    for name in ("train", "val"):
-        if not len(parts[name]):
-            raise DatasetError(f"{', '.join(map(str, data))}: the {name} part is empty after a per-patient split "
-                               f"{cfg['split']}; add data or change --set split=")
+    def finish(self, model: Any, result: Any) -> Path:
+        return _test_and_save(self.make_card(result), self.parts["test"], self.out, self.cfg, quiet=self.quiet,
+                              note_empty=False)
 
-    if cfg["crop"] != "none":
-        from spine_models.data.roi import DEFAULT_CROP_MODEL, SIDE_IN_BODIES
 
-        cfg["crop_model"] = cfg.get("crop_model") or DEFAULT_CROP_MODEL
-        cfg["crop_side"] = float(cfg.get("crop_side") or SIDE_IN_BODIES)
-    pre = Preprocess(size, int(cfg["in_chans"]), dict(cfg["normalization"]), cfg["resize_mode"], bool(cfg["roi"]),
-                     str(cfg["crop"]), cfg.get("crop_model"), cfg.get("crop_side"))
-    augment = None
-    if cfg["augment"] not in ("none", "", None):
-        from spine_models.data.transforms import augmentation_preset
+class ClassifyTrainer(BaseTrainer):
+    """Classifiers on the one Trainer contract (``engine.trainer.BaseTrainer``): the studies' recipes (frozen /
+    fine-tune phases, head and body learning rates, cosine factor) as the epoch hook, validation by balanced
+    accuracy (or loss / accuracy / AUC), a Youden threshold for binary tasks, test metrics into the card."""
 
-        augment = augmentation_preset(cfg["augment"], size)
-    train_set = ClassifyImages(parts["train"].samples, classes, pre, augment=augment, two_view=two_view, cache=cfg["cache"])
-    val_set = ClassifyImages(parts["val"].samples, classes, pre, two_view=two_view, cache=cfg["cache"])
-    gen = T.make_generator(seed)
-    workers = int(cfg["workers"])
+    task = "classify"
 
-    def _worker_init(worker_id: int) -> None:
-        T.seed_worker(worker_id)
-        if augment is not None and hasattr(augment, "set_random_seed"):
-            augment.set_random_seed(torch.initial_seed() % (2**32))
+    def __init__(self, cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> None:
+        from spine_models.models import get_spec
 
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=int(cfg["batch"]), shuffle=True, generator=gen,
-                                               num_workers=workers, worker_init_fn=_worker_init if workers else None,
-                                               persistent_workers=workers > 0,
-                                               drop_last=len(train_set) > int(cfg["batch"]) and len(train_set) % int(cfg["batch"]) == 1)
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=int(cfg["batch"]), shuffle=False, num_workers=workers,
-                                             persistent_workers=workers > 0)
+        cfg = dict(cfg)
+        if cfg.get("imgsz") is None:
+            size = get_spec(cfg["model"], task="classify").input_size
+            cfg["imgsz"] = int(size if isinstance(size, int) else size[0])
+        _validate_cfg(cfg)
+        super().__init__(cfg, out_dir, callbacks=callbacks, quiet=quiet)
 
-    init = cfg["init"]
-    pretrained = None if init in ("scratch", "", None) else init
-    arch_kwargs = {"num_classes": len(classes), "in_chans": int(cfg["in_chans"]), "dropout": float(cfg["dropout"])}
-    model = create_model(cfg["model"], task="classify", pretrained=pretrained, **arch_kwargs).to(device)
-    if getattr(model, "two_view", False) != two_view:
-        raise ConfigError(f"model {cfg['model']} {'is' if getattr(model, 'two_view', False) else 'is not'} a two-view model "
-                          f"but two_view={two_view}; use twoview_* models with --set two_view=true")
-    report = getattr(model, "pretrained_report", None)
-    if report:
-        cb.on_log(f"init {init}: loaded {report['loaded']}/{report['total']} tensors")
+    def get_dataset(self) -> None:
+        from spine_models._env import configure_offline, get_device
+        from spine_models.data.adapters import load_dataset
+        from spine_models.data.splits import split_dataset, split_provenance
+        from spine_models.engine import trainer as T
 
-    from spine_models.models.classification import get_classifier
+        configure_offline()
+        cfg, cb, seed = self.cfg, self.callbacks, self.seed
+        self.size = size = input_hw(cfg["imgsz"])
+        T.seed_everything(seed)
+        self.device = get_device(cfg.get("device") or None)
+        self.data = data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
+        ds = load_dataset(data, task="classify")
+        self.label_from = label_from = str(cfg["label_from"])
+        self.labelled = labelled = relabel(ds.samples, label_from)
+        if len(labelled) < len(ds.samples):
+            cb.on_log(f"{len(ds.samples) - len(labelled)} samples without a {label_from} label left out")
+        if label_from == "view":
+            classes = [c for c in VIEW_CLASSES if any(s.label == c for s in labelled)]
+        else:
+            classes = list(ds.classes) or sorted({s.label for s in labelled})
+        self.ds = ds = replace(ds, samples=labelled, classes=classes)
+        self.classes = classes
+        if len(classes) < 2:
+            raise DatasetError(f"{', '.join(map(str, data))}: classification needs at least two classes, found {classes}")
+        self.two_view = two_view = bool(cfg["two_view"])
+        if two_view and not all(s.views for s in labelled):
+            raise DatasetError(f"{', '.join(map(str, data))}: two_view=true needs the two-view patient layout (DIR/<label>/<patient>/ap+lat)")
+        self.parts = parts = split_dataset(ds, cfg["split"], seed=seed, group_near_duplicates=bool(cfg["group_near_duplicates"]))
+        if cfg["leakage_check"]:
+            from spine_models.data.leakage import check_leakage
+            from spine_models.errors import LeakageError
 
-    head_ids = {id(p) for p in get_classifier(model).parameters()}
-    head_params = [p for p in model.parameters() if id(p) in head_ids]
-    body_params = [p for p in model.parameters() if id(p) not in head_ids]
-    lr, head_lr = _resolve_lr(cfg)
-    groups = [{"params": head_params, "lr": head_lr, "name": "head"}, {"params": body_params, "lr": lr, "name": "body"}]
-    wd = float(cfg["weight_decay"])
-    if cfg["optimizer"] == "adam":
-        optimizer = torch.optim.Adam(groups, weight_decay=wd)
-    elif cfg["optimizer"] == "adamw":
-        optimizer = torch.optim.AdamW(groups, weight_decay=wd)
-    else:
-        optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=wd)
-    head_modules = set(get_classifier(model).modules())
-    epochs = int(cfg["epochs"])
-    freeze_epochs = epochs if cfg["mode"] == "frozen" else int(cfg["freeze_epochs"])
+            try:
+                check_leakage(parts)
+            except LeakageError as exc:  # the user's data, not our bug: exit 2 with the message
+                raise DatasetError(f"{exc} (or train anyway with --set leakage_check=false)") from None
+        self.provenance = split_provenance(parts)
+        for name in ("train", "val"):
+            if not len(parts[name]):
+                raise DatasetError(f"{', '.join(map(str, data))}: the {name} part is empty after a per-patient split "
+                                   f"{cfg['split']}; add data or change --set split=")
 
-    def phase(epoch: int) -> str:
+        if cfg["crop"] != "none":
+            from spine_models.data.roi import DEFAULT_CROP_MODEL, SIDE_IN_BODIES
+
+            cfg["crop_model"] = cfg.get("crop_model") or DEFAULT_CROP_MODEL
+            cfg["crop_side"] = float(cfg.get("crop_side") or SIDE_IN_BODIES)
+        pre = Preprocess(size, int(cfg["in_chans"]), dict(cfg["normalization"]), cfg["resize_mode"], bool(cfg["roi"]),
+                         str(cfg["crop"]), cfg.get("crop_model"), cfg.get("crop_side"))
+        self.augment = augment = None
+        if cfg["augment"] not in ("none", "", None):
+            from spine_models.data.transforms import augmentation_preset
+
+            self.augment = augment = augmentation_preset(cfg["augment"], size)
+        train_set = ClassifyImages(parts["train"].samples, classes, pre, augment=augment, two_view=two_view, cache=cfg["cache"])
+        self.val_set = val_set = ClassifyImages(parts["val"].samples, classes, pre, two_view=two_view, cache=cfg["cache"])
+        self.generator = gen = T.make_generator(seed)
+        workers = int(cfg["workers"])
+
+        def _worker_init(worker_id: int) -> None:
+            T.seed_worker(worker_id)
+            if augment is not None and hasattr(augment, "set_random_seed"):
+                augment.set_random_seed(torch.initial_seed() % (2**32))
+
+        self.train_loader = torch.utils.data.DataLoader(
+            train_set, batch_size=int(cfg["batch"]), shuffle=True, generator=gen, num_workers=workers,
+            worker_init_fn=_worker_init if workers else None, persistent_workers=workers > 0,
+            drop_last=len(train_set) > int(cfg["batch"]) and len(train_set) % int(cfg["batch"]) == 1)
+        self.val_loader = torch.utils.data.DataLoader(val_set, batch_size=int(cfg["batch"]), shuffle=False,
+                                                      num_workers=workers, persistent_workers=workers > 0)
+        cb.on_log(f"train {len(train_set)} / val {len(val_set)} / test {len(parts['test'])} samples; classes {classes}; "
+                  f"device {self.device}")
+
+    def get_model(self) -> nn.Module:
+        from spine_models.engine import trainer as T
+        from spine_models.models import create_model
+        from spine_models.models.classification import get_classifier
+
+        cfg, device, two_view = self.cfg, self.device, self.two_view
+        init = cfg["init"]
+        pretrained = None if init in ("scratch", "", None) else init
+        self.arch_kwargs = {"num_classes": len(self.classes), "in_chans": int(cfg["in_chans"]), "dropout": float(cfg["dropout"])}
+        model = create_model(cfg["model"], task="classify", pretrained=pretrained, **self.arch_kwargs).to(device)
+        if getattr(model, "two_view", False) != two_view:
+            raise ConfigError(f"model {cfg['model']} {'is' if getattr(model, 'two_view', False) else 'is not'} a two-view model "
+                              f"but two_view={two_view}; use twoview_* models with --set two_view=true")
+        self.report = report = getattr(model, "pretrained_report", None)
+        if report:
+            self.callbacks.on_log(f"init {init}: loaded {report['loaded']}/{report['total']} tensors")
+        head_ids = {id(p) for p in get_classifier(model).parameters()}
+        self.head_params = [p for p in model.parameters() if id(p) in head_ids]
+        self.body_params = [p for p in model.parameters() if id(p) not in head_ids]
+        self.head_modules = set(get_classifier(model).modules())
+        with torch.no_grad():
+            model.eval()
+            x0, _ = self.val_set[0]
+            x0 = tuple(t[None].to(device) for t in x0) if two_view else x0[None].to(device)
+            n_out = T.forward_batch(model, x0).shape[-1]
+        self.loss_fn = _make_loss(n_out, _class_weights(cfg, self.parts["train"].samples, self.classes),
+                                  float(cfg["label_smoothing"]), device)
+        return model
+
+    def get_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        self.lr, self.head_lr = _resolve_lr(cfg)
+        groups = [{"params": self.head_params, "lr": self.head_lr, "name": "head"},
+                  {"params": self.body_params, "lr": self.lr, "name": "body"}]
+        wd = float(cfg["weight_decay"])
+        if cfg["optimizer"] == "adam":
+            self.optimizer = torch.optim.Adam(groups, weight_decay=wd)
+        elif cfg["optimizer"] == "adamw":
+            self.optimizer = torch.optim.AdamW(groups, weight_decay=wd)
+        else:
+            self.optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=wd)
+        return self.optimizer
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(output, target)
+
+    def phase(self, epoch: int) -> str:
+        freeze_epochs = int(self.cfg["epochs"]) if self.cfg["mode"] == "frozen" else int(self.cfg["freeze_epochs"])
         return "frozen" if epoch < freeze_epochs else "finetune"
 
-    def on_epoch_start(epoch: int) -> dict[str, Any]:
-        frozen = phase(epoch) == "frozen"
-        for p in body_params:
+    def on_epoch_start(self, epoch: int) -> dict[str, Any]:
+        """The recipe of this epoch (it depends on ``epoch`` only, so resume replays it): frozen or fine-tuning
+        phase, the head and body learning rates, the augmentation seed."""
+        from spine_models.engine import trainer as T
+
+        cfg, lr, head_lr, optimizer = self.cfg, self.lr, self.head_lr, self.optimizer
+        epochs = int(cfg["epochs"])
+        freeze_epochs = epochs if cfg["mode"] == "frozen" else int(cfg["freeze_epochs"])
+        self.current_epoch = epoch
+        frozen = self.phase(epoch) == "frozen"
+        for p in self.body_params:
             p.requires_grad_(not frozen)
         factor = 0.5 * (1 + math.cos(math.pi * epoch / epochs)) if cfg["scheduler"] == "cosine" else 1.0
         # fine-tuning after frozen epochs: everything at lr (the Xception recipe); fine-tuning from the start
@@ -449,39 +493,26 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
         ft_head = head_lr if cfg.get("head_lr") is not None and freeze_epochs == 0 else lr
         optimizer.param_groups[0]["lr"] = (head_lr if frozen else (ft_head if cfg["mode"] == "finetune" else head_lr)) * factor
         optimizer.param_groups[1]["lr"] = lr * factor
-        if augment is not None and hasattr(augment, "set_random_seed"):
-            augment.set_random_seed(T.epoch_seed(seed, epoch))
-        return {"phase": phase(epoch)}
+        if self.augment is not None and hasattr(self.augment, "set_random_seed"):
+            self.augment.set_random_seed(T.epoch_seed(self.seed, epoch))
+        return {"phase": self.phase(epoch)}
 
-    current_epoch = {"e": 0}
-
-    def set_train_mode(m: nn.Module) -> None:
+    def set_train_mode(self, m: nn.Module) -> None:
         m.train()
-        if phase(current_epoch["e"]) == "frozen":  # frozen backbone: keep its batch-norm statistics
+        if self.phase(self.current_epoch) == "frozen":  # frozen backbone: keep its batch-norm statistics
             for mod in m.modules():
-                if mod not in head_modules:
+                if mod not in self.head_modules:
                     mod.train(False)
-            for mod in head_modules:
+            for mod in self.head_modules:
                 mod.train(True)
 
-    def on_epoch_start_tracked(epoch: int) -> dict[str, Any]:
-        current_epoch["e"] = epoch
-        return on_epoch_start(epoch)
+    def validate(self, m: nn.Module) -> dict[str, float]:
+        from spine_models.engine import trainer as T
+        from spine_models.metrics.classification import auc_ovr  # the report's macro AUC, NaN when a class is absent
 
-    with torch.no_grad():
-        model.eval()
-        x0, _ = val_set[0]
-        x0 = tuple(t[None].to(device) for t in x0) if two_view else x0[None].to(device)
-        n_out = T.forward_batch(model, x0).shape[-1]
-    weights = _class_weights(cfg, parts["train"].samples, classes)
-    loss_fn = _make_loss(n_out, weights, float(cfg["label_smoothing"]), device)
-
-    from spine_models.metrics.classification import auc_ovr  # the report's macro AUC, NaN when a class is absent
-
-    def validate(m: nn.Module) -> dict[str, float]:
-        logits, y = T.predict_loader(m, val_loader, device)
+        logits, y = T.predict_loader(m, self.val_loader, self.device)
         with torch.no_grad():
-            vloss = float(loss_fn(logits, y))
+            vloss = float(self.loss_fn(logits, y))
         probs = logits_to_probs(logits).numpy()
         y_np = y.numpy().astype(int)
         pred = probs.argmax(1)
@@ -489,46 +520,47 @@ def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list[Callback
         res = {"val_loss": vloss, "val_accuracy": float((pred == y_np).mean()), "val_balanced_accuracy": ba,
                "val_auc": auc_ovr(y_np, probs)}
         res["val_score"] = {"balanced_accuracy": ba - 1e-3 * min(vloss, 10.0), "loss": vloss,
-                            "accuracy": res["val_accuracy"] - 1e-3 * min(vloss, 10.0), "auc": res["val_auc"]}[cfg["val_metric"]]
+                            "accuracy": res["val_accuracy"] - 1e-3 * min(vloss, 10.0), "auc": res["val_auc"]}[self.cfg["val_metric"]]
         return res
 
-    cfg_record = {k: v for k, v in cfg.items()}
-    cb.on_log(f"train {len(train_set)} / val {len(val_set)} / test {len(parts['test'])} samples; classes {classes}; device {device}")
-    result = T.fit(model, train_loader=train_loader, validate=validate, loss_fn=loss_fn, optimizer=optimizer, device=device,
-                   epochs=epochs, out_dir=out, cfg=cfg_record, seed=seed, val_metric="val_score",
-                   mode="min" if cfg["val_metric"] == "loss" else "max", patience=int(cfg["patience"]), callbacks=cb,
-                   quiet=quiet, resume=cfg.get("resume") or False, on_epoch_start=on_epoch_start_tracked,
-                   set_train_mode=set_train_mode, generator=gen)
-    model.load_state_dict(result.best_state)
-    for p in model.parameters():
-        p.requires_grad_(True)
+    def fit_options(self) -> dict[str, Any]:
+        self.current_epoch = 0
+        return {"val_metric": "val_score", "mode": "min" if self.cfg["val_metric"] == "loss" else "max",
+                "patience": int(self.cfg["patience"]), "resume": self.cfg.get("resume") or False,
+                "on_epoch_start": self.on_epoch_start, "set_train_mode": self.set_train_mode, "generator": self.generator}
 
-    thresholds: dict[str, float] = {}
-    if len(classes) == 2:
-        logits, y = T.predict_loader(model, val_loader, device)
-        thresholds["binary"] = youden_threshold(y.numpy(), logits_to_probs(logits).numpy()[:, 1])
+    def finish(self, model: nn.Module, result: Any) -> Path:
+        from spine_models.engine import trainer as T
 
-    weights_path = out / "model.pt"
-    sha = save_checkpoint_file(weights_path, arch=cfg["model"], task="classify", state_dict=model.state_dict(),
-                               arch_kwargs=arch_kwargs, half=bool(cfg["half"]))
-    card = ModelCard(
-        id=cfg.get("name") or out.resolve().name, task="classify", arch=cfg["model"],
-        view=cfg.get("view") or ("any" if label_from == "view" else _view_of(labelled, two_view)), trained_on=f"{ds.name} ({', '.join(map(str, data))})",
-        weights=str(weights_path.resolve()), sha256=sha, input_size=list(size) if isinstance(size, tuple) else size,
-        train_command=cfg.get("train_command") or "", license=cfg["license"], classes=classes, metrics={},
-        in_chans=int(cfg["in_chans"]), normalization=dict(cfg["normalization"]),
-        preprocessing={"resize_mode": cfg["resize_mode"], "roi": bool(cfg["roi"]), "two_view": two_view,
-                       **({"crop": cfg["crop"], "crop_model": cfg["crop_model"], "crop_side": cfg["crop_side"]}
-                          if cfg["crop"] != "none" else {}),
-                       "augment": cfg["augment"], "label_from": label_from},
-        thresholds=thresholds, arch_kwargs=arch_kwargs,
-        notes=[f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stopped_by}); val_metric {cfg['val_metric']}",
-               f"mode {cfg['mode']}, init {init}, freeze_epochs {cfg['freeze_epochs']}, seed {seed}"]
-              + ([f"init loaded {report['loaded']}/{report['total']} tensors from {report['source']}"] if report else []),
-        data={"split": provenance, "evaluated_on": "test"},
-        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-    )
-    return _test_and_save(card, parts["test"], out, cfg, quiet=quiet, device=device)
+        cfg, classes, seed, report = self.cfg, self.classes, self.seed, self.report
+        model.load_state_dict(result.best_state)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        thresholds: dict[str, float] = {}
+        if len(classes) == 2:
+            logits, y = T.predict_loader(model, self.val_loader, self.device)
+            thresholds["binary"] = youden_threshold(y.numpy(), logits_to_probs(logits).numpy()[:, 1])
+        size, label_from = self.size, self.label_from
+        init = cfg["init"]
+        card = T.new_card(
+            self.out, task="classify", arch=cfg["model"], state_dict=model.state_dict(), arch_kwargs=self.arch_kwargs,
+            half=bool(cfg["half"]), id=cfg.get("name") or self.out.resolve().name,
+            view=cfg.get("view") or ("any" if label_from == "view" else _view_of(self.labelled, self.two_view)),
+            trained_on=f"{self.ds.name} ({', '.join(map(str, self.data))})",
+            input_size=list(size) if isinstance(size, tuple) else size,
+            train_command=cfg.get("train_command") or "", license=cfg["license"], classes=classes, metrics={},
+            in_chans=int(cfg["in_chans"]), normalization=dict(cfg["normalization"]),
+            preprocessing={"resize_mode": cfg["resize_mode"], "roi": bool(cfg["roi"]), "two_view": self.two_view,
+                           **({"crop": cfg["crop"], "crop_model": cfg["crop_model"], "crop_side": cfg["crop_side"]}
+                              if cfg["crop"] != "none" else {}),
+                           "augment": cfg["augment"], "label_from": label_from},
+            thresholds=thresholds,
+            notes=[f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stopped_by}); val_metric {cfg['val_metric']}",
+                   f"mode {cfg['mode']}, init {init}, freeze_epochs {cfg['freeze_epochs']}, seed {seed}"]
+                  + ([f"init loaded {report['loaded']}/{report['total']} tensors from {report['source']}"] if report else []),
+            data={"split": self.provenance, "evaluated_on": "test"},
+        )
+        return _test_and_save(card, self.parts["test"], self.out, cfg, quiet=self.quiet, device=self.device)
 
 
 def _test_and_save(card: ModelCard, test: Any, out: Path, cfg: dict, *, quiet: bool, device: Any = None,
@@ -543,9 +575,7 @@ def _test_and_save(card: ModelCard, test: Any, out: Path, cfg: dict, *, quiet: b
         write_json(out / "test_predictions.json", ev["predictions"])
     elif note_empty:
         card.notes.append("test part empty: no test metrics")
-    card_path = out / "card.json"
-    card.to_json(card_path)
-    return card_path
+    return write_card(card, out)
 
 
 # ----------------------------------------------------------------------------------------------------

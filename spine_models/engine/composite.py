@@ -26,18 +26,18 @@ classifier. Their predictors answer ``predict`` / ``predict_proba`` like ``class
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor
+from spine_models.engine.trainer import BaseTrainer, FitResult, new_card, write_card
 from spine_models.errors import ConfigError, DatasetError, WeightsNotAvailableError
 from spine_models.models.cards import ModelCard
 
 __all__ = ["MEASURES", "ROUTED", "ARCHS", "is_composite", "measured_value", "measurement_failure", "abstention_note",
-           "at_threshold", "CompositePredictor", "train_composite"]
+           "at_threshold", "CompositePredictor", "CompositeTrainer"]
 
 # arch -> what it reads: the segmentation view, the measurement key and value, the positive class, the
 # default segmentation model and the value's clip range (a 90-deg misread must not outvote everything)
@@ -328,47 +328,67 @@ def _fit_routed(cfg: dict, classes: list[str]) -> tuple[dict, dict, dict]:
                 "input_size": view.card.input_size}, {"view": view.card, **{v: p.card for v, p in got.items()}}
 
 
-def train_composite(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> tuple[ModelCard, Any]:
-    """``spine-models train --task classify --model measure_cobb|measure_slip|view_routed``: the same
-    data loading and per-patient split as a network, without epochs. Returns (card without test metrics,
-    the test part): ``classify.train`` evaluates and saves it, so this module never imports classify."""
-    from dataclasses import replace
+class CompositeTrainer(BaseTrainer):
+    """``spine-models train --task classify --model measure_cobb|measure_slip|view_routed`` on the one Trainer
+    contract: the same data loading and per-patient split as a network; no epochs, so :meth:`run` fits the
+    composite (a logistic regression on a measurement, or nothing for the routed model) instead of ``fit``, and
+    ``history.json`` is an empty list. :meth:`finish` writes the card without test metrics; ``classify.train``
+    evaluates it like a network (so this module never imports classify)."""
 
-    from spine_models._env import configure_offline
-    from spine_models.data.adapters import load_dataset
-    from spine_models.data.splits import split_dataset, split_provenance
-    from spine_models.engine.callbacks import CallbackList
-    from spine_models.data.records import relabel
-    from spine_models.models.cards import save_checkpoint_file
+    task = "classify"
 
-    configure_offline()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
-        callbacks if isinstance(callbacks, list) else ([callbacks] if callbacks else []))
-    data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
-    if not data:
-        raise ConfigError("classify config: no data; pass --data DIR (repeatable)")
-    ds = load_dataset(data, task="classify")
-    labelled = relabel(ds.samples, str(cfg.get("label_from") or "class"))
-    if not labelled:
-        raise DatasetError(f"{', '.join(map(str, data))}: no labelled images")
-    ds = replace(ds, samples=labelled)
-    classes = list(ds.classes) or sorted({s.label for s in labelled})
-    parts = split_dataset(ds, cfg["split"], seed=int(cfg["seed"]), group_near_duplicates=bool(cfg["group_near_duplicates"]))
-    if cfg["model"] in MEASURES:
-        state, fields, components = _fit_measure(cfg, parts, classes, cb, quiet)
-    else:
-        state, fields, components = _fit_routed(cfg, classes)
-    weights_path = out / "model.pt"
-    sha = save_checkpoint_file(weights_path, arch=cfg["model"], task="classify", state_dict=state,
-                               arch_kwargs=fields["arch_kwargs"], half=False)
-    card = ModelCard(
-        id=cfg.get("name") or out.resolve().name, task="classify", arch=cfg["model"], view=cfg.get("view") or fields["view"],
-        trained_on=f"{ds.name} ({', '.join(map(str, data))})", weights=str(weights_path.resolve()), sha256=sha,
-        input_size=fields["input_size"], train_command=cfg.get("train_command") or "", license=cfg["license"],
-        classes=classes, metrics={}, normalization={"kind": "components"},
-        preprocessing={"components": {k: c.id for k, c in components.items()}, "label_from": cfg.get("label_from") or "class"},
-        thresholds=fields["thresholds"], arch_kwargs=fields["arch_kwargs"], notes=fields["notes"],
-        data={"split": split_provenance(parts), "evaluated_on": "test"}, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    return card, parts["test"]
+    def get_dataset(self) -> None:
+        from dataclasses import replace
+
+        from spine_models._env import configure_offline
+        from spine_models.data.adapters import load_dataset
+        from spine_models.data.records import relabel
+        from spine_models.data.splits import split_dataset
+
+        configure_offline()
+        cfg = self.cfg
+        self.data = data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
+        if not data:
+            raise ConfigError("classify config: no data; pass --data DIR (repeatable)")
+        ds = load_dataset(data, task="classify")
+        labelled = relabel(ds.samples, str(cfg.get("label_from") or "class"))
+        if not labelled:
+            raise DatasetError(f"{', '.join(map(str, data))}: no labelled images")
+        self.ds = ds = replace(ds, samples=labelled)
+        self.classes = list(ds.classes) or sorted({s.label for s in labelled})
+        self.parts = split_dataset(ds, cfg["split"], seed=self.seed, group_near_duplicates=bool(cfg["group_near_duplicates"]))
+
+    def get_model(self) -> None:
+        return None  # a composite's parameters are fitted in run; its components are shipped or run-folder models
+
+    def run(self, model: Any) -> FitResult:
+        from spine_models.engine.trainer import write_json
+
+        self.callbacks.on_train_start(self.cfg_record())
+        if self.cfg["model"] in MEASURES:
+            state, self.fields, self.components = _fit_measure(self.cfg, self.parts, self.classes, self.callbacks, self.quiet)
+        else:
+            state, self.fields, self.components = _fit_routed(self.cfg, self.classes)
+        write_json(self.out / "history.json", [])
+        summary = {"best_epoch": 0, "stopped_by": "epochs", "epochs_run": 0}
+        self.callbacks.on_train_end(summary)
+        return FitResult([], 0, None, state, "epochs", 0)
+
+    def make_card(self, result: FitResult) -> ModelCard:
+        """The card (weights saved by ``new_card``), test metrics not yet in it."""
+        from spine_models.data.splits import split_provenance
+
+        cfg, fields = self.cfg, self.fields
+        return new_card(
+            self.out, task="classify", arch=cfg["model"], state_dict=result.best_state, arch_kwargs=fields["arch_kwargs"],
+            half=False, id=cfg.get("name") or self.out.resolve().name, view=cfg.get("view") or fields["view"],
+            trained_on=f"{self.ds.name} ({', '.join(map(str, self.data))})", input_size=fields["input_size"],
+            train_command=cfg.get("train_command") or "", license=cfg["license"], classes=self.classes, metrics={},
+            normalization={"kind": "components"},
+            preprocessing={"components": {k: c.id for k, c in self.components.items()},
+                           "label_from": cfg.get("label_from") or "class"},
+            thresholds=fields["thresholds"], notes=fields["notes"],
+            data={"split": split_provenance(self.parts), "evaluated_on": "test"})
+
+    def finish(self, model: Any, result: FitResult) -> Path:
+        return write_card(self.make_card(result), self.out)

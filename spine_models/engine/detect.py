@@ -3,16 +3,15 @@
 Why one engine for two families: the study compared them on the same data and the same report, so
 both read the same :class:`SpineDataset`, see the same 8-bit image (long side resized to ``imgsz``),
 get a score threshold chosen the same way on validation (image-level Youden), and are scored by
-the same functions in ``metrics/detection.py``. YOLO trains with Ultralytics' own trainer on a YOLO
-view of the split written into the run folder; Faster R-CNN with a short torch loop here.
+the same functions in ``metrics/detection.py``. Both train through one :class:`DetectTrainer`
+(``engine.trainer.BaseTrainer``): Faster R-CNN in the engines' one ``fit`` loop, YOLO behind a hook that drives
+Ultralytics' own trainer on a YOLO view of the split written into the run folder.
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,18 +19,20 @@ import numpy as np
 
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
+from spine_models.data.transforms import long_side_uint8 as prepare_image
 from spine_models.engine.callbacks import Callback, CallbackList, StopTraining
-from spine_models.engine.trainer import init_from_run
+from spine_models.engine.trainer import (BaseTrainer, FitResult, WarmupCosineLR, init_from_run, new_card, write_card,
+                                         write_json)
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.io.pixels import as_pixels
 from spine_models.metrics.detection import (ImageBoxes, detection_map, detection_map_ci, image_level_sens_spec,
                                             image_scores, sens_spec_ci, youden_threshold)
-from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
+from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.detection import ensure_ultralytics_offline, is_yolo
 from spine_models.models.registry import create_model, get_spec
 from spine_models.results.detection import Box, DetectionResult
 
-__all__ = ["DETECTION_CLASSES", "train", "Predictor", "evaluate", "choose_threshold", "prepare_image", "read_pixels", "split_by_box_classes"]
+__all__ = ["DETECTION_CLASSES", "train", "DetectTrainer", "Predictor", "evaluate", "choose_threshold", "prepare_image", "read_pixels", "split_by_box_classes"]
 
 DETECTION_CLASSES = ("lumbar_implant", "scoliosis", "vertebra")  # SPEC order; unknown names go after
 _PAD = 114  # Ultralytics' letterbox grey
@@ -42,23 +43,6 @@ def read_pixels(image: Any) -> tuple[np.ndarray, str]:
     """(float32 HxW in [0, 1], de-identified name) from a Radiograph, a 2-D array or a file path."""
     pixels, name, _ = as_pixels(image)
     return pixels, name
-
-
-def prepare_image(pixels: np.ndarray, long_side: int) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 HxW with long side ``long_side``, (sx, sy, sx, sy) = new / original): what both see.
-
-    8-bit because Ultralytics reads training files with cv2 (a 16-bit PNG would be shifted to 8
-    bits by it anyway); resized once here so training does not decode 1024-px films every epoch.
-    """
-    import cv2
-
-    h, w = pixels.shape
-    scale = long_side / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    img = np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if (nh, nw) != (h, w):
-        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return img, np.array([nw / w, nh / h, nw / w, nh / h])
 
 
 def _letterbox(img: np.ndarray, stride: int = 32) -> tuple[np.ndarray, int, int]:
@@ -344,17 +328,15 @@ class _UltralyticsBridge:
             self.stopped = trainer.stop = True
 
 
-def _train_yolo(cfg: dict, arch: str, classes: list[str], parts: dict[str, list[Sample]], out_dir: Path,
-                cbs: CallbackList, history: list[dict], quiet: bool) -> Any:
-    ensure_ultralytics_offline()
+def _train_yolo(yolo: Any, cfg: dict, classes: list[str], parts: dict[str, list[Sample]], out_dir: Path,
+                cbs: CallbackList, quiet: bool) -> list[dict]:
+    """Drive the Ultralytics trainer on a YOLO view of the split; our callbacks follow it through the bridge.
+    Returns the per-epoch history rows."""
     import torch
-    from ultralytics import YOLO
-
-    from spine_models.models.detection import YOLO_YAMLS
 
     imgsz = int(cfg["imgsz"])
     data_yaml = _write_yolo_view(parts, classes, imgsz, out_dir / "yolo_data", quiet)
-    yolo = YOLO(YOLO_YAMLS[arch], task="detect")
+    history: list[dict] = []
     bridge = _UltralyticsBridge(cbs, history)
     bridge.attach(yolo)
     device = cfg.get("device") or ("0" if torch.cuda.is_available() else "cpu")
@@ -374,134 +356,10 @@ def _train_yolo(cfg: dict, arch: str, classes: list[str], parts: dict[str, list[
         yolo.train(**args)
     finally:
         LOGGER.setLevel(level)
-    if bridge.stopped:
-        raise StopTraining("training stopped by a callback")
     last = Path(yolo.trainer.last)
     if last.exists():
         shutil.copyfile(last, out_dir / "last.pt")  # Ultralytics' own resumable checkpoint
-    return yolo.model.float().cpu()
-
-
-def _rcnn_batches(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]], batch: int, rng: np.random.Generator,
-                  augment: bool):
-    import torch
-
-    order = rng.permutation(len(items))
-    for i in range(0, len(order), batch):
-        imgs, targets = [], []
-        for k in order[i:i + batch]:
-            img, boxes, labels = items[k]
-            boxes = boxes.copy()
-            if augment and rng.random() < 0.5:
-                img = img[:, ::-1]
-                w = img.shape[1]
-                boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
-            if augment:
-                gain = float(rng.uniform(0.8, 1.2))
-                x = torch.from_numpy(np.ascontiguousarray(img)).float().div(255).mul(gain).clamp(0, 1)
-            else:
-                x = torch.from_numpy(np.ascontiguousarray(img)).float().div(255)
-            imgs.append(x[None].expand(3, -1, -1))
-            targets.append({"boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                            "labels": torch.as_tensor(labels, dtype=torch.int64)})
-        yield imgs, targets
-
-
-def _rcnn_items(samples: list[Sample], classes: list[str], long_side: int, quiet: bool):
-    from spine_models._progress import progress
-
-    items = []
-    for s in progress(samples, total=len(samples), desc="prepare images", quiet=quiet):
-        pixels, _ = read_pixels(_image_path(s))
-        img, scale = prepare_image(pixels, long_side)
-        h, w = img.shape
-        keep = [b for b in s.boxes if b.label in classes]
-        boxes = np.array([[b.x1, b.y1, b.x2, b.y2] for b in keep], dtype=np.float32).reshape(-1, 4) * scale.astype(np.float32)
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-        labels = np.array([classes.index(b.label) + 1 for b in keep], dtype=np.int64)[ok]
-        items.append((img, boxes[ok], labels))
-    return items
-
-
-def _train_rcnn(cfg: dict, arch: str, classes: list[str], parts: dict[str, list[Sample]], out_dir: Path,
-                cbs: CallbackList, history: list[dict], arch_kwargs: dict, quiet: bool) -> Any:
-    import torch
-
-    from spine_models._env import get_device
-
-    device = get_device(cfg.get("device"))
-    torch.manual_seed(int(cfg["seed"]))
-    rng = np.random.default_rng(int(cfg["seed"]))
-    model = create_model(arch, task="detect", **arch_kwargs)
-    init_from_run(model, cfg.get("init"), "detect", cbs.on_log)
-    model = model.to(device)
-    items = _rcnn_items(parts["train"], classes, int(cfg["imgsz"]), quiet)
-    epochs, batch = int(cfg["epochs"]), int(cfg["batch"])
-    params = [p for p in model.parameters() if p.requires_grad]
-    kind = str(cfg.get("optimizer") or "sgd").lower()
-    if kind == "sgd":  # torchvision's detection reference recipe (momentum 0.9, wd 1e-4) with linear warmup
-        lr = float(cfg["lr"] or 0.01)
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
-    elif kind == "adamw":
-        lr = float(cfg["lr"] or 2e-4)  # 1e-3 diverged (loss 188 at epoch 4) from scratch on drawn films
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    else:
-        raise ConfigError(f"detect optimizer {kind!r}: use sgd or adamw (Faster R-CNN only; YOLO: yolo_args)")
-    steps_per_epoch = math.ceil(len(items) / batch)
-    total = max(1, epochs * steps_per_epoch)
-    warm = min(100, total // 5)
-    budget_s = float(cfg.get("max_minutes") or 0) * 60.0
-    t_start = time.perf_counter()
-
-    def lr_factor(i: int) -> float:
-        """Linear warmup, then cosine to 0 over the planned steps or the time budget, whichever ends first:
-        on a shared CPU the budget decides, and the model still ends annealed instead of cut at full lr."""
-        ramp = (i + 1) / (warm + 1) if i < warm else 1.0
-        frac = max(0, i - warm) / max(1, total - warm)
-        if budget_s > 0:
-            frac = max(frac, (time.perf_counter() - t_start) / budget_s)
-        return ramp * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-
-    step = 0
-    out_of_time = False
-    for epoch in range(epochs):
-        cbs.on_epoch_start(epoch, epochs)
-        model.train()
-        t0, losses = time.perf_counter(), []
-        for k, (imgs, targets) in enumerate(_rcnn_batches(items, batch, rng, bool(cfg["augment"]))):
-            imgs = [x.to(device) for x in imgs]
-            targets = [{kk: v.to(device) for kk, v in t.items()} for t in targets]
-            loss_dict = model(imgs, targets)
-            loss = sum(loss_dict.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"Faster R-CNN loss became {float(loss)} at epoch {epoch + 1}; lower lr (now {lr})")
-            for g in opt.param_groups:
-                g["lr"] = lr * lr_factor(step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 10.0)
-            opt.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            cbs.on_batch_end(k + 1, steps_per_epoch, losses[-1])
-            if cbs.should_stop():
-                raise StopTraining("training stopped by a callback")
-            if budget_s > 0 and time.perf_counter() - t_start >= budget_s:
-                out_of_time = True  # lr has annealed to 0 by now: stopping mid-epoch loses nothing
-                break
-        loss_mean = float(np.mean(losses)) if losses else float("nan")
-        m = {"train/loss": loss_mean, "train_loss": loss_mean, "lr": lr * lr_factor(max(0, step - 1)), "steps": step,
-             "time_s": round(time.perf_counter() - t0, 2)}
-        history.append({"epoch": epoch + 1, **m})
-        cbs.on_epoch_end(epoch + 1, m)
-        torch.save({"epoch": epoch + 1, "step": step, "arch": arch, "arch_kwargs": arch_kwargs, "model": model.state_dict(),
-                    "optimizer": opt.state_dict()}, out_dir / "last.pt")
-        if out_of_time:
-            cbs.on_log(f"time budget max_minutes={cfg['max_minutes']} reached after {step} steps (epoch {epoch + 1} of {epochs})")
-            break
-    return model.cpu().eval()
+    return history
 
 
 def _predict_all(pred: Predictor, samples: Sequence[Sample], classes: list[str], quiet: bool) -> tuple[list, list]:
@@ -535,74 +393,173 @@ def choose_threshold(preds: list[ImageBoxes], truths: list[ImageBoxes], classes:
     return float(cuts[best[len(best) // 2]]), f"youden(mean of {', '.join(usable)})"
 
 
+class DetectTrainer(BaseTrainer):
+    """Both detector families on the one Trainer contract (``engine.trainer.BaseTrainer``).
+
+    Faster R-CNN trains in :func:`~spine_models.engine.trainer.fit`: ``DetectionTorchDataset`` with the
+    ``flip-gain`` albumentations preset (boxes follow the flip), torchvision's loss dict summed as the step, the
+    warmup + cosine lr (``WarmupCosineLR``, stepped per optimizer step, annealed by ``max_minutes`` when set) and
+    the time budget as fit's ``with_time_budget`` (a spent budget ends the epoch: the lr is 0 by then). There is
+    no per-epoch model selection (the score threshold is chosen on validation after training), so the validation
+    metric is the step count and the last epoch is kept, as before. YOLO overrides :meth:`run` to drive the
+    Ultralytics trainer (its own loop, loss and validation) through ``_UltralyticsBridge``."""
+
+    task = "detect"
+    scheduler_interval = "step"
+
+    def __init__(self, cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> None:
+        # Faster R-CNN's epoch ends where the budget does (its lr is 0 there); Ultralytics' trainer cannot end an
+        # epoch early, so for YOLO the budget looks one epoch ahead, as for the other tasks
+        self.cut_epochs = not is_yolo(str(cfg["model"]))
+        super().__init__(cfg, out_dir, callbacks=callbacks, quiet=quiet)
+
+    def get_dataset(self) -> None:
+        from torch.utils.data import DataLoader
+
+        from spine_models._env import get_device
+        from spine_models.data.torch_datasets import DetectionTorchDataset, detection_collate
+        from spine_models.engine.trainer import make_generator, seed_worker
+
+        cfg = self.cfg
+        self.arch = str(cfg["model"])
+        get_spec(self.arch, "detect")  # unknown names fail here, listing the valid ones
+        self.yolo = is_yolo(self.arch)
+        self.ds = ds = _load_data(cfg["data"])
+        self.classes = classes = _classes(ds, cfg.get("classes"))
+        split = split_by_box_classes(ds, str(cfg["split"]), self.seed, classes)
+        parts = {k: [s for s in v if s.path is not None] for k, v in split.items()}
+        if not parts.get("train"):
+            raise DatasetError(f"dataset {ds.name!r}: the training split is empty ({len(ds)} images, split {cfg['split']})")
+        self.notes: list[str] = []
+        if not parts.get("val"):
+            parts["val"] = parts["train"]
+            self.notes.append("validation split empty: threshold chosen on the training images")
+        self.parts = parts
+        self.imgsz = imgsz = int(cfg["imgsz"])
+        self.arch_kwargs: dict[str, Any] = {"nc": len(classes)}
+        if self.yolo:
+            from spine_models.models.detection import YOLO_YAMLS
+
+            if cfg.get("init") not in (None, "", "scratch"):
+                raise ConfigError(f"detect config: init={cfg['init']!r} is for Faster R-CNN; YOLO models start from their "
+                                  "YAML with random weights")
+            self.arch_kwargs["yaml"] = YOLO_YAMLS[self.arch]
+            return
+        self.arch_kwargs.update(min_size=int(cfg["min_size"] or imgsz), max_size=int(cfg["max_size"] or imgsz))
+        self.device = get_device(cfg.get("device"))
+        self.augment = None
+        if cfg["augment"]:
+            from spine_models.data.transforms import augmentation_preset
+
+            self.augment = augmentation_preset("flip-gain", targets="bboxes", seed=self.seed)
+        self.generator = make_generator(self.seed)
+        train_set = DetectionTorchDataset(parts["train"], classes, imgsz, augment=self.augment)
+        workers = int(cfg["workers"])
+        self.train_loader = DataLoader(train_set, batch_size=int(cfg["batch"]), shuffle=True, generator=self.generator,
+                                       collate_fn=detection_collate, num_workers=workers,
+                                       worker_init_fn=seed_worker if workers else None)
+
+    def get_model(self) -> Any:
+        """A torchvision detector (``init`` loads an earlier run's matching tensors), or the Ultralytics ``YOLO``
+        object built from its YAML (random weights; its trainer builds the network)."""
+        if self.yolo:
+            ensure_ultralytics_offline()
+            from ultralytics import YOLO
+
+            return YOLO(self.arch_kwargs["yaml"], task="detect")
+        model = create_model(self.arch, task="detect", **self.arch_kwargs)
+        init_from_run(model, self.cfg.get("init"), "detect", self.callbacks.on_log)
+        return model.to(self.device)
+
+    def get_optimizer(self, model: Any) -> Any:
+        import torch
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        kind = str(self.cfg.get("optimizer") or "sgd").lower()
+        if kind == "sgd":  # torchvision's detection reference recipe (momentum 0.9, wd 1e-4) with linear warmup
+            return torch.optim.SGD(params, lr=float(self.cfg["lr"] or 0.01), momentum=0.9, weight_decay=1e-4)
+        if kind == "adamw":  # 1e-3 diverged (loss 188 at epoch 4) from scratch on drawn films
+            return torch.optim.AdamW(params, lr=float(self.cfg["lr"] or 2e-4), weight_decay=1e-4)
+        raise ConfigError(f"detect optimizer {kind!r}: use sgd or adamw (Faster R-CNN only; YOLO: yolo_args)")
+
+    def get_scheduler(self, optimizer: Any) -> WarmupCosineLR:
+        """Linear warmup (at most 100 steps, a fifth of the run), then cosine to 0 over the planned steps or the time
+        budget, whichever ends first: on a shared CPU the budget decides, and the model still ends annealed."""
+        total = max(1, int(self.cfg["epochs"]) * len(self.train_loader))
+        self.scheduler = WarmupCosineLR(optimizer, total, min(100, total // 5), float(self.cfg.get("max_minutes") or 0) * 60.0)
+        return self.scheduler
+
+    def step(self, model: Any, x: Any, y: Any) -> Any:
+        """torchvision detectors take the targets in train mode and return their losses: the step's loss is their sum."""
+        return sum(model(x, y).values())
+
+    def validate(self, model: Any) -> dict[str, float]:
+        return {"steps": float(self.scheduler.steps)}  # see the class docstring: the last epoch is the model
+
+    def fit_options(self) -> dict[str, Any]:
+        def on_epoch_start(epoch: int) -> None:
+            from spine_models.engine.trainer import epoch_seed
+
+            if self.augment is not None:
+                self.augment.set_random_seed(epoch_seed(self.seed, epoch))
+
+        return {"val_metric": "steps", "mode": "max", "patience": 0, "generator": self.generator, "grad_clip": 10.0,
+                "on_epoch_start": on_epoch_start}
+
+    def cfg_record(self) -> dict[str, Any]:
+        data = self.cfg["data"]
+        return dict(self.cfg, data=str(data) if isinstance(data, SpineDataset) else data)
+
+    def run(self, model: Any) -> FitResult:
+        """Faster R-CNN: :func:`fit`; YOLO: the Ultralytics trainer, its epochs reported as the same history rows.
+        A stop asked by the caller's callbacks (not the time budget) ends the run without a card."""
+        if self.yolo:
+            self.callbacks.on_train_start(self.cfg_record())
+            fit_parts = {"train": self.parts["train"], "val": self.parts["val"]}
+            history = _train_yolo(model, self.cfg, self.classes, fit_parts, self.out, self.callbacks, self.quiet)
+            write_json(self.out / "history.json", history)
+            net = model.model.float().cpu()
+            stopped = "callback" if self.callbacks.should_stop() else "epochs"
+            result = FitResult(history, len(history), None, net.state_dict(), stopped, len(history))
+            self.callbacks.on_train_end({"best_epoch": result.best_epoch, "stopped_by": stopped, "epochs_run": len(history)})
+        else:
+            result = super().run(model)
+        if self.user_callbacks.should_stop():
+            raise StopTraining("training stopped by a callback")
+        return result
+
+    def finish(self, model: Any, result: FitResult) -> Path:
+        """Weights and card (``new_card``), the score threshold chosen on validation, test (or validation) metrics."""
+        cfg, classes, parts, imgsz = self.cfg, self.classes, self.parts, self.imgsz
+        net = model.model if self.yolo else model
+        net = net.float().cpu().eval()
+        net.load_state_dict(result.best_state)
+        preprocessing = {"long_side": imgsz, "letterbox": self.yolo, "stride": 32, "bits": 8,
+                         "conf_min": float(cfg["conf_min"]), "nms_iou": float(cfg["nms_iou"]), "max_det": int(cfg["max_det"])}
+        card = new_card(self.out, task="detect", arch=self.arch, state_dict=net.state_dict(), arch_kwargs=self.arch_kwargs,
+                        half=True, id=str(cfg.get("id") or f"{self.arch}-{self.out.name}"), view=str(cfg["view"]),
+                        trained_on=self.ds.name, input_size=imgsz, train_command=str(cfg.get("train_command") or ""),
+                        license="Apache-2.0" if not self.yolo else "AGPL-3.0 (Ultralytics)", classes=classes,
+                        preprocessing=preprocessing, notes=list(self.notes),
+                        normalization={"kind": "io.read_image display values [0, 1] -> uint8"})
+        pred = Predictor(card, device=cfg.get("device"), model=net)
+        vp, vt = _predict_all(pred, parts["val"], classes, self.quiet)
+        thr, how = choose_threshold(vp, vt, classes)
+        card.thresholds = {"score": round(thr, 4)}
+        card.notes.append(f"score threshold {thr:.3f} chosen on validation by {how}")
+        pred.threshold = thr
+        val_map = detection_map(vp, vt, classes)
+        eval_name = "test" if parts.get("test") else "val"
+        ep, et = _predict_all(pred, parts[eval_name], classes, self.quiet) if eval_name == "test" else (vp, vt)
+        card.metrics = _score(ep, et, classes, thr, int(cfg["n_resamples"]))
+        card.data = {"split": eval_name, "n": len(et), "n_patients": len({s.patient_id for s in parts[eval_name]}),
+                     "classes": classes, "split_ratios": str(cfg["split"]), "seed": self.seed}
+        self.summary.update({"arch": self.arch, "classes": classes, "epochs": len(result.history), "threshold": thr,
+                             "val_map50": val_map["map50"], "val_map50_95": val_map["map50_95"],
+                             "n": {k: len(v) for k, v in parts.items()}})
+        return write_card(card, self.out)
+
+
 def train(cfg: dict, out_dir: str | Path, *, callbacks: list[Callback] | None = None, quiet: bool = False) -> Path:
     """Train a detector as ``cfg`` says (``spine_models/cfg/detect.yaml``); returns the card path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    arch = str(cfg["model"])
-    get_spec(arch, "detect")  # unknown names fail here, listing the valid ones
-    cbs = CallbackList(list(callbacks or []))
-    ds = _load_data(cfg["data"])
-    classes = _classes(ds, cfg.get("classes"))
-    split = split_by_box_classes(ds, str(cfg["split"]), int(cfg["seed"]), classes)
-    parts = {k: [s for s in v if s.path is not None] for k, v in split.items()}
-    if not parts.get("train"):
-        raise DatasetError(f"dataset {ds.name!r}: the training split is empty ({len(ds)} images, split {cfg['split']})")
-    notes = []
-    if not parts.get("val"):
-        parts["val"] = parts["train"]
-        notes.append("validation split empty: threshold chosen on the training images")
-    imgsz = int(cfg["imgsz"])
-    arch_kwargs: dict[str, Any] = {"nc": len(classes)}
-    if not is_yolo(arch):
-        arch_kwargs.update(min_size=int(cfg["min_size"] or imgsz), max_size=int(cfg["max_size"] or imgsz))
-    else:
-        from spine_models.models.detection import YOLO_YAMLS
-
-        if cfg.get("init") not in (None, "", "scratch"):
-            raise ConfigError(f"detect config: init={cfg['init']!r} is for Faster R-CNN; YOLO models start from their "
-                              "YAML with random weights")
-        arch_kwargs["yaml"] = YOLO_YAMLS[arch]
-    cbs.on_train_start(dict(cfg, data=str(cfg["data"]) if isinstance(cfg["data"], SpineDataset) else cfg["data"]))
-    t0 = time.perf_counter()
-    history: list[dict] = []
-    fit_parts = {"train": parts["train"], "val": parts["val"]}
-    if is_yolo(arch):
-        model = _train_yolo(cfg, arch, classes, fit_parts, out_dir, cbs, history, quiet)
-    else:
-        model = _train_rcnn(cfg, arch, classes, fit_parts, out_dir, cbs, history, arch_kwargs, quiet)
-    train_s = time.perf_counter() - t0
-
-    model_id = str(cfg.get("id") or f"{arch}-{out_dir.name}")
-    weights = (out_dir / "model.pt").resolve()
-    preprocessing = {"long_side": imgsz, "letterbox": is_yolo(arch), "stride": 32, "bits": 8, "conf_min": float(cfg["conf_min"]),
-                     "nms_iou": float(cfg["nms_iou"]), "max_det": int(cfg["max_det"])}
-    card = ModelCard(id=model_id, task="detect", arch=arch, view=str(cfg["view"]), trained_on=ds.name, weights=str(weights),
-                     sha256="", input_size=imgsz, train_command=str(cfg.get("train_command") or ""),
-                     license="Apache-2.0" if not is_yolo(arch) else "AGPL-3.0 (Ultralytics)", classes=classes,
-                     preprocessing=preprocessing, arch_kwargs=arch_kwargs, notes=notes,
-                     normalization={"kind": "io.read_image display values [0, 1] -> uint8"},
-                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    model = model.float().eval()
-    pred = Predictor(card, device=cfg.get("device"), model=model)
-    vp, vt = _predict_all(pred, parts["val"], classes, quiet)
-    thr, how = choose_threshold(vp, vt, classes)
-    card.thresholds = {"score": round(thr, 4)}
-    card.notes.append(f"score threshold {thr:.3f} chosen on validation by {how}")
-    pred.threshold = thr
-    val_map = detection_map(vp, vt, classes)
-    eval_name = "test" if parts.get("test") else "val"
-    n_res = int(cfg["n_resamples"])
-    ep, et = _predict_all(pred, parts[eval_name], classes, quiet) if eval_name == "test" else (vp, vt)
-    card.metrics = _score(ep, et, classes, thr, n_res)
-    card.data = {"split": eval_name, "n": len(et), "n_patients": len({s.patient_id for s in parts[eval_name]}),
-                 "classes": classes, "split_ratios": str(cfg["split"]), "seed": int(cfg["seed"])}
-    card.sha256 = save_checkpoint_file(weights, arch=arch, task="detect", state_dict=model.state_dict(),
-                                       arch_kwargs=arch_kwargs, half=True)
-    card.to_json(out_dir / "card.json")
-    summary = {"arch": arch, "classes": classes, "epochs": len(history), "train_seconds": round(train_s, 1),
-               "threshold": thr, "val_map50": val_map["map50"], "val_map50_95": val_map["map50_95"],
-               "n": {k: len(v) for k, v in parts.items()}}
-    (out_dir / "history.json").write_text(json.dumps({"epochs": history, "summary": summary}, indent=2, default=float) + "\n")
-    cbs.on_train_end(summary)
-    return out_dir / "card.json"
+    return DetectTrainer(cfg, out_dir, callbacks=callbacks, quiet=quiet).train()

@@ -26,14 +26,15 @@ from spine_models.data.disc_crops import CROP_SIZE, column_up, disc_crop
 from spine_models.data.spider import FINDINGS, LUMBAR_LEVELS, grading_targets
 from spine_models.data.vertebra_targets import DISC_CORE, disc_boxes
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
+from spine_models.engine.trainer import BaseTrainer, new_card, write_card
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.measure.discs import DiscRead, discs_from_probs
-from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
+from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.grading import PFIRRMANN_GRADES, split_outputs
 from spine_models.models.registry import create_model
 from spine_models.results.discs import DiscGrade, DiscGradingResult
 
-__all__ = ["ARCH", "is_disc_model", "DiscGradingPredictor", "Predictor", "grade", "train", "evaluate", "truth_discs", "grading_metrics"]
+__all__ = ["ARCH", "is_disc_model", "DiscGradingPredictor", "Predictor", "grade", "train", "DiscGraderTrainer", "evaluate", "truth_discs", "grading_metrics"]
 
 ARCH = "disc_grading"
 
@@ -292,96 +293,119 @@ def _targets(discs: Sequence[_Disc], findings: Sequence[str]) -> tuple[np.ndarra
 
 def train(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> Path:
     """Train the disc grader on the disc-grading layout behind a shipped/run locator; writes a run folder with a card."""
-    from spine_models._env import get_device
-    from spine_models.data.adapters import load_dataset
-    from spine_models.data.splits import split_dataset
-    from spine_models.engine.trainer import fit, make_generator, seed_everything, seed_worker, write_json
-    from spine_models.metrics.detection import youden_threshold
-    from spine_models.models.provenance import most_restrictive_license, sources_in_text
+    return DiscGraderTrainer(cfg, out_dir, callbacks=callbacks, quiet=quiet).train()
 
-    from spine_models.config import defaults
 
-    cfg = {**defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if not cfg.get("locator"):
-        raise ConfigError("disc_grading: set the disc locator with --set locator=<shipped id or run folder> "
-                          "(a segment model with structures disc, disc_caudal)")
-    seed = int(cfg.get("seed", 0))
-    seed_everything(seed)
-    device = get_device(cfg.get("device"))
-    locator = _locator(cfg["locator"], None)
-    if "disc" not in locator.structures:
-        raise ConfigError(f"disc_grading: locator {locator.card.id!r} has structures {locator.structures}; it needs disc")
-    ds = load_dataset(cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]], task="segment")
-    if not any(s.meta.get("gradings") for s in ds.samples):
-        raise DatasetError("no gradings in the data; the disc grader needs the disc-grading layout (gradings.csv)", str(cfg["data"]))
-    parts = split_dataset(ds, ratios=cfg.get("split", "7:1:2"), seed=seed, stratify=False,
-                          method=str(cfg.get("split_method", "hash")))
-    size = CROP_SIZE
-    findings = list(FINDINGS)
-    t0 = time.perf_counter()
-    pseudo = bool(cfg.get("pseudo_boxes", True))
-    tr = collect_discs(parts["train"].samples, locator, size, pseudo=pseudo, quiet=quiet)
-    va = collect_discs(parts["val"].samples, locator, size, pseudo=pseudo, quiet=quiet)
-    if len(tr) < 8 or len(va) < 2:
-        raise DatasetError(f"too few graded discs to train on ({len(tr)} train, {len(va)} val)", str(cfg["data"]))
-    if not quiet:
-        print(f"graded disc crops: train {len(tr)} ({sum(d.source == 'truth' for d in tr)} from recovered boxes), "
-              f"val {len(va)}; {time.perf_counter() - t0:.0f} s", flush=True)
-    _, ftr = _targets(tr, findings)
-    pos = ftr.sum(0).clip(1)
-    pos_weight = torch.tensor(np.clip((len(tr) - pos) / pos, 1.0, 10.0), dtype=torch.float32)
-    width = int(cfg.get("grader_width", 24))
-    model = create_model(ARCH, task="segment", findings=findings, width=width).to(device)
-    g = make_generator(seed)
-    loader = torch.utils.data.DataLoader(_CropDataset(tr, findings, _augmenter(cfg.get("augment", "mri-disc"))),
-                                         batch_size=int(cfg.get("batch", 32)), shuffle=True, generator=g,
-                                         num_workers=int(cfg.get("workers", 0)), worker_init_fn=seed_worker, drop_last=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.get("lr", 1e-3)), weight_decay=float(cfg.get("weight_decay", 1e-4)))
-    epochs = int(cfg.get("epochs", 60))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    pv, fv = _targets(va, findings)
-    def validate(m: nn.Module) -> dict[str, float]:
+class DiscGraderTrainer(BaseTrainer):
+    """The disc grader on the one Trainer contract (``engine.trainer.BaseTrainer``): disc crops placed by the locator,
+    Pfirrmann + finding losses, validation by mirror-averaged grading (:func:`grade`), Youden thresholds per finding."""
+
+    task = "segment"
+
+    def __init__(self, cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> None:
+        from spine_models.config import defaults
+
+        super().__init__({**defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}, out_dir,
+                         callbacks=callbacks, quiet=quiet)
+        self.seed = int(self.cfg.get("seed", 0))
+
+    def get_dataset(self) -> None:
+        from spine_models._env import get_device
+        from spine_models.data.adapters import load_dataset
+        from spine_models.data.splits import split_dataset
+        from spine_models.engine.trainer import make_generator, seed_everything, seed_worker
+
+        cfg, quiet = self.cfg, self.quiet
+        if not cfg.get("locator"):
+            raise ConfigError("disc_grading: set the disc locator with --set locator=<shipped id or run folder> "
+                              "(a segment model with structures disc, disc_caudal)")
+        seed_everything(self.seed)
+        self.device = get_device(cfg.get("device"))
+        self.locator = locator = _locator(cfg["locator"], None)
+        if "disc" not in locator.structures:
+            raise ConfigError(f"disc_grading: locator {locator.card.id!r} has structures {locator.structures}; it needs disc")
+        ds = load_dataset(cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]], task="segment")
+        if not any(s.meta.get("gradings") for s in ds.samples):
+            raise DatasetError("no gradings in the data; the disc grader needs the disc-grading layout (gradings.csv)", str(cfg["data"]))
+        self.parts = parts = split_dataset(ds, ratios=cfg.get("split", "7:1:2"), seed=self.seed, stratify=False,
+                                           method=str(cfg.get("split_method", "hash")))
+        self.size = size = CROP_SIZE
+        self.findings = findings = list(FINDINGS)
+        t0 = time.perf_counter()
+        pseudo = bool(cfg.get("pseudo_boxes", True))
+        self.tr = tr = collect_discs(parts["train"].samples, locator, size, pseudo=pseudo, quiet=quiet)
+        self.va = va = collect_discs(parts["val"].samples, locator, size, pseudo=pseudo, quiet=quiet)
+        if len(tr) < 8 or len(va) < 2:
+            raise DatasetError(f"too few graded discs to train on ({len(tr)} train, {len(va)} val)", str(cfg["data"]))
+        if not quiet:
+            print(f"graded disc crops: train {len(tr)} ({sum(d.source == 'truth' for d in tr)} from recovered boxes), "
+                  f"val {len(va)}; {time.perf_counter() - t0:.0f} s", flush=True)
+        _, ftr = _targets(tr, findings)
+        pos = ftr.sum(0).clip(1)
+        self.pos_weight = torch.tensor(np.clip((len(tr) - pos) / pos, 1.0, 10.0), dtype=torch.float32)
+        self.width = int(cfg.get("grader_width", 24))
+        self.generator = make_generator(self.seed)
+        self.train_loader = torch.utils.data.DataLoader(
+            _CropDataset(tr, findings, _augmenter(cfg.get("augment", "mri-disc"))), batch_size=int(cfg.get("batch", 32)),
+            shuffle=True, generator=self.generator, num_workers=int(cfg.get("workers", 0)), worker_init_fn=seed_worker,
+            drop_last=True)
+        self.pv, self.fv = _targets(va, findings)
+        self.loss_fn = _loss(findings, self.pos_weight.to(self.device))
+
+    def get_model(self) -> nn.Module:
+        return create_model(ARCH, task="segment", findings=self.findings, width=self.width).to(self.device)
+
+    def get_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(model.parameters(), lr=float(self.cfg.get("lr", 1e-3)),
+                                 weight_decay=float(self.cfg.get("weight_decay", 1e-4)))
+
+    def get_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(self.cfg["epochs"])))
+
+    def loss(self, output: Any, target: Any) -> torch.Tensor:
+        return self.loss_fn(output, target)
+
+    def validate(self, m: nn.Module) -> dict[str, float]:
         from spine_models.metrics.discs import auc
 
-        p, f = _predict_discs(m, va, findings, device)
-        acc = float((p.argmax(1) == pv).mean())
-        aucs = [auc(fv[:, j], f[:, j]) for j in range(len(findings))]
+        p, f = _predict_discs(m, self.va, self.findings, self.device)
+        acc = float((p.argmax(1) == self.pv).mean())
+        aucs = [auc(self.fv[:, j], f[:, j]) for j in range(len(self.findings))]
         score = acc + float(np.nanmean(aucs))
-        return {"val_pfirrmann_accuracy": acc, **{f"val_auc_{n}": a for n, a in zip(findings, aucs)}, "val_score": score}
+        return {"val_pfirrmann_accuracy": acc, **{f"val_auc_{n}": a for n, a in zip(self.findings, aucs)}, "val_score": score}
 
-    from spine_models.engine.callbacks import CallbackList, with_time_budget
+    def fit_options(self) -> dict[str, Any]:
+        return {"val_metric": "val_score", "mode": "max", "patience": int(self.cfg.get("patience", 15)),
+                "generator": self.generator}
 
-    cbs = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
-        list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else [])
-    cbs = with_time_budget(cbs, cfg.get("max_minutes"), quiet)
-    res = fit(model, train_loader=loader, validate=validate, loss_fn=_loss(findings, pos_weight.to(device)), optimizer=opt,
-              device=device, epochs=epochs, out_dir=out, cfg=cfg, seed=seed, val_metric="val_score", mode="max",
-              patience=int(cfg.get("patience", 15)), scheduler=sched, callbacks=cbs,
-              quiet=quiet, generator=g)
-    model.load_state_dict(res.best_state)
-    p, f = _predict_discs(model, va, findings, device)
-    thresholds = {n: float(youden_threshold(fv[:, j].astype(bool), f[:, j])[0]) for j, n in enumerate(findings)}
-    kw = {"locator": str(cfg["locator"]), "locator_sha256": locator.card.sha256 or "", "findings": findings, "width": width}
-    sha = save_checkpoint_file(out / "model.pt", arch=ARCH, task="segment", state_dict=model.state_dict(), arch_kwargs=kw)
-    srcs = sources_in_text(str(cfg["data"]))
-    card = ModelCard(
-        id=str(cfg.get("id") or f"{ARCH}-{out.name}"), task="segment", arch=ARCH, view="mri",
-        trained_on=f"disc-grading layout {cfg['data']} ({len(tr)} training discs of {len(parts['train'].patients)} patients)",
-        weights=str((out / "model.pt").resolve()), sha256=sha, input_size=list(size),
-        train_command=str(cfg.get("train_command", "")),
-        license=most_restrictive_license(srcs) if srcs else locator.card.license,
-        structures=list(locator.structures), thresholds=thresholds, arch_kwargs=kw,
-        preprocessing={"crop": "spine_models.data.disc_crops.disc_crop", "crop_size": list(size), "tta": "hflip"},
-        data={"split": {"method": str(cfg.get("split_method", "hash")), "ratios": cfg.get("split", "7:1:2"), "seed": seed,
-                        "stratify": False}},
-        sources=srcs,
-        notes=[f"thresholds: Youden on the validation part ({len(va)} discs)",
-               "probabilities are uncalibrated model scores"])
-    card.to_json(out / "card.json")
-    write_json(out / "val_predictions.json", {"pfirrmann_accuracy": float((p.argmax(1) == pv).mean()), "n": len(va)})
-    return out / "card.json"
+    def finish(self, model: nn.Module, res: Any) -> Path:
+        from spine_models.engine.trainer import write_json
+        from spine_models.metrics.detection import youden_threshold
+        from spine_models.models.provenance import most_restrictive_license, sources_in_text
+
+        cfg, out, findings, locator, va = self.cfg, self.out, self.findings, self.locator, self.va
+        model.load_state_dict(res.best_state)
+        p, f = _predict_discs(model, va, findings, self.device)
+        thresholds = {n: float(youden_threshold(self.fv[:, j].astype(bool), f[:, j])[0]) for j, n in enumerate(findings)}
+        kw = {"locator": str(cfg["locator"]), "locator_sha256": locator.card.sha256 or "", "findings": findings,
+              "width": self.width}
+        srcs = sources_in_text(str(cfg["data"]))
+        card = new_card(
+            out, task="segment", arch=ARCH, state_dict=model.state_dict(), arch_kwargs=kw,
+            id=str(cfg.get("id") or f"{ARCH}-{out.name}"), view="mri",
+            trained_on=f"disc-grading layout {cfg['data']} ({len(self.tr)} training discs of {len(self.parts['train'].patients)} patients)",
+            input_size=list(self.size), train_command=str(cfg.get("train_command", "")),
+            license=most_restrictive_license(srcs) if srcs else locator.card.license,
+            structures=list(locator.structures), thresholds=thresholds,
+            preprocessing={"crop": "spine_models.data.disc_crops.disc_crop", "crop_size": list(self.size), "tta": "hflip"},
+            data={"split": {"method": str(cfg.get("split_method", "hash")), "ratios": cfg.get("split", "7:1:2"),
+                            "seed": self.seed, "stratify": False}},
+            sources=srcs,
+            notes=[f"thresholds: Youden on the validation part ({len(va)} discs)",
+                   "probabilities are uncalibrated model scores"])
+        path = write_card(card, out)
+        write_json(out / "val_predictions.json", {"pfirrmann_accuracy": float((p.argmax(1) == self.pv).mean()), "n": len(va)})
+        return path
 
 
 # ------------------------------------------------------------------------------------------ evaluation

@@ -181,9 +181,12 @@ def read_progress(run_dir: str | Path) -> dict[str, Any]:
 
 
 def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Per-epoch metrics: the trainer's ``history.json``, else what the progress callback collected."""
-    h = _read_json(Path(run_dir) / "history.json", None)
-    if isinstance(h, list) and h:
+    """Per-epoch metrics: the trainer's ``history.json`` (a list of epochs; an older detection run's
+    ``{"epochs": [...], "summary": ...}`` too), else what the progress callback collected."""
+    from spine_models.engine.trainer import read_history_file
+
+    h = read_history_file(Path(run_dir) / "history.json")
+    if h:
         return h
     return list(read_progress(run_dir).get("history") or [])
 

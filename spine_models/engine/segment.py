@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,17 +24,17 @@ from spine_models.config import CHOICES, defaults as cfg_defaults
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.data.vertebra_targets import DISC_STRUCTURES, encode_ignore, has_disc_truth, has_vertebra_truth
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
-from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
-from spine_models.engine.trainer import init_from_run
+from spine_models.engine.callbacks import Callback
+from spine_models.engine.trainer import BaseTrainer, init_from_run, new_card, write_card
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.io.pixels import as_pixels
 from spine_models.metrics.segmentation import mae_metric, mask_scores, score_mask, segmentation_metrics
-from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
+from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model, get_spec
 from spine_models.measure.cobb import LEVELS
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["STRUCTURES", "train", "train_parts", "Predictor", "evaluate", "score_mask", "read_pixels",
+__all__ = ["STRUCTURES", "train", "train_parts", "SegmentTrainer", "Predictor", "evaluate", "score_mask", "read_pixels",
            "read_mask", "model_input", "resolve_size", "measure_masks", "cobb_from_mask", "vertebra_instances",
            "TTA_MODES"]
 
@@ -238,83 +236,163 @@ def _select(ds: SpineDataset, view: str | None, structures: Sequence[str]) -> tu
 
 def train(cfg: dict, out_dir: str | Path, *, callbacks: Callback | list | None = None, quiet: bool = False) -> Path:
     """Load ``cfg["data"]``, split it per patient, train, evaluate on the test part; returns card.json."""
-    from spine_models.data.adapters import load_dataset
-    from spine_models.data.splits import split_dataset
-
-    full = {**cfg_defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}
-    if not full.get("data"):
-        raise ConfigError("segment training needs --data DIR (a synth folder with masks/)")
-    ds = load_dataset(full["data"], task="segment")
-    parts = split_dataset(ds, full["split"], seed=int(full["seed"]), method=str(full["split_method"]))
-    if full.get("leakage_check", True):
-        from spine_models.data.leakage import check_leakage
-        from spine_models.errors import LeakageError
-
-        try:
-            check_leakage(parts)
-        except LeakageError as exc:  # the user's data, not our bug: exit 2 with the message
-            raise DatasetError(f"{exc} (or train anyway with --set leakage_check=false)") from None
-    return train_parts(parts, full, out_dir, callbacks=callbacks, quiet=quiet)
+    return SegmentTrainer(cfg, out_dir, callbacks=callbacks, quiet=quiet).train()
 
 
 def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, *,
                 callbacks: Callback | list | None = None, quiet: bool = False) -> Path:
     """Train on already-split parts ``{"train", "val", "test"}`` (tests and callers with their own split)."""
-    import torch
-    from torch.utils.data import DataLoader
+    return SegmentTrainer(cfg, out_dir, parts=parts, callbacks=callbacks, quiet=quiet).train()
 
-    from spine_models._env import get_device
-    from spine_models.engine.trainer import fit, make_generator, seed_everything, seed_worker, write_json
-    from spine_models.models.segmentation import build_loss
 
-    cfg = {**cfg_defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}
-    cfg["task"] = "segment"
-    _check_tta(cfg["tta"], "segment config: tta")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
-        list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else [])
+class SegmentTrainer(BaseTrainer):
+    """U-Nets on the one Trainer contract (``engine.trainer.BaseTrainer``): masks per structure, the configured
+    loss, per-structure Dice on validation, test metrics by :func:`evaluate` into the card."""
 
-    def log(msg: str) -> None:
-        cb.on_log(msg)
-        if not quiet:
+    task = "segment"
+
+    def __init__(self, cfg: dict, out_dir: str | Path, *, parts: dict[str, SpineDataset] | None = None,
+                 callbacks: Any = None, quiet: bool = False) -> None:
+        cfg = {**cfg_defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}
+        cfg["task"] = "segment"
+        _check_tta(cfg["tta"], "segment config: tta")
+        super().__init__(cfg, out_dir, callbacks=callbacks, quiet=quiet)
+        self.parts = parts
+
+    def log(self, msg: str) -> None:
+        self.user_callbacks.on_log(msg)
+        if not self.quiet:
             print(msg, file=sys.stderr)
 
-    cb = with_time_budget(cb, cfg.get("max_minutes"), quiet)
-    arch = cfg["model"]
-    get_spec(arch, "segment")  # unknown names fail here with the valid ones
-    view, structures, train_samples = _select(parts["train"], cfg.get("view"), cfg.get("structures") or [])
-    _, _, val_samples = _select(parts["val"], view, structures) if parts.get("val") and parts["val"].samples else (None, None, [])
-    test_ds = parts.get("test")
-    size = resolve_size(cfg.get("imgsz"), arch)
-    _check_divisible(size, 32 if arch.startswith("unet_res") else 16 if arch == "unet_study" else 4)
-    seed = int(cfg["seed"])
-    seed_everything(seed)
-    device = get_device(cfg.get("device"))
-    model = create_model(arch, task="segment", num_classes=len(structures), in_chans=1).to(device)
-    init_from_run(model, cfg.get("init"), "segment", log)
-    norm = dict(cfg.get("normalization") or {"kind": "minmax"})
-    aug = _augmenter(cfg.get("augment", "none"), size)
-    bh = _check_body_height(cfg["body_height"])
-    train_t = _SegTorchDataset(train_samples, structures, size, norm, aug, cache=bool(cfg["cache"]), body_height=bh)
-    val_t = _SegTorchDataset(val_samples or train_samples, structures, size, norm, None, cache=bool(cfg["cache"]),
-                             body_height=bh)
-    if not val_samples:
-        log("no validation samples with masks: validating on the train part (early stopping is then optimistic)")
-    gen = make_generator(seed)
-    workers = int(cfg.get("workers") or 0)
-    train_loader = DataLoader(train_t, batch_size=int(cfg["batch"]), shuffle=True, num_workers=workers,
-                              generator=gen, worker_init_fn=seed_worker, drop_last=len(train_t) > int(cfg["batch"]))
-    max_steps = int(cfg.get("max_steps") or 0)
-    if max_steps > 0:
-        train_loader = _Limited(train_loader, max_steps)
-    val_loader = DataLoader(val_t, batch_size=int(cfg["batch"]), shuffle=False, num_workers=workers)
-    loss_fn = build_loss(cfg["loss"], float(cfg["smooth"]))
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
-    thr = float(cfg["threshold"])
+    def _split(self) -> dict[str, SpineDataset]:
+        from spine_models.data.adapters import load_dataset
+        from spine_models.data.splits import split_dataset
 
-    @torch.no_grad()
-    def validate(m) -> dict[str, float]:
+        full = self.cfg
+        if not full.get("data"):
+            raise ConfigError("segment training needs --data DIR (a synth folder with masks/)")
+        ds = load_dataset(full["data"], task="segment")
+        parts = split_dataset(ds, full["split"], seed=int(full["seed"]), method=str(full["split_method"]))
+        if full.get("leakage_check", True):
+            from spine_models.data.leakage import check_leakage
+            from spine_models.errors import LeakageError
+
+            try:
+                check_leakage(parts)
+            except LeakageError as exc:  # the user's data, not our bug: exit 2 with the message
+                raise DatasetError(f"{exc} (or train anyway with --set leakage_check=false)") from None
+        return parts
+
+    def get_dataset(self) -> None:
+        from torch.utils.data import DataLoader
+
+        from spine_models._env import get_device
+        from spine_models.engine.trainer import make_generator, seed_worker
+        from spine_models.models.segmentation import build_loss
+
+        cfg = self.cfg
+        self.arch = arch = cfg["model"]
+        get_spec(arch, "segment")  # unknown names fail here with the valid ones
+        if self.parts is None:
+            self.parts = self._split()
+        parts = self.parts
+        self.view, self.structures, self.train_samples = _select(parts["train"], cfg.get("view"), cfg.get("structures") or [])
+        view, structures, train_samples = self.view, self.structures, self.train_samples
+        _, _, self.val_samples = _select(parts["val"], view, structures) if parts.get("val") and parts["val"].samples else (None, None, [])
+        self.test_ds = parts.get("test")
+        self.size = size = resolve_size(cfg.get("imgsz"), arch)
+        _check_divisible(size, 32 if arch.startswith("unet_res") else 16 if arch == "unet_study" else 4)
+        self.device = get_device(cfg.get("device"))
+        self.norm = norm = dict(cfg.get("normalization") or {"kind": "minmax"})
+        aug = _augmenter(cfg.get("augment", "none"), size)
+        self.bh = bh = _check_body_height(cfg["body_height"])
+        train_t = _SegTorchDataset(train_samples, structures, size, norm, aug, cache=bool(cfg["cache"]), body_height=bh)
+        val_t = _SegTorchDataset(self.val_samples or train_samples, structures, size, norm, None, cache=bool(cfg["cache"]),
+                                 body_height=bh)
+        if not self.val_samples:
+            self.log("no validation samples with masks: validating on the train part (early stopping is then optimistic)")
+        self.generator = make_generator(self.seed)
+        workers = int(cfg.get("workers") or 0)
+        self.train_loader = DataLoader(train_t, batch_size=int(cfg["batch"]), shuffle=True, num_workers=workers,
+                                       generator=self.generator, worker_init_fn=seed_worker,
+                                       drop_last=len(train_t) > int(cfg["batch"]))
+        self.max_steps = int(cfg.get("max_steps") or 0)
+        if self.max_steps > 0:
+            self.train_loader = _Limited(self.train_loader, self.max_steps)
+        self.val_loader = DataLoader(val_t, batch_size=int(cfg["batch"]), shuffle=False, num_workers=workers)
+        self.loss_fn = build_loss(cfg["loss"], float(cfg["smooth"]))
+        self.thr = float(cfg["threshold"])
+
+    def get_model(self) -> Any:
+        from spine_models.engine.trainer import seed_everything
+
+        seed_everything(self.seed)
+        model = create_model(self.arch, task="segment", num_classes=len(self.structures), in_chans=1).to(self.device)
+        init_from_run(model, self.cfg.get("init"), "segment", self.log)
+        return model
+
+    def get_optimizer(self, model: Any) -> Any:
+        import torch
+
+        return torch.optim.Adam(model.parameters(), lr=float(self.cfg["lr"]), weight_decay=float(self.cfg["weight_decay"]))
+
+    def loss(self, output: Any, target: Any) -> Any:
+        return self.loss_fn(output, target)
+
+    def validate(self, m: Any) -> dict[str, float]:
+        """Validation loss and Dice (mean and per structure) at the card's mask threshold."""
+        return _validate_segmenter(m, self.val_loader, self.loss_fn, self.structures, self.thr, self.device, self.max_steps)
+
+    def fit_options(self) -> dict[str, Any]:
+        vm = self.cfg["val_metric"]
+        return {"val_metric": vm, "mode": "min" if vm.endswith("loss") else "max", "patience": int(self.cfg["patience"]),
+                "resume": self.cfg.get("resume") or False, "generator": self.generator}
+
+    def cfg_record(self) -> dict[str, Any]:
+        return {**self.cfg, "structures": self.structures, "view": self.view, "imgsz": list(self.size)}
+
+    def finish(self, model: Any, fr: Any) -> Path:
+        from spine_models.engine.trainer import write_json
+
+        cfg, out, arch, view, structures = self.cfg, self.out, self.arch, self.view, self.structures
+        model.load_state_dict(fr.best_state)
+        data_name = ", ".join(str(d) for d in (cfg.get("data") if isinstance(cfg.get("data"), list) else [cfg.get("data")]) if d) \
+            or self.parts["train"].name
+        card = new_card(
+            out, task="segment", arch=arch, state_dict=model.state_dict(), arch_kwargs={"num_classes": len(structures), "in_chans": 1},
+            id=cfg.get("id") or f"{arch}-{out.resolve().name}",
+            view=("mri" if str(view or "").startswith("mri") else view or "any"), trained_on=data_name,
+            input_size=list(self.size), train_command=cfg.get("train_command") or _reconstruct_command(cfg, out),
+            license="Apache-2.0", structures=structures, in_chans=1, normalization=self.norm,
+            preprocessing={"resize_mode": "stretch", "input_orientation": "HxW portrait", "masks": "resized back bilinear",
+                           "tta": cfg["tta"], "body_height": self.bh},
+            thresholds={"mask": self.thr},
+            limitations=["Trained on the synthetic phantom unless trained_on says otherwise; real films differ."],
+            notes=[f"loss {cfg['loss']}, best epoch {fr.best_epoch} of {fr.epochs_run} ({fr.stopped_by}), "
+                   f"train time {self.summary['train_seconds']:.0f} s on {self.device}"],
+        )
+        test_ds = self.test_ds
+        eval_ds = test_ds if test_ds is not None and any(s.masks for s in test_ds.samples) else None
+        if eval_ds is not None:
+            rep = evaluate(card, eval_ds, quiet=self.quiet, n_resamples=int(cfg["eval_resamples"]))
+            card.metrics = rep["metrics"]
+            write_json(out / "test_predictions.json", rep["predictions"])
+        else:
+            self.log("no test samples with masks: the card carries no metrics")
+        try:
+            from spine_models.data.splits import split_provenance
+            card.data = {"split": split_provenance(self.parts), "evaluated_on": "test" if eval_ds is not None else None}
+        except (ImportError, KeyError, StopIteration):
+            card.data = {"n_train": len(self.train_samples), "n_val": len(self.val_samples)}
+        return write_card(card, out)
+
+
+def _validate_segmenter(m: Any, val_loader: Any, loss_fn: Any, structures: Sequence[str], thr: float, device: Any,
+                        max_steps: int) -> dict[str, float]:
+    """Validation loss and Dice per structure (pixels without truth ignored), the model's mode restored."""
+    import torch
+
+    with torch.no_grad():
         was = m.training
         m.eval()
         inter = np.zeros(len(structures))
@@ -343,50 +421,6 @@ def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, 
             col = d[:, k] if d.size else d
             res[f"val_dice_{s}"] = float(np.nanmean(col)) if np.isfinite(col).any() else float("nan")
         return res
-
-    cfg_record = {**cfg, "structures": structures, "view": view, "imgsz": list(size)}
-    t0 = time.perf_counter()
-    resume = cfg.get("resume")
-    fr = fit(model, train_loader=train_loader, validate=validate, loss_fn=loss_fn, optimizer=opt, device=device,
-             epochs=int(cfg["epochs"]), out_dir=out, cfg=cfg_record, seed=seed, val_metric=cfg["val_metric"],
-             mode="min" if cfg["val_metric"].endswith("loss") else "max", patience=int(cfg["patience"]),
-             callbacks=cb, quiet=quiet, resume=resume if resume else False, generator=gen)
-    train_s = time.perf_counter() - t0
-    model.load_state_dict(fr.best_state)
-    arch_kwargs = {"num_classes": len(structures), "in_chans": 1}
-    sha = save_checkpoint_file(out / "model.pt", arch=arch, task="segment", state_dict=model.state_dict(),
-                               arch_kwargs=arch_kwargs)
-    model_id = cfg.get("id") or f"{arch}-{out.resolve().name}"
-    data_name = ", ".join(str(d) for d in (cfg.get("data") if isinstance(cfg.get("data"), list) else [cfg.get("data")]) if d) \
-        or parts["train"].name
-    card = ModelCard(
-        id=model_id, task="segment", arch=arch, view=("mri" if str(view or "").startswith("mri") else view or "any"),
-        trained_on=data_name,
-        weights=str((out / "model.pt").resolve()), sha256=sha, input_size=list(size),
-        train_command=cfg.get("train_command") or _reconstruct_command(cfg, out), license="Apache-2.0",
-        structures=structures, in_chans=1, normalization=norm,
-        preprocessing={"resize_mode": "stretch", "input_orientation": "HxW portrait", "masks": "resized back bilinear",
-                       "tta": cfg["tta"], "body_height": bh},
-        thresholds={"mask": thr}, arch_kwargs=arch_kwargs,
-        limitations=["Trained on the synthetic phantom unless trained_on says otherwise; real films differ."],
-        notes=[f"loss {cfg['loss']}, best epoch {fr.best_epoch} of {fr.epochs_run} ({fr.stopped_by}), "
-               f"train time {train_s:.0f} s on {device}"],
-        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    )
-    eval_ds = test_ds if test_ds is not None and any(s.masks for s in test_ds.samples) else None
-    if eval_ds is not None:
-        rep = evaluate(card, eval_ds, quiet=quiet, n_resamples=int(cfg["eval_resamples"]))
-        card.metrics = rep["metrics"]
-        write_json(out / "test_predictions.json", rep["predictions"])
-    else:
-        log("no test samples with masks: the card carries no metrics")
-    try:
-        from spine_models.data.splits import split_provenance
-        card.data = {"split": split_provenance(parts), "evaluated_on": "test" if eval_ds is not None else None}
-    except (ImportError, KeyError, StopIteration):
-        card.data = {"n_train": len(train_samples), "n_val": len(val_samples)}
-    card.to_json(out / "card.json")
-    return out / "card.json"
 
 
 class _Limited:

@@ -18,16 +18,18 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
 from spine_models._progress import progress
-from spine_models.engine.callbacks import Callback, CallbackList
+from spine_models.engine.callbacks import Callback, CallbackList, as_callback_list, with_time_budget
 from spine_models.errors import ConfigError
+from spine_models.models.cards import ModelCard, save_checkpoint_file
 
 __all__ = [
     "init_from_run",
@@ -45,6 +47,11 @@ __all__ = [
     "FitResult",
     "fit",
     "write_json",
+    "WarmupCosineLR",
+    "BaseTrainer",
+    "new_card",
+    "write_card",
+    "read_history_file",
 ]
 
 
@@ -116,20 +123,29 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+StepFn = Callable[[nn.Module, Any, Any], torch.Tensor]
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
                     optimizer: torch.optim.Optimizer, device: torch.device, *, callbacks: Callback | None = None,
                     quiet: bool = True, desc: str = "train", set_train_mode: Callable[[nn.Module], None] | None = None,
-                    step_scheduler: Any = None, grad_clip: float | None = None) -> float:
+                    step_scheduler: Any = None, grad_clip: float | None = None, step_fn: StepFn | None = None) -> float:
     """One pass over ``loader`` (batches ``(x, y)``); returns the mean loss. Stops early (returning NaN)
-    when a callback's ``should_stop`` turns true, so a cancelled job never writes a half epoch."""
+    when a callback's ``should_stop`` turns true, so a cancelled job never writes a half epoch; a callback's
+    ``end_epoch`` ends it early as a finished epoch (a spent time budget).
+
+    ``step_fn(model, x, y) -> loss`` replaces ``loss_fn(forward_batch(model, x), y)`` for models that compute their
+    own loss (torchvision detectors take the targets and return a dict of losses)."""
     cb = callbacks or CallbackList()
+    if step_fn is None and loss_fn is None:
+        raise ConfigError("train_one_epoch needs loss_fn or step_fn; pass the task's loss")
     (set_train_mode or (lambda m: m.train()))(model)
     total, count = 0.0, 0
     steps = len(loader) if hasattr(loader, "__len__") else 0
     for step, (x, y) in enumerate(progress(loader, total=steps or None, desc=desc, quiet=quiet), start=1):
         x, y = to_device(x, device), to_device(y, device)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(forward_batch(model, x), y)
+        loss = step_fn(model, x, y) if step_fn is not None else loss_fn(forward_batch(model, x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
         loss.backward()
@@ -144,6 +160,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable[[torch
         cb.on_batch_end(step, steps, float(loss.detach()))
         if cb.should_stop():
             return float("nan")
+        if cb.end_epoch():
+            break
     return total / max(count, 1)
 
 
@@ -279,15 +297,19 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
         scheduler: Any = None, callbacks: Callback | None = None, quiet: bool = False, resume: bool | str | Path = False,
         on_epoch_start: Callable[[int], dict[str, Any] | None] | None = None,
         set_train_mode: Callable[[nn.Module], None] | None = None,
-        generator: torch.Generator | None = None, grad_clip: float | None = None) -> FitResult:
+        generator: torch.Generator | None = None, grad_clip: float | None = None, step_fn: StepFn | None = None,
+        scheduler_interval: str = "epoch") -> FitResult:
     """The epoch loop. Writes ``last.pt`` (every epoch), ``best.pt`` (state dict of the best epoch) and
     ``history.json`` into ``out_dir``.
 
     ``validate(model)`` returns metrics (must contain ``val_metric``); ``on_epoch_start(epoch)`` lets a
     task change what trains (e.g. unfreeze after ``freeze_epochs``) — it must depend on ``epoch`` only,
-    so resume reproduces it; ``scheduler`` is stepped once per epoch; ``generator`` (the train
-    DataLoader's) is reseeded per epoch.
+    so resume reproduces it; ``scheduler`` is stepped once per epoch (``scheduler_interval="epoch"``) or after
+    every optimizer step (``"step"``: warmup schedules); ``generator`` (the train DataLoader's) is reseeded per
+    epoch; ``step_fn`` is the task's forward + loss when it is not ``loss_fn(model(x), y)``.
     """
+    if scheduler_interval not in ("epoch", "step"):
+        raise ConfigError(f"scheduler_interval {scheduler_interval!r} should be 'epoch' or 'step'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList([callbacks] if callbacks else [])
@@ -328,13 +350,14 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
         t0 = time.perf_counter()
         train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device, callbacks=cb, quiet=quiet,
                                      desc=f"epoch {epoch + 1}/{epochs}", set_train_mode=set_train_mode,
-                                     grad_clip=grad_clip)
+                                     grad_clip=grad_clip, step_fn=step_fn,
+                                     step_scheduler=scheduler if scheduler_interval == "step" else None)
         if cb.should_stop():
             stopped_by = "callback"
             epoch -= 1  # this epoch did not complete; last.pt holds the previous one
             break
         metrics = dict(validate(model))
-        if scheduler is not None:
+        if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
         row = {"epoch": epoch + 1, "train_loss": train_loss, **metrics,
                "lr": [g["lr"] for g in optimizer.param_groups], "time_s": round(time.perf_counter() - t0, 3)}
@@ -382,3 +405,160 @@ def init_from_run(model: nn.Module, init: str | None, task: str, log: Callable[[
 
     report = load_matching_state(model, read_state_file(p), source=str(p))  # the classifiers' partial load
     log(f"init: loaded {report['loaded']}/{report['total']} tensors from {p}")
+
+
+class WarmupCosineLR:
+    """Linear warmup, then cosine to 0 over the planned steps or a wall-clock budget, whichever ends first.
+
+    Why the budget: on a shared CPU the budget decides how many steps run, and the model should still end annealed
+    instead of cut at full lr. The factor is set just before each optimizer step (an optimizer pre-step hook), so it
+    reads the clock at that step; :func:`fit` calls ``step()`` after each optimizer step
+    (``scheduler_interval="step"``) to count it."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, budget_s: float = 0.0) -> None:
+        self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+        self.total, self.warm, self.budget_s = max(1, int(total_steps)), max(0, int(warmup_steps)), float(budget_s)
+        self.steps = 0
+        self.t0 = time.perf_counter()
+        optimizer.register_step_pre_hook(self._apply)
+
+    def factor(self, i: int) -> float:
+        ramp = (i + 1) / (self.warm + 1) if i < self.warm else 1.0
+        frac = max(0, i - self.warm) / max(1, self.total - self.warm)
+        if self.budget_s > 0:
+            frac = max(frac, (time.perf_counter() - self.t0) / self.budget_s)
+        return ramp * 0.5 * (1 + np.cos(np.pi * min(1.0, frac)))
+
+    def _apply(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        f = float(self.factor(self.steps))
+        for g, base in zip(optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * f
+
+    def step(self) -> None:
+        self.steps += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.steps, self.base_lrs = int(d["steps"]), list(d["base_lrs"])
+
+
+# ---------------------------------------------------------------------------------------------- cards
+def new_card(out_dir: str | Path, *, task: str, arch: str, state_dict: dict[str, Any], arch_kwargs: dict[str, Any],
+             half: bool = True, **fields: Any) -> ModelCard:
+    """The one way training makes a card: the weights saved as ``out_dir/model.pt`` (the shipped format), the card's
+    ``weights`` (absolute), ``sha256``, ``arch_kwargs`` and ``created`` (UTC) filled the same for every task;
+    ``fields`` are the other :class:`ModelCard` fields (id, view, trained_on, input_size, license, classes or
+    structures, ...). Why one place: every card a task writes has the same keys and the same provenance."""
+    weights = (Path(out_dir) / "model.pt").resolve()
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    sha = save_checkpoint_file(weights, arch=arch, task=task, state_dict=state_dict, arch_kwargs=arch_kwargs, half=half)
+    fields.setdefault("train_command", "")
+    fields.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return ModelCard(task=task, arch=arch, weights=str(weights), sha256=sha, arch_kwargs=dict(arch_kwargs), **fields)
+
+
+def write_card(card: ModelCard, out_dir: str | Path) -> Path:
+    """``out_dir/card.json``, written once the card is final (metrics, thresholds): the run folder's model card."""
+    path = Path(out_dir) / "card.json"
+    card.to_json(path)
+    return path
+
+
+def read_history_file(path: str | Path) -> list[dict[str, Any]]:
+    """Per-epoch rows of a ``history.json``: the list every trainer writes, or the ``{"epochs": [...], "summary"}``
+    form detection runs wrote before (old run folders still open); [] when absent or unreadable."""
+    try:
+        h = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    if isinstance(h, dict):
+        h = h.get("epochs")
+    return [r for r in h if isinstance(r, dict)] if isinstance(h, list) else []
+
+
+# -------------------------------------------------------------------------------------------- trainer
+class BaseTrainer:
+    """One training run of one task around the one :func:`fit` (Ultralytics' ``BaseTrainer`` and the torchvision
+    references are the model): the loop, checkpoints, resume, early stopping, callbacks and the time budget live in
+    ``fit``; a task overrides only what differs.
+
+    Hooks, called by :meth:`train` in this order: :meth:`get_dataset` (split, datasets, loaders: sets
+    ``self.train_loader``), :meth:`get_model`, :meth:`get_optimizer`, :meth:`get_scheduler`, then :meth:`run` (the
+    fit hook: ``fit`` with :meth:`step` as the forward + loss and :meth:`validate` per epoch; YOLO overrides it to
+    drive the Ultralytics trainer), then :meth:`finish` (test metrics and the card, via :func:`new_card` /
+    :func:`write_card`). Every run folder gets ``history.json`` (a list of per-epoch dicts) and ``summary.json``."""
+
+    task: ClassVar[str] = ""
+    cut_epochs: ClassVar[bool] = False  # a spent time budget also ends an epoch early (step-annealed schedules)
+    scheduler_interval: ClassVar[str] = "epoch"
+
+    def __init__(self, cfg: dict[str, Any], out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> None:
+        self.cfg = dict(cfg)
+        self.out = Path(out_dir)
+        self.quiet = quiet
+        self.user_callbacks = as_callback_list(callbacks)  # the caller's: a stop request from them is a cancellation
+        self.callbacks = with_time_budget(self.user_callbacks, self.cfg.get("max_minutes"), quiet, cut_epochs=self.cut_epochs)
+        self.seed = int(self.cfg.get("seed") or 0)
+        self.device = torch.device("cpu")
+        self.train_loader: Any = None
+        self.summary: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ hooks a task overrides
+    def get_dataset(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define get_dataset (sets self.train_loader)")
+
+    def get_model(self) -> nn.Module:
+        raise NotImplementedError(f"{type(self).__name__} must define get_model")
+
+    def get_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        raise NotImplementedError(f"{type(self).__name__} must define get_optimizer")
+
+    def get_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        return None
+
+    def loss(self, output: Any, target: Any) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define loss (or step)")
+
+    def step(self, model: nn.Module, x: Any, y: Any) -> torch.Tensor:
+        """The training step's loss: ``loss(model(x), y)``; detectors that take targets override it."""
+        return self.loss(forward_batch(model, x), y)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        raise NotImplementedError(f"{type(self).__name__} must define validate (model -> metrics)")
+
+    def fit_options(self) -> dict[str, Any]:
+        """Extra :func:`fit` arguments (val_metric, mode, patience, on_epoch_start, set_train_mode, generator, ...)."""
+        return {}
+
+    def cfg_record(self) -> dict[str, Any]:
+        """The configuration stored in ``last.pt``."""
+        return dict(self.cfg)
+
+    def finish(self, model: nn.Module, result: "FitResult") -> Path:
+        raise NotImplementedError(f"{type(self).__name__} must define finish (model, fit result -> card path)")
+
+    # ------------------------------------------------------------------ the run
+    def run(self, model: nn.Module) -> "FitResult":
+        """The fit hook: :func:`fit` over ``self.train_loader`` with this task's step, validation and schedule."""
+        optimizer = self.get_optimizer(model)
+        scheduler = self.get_scheduler(optimizer)
+        return fit(model, train_loader=self.train_loader, validate=self.validate, loss_fn=None, step_fn=self.step,
+                   optimizer=optimizer, device=self.device, epochs=int(self.cfg["epochs"]), out_dir=self.out,
+                   cfg=self.cfg_record(), seed=self.seed, scheduler=scheduler, scheduler_interval=self.scheduler_interval,
+                   callbacks=self.callbacks, quiet=self.quiet, **self.fit_options())
+
+    def train(self) -> Path:
+        """data -> model -> fit -> card; returns the card path."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.get_dataset()
+        model = self.get_model()
+        t0 = time.perf_counter()
+        result = self.run(model)
+        self.summary.update({"task": self.task, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+                             "stopped_by": result.stopped_by, "epochs_run": result.epochs_run,
+                             "train_seconds": round(time.perf_counter() - t0, 1)})
+        card_path = self.finish(model, result)
+        write_json(self.out / "summary.json", _plain(self.summary))
+        return card_path
