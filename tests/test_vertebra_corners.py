@@ -109,8 +109,16 @@ def test_train_one_epoch_and_predict_through_the_engine(tmp_path, tiny_locator):
     assert isinstance(pred, VertebraCornerPredictor)
     assert predictor_class(pred.card) is VertebraCornerPredictor
     film = sorted((data / "images").glob("*.png"))[0]
-    res = pred.predict(film, cam=True)  # another task's option is ignored, as for every model
-    assert isinstance(res, SegmentationResult) and res.model_id == card["id"]
+    calls = []
+    infer = pred.locator.infer
+    pred.locator.infer = lambda x, **kw: calls.append(1) or infer(x, **kw)
+    try:
+        res = pred.predict(film, cam=True)  # another task's option is ignored, as for every model
+        alone = pred.locator.predict(film, cam=True)  # the U-Net on its own, as the page runs it beside the composite
+    finally:
+        del pred.locator.infer
+    assert len(calls) == 1  # the U-Net ran once for both (one shared predictor, one film memo)
+    assert isinstance(res, SegmentationResult) and res.model_id == card["id"] and alone.model_id == "tiny_ap_unet"
     json.dumps(res.to_dict())
     # a different split from the locator's would let its held-out patients into training: refused
     with pytest.raises(ConfigError, match="split must be the locator"):

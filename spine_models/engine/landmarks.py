@@ -15,7 +15,6 @@ centre +-8 % of the width, size +-15 %, mirrored half the time, and the sources'
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -30,12 +29,13 @@ from spine_models.data.vertebra_patches import (PATCH_SIDE, PATCH_SIZE, WORK_HEI
                                                 decode_outputs, extract_patch, patch_matrix, standardize, to_film,
                                                 to_patch, work_film)
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
+from spine_models.engine.trainer import BaseTrainer
 from spine_models.errors import ConfigError, DatasetError
-from spine_models.models.cards import ModelCard, load_state, save_checkpoint_file
+from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "refine_bodies", "cobb_measurement", "train", "evaluate",
+__all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "refine_bodies", "cobb_measurement", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
 ARCH = "vertebra_corners"
@@ -96,6 +96,27 @@ def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], read
     return {**res.to_dict(), "n_vertebrae": len(bodies), **_plausibility(bodies, res.max_angle, shape)}
 
 
+def _mean_read(own: dict[str, Any], other: dict[str, Any] | None) -> dict[str, Any]:
+    """The corners' Cobb reading with its angles replaced by the mean of its and the U-Net's own reading.
+
+    Why (when the card says ``mean_with_locator``): the two readings come from different corners (the U-Net's
+    mask outlines, the patch network's), so their errors are partly independent and their mean is steadier on
+    validation films (docs/tune_corner_readout.py). The curves, end vertebrae and apex stay the corners' own; when
+    either reading failed or is not shown, the mean is not taken and the page says why."""
+    from spine_models.measure import cobb_read
+
+    a, b = cobb_read(own), cobb_read(other)
+    if not (a.ok and b.ok):
+        why = a.reason if not a.ok else f"the AP U-Net's own reading failed ({b.reason})"
+        return {**own, "cobb_deg": None, "note": why}
+    mean = (a.value + b.value) / 2
+    out = {**own, "cobb_deg": round(mean, 2), "readings_deg": {"corners": a.value, "u_net": b.value}}
+    if "band" in own:
+        half = (own["band"][1] - own["band"][0]) / 2
+        out["band"] = [round(mean - half, 2), round(mean + half, 2)]
+    return out
+
+
 class VertebraCornerPredictor(BasePredictor):
     """``predict(image, pixel_spacing_mm=None, measure=True, threshold=None) -> SegmentationResult``: the U-Net's
     masks, each body with corners read at the film's resolution, and the Cobb angle measured from them."""
@@ -122,6 +143,7 @@ class VertebraCornerPredictor(BasePredictor):
         self.height = int(pre.get("work_height", WORK_HEIGHT))
         self.readout = _check_readout(pre.get("cobb_angles", "fused"), f"model {card.id!r}: cobb_angles")
         self.fusion = {str(k): float(v) for k, v in (pre.get("fusion") or {}).items()}  # docs/tune_corner_readout.py
+        self.mean_with_locator = bool(pre.get("mean_with_locator", False))
         self.structures = list(self.locator.structures)
         self.threshold = self.locator.threshold
 
@@ -155,12 +177,14 @@ class VertebraCornerPredictor(BasePredictor):
             vertebrae = [{"name": n, "corners": [[round(float(a), 1), round(float(b), 1)] for a, b in c],
                           "box": [round(float(v), 1) for v in quad_box(c)], "score": score[n]} for n, c in refined.items()]
             meas["cobb"] = cobb_measurement(refined, film.pixels.shape, self.readout, film.spacing, self.fusion or None)
+            if self.mean_with_locator:
+                meas["cobb"] = _mean_read(meas["cobb"], base.measurements.get("cobb"))
         return SegmentationResult(model_id=self.card.id, source=base.source, image_size=base.image_size,
                                   device=str(self.device), structures=list(base.structures), masks=base.masks,
                                   measurements=meas, vertebrae=vertebrae)
 
     def memo_settings(self) -> tuple:
-        return (self.readout, tuple(sorted(self.fusion.items())), self.side, self.height, self.patch,
+        return (self.readout, tuple(sorted(self.fusion.items())), self.mean_with_locator, self.side, self.height, self.patch,
                 self.locator.memo_settings())
 
 
@@ -239,110 +263,132 @@ def _split_record(card: ModelCard) -> dict[str, Any]:
     return rec if isinstance(rec, dict) else {}
 
 
-def train(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> Path:
-    """Train the corner network behind an AP U-Net (``--set locator=``) on films with corners; writes a run folder
-    with model.pt, history.json and card.json. The split is the U-Net's own (same method, ratios and seed), so the
-    patients it never saw stay unseen by both stages."""
-    from spine_models._env import get_device
-    from spine_models.config import defaults
-    from spine_models.data.adapters import load_dataset
-    from spine_models.data.splits import parse_ratios, split_dataset
-    from spine_models.engine.callbacks import CallbackList, with_time_budget
-    from spine_models.engine.trainer import fit, make_generator, seed_everything, seed_worker
-    from spine_models.models.provenance import most_restrictive_license, sources_in_text
+class CornerTrainer(BaseTrainer):
+    """The corner network on the one Trainer contract (``engine.trainer.BaseTrainer``): patches around the experts'
+    bodies with the U-Net's errors drawn in, corner + angle Smooth L1, validation by the endplate-angle error.
+    The split is the U-Net's own (same method, ratios and seed), so the patients it never saw stay unseen by both
+    stages; another split is refused."""
 
-    cfg = {**defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if not cfg.get("locator"):
-        raise ConfigError(f"{ARCH}: set the AP U-Net with --set locator=<shipped id or run folder> "
-                          "(a segment model with structure vertebra, view ap)")
-    seed = int(cfg["seed"])
-    seed_everything(seed)
-    device = get_device(cfg.get("device"))
-    locator = _locator(cfg["locator"], None)
-    if "vertebra" not in locator.structures or locator.card.view == "lat":
-        raise ConfigError(f"{ARCH}: locator {locator.card.id!r} (view {locator.card.view}, structures "
-                          f"{locator.structures}) is no AP vertebra U-Net")
-    rec = _split_record(locator.card)
-    ratios, method = parse_ratios(cfg["split"]), str(cfg["split_method"])
-    if rec and (tuple(parse_ratios(rec.get("ratios", ratios))) != tuple(ratios) or rec.get("method", method) != method
-                or int(rec.get("seed", seed)) != seed):
-        raise ConfigError(f"{ARCH}: the split must be the locator's (method {rec.get('method')}, ratios {rec.get('ratios')}, "
-                          f"seed {rec.get('seed')}) so its held-out patients stay unseen; got {method} {cfg['split']} "
-                          f"seed {seed}: pass --set split_method=... --set 'split=\"...\"' --seed ...")
-    data = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
-    ds = load_dataset(data, task="segment")
-    if not any(s.landmarks for s in ds.samples):
-        raise DatasetError(f"no vertebra corners in the data; {ARCH} needs the landmark layout (landmarks.csv)", str(cfg["data"]))
-    parts = split_dataset(ds, ratios=ratios, seed=seed, stratify=False, method=method)
-    t0 = time.perf_counter()
-    tr = collect_films(parts["train"].samples, quiet=quiet)
-    va = collect_films(parts["val"].samples, quiet=quiet)
-    if len(tr) < 2:
-        raise DatasetError(f"too few films with corners to train on ({len(tr)} in the train part)", str(cfg["data"]))
-    if not va:
-        va = tr
-        print(f"{ARCH}: no validation films with corners: validating on the train part (early stopping is then "
-              "optimistic)", file=sys.stderr)
-    size, side, jitter = int(cfg["corner_patch"]), float(cfg["corner_side"]), float(cfg["corner_jitter_deg"])
-    if not quiet:
-        print(f"{ARCH}: {sum(len(f.corners) for f in tr)} training bodies on {len(tr)} films, "
-              f"{sum(len(f.corners) for f in va)} validation bodies; {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    width = int(cfg["corner_width"])
-    model = create_model(ARCH, task="segment", width=width, patch=size).to(device)
-    g = make_generator(seed)
-    train_ds = _PatchDataset(tr, size=size, side=side, jitter_deg=jitter, augment=cfg.get("augment", "light") != "none")
-    loader = torch.utils.data.DataLoader(train_ds, batch_size=int(cfg["batch"]), shuffle=True, generator=g,
-                                         num_workers=int(cfg["workers"]), worker_init_fn=seed_worker, drop_last=True)
-    val_loader = torch.utils.data.DataLoader(_PatchDataset(va, size=size, side=side, jitter_deg=jitter, augment=False,
-                                                           seed=seed), batch_size=256, shuffle=False)
-    epochs = int(cfg["epochs"])
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    task = "segment"
+
+    def __init__(self, cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> None:
+        from spine_models.config import defaults
+
+        super().__init__({**defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}, out_dir,
+                         callbacks=callbacks, quiet=quiet)
+
+    def get_dataset(self) -> None:
+        from spine_models._env import get_device
+        from spine_models.data.adapters import load_dataset
+        from spine_models.data.splits import parse_ratios, split_dataset
+        from spine_models.engine.trainer import make_generator, seed_everything, seed_worker
+
+        cfg, quiet = self.cfg, self.quiet
+        if not cfg.get("locator"):
+            raise ConfigError(f"{ARCH}: set the AP U-Net with --set locator=<shipped id or run folder> "
+                              "(a segment model with structure vertebra, view ap)")
+        seed_everything(self.seed)
+        self.device = get_device(cfg.get("device"))
+        self.locator = locator = _locator(cfg["locator"], None)
+        if "vertebra" not in locator.structures or locator.card.view == "lat":
+            raise ConfigError(f"{ARCH}: locator {locator.card.id!r} (view {locator.card.view}, structures "
+                              f"{locator.structures}) is no AP vertebra U-Net")
+        rec = self.locator_split = _split_record(locator.card)
+        self.ratios, self.method = ratios, method = parse_ratios(cfg["split"]), str(cfg["split_method"])
+        if rec and (tuple(parse_ratios(rec.get("ratios", ratios))) != tuple(ratios) or rec.get("method", method) != method
+                    or int(rec.get("seed", self.seed)) != self.seed):
+            raise ConfigError(f"{ARCH}: the split must be the locator's (method {rec.get('method')}, ratios "
+                              f"{rec.get('ratios')}, seed {rec.get('seed')}) so its held-out patients stay unseen; got "
+                              f"{method} {cfg['split']} seed {self.seed}: pass --set split_method=... --set 'split=\"...\"' --seed ...")
+        ds = load_dataset(cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]], task="segment")
+        if not any(s.landmarks for s in ds.samples):
+            raise DatasetError(f"no vertebra corners in the data; {ARCH} needs the landmark layout (landmarks.csv)",
+                               str(cfg["data"]))
+        self.parts = parts = split_dataset(ds, ratios=ratios, seed=self.seed, stratify=False, method=method)
+        t0 = time.perf_counter()
+        self.tr = tr = collect_films(parts["train"].samples, quiet=quiet)
+        va = collect_films(parts["val"].samples, quiet=quiet)
+        if len(tr) < 2:
+            raise DatasetError(f"too few films with corners to train on ({len(tr)} in the train part)", str(cfg["data"]))
+        if not va:
+            va = tr
+            print(f"{ARCH}: no validation films with corners: validating on the train part (early stopping is then "
+                  "optimistic)", file=sys.stderr)
+        self.size, self.side = size, side = int(cfg["corner_patch"]), float(cfg["corner_side"])
+        self.jitter = jitter = float(cfg["corner_jitter_deg"])
+        self.width = int(cfg["corner_width"])
+        if not quiet:
+            print(f"{ARCH}: {sum(len(f.corners) for f in tr)} training bodies on {len(tr)} films, "
+                  f"{sum(len(f.corners) for f in va)} validation bodies; {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        self.generator = make_generator(self.seed)
+        self.train_loader = torch.utils.data.DataLoader(
+            _PatchDataset(tr, size=size, side=side, jitter_deg=jitter, augment=cfg.get("augment", "light") != "none"),
+            batch_size=int(cfg["batch"]), shuffle=True, generator=self.generator, num_workers=int(cfg["workers"]),
+            worker_init_fn=seed_worker, drop_last=True)
+        self.val_loader = torch.utils.data.DataLoader(
+            _PatchDataset(va, size=size, side=side, jitter_deg=jitter, augment=False, seed=self.seed), batch_size=256)
+
+    def get_model(self) -> nn.Module:
+        return create_model(ARCH, task="segment", width=self.width, patch=self.size).to(self.device)
+
+    def get_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(model.parameters(), lr=float(self.cfg["lr"]), weight_decay=float(self.cfg["weight_decay"]))
+
+    def get_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(self.cfg["epochs"])))
+
+    def loss(self, output: Any, target: Any) -> torch.Tensor:
+        return _loss(output, target)
 
     @torch.no_grad()
-    def validate(m: nn.Module) -> dict[str, float]:
+    def validate(self, m: nn.Module) -> dict[str, float]:
         was = m.training
         m.eval()
         ang, cor = [], []
-        for x, y in val_loader:
-            o = m(x.to(device)).float().cpu()
+        for x, y in self.val_loader:
+            o = m(x.to(self.device)).float().cpu()
             ang.append((o[:, 8:] - y[:, 8:]).abs().numpy() * 10)
-            cor.append(((o[:, :8] - y[:, :8]).reshape(-1, 4, 2).norm(dim=-1)).numpy() * size / 2)
+            cor.append(((o[:, :8] - y[:, :8]).reshape(-1, 4, 2).norm(dim=-1)).numpy() * self.size / 2)
         m.train(was)
         return {"val_angle_mae_deg": float(np.concatenate(ang).mean()),
                 "val_corner_error_patch_px": float(np.concatenate(cor).mean())}
 
-    cbs = callbacks if isinstance(callbacks, CallbackList) else CallbackList(
-        list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else [])
-    cbs = with_time_budget(cbs, cfg.get("max_minutes"), quiet)
-    res = fit(model, train_loader=loader, validate=validate, loss_fn=_loss, optimizer=opt, device=device, epochs=epochs,
-              out_dir=out, cfg=cfg, seed=seed, val_metric="val_angle_mae_deg", mode="min",
-              patience=int(cfg["patience"]), scheduler=sched, callbacks=cbs, quiet=quiet,
-              generator=g)
-    model.load_state_dict(res.best_state)
-    kw = {"locator": str(cfg["locator"]), "locator_sha256": locator.card.sha256 or "", "width": width, "patch": size}
-    sha = save_checkpoint_file(out / "model.pt", arch=ARCH, task="segment", state_dict=model.state_dict(), arch_kwargs=kw)
-    srcs = sources_in_text(str(cfg["data"]))
-    srcs += [x for x in (locator.card.sources or []) if x not in srcs]  # the U-Net's sources are this model's too
-    card = ModelCard(
-        id=str(cfg.get("id") or f"{ARCH}-{out.name}"), task="segment", arch=ARCH, view="ap",
-        trained_on=f"landmark layout {cfg['data']} ({sum(len(f.corners) for f in tr)} bodies with expert corners on "
-                   f"{len(tr)} films of {len(parts['train'].patients)} patients), behind the AP U-Net {locator.card.id}",
-        weights=str((out / "model.pt").resolve()), sha256=sha, input_size=[size, size],
-        train_command=str(cfg.get("train_command", "")),
-        license=most_restrictive_license(srcs) if srcs else locator.card.license,
-        structures=list(locator.structures), thresholds=dict(locator.card.thresholds or {}), arch_kwargs=kw,
-        in_chans=1, normalization={"kind": "standardize", "per": "patch"},
-        preprocessing={"patch": "spine_models.data.vertebra_patches", "patch_side": side, "work_height": WORK_HEIGHT,
-                       "cobb_angles": _check_readout(cfg["corner_readout"], "segment config: corner_readout"),
-                       "jitter_deg": jitter},
-        data={"split": {"method": method, "ratios": list(ratios), "seed": seed, "stratify": False,
-                        "locator_split": rec}},
-        sources=srcs)
-    card.to_json(out / "card.json")
-    return out / "card.json"
+    def fit_options(self) -> dict[str, Any]:
+        return {"val_metric": "val_angle_mae_deg", "mode": "min", "patience": int(self.cfg["patience"]),
+                "generator": self.generator}
+
+    def finish(self, model: nn.Module, res: Any) -> Path:
+        from spine_models.engine.trainer import new_card, write_card
+        from spine_models.models.provenance import most_restrictive_license, sources_in_text
+
+        cfg, out, locator, tr = self.cfg, self.out, self.locator, self.tr
+        model.load_state_dict(res.best_state)
+        kw = {"locator": str(cfg["locator"]), "locator_sha256": locator.card.sha256 or "", "width": self.width,
+              "patch": self.size}
+        srcs = sources_in_text(str(cfg["data"]))
+        srcs += [x for x in (locator.card.sources or []) if x not in srcs]  # the U-Net's sources are this model's too
+        card = new_card(
+            out, task="segment", arch=ARCH, state_dict=model.state_dict(), arch_kwargs=kw,
+            id=str(cfg.get("id") or f"{ARCH}-{out.name}"), view="ap",
+            trained_on=f"landmark layout {cfg['data']} ({sum(len(f.corners) for f in tr)} bodies with expert corners on "
+                       f"{len(tr)} films of {len(self.parts['train'].patients)} patients), behind the AP U-Net {locator.card.id}",
+            input_size=[self.size, self.size], train_command=str(cfg.get("train_command", "")),
+            license=most_restrictive_license(srcs) if srcs else locator.card.license,
+            structures=list(locator.structures), thresholds=dict(locator.card.thresholds or {}),
+            in_chans=1, normalization={"kind": "standardize", "per": "patch"},
+            preprocessing={"patch": "spine_models.data.vertebra_patches", "patch_side": self.side,
+                           "work_height": WORK_HEIGHT, "jitter_deg": self.jitter,
+                           "cobb_angles": _check_readout(cfg["corner_readout"], "segment config: corner_readout")},
+            data={"split": {"method": self.method, "ratios": list(self.ratios), "seed": self.seed, "stratify": False,
+                            "locator_split": self.locator_split}},
+            sources=srcs)
+        return write_card(card, out)
+
+
+def train(cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> Path:
+    """Train the corner network behind an AP U-Net (``--set locator=``) on films with corners (:class:`CornerTrainer`);
+    returns the run's card.json."""
+    return CornerTrainer(cfg, out_dir, callbacks=callbacks, quiet=quiet).train()
 
 
 Predictor = VertebraCornerPredictor  # the engine modules' common name (engine.predictor_class)
