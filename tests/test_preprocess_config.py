@@ -151,3 +151,22 @@ def test_card_with_a_bad_value_names_it():
         PreprocessConfig.from_card(replace(card, preprocessing={**card.preprocessing, "tta": "vflip"}))
     with pytest.raises(ConfigError, match="size"):
         PreprocessConfig.from_card(replace(card, preprocessing={"version": 1}))
+
+
+def test_one_meaning_per_preset_name():
+    """The segment engine's former private 'light' is the preset 'light-flip' and still its default; the
+    classifiers' 'light' (no flip) is unchanged."""
+    from spine_models.config import defaults
+    from spine_models.data.transforms import augmentation_preset
+
+    assert defaults("segment")["augment"] == "light-flip"
+    names = lambda preset: [type(t).__name__ for t in augmentation_preset(preset).transforms]  # noqa: E731
+    assert names("light-flip") == ["Affine", "HorizontalFlip", "RandomBrightnessContrast", "RandomGamma"]
+    assert names("light") == ["Affine", "RandomBrightnessContrast"]
+
+
+def test_unet_meanstd_defaults_are_the_trained_ones():
+    cfg = PreprocessConfig.for_unet((32, 16), {"kind": "meanstd"})
+    assert cfg.normalization == Normalization("meanstd", (0.5,), (0.25,)) and cfg.interpolation == "area-taller"
+    x, _ = preprocess(np.full((64, 32), 0.75, np.float32), cfg)
+    np.testing.assert_allclose(x.numpy(), 1.0)

@@ -284,6 +284,17 @@ class PreprocessConfig:
         return d
 
     @classmethod
+    def for_unet(cls, size: "Sequence[int]", normalization: Mapping[str, Any] | None, tta: str = "none",
+                 **kw: Any) -> "PreprocessConfig":
+        """The segmenters' input (training and their cards): stretched, INTER_AREA when the film is taller than the
+        input, ``meanstd`` without numbers meaning mean 0.5 / std 0.25 (as the U-Nets were trained)."""
+        norm = Normalization.from_dict(normalization)
+        if norm.kind == "meanstd":
+            norm = Normalization("meanstd", norm.mean or (0.5,), norm.std or (0.25,))
+        return cls(tuple(size), normalization=norm, interpolation="area-taller", tta=tta,
+                   **{"orientation": "HxW portrait", **kw})
+
+    @classmethod
     def from_card(cls, card: Any) -> "PreprocessConfig":
         """The config of a model card: the versioned dict when the card stores one, else derived from the
         card's ``input_size``, ``in_chans``, ``normalization`` and ``preprocessing`` (the shipped cards, unchanged)."""
@@ -301,13 +312,11 @@ class PreprocessConfig:
         norm = Normalization.from_dict(getattr(card, "normalization", None))
         if task == "segment":
             hw = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size) // 2)
-            if norm.kind == "meanstd" and norm.mean is None:  # the U-Nets' meanstd defaults
-                norm = Normalization("meanstd", (0.5,), (0.25,))
             disc = "disc_crops" in str(pp.get("crop", ""))
-            return cls(tuple(pp.get("crop_size", hw)) if disc else hw, int(getattr(card, "in_chans", 1)),
-                       str(pp.get("resize_mode", "stretch")), norm, interpolation="area-taller",
-                       crop="disc" if disc else "none", tta=str(pp.get("tta", "none")),
-                       orientation=str(pp.get("input_orientation", "HxW")))
+            return cls.for_unet(tuple(pp.get("crop_size", hw)) if disc else hw, card.normalization,
+                                str(pp.get("tta", "none")), in_chans=int(getattr(card, "in_chans", 1)),
+                                resize_mode=str(pp.get("resize_mode", "stretch")), crop="disc" if disc else "none",
+                                orientation=str(pp.get("input_orientation", "HxW")))
         hw = _hw(size[0] if isinstance(size, (list, tuple)) and len(size) == 1 else size)
         if norm.kind == "components":
             return cls(hw, normalization=norm)

@@ -27,7 +27,7 @@ import numpy as np
 from spine_models.config import CHOICES, defaults as cfg_defaults
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.data.torch_datasets import SegmentationTorchDataset, read_mask, structure_targets
-from spine_models.data.transforms import Normalization, PreprocessConfig, augmentation_preset, preprocess
+from spine_models.data.transforms import PreprocessConfig, augmentation_preset, preprocess
 from spine_models.data.vertebra_targets import DISC_STRUCTURES, has_disc_truth, has_vertebra_truth
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback, CallbackList, with_time_budget
@@ -83,12 +83,6 @@ def _augmenter(name: str, size: tuple[int, int]):
     if name in ("none", "", None):
         return None
     return augmentation_preset(name, size, targets="mask")
-
-
-def _preprocess_config(cfg: dict, size: tuple[int, int], norm: dict) -> PreprocessConfig:
-    """The U-Nets' input: the film stretched to (H, W) (INTER_AREA when the film is taller), normalised."""
-    return PreprocessConfig(size, 1, "stretch", Normalization.from_dict(norm), interpolation="area-taller",
-                            tta=cfg["tta"], orientation="HxW portrait")
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -181,7 +175,7 @@ def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, 
     norm = dict(cfg.get("normalization") or {"kind": "minmax"})
     aug = _augmenter(cfg.get("augment", "none"), size)
     bh = _check_body_height(cfg["body_height"])
-    pre = _preprocess_config(cfg, size, norm)
+    pre = PreprocessConfig.for_unet(size, norm, cfg["tta"])
     train_t = SegmentationTorchDataset(train_samples, structures, cfg=pre, augment=aug, cache=bool(cfg["cache"]), body_height=bh)
     val_t = SegmentationTorchDataset(val_samples or train_samples, structures, cfg=pre, cache=bool(cfg["cache"]),
                                      body_height=bh)
