@@ -77,12 +77,13 @@ def _check_divisible(size: tuple[int, int], div: int = 32) -> None:
                           f"e.g. {max(div, size[0] // div * div)}x{max(div, size[1] // div * div)}")
 
 
-def _augmenter(name: str, size: tuple[int, int]):
+def _augmenter(name: str, size: tuple[int, int], seed: int):
     """The named preset (``data.transforms.augmentation_preset``), applied to the resized image and its masks
-    together (train part only); None for ``none``."""
+    together (train part only); None for ``none``. Seeded: the engine-local pipeline it replaced drew from an
+    unseeded generator, so two runs with the same --seed trained different weights."""
     if name in ("none", "", None):
         return None
-    return augmentation_preset(name, size, targets="mask")
+    return augmentation_preset(name, size, targets="mask", seed=seed)
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -173,7 +174,7 @@ def train_parts(parts: dict[str, SpineDataset], cfg: dict, out_dir: str | Path, 
     model = create_model(arch, task="segment", num_classes=len(structures), in_chans=1).to(device)
     init_from_run(model, cfg.get("init"), "segment", log)
     norm = dict(cfg.get("normalization") or {"kind": "minmax"})
-    aug = _augmenter(cfg.get("augment", "none"), size)
+    aug = _augmenter(cfg.get("augment", "none"), size, seed)
     bh = _check_body_height(cfg["body_height"])
     pre = PreprocessConfig.for_unet(size, norm, cfg["tta"])
     train_t = SegmentationTorchDataset(train_samples, structures, cfg=pre, augment=aug, cache=bool(cfg["cache"]), body_height=bh)
