@@ -63,6 +63,7 @@ def _main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from spine_models.engine.base import Film
     from spine_models.engine.predictor import load_predictor
     from spine_models.models.cards import list_cards
 
@@ -86,7 +87,7 @@ def _main(argv: list[str] | None = None) -> int:
         if composite:
             fwd = (float("nan"), float("nan"))
         else:
-            x = torch.from_numpy(pred.pre(pred.pre.prepare(image)[0]))[None]
+            x = pred.preprocess(Film(np.asarray(image, np.float32)))  # data.transforms.preprocess, the crop placed
             with torch.inference_mode():
                 fwd = time_ms(lambda: pred.model(x), args.reps)
         reps = max(3, args.reps // 5) if composite else args.reps

@@ -259,8 +259,11 @@ def test_letterbox_cam_is_placed_on_the_film_not_the_padding(class_folders, tmp_
     assert (nh, nw, top, left) == (32, 24, 0, 4)
     inside = np.zeros((32, 32), np.float32)
     inside[top:top + nh, left:left + nw] = 1.0
-    np.testing.assert_allclose(pred._place(inside, (64, 48)), 1.0)
-    np.testing.assert_allclose(pred._place(1.0 - inside, (64, 48)), 0.0)
+    film = pred.read(np.random.default_rng(0).random((64, 48)).astype(np.float32))
+    pred.preprocess(film)
+    geo = film.extra["geometry"]  # data.transforms.Geometry: the way back to the film
+    np.testing.assert_allclose(geo.heatmap_to_film(inside), 1.0)
+    np.testing.assert_allclose(geo.heatmap_to_film(1.0 - inside), 0.0)
 
 
 @pytest.mark.parametrize("bad", [[48, 32, 3], [0, 32], "big", [48.5, 32]])

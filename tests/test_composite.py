@@ -270,7 +270,7 @@ def test_crop_is_used_at_training_and_the_cam_lands_in_the_box(monkeypatch, tmp_
     px, box = f.pixels, f.extra["box"]
     assert seen == [((64, 48), "lumbosacral", "seg_unet_lat", 4.0)]  # inference crops as the card says
     assert box == (8, 40, 4, 36) and tuple(x.shape[-2:]) == (32, 32) and px.shape == (64, 48)
-    placed = pred._place(np.ones((32, 32), np.float32), px.shape, box)
+    placed = f.extra["geometry"].heatmap_to_film(np.ones((32, 32), np.float32))  # the crop box on the film
     assert placed[8:40, 4:36].min() == 1.0 and placed.sum() == 32 * 32
     with pytest.raises(ConfigError, match="crop"):
         classify.train(_cfg(data, tmp_path / "bad", model="spinenet_tiny", crop="pelvis"), tmp_path / "bad", quiet=True)

@@ -87,14 +87,14 @@ def test_torch_datasets(tmp_path):
                                     augment=augmentation_preset("xray-robust", 32, seed=0))
     x, y = ds[0]
     assert tuple(x.shape) == (1, 32, 32) and y == 1 and ds[1][1] == 0
-    assert ds.store._mem["" + str(a)].dtype == np.uint16 and max(ds.store._mem[str(a)].shape) <= 64
+    assert ds._mem[(0, "image")].dtype == np.float32 and max(ds._mem[(0, "image")].shape) <= 64  # prepared once
     tv = TwoViewTorchDataset([Sample(id="p", patient_id="p", label="normal", views={"ap": a, "lat": b})],
                              ["normal"], 24, in_chans=3, normalization={"kind": "imagenet"})
-    ap, lat, lab = tv[0]
+    (ap, lat), lab = tv[0]
     assert tuple(ap.shape) == tuple(lat.shape) == (3, 24, 24) and lab == 0
     seg = SegmentationTorchDataset(samples, ["vertebra", "pedicle"], 40, cache=True)
     img, masks = seg[0]
     assert tuple(img.shape) == (1, 40, 40) and tuple(masks.shape) == (2, 40, 40)
-    assert set(np.unique(masks.numpy())) <= {0.0, 1.0} and masks[1].sum() == 0
+    assert masks.min() >= 0 and masks.max() <= 1 and masks[1].sum() == 0  # soft targets; pedicle truly absent
     assert masks[0].sum() == pytest.approx(40 * 20 / (120 * 80) * 1600, rel=0.15)
-    assert tuple(seg[1][1].shape) == (2, 40, 40)
+    assert tuple(seg[1][1].shape) == (2, 40, 40) and float(seg[1][1].min()) < 0  # no masks at all: ignored

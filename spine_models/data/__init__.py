@@ -15,7 +15,7 @@ __all__ = [
     "load_dataset", "dataset_fingerprint", "concat_datasets",
     "split_dataset", "split_provenance",
     "check_leakage", "find_near_duplicates",
-    "to_model_input", "augmentation_preset",
+    "to_model_input", "augmentation_preset", "PreprocessConfig", "Geometry", "preprocess",
     "ClassificationTorchDataset", "TwoViewTorchDataset", "SegmentationTorchDataset",
 ]
 
@@ -24,6 +24,7 @@ _LAZY = {
     "split_dataset": "splits", "split_provenance": "splits",
     "check_leakage": "leakage", "find_near_duplicates": "leakage",
     "to_model_input": "transforms", "augmentation_preset": "transforms",
+    "PreprocessConfig": "transforms", "Geometry": "transforms", "preprocess": "transforms",
     "ClassificationTorchDataset": "torch_datasets", "TwoViewTorchDataset": "torch_datasets",
     "SegmentationTorchDataset": "torch_datasets",
 }

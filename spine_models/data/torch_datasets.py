@@ -1,9 +1,12 @@
-"""torch ``Dataset`` wrappers over :class:`Sample` lists (classification, two-view, segmentation).
+"""torch ``Dataset`` wrappers over :class:`Sample` lists: the one dataset family every trainer uses.
 
-Why: every trainer reads images the same way — ``spine_models.io.read_image`` -> optional augmentation
-(train part only: build the train dataset with ``augment=augmentation_preset(...)`` and val/test with
-``augment=None``) -> :func:`to_model_input`. Films are large and the CPU is scarce, so with ``cache=True``
-each image is decoded once, shrunk to at most 2x the input size and kept in memory as uint16.
+Why: training must read images the way inference does — a film in [0, 1] -> :func:`prepare_pixels` (the crop,
+the shrink: what is cached) -> optional augmentation (train part only: build the train dataset with
+``augment=augmentation_preset(...)`` and val/test with ``augment=None``) -> :func:`finish_input` — the two halves of
+``data.transforms.preprocess``, the Predictors' path, driven by the same :class:`PreprocessConfig`. Films are
+large and the CPU is scarce, so with ``cache=True`` each image is decoded and prepared once and kept in memory
+(classification: the prepared float32 film, at most 2x the input size; segmentation: the film and its targets at
+the input size, float16).
 """
 from __future__ import annotations
 
@@ -15,13 +18,15 @@ import torch
 from torch.utils.data import Dataset
 
 from spine_models.data.records import Sample
-from spine_models.data.transforms import _hw, resize_2d, to_model_input
-from spine_models.errors import DatasetError
+from spine_models.data.transforms import Normalization, PreprocessConfig, _hw, finish_input, prepare_pixels
+from spine_models.errors import ConfigError, DatasetError
 
 __all__ = ["ClassificationTorchDataset", "TwoViewTorchDataset", "SegmentationTorchDataset", "default_reader",
-           "DetectionTorchDataset", "detection_collate"]
+           "load_pixels", "read_mask", "structure_targets", "Locate", "DetectionTorchDataset", "detection_collate"]
 
 Reader = Callable[[Path], np.ndarray]
+#: full-resolution pixels -> the crop box (y0, y1, x0, x1) the model looks at, or None (the whole film)
+Locate = Callable[[np.ndarray], "tuple[int, int, int, int] | None"]
 
 
 def default_reader(path: Path) -> np.ndarray:
@@ -31,45 +36,69 @@ def default_reader(path: Path) -> np.ndarray:
     return read_image(path).pixels
 
 
-class _ImageStore:
-    """Reads images, optionally caching a shrunk uint16 copy per path."""
+def _frame_index(sample: Any) -> int | None:
+    meta = getattr(sample, "meta", {}) or {}
+    # 0-based frame inside a multi-frame file (spine_models.data.mri); meta["frame"] is 1-based, not used here
+    return None if meta.get("frame_index") is None else int(meta["frame_index"])
 
-    def __init__(self, size: "int | Sequence[int]", cache: bool, reader: Reader | None) -> None:
-        self.size = _hw(size)
-        self.cache = cache
-        self.reader = reader or default_reader
-        self._mem: dict[str, np.ndarray] = {}
 
-    def get(self, path: Path) -> np.ndarray:
-        key = str(path)
-        if key in self._mem:
-            return self._mem[key].astype(np.float32) / 65535.0
-        px = np.asarray(self.reader(Path(path)), dtype=np.float32)
-        if not self.cache:
-            return px
-        limit = 2 * max(self.size)
-        h, w = px.shape[:2]
-        if max(h, w) > limit:
-            s = limit / max(h, w)
-            px, _ = resize_2d(px, (max(1, round(h * s)), max(1, round(w * s))), "stretch")
-        self._mem[key] = np.round(np.clip(px, 0.0, 1.0) * 65535.0).astype(np.uint16)
-        return self._mem[key].astype(np.float32) / 65535.0
+def load_pixels(source: Any) -> np.ndarray:
+    """A Sample / path / Radiograph / array -> HxW float32 in [0, 1] (the sample's frame for volumes)."""
+    from spine_models.errors import SpineInputError
+
+    if isinstance(source, np.ndarray):
+        a = source.astype(np.float32)
+        if a.ndim == 3 and a.shape[-1] in (3, 4):
+            a = a[..., :3].mean(axis=-1)
+        if a.ndim != 2:
+            raise SpineInputError(f"expected a 2-D grayscale image array, got shape {a.shape}")
+        return a
+    if hasattr(source, "pixels") and not hasattr(source, "patient_id"):
+        return np.asarray(source.pixels, dtype=np.float32)
+    from spine_models.io import read_image
+
+    path = getattr(source, "path", source)
+    if path is None:
+        raise DatasetError(f"sample {getattr(source, 'id', '?')}: no image path (two-view samples need two_view=true)")
+    rad = read_image(path)
+    frame = _frame_index(source)
+    volume = getattr(rad, "volume", None)
+    if frame is not None and volume is not None and 0 <= frame < len(volume):
+        return np.asarray(volume[frame], dtype=np.float32)
+    return np.asarray(rad.pixels, dtype=np.float32)
+
+
+def _config(cfg: PreprocessConfig | None, size: Any, normalization: Any, in_chans: int, resize_mode: str,
+            **defaults: Any) -> PreprocessConfig:
+    if cfg is not None:
+        return cfg
+    if size is None:
+        raise ConfigError("a torch dataset needs cfg= (a PreprocessConfig) or size=; pass the model's input size")
+    return PreprocessConfig(_hw(size), in_chans, resize_mode, Normalization.from_dict(normalization), **defaults)
 
 
 class ClassificationTorchDataset(Dataset):
-    """``(tensor (C,H,W), label_index)`` per sample."""
+    """``(tensor (C,H,W), label_index)`` per sample; with ``two_view`` ``((ap, lat), label_index)``.
+
+    ``cfg`` is the model's :class:`PreprocessConfig` (or give ``size``/``normalization``/``in_chans``/``resize_mode``);
+    ``locate`` places its crop (``cfg.crop``) on the full-resolution film; ``reader`` reads a path (default:
+    :func:`load_pixels`, a sample's own frame of a volume)."""
 
     def __init__(
         self,
         samples: Sequence[Sample],
         classes: Sequence[str],
-        size: "int | Sequence[int]",
+        size: "int | Sequence[int] | None" = None,
         normalization: dict[str, Any] | None = None,
         in_chans: int = 1,
         augment: Callable[..., dict] | None = None,
         resize_mode: str = "stretch",
         cache: bool = False,
         reader: Reader | None = None,
+        *,
+        cfg: PreprocessConfig | None = None,
+        locate: Locate | None = None,
+        two_view: bool = False,
     ) -> None:
         self.samples = list(samples)
         self.classes = list(classes)
@@ -78,108 +107,180 @@ class ClassificationTorchDataset(Dataset):
         if bad:
             raise DatasetError(f"labels {bad} are not among the classes {self.classes}; check --data and the model's classes")
         self.targets = [index[s.label] for s in self.samples]
-        self.size, self.normalization, self.in_chans = size, normalization, in_chans
-        self.augment, self.resize_mode = augment, resize_mode
-        self.store = _ImageStore(size, cache, reader)
+        self.cfg = _config(cfg, size, normalization, in_chans, resize_mode, prescale=2.0)
+        if self.cfg.crop not in ("none",) and locate is None:
+            raise ConfigError(f"preprocessing crop={self.cfg.crop!r} needs locate= (pixels -> crop box); "
+                              "spine_models.engine.classify.crop_locator builds one")
+        self.augment, self.cache, self.two_view = augment, cache, two_view
+        self.locate, self.reader = locate, reader
+        self._mem: dict[tuple[int, str], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _prepare(self, path: Path) -> torch.Tensor:
-        px = self.store.get(path)
+    def _read(self, source: Any) -> np.ndarray:
+        """A sample or a view's path -> pixels (``reader`` for files when given)."""
+        if self.reader is None:
+            return load_pixels(source)
+        return np.asarray(self.reader(Path(getattr(source, "path", source))), dtype=np.float32)
+
+    def _pixels(self, i: int, view: str) -> np.ndarray:
+        key = (i, view)
+        if key in self._mem:
+            return self._mem[key]
+        s = self.samples[i]
+        if view == "image":
+            if s.path is None:
+                raise DatasetError(f"sample {s.id!r} has no single image (a two-view sample?); use two_view=True")
+            px = self._read(s)
+        else:
+            if view not in s.views:
+                raise DatasetError(f"sample {s.id!r}: no {view!r} view ({sorted(s.views)}); two-view training needs ap and lat images")
+            px = self._read(s.views[view])
+        box = self.locate(px) if self.locate is not None else None
+        px = prepare_pixels(px, self.cfg, box)
+        if self.cache:
+            self._mem[key] = px
+        return px
+
+    def _one(self, i: int, view: str) -> torch.Tensor:
+        px = self._pixels(i, view)
         if self.augment is not None:
             px = self.augment(image=px)["image"]
-        return torch.from_numpy(to_model_input(px, self.size, self.normalization, self.in_chans, self.resize_mode))
+        return torch.from_numpy(np.ascontiguousarray(finish_input(px, self.cfg)))
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        s = self.samples[i]
-        if s.path is None:
-            raise DatasetError(f"sample {s.id!r} has no single image (a two-view sample?); use TwoViewTorchDataset")
-        return self._prepare(Path(s.path)), self.targets[i]
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        if self.two_view:
+            return (self._one(i, "ap"), self._one(i, "lat")), self.targets[i]
+        return self._one(i, "image"), self.targets[i]
 
 
 class TwoViewTorchDataset(ClassificationTorchDataset):
-    """``(ap_tensor, lat_tensor, label_index)`` per two-view sample (augmentation drawn per view)."""
+    """``((ap_tensor, lat_tensor), label_index)`` per two-view sample (augmentation drawn per view)."""
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:  # type: ignore[override]
-        s = self.samples[i]
-        if "ap" not in s.views or "lat" not in s.views:
-            raise DatasetError(f"sample {s.id!r} lacks an AP or lateral view ({sorted(s.views)}); load the two-view layout")
-        return self._prepare(Path(s.views["ap"])), self._prepare(Path(s.views["lat"])), self.targets[i]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "two_view": True})
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A binary mask file as HxW bool (non-zero = structure); resized (nearest) to ``shape`` if given."""
     import cv2
 
     m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if m is None:
-        raise DatasetError("mask file is not a readable image", path)
+        raise DatasetError(f"{path}: mask file is missing or not an image; masks are 8-bit PNG, 0 = background")
     if m.ndim == 3:
-        m = m.max(axis=2)
-    return (m > 0).astype(np.uint8)
+        m = m.max(axis=-1)
+    if shape is not None and m.shape != tuple(shape):
+        m = cv2.resize((m > 0).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return m > 0
+
+
+def _resize_soft(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(mask.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+def structure_targets(sample: Sample, structures: Sequence[str], size: tuple[int, int],
+                      film_shape: tuple[int, int], body_height: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, weights), each (K, H, W) float32 at model size, from a sample's masks, corners or boxes.
+
+    Why: real sources mark vertebrae differently (data.vertebra_targets); a structure a sample does
+    not mark has weight 0, so a real film teaches the vertebra channel and leaves the others alone.
+    Masks are resized with area averaging (soft targets keep few-pixel-wide lines alive at lower resolution)."""
+    from spine_models.data.vertebra_targets import CAUDAL_LEVELS, box_weak_mask, disc_boxes, disc_mask, quad_mask, vertebra_boxes
+
+    masks = np.zeros((len(structures), *size), np.float32)
+    weights = np.zeros((len(structures), *size), np.float32)
+    scale = (size[0] / film_shape[0], size[1] / film_shape[1])
+    for k, st in enumerate(structures):
+        if st in sample.masks:
+            masks[k] = _resize_soft(read_mask(sample.masks[st]), size)
+            weights[k] = 1.0
+        elif st == "vertebra" and sample.landmarks:
+            masks[k] = quad_mask(size, sample.landmarks, scale, body_height)
+            weights[k] = 1.0
+        elif st == "vertebra" and vertebra_boxes(sample.boxes):
+            masks[k], weights[k] = box_weak_mask(size, vertebra_boxes(sample.boxes), scale)
+        elif st == "disc" and disc_boxes(sample.boxes):  # a slice's recovered disc boxes mark all its discs
+            masks[k], weights[k] = disc_mask(size, disc_boxes(sample.boxes), scale), 1.0
+        elif st == "disc_caudal" and sample.meta.get("levels_certain") and disc_boxes(sample.boxes):
+            low = [b for lvl in CAUDAL_LEVELS for b in disc_boxes(sample.boxes, lvl)]
+            masks[k], weights[k] = disc_mask(size, low, scale), 1.0
+        elif sample.masks:
+            weights[k] = 1.0  # a film with mask files but none for this structure: truly absent
+    return masks, weights
+
+
+def _film_reader(path: Path) -> np.ndarray:
+    """The segmenters' reader (``io.pixels.as_pixels``: RGB averaged, values outside [0, 1] rescaled)."""
+    from spine_models.io.pixels import as_pixels
+
+    return as_pixels(path)[0]
 
 
 class SegmentationTorchDataset(Dataset):
-    """``(image (C,H,W), masks (K,H,W) float32 in {0,1})`` in ``structures`` order; absent masks are zeros."""
+    """``(image (C,H,W), targets (K,H,W) float32)`` in ``structures`` order: soft targets in [0, 1] from masks,
+    corners or boxes (:func:`structure_targets`), -1 where a structure has no truth on that film
+    (``data.vertebra_targets.encode_ignore``). Image and targets are made at the input size once (cached as
+    float16 with ``cache``), then augmented together."""
 
     def __init__(
         self,
         samples: Sequence[Sample],
         structures: Sequence[str],
-        size: "int | Sequence[int]",
+        size: "int | Sequence[int] | None" = None,
         normalization: dict[str, Any] | None = None,
         in_chans: int = 1,
         augment: Callable[..., dict] | None = None,
         resize_mode: str = "stretch",
         cache: bool = False,
         reader: Reader | None = None,
+        *,
+        cfg: PreprocessConfig | None = None,
+        body_height: float = 1.0,
     ) -> None:
         self.samples = [s for s in samples if s.path is not None]
         self.structures = list(structures)
-        self.size, self.normalization, self.in_chans = size, normalization, in_chans
-        self.augment, self.resize_mode = augment, resize_mode
-        self.store = _ImageStore(size, False, reader)  # masks must match the image grid: no shrink cache
-        self.cache = cache
-        self._mem: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.cfg = _config(cfg, size, normalization, in_chans, resize_mode, interpolation="area-taller")
+        if self.cfg.resize_mode != "stretch" or self.cfg.prescale is not None or self.cfg.crop != "none" or self.cfg.roi:
+            raise ConfigError(f"segmentation training takes resize_mode='stretch' without prescale, crop or roi "
+                              f"(targets are drawn on the stretched film), got {self.cfg.to_dict()}")
+        self.size = self.cfg.size
+        self.body_height = float(body_height)
+        self.augment, self.cache = augment, cache
+        self.reader = reader or _film_reader
+        self._mem: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if i in self._mem:
-            img16, masks = self._mem[i]
-            return img16.astype(np.float32) / 65535.0, masks
+            return self._mem[i]
         s = self.samples[i]
-        img = self.store.get(Path(s.path))
-        masks = np.zeros((len(self.structures),) + img.shape[:2], np.uint8)
-        for k, st in enumerate(self.structures):
-            if st in s.masks:
-                m = _read_mask(Path(s.masks[st]))
-                if m.shape != img.shape[:2]:
-                    raise DatasetError(f"mask {m.shape} and image {img.shape[:2]} sizes differ for sample {s.id!r}", s.masks[st])
-                masks[k] = m
+        pix = np.asarray(self.reader(Path(s.path)), dtype=np.float32)
+        img = prepare_pixels(pix, self.cfg)
+        masks, weights = structure_targets(s, self.structures, self.size, tuple(pix.shape[:2]), self.body_height)
+        out = (img.astype(np.float32), masks, weights)
         if self.cache:
-            limit = 2 * max(_hw(self.size))
-            h, w = img.shape[:2]
-            if max(h, w) > limit:
-                sc = limit / max(h, w)
-                nh, nw = max(1, round(h * sc)), max(1, round(w * sc))
-                img, _ = resize_2d(img, (nh, nw))
-                masks = np.stack([resize_2d(m, (nh, nw), nearest=True)[0] for m in masks]) if len(masks) else masks.reshape(0, nh, nw)
-            self._mem[i] = (np.round(np.clip(img, 0, 1) * 65535).astype(np.uint16), masks)
-        return img, masks
+            self._mem[i] = (img.astype(np.float16), masks.astype(np.float16), weights.astype(np.uint8))
+        return out
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img, masks = self._load(i)
+        from spine_models.data.vertebra_targets import encode_ignore
+
+        img, masks, weights = self._load(i)
+        img, masks, weights = img.astype(np.float32), masks.astype(np.float32), weights.astype(np.float32)
+        k = len(masks)
         if self.augment is not None:
-            out = self.augment(image=img, masks=list(masks))
-            img = out["image"]
-            masks = np.stack(out["masks"]) if len(out["masks"]) else np.zeros((0,) + img.shape[:2], np.uint8)
-        x = to_model_input(img, self.size, self.normalization, self.in_chans, self.resize_mode)
-        h, w = _hw(self.size)
-        y = np.stack([resize_2d(m.astype(np.uint8), (h, w), self.resize_mode, nearest=True)[0] for m in masks]) \
-            if len(masks) else np.zeros((0, h, w), np.uint8)
-        return torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
+            r = self.augment(image=img.clip(0, 1), masks=list(masks) + list(weights))
+            stacked = np.stack(r["masks"]).astype(np.float32)
+            img, masks, weights = r["image"], stacked[:k], stacked[k:]
+        x = finish_input(img, self.cfg)
+        y = encode_ignore(masks, weights)
+        return torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y))
 
 
 class DetectionTorchDataset(Dataset):
@@ -187,7 +288,7 @@ class DetectionTorchDataset(Dataset):
     detection format.
 
     Each film is read once and kept as the uint8 image both detector families see (long side ``long_side``,
-    ``transforms.long_side_uint8``), boxes scaled onto it, clipped, and boxes under 1 px dropped; ``augment`` is an
+    ``transforms.fit_long_side``), boxes scaled onto it, clipped, and boxes under 1 px dropped; ``augment`` is an
     albumentations pipeline built with ``targets="bboxes"`` (``augmentation_preset(..., targets="bboxes")``), so the
     boxes follow every geometric step. Labels are class indices plus ``label_offset`` (1: torchvision keeps 0 for
     the background)."""
@@ -208,12 +309,12 @@ class DetectionTorchDataset(Dataset):
         """(uint8 image, float32 boxes on it, int64 labels) of sample ``i``, before augmentation."""
         if i in self._mem:
             return self._mem[i]
-        from spine_models.data.transforms import long_side_uint8
+        from spine_models.data.transforms import fit_long_side
 
         s = self.samples[i]
         if s.path is None:
             raise DatasetError(f"sample {s.id!r} has no single image file; detection needs one image per sample", s.source or None)
-        img, scale = long_side_uint8(np.asarray(self.reader(Path(s.path)), dtype=np.float32), self.long_side)
+        img, scale = fit_long_side(np.asarray(self.reader(Path(s.path)), dtype=np.float32), self.long_side)
         h, w = img.shape
         keep = [b for b in s.boxes if b.label in self.classes]
         boxes = np.array([[b.x1, b.y1, b.x2, b.y2] for b in keep], dtype=np.float32).reshape(-1, 4) * scale.astype(np.float32)

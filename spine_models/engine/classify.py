@@ -19,7 +19,7 @@ The studies' recipes as configuration (``spine_models/cfg/classify.yaml``):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,66 +31,21 @@ from spine_models.config import check_cfg
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback
 from spine_models.data.records import LABEL_FROM, VIEW_CLASSES, relabel
+from spine_models.data.torch_datasets import ClassificationTorchDataset, load_pixels
+from spine_models.data.transforms import Normalization, PreprocessConfig, preprocess
 from spine_models.engine.composite import CompositePredictor, CompositeTrainer, is_composite
 from spine_models.engine.trainer import BaseTrainer, write_card
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.models.cards import ModelCard, load_state
 
-__all__ = ["train", "ClassifyTrainer", "Predictor", "evaluate", "Preprocess", "ClassifyImages", "load_pixels", "vertebra_mask", "logits_to_probs", "input_hw",
+__all__ = ["train", "ClassifyTrainer", "Predictor", "evaluate", "crop_locator", "load_pixels", "vertebra_mask", "logits_to_probs",
+           "input_hw",
            "youden_threshold", "build_model_for", "relabel", "dataset_for_card", "LABEL_FROM", "VIEW_CLASSES"]
 
 
 # ----------------------------------------------------------------------------------------------------
-# preprocessing shared by training and inference
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Everything between decoded pixels and the model input tensor; stored in the card."""
-
-    size: int | tuple[int, int] = 224  # square side, or (height, width) so portrait films keep their shape
-    in_chans: int = 1
-    normalization: dict = field(default_factory=lambda: {"kind": "minmax"})
-    resize_mode: str = "stretch"
-    roi: bool = False
-    crop: str = "none"  # "lumbosacral": a full-resolution crop placed by crop_model (spine_models.data.roi)
-    crop_model: str | None = None
-    crop_side: float | None = None  # the crop's side in body heights (None: spine_models.data.roi.SIDE_IN_BODIES)
-
-    def locate(self, pixels: np.ndarray) -> tuple[int, int, int, int] | None:
-        """The crop box on full-resolution pixels (None: the whole film)."""
-        if self.crop in ("none", "", None):
-            return None
-        from spine_models.data.roi import locate
-
-        return locate(pixels, self.crop, self.crop_model, side_in_bodies=self.crop_side, segment=vertebra_mask)
-
-    def prepare(self, pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
-        """Full-resolution pixels -> (what is cached and augmented: the crop, if any, downscaled to at most
-        twice the model size; the crop box on ``pixels`` or None). One path for training and inference."""
-        from spine_models.data.roi import crop_box
-
-        box = self.locate(pixels)
-        return _shrink(crop_box(pixels, box), self.size), box
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """HxW float [0,1] -> (C, H, W) float32 via ``spine_models.data.transforms.to_model_input``."""
-        from spine_models.data.transforms import to_model_input
-
-        if self.roi:
-            from spine_models.data.mri import crop_roi
-
-            pixels = crop_roi(pixels)
-        return to_model_input(np.asarray(pixels, dtype=np.float32), self.size, dict(self.normalization),
-                              in_chans=self.in_chans, resize_mode=self.resize_mode)
-
-    @classmethod
-    def from_card(cls, card: ModelCard) -> "Preprocess":
-        pp = card.preprocessing or {}
-        size = input_hw(card.input_size)
-        return cls(size, card.in_chans, dict(card.normalization), pp.get("resize_mode", "stretch"), bool(pp.get("roi", False)),
-                   str(pp.get("crop") or "none"), pp.get("crop_model"),
-                   None if pp.get("crop_side") is None else float(pp["crop_side"]))
-
+# preprocessing shared by training and inference: data.transforms.PreprocessConfig / preprocess, and the
+# data.torch_datasets classes; what is engine-side is only the segmenter that places a crop
 
 def vertebra_mask(pixels: np.ndarray, model: str) -> np.ndarray:
     """The ``vertebra`` mask of ``pixels`` by segmentation model ``model`` (shared per process): the
@@ -105,34 +60,17 @@ def vertebra_mask(pixels: np.ndarray, model: str) -> np.ndarray:
     return seg.predict(pixels, measure=False).masks["vertebra"]
 
 
-def _frame_index(sample: Any) -> int | None:
-    meta = getattr(sample, "meta", {}) or {}
-    # 0-based frame inside a multi-frame file (spine_models.data.mri); meta["frame"] is 1-based, not used here
-    return None if meta.get("frame_index") is None else int(meta["frame_index"])
+def _locate_crop(pre: PreprocessConfig, pixels: np.ndarray) -> tuple[int, int, int, int] | None:
+    from spine_models.data.roi import locate
+
+    return locate(pixels, pre.crop, pre.crop_model, side_in_bodies=pre.crop_side, segment=vertebra_mask)
 
 
-def load_pixels(source: Any) -> np.ndarray:
-    """A Sample / path / Radiograph / array -> HxW float32 in [0, 1] (the sample's frame for volumes)."""
-    if isinstance(source, np.ndarray):
-        a = source.astype(np.float32)
-        if a.ndim == 3 and a.shape[-1] in (3, 4):
-            a = a[..., :3].mean(axis=-1)
-        if a.ndim != 2:
-            raise SpineInputError(f"expected a 2-D grayscale image array, got shape {a.shape}")
-        return a
-    if hasattr(source, "pixels") and not hasattr(source, "patient_id"):
-        return np.asarray(source.pixels, dtype=np.float32)
-    from spine_models.io import read_image
+def crop_locator(pre: PreprocessConfig) -> Callable[[np.ndarray], tuple[int, int, int, int] | None] | None:
+    """pixels -> the crop box ``pre.crop`` asks for (None: no crop); picklable for DataLoader workers."""
+    import functools
 
-    path = getattr(source, "path", source)
-    if path is None:
-        raise DatasetError(f"sample {getattr(source, 'id', '?')}: no image path (two-view samples need two_view=true)")
-    rad = read_image(path)
-    frame = _frame_index(source)
-    volume = getattr(rad, "volume", None)
-    if frame is not None and volume is not None and 0 <= frame < len(volume):
-        return np.asarray(volume[frame], dtype=np.float32)
-    return np.asarray(rad.pixels, dtype=np.float32)
+    return None if pre.crop == "none" else functools.partial(_locate_crop, pre)
 
 
 def input_hw(size: Any) -> int | tuple[int, int]:
@@ -140,62 +78,6 @@ def input_hw(size: Any) -> int | tuple[int, int]:
     if isinstance(size, (list, tuple)):
         return (int(size[0]), int(size[1])) if len(size) == 2 and size[0] != size[1] else int(size[0])
     return int(size)
-
-
-def _shrink(pixels: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Cache copy: downscale so the long side is at most 2x the model size (decode once per run)."""
-    import cv2
-
-    h, w = pixels.shape
-    scale = 2 * max(size if isinstance(size, tuple) else (size,)) / max(h, w)
-    if scale < 1:
-        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return pixels.astype(np.float32)
-
-
-class ClassifyImages(torch.utils.data.Dataset):
-    """Samples -> (input tensor or (ap, lat) tensors, class index). Augmentation only when given."""
-
-    def __init__(self, samples: Sequence[Any], classes: Sequence[str], pre: Preprocess, *, augment: Any = None,
-                 two_view: bool = False, cache: bool = True) -> None:
-        self.samples = list(samples)
-        self.index = {c: i for i, c in enumerate(classes)}
-        self.pre, self.augment, self.two_view, self.cache = pre, augment, two_view, cache
-        self._cache: dict[tuple[int, str], np.ndarray] = {}
-        for s in self.samples:
-            if s.label not in self.index:
-                raise DatasetError(f"sample {s.id} ({s.path or s.views}): label {s.label!r} is not one of {list(classes)}")
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def _pixels(self, i: int, view: str) -> np.ndarray:
-        key = (i, view)
-        if key in self._cache:
-            return self._cache[key]
-        s = self.samples[i]
-        if view == "image":
-            px = load_pixels(s)
-        else:
-            if view not in s.views:
-                raise DatasetError(f"sample {s.id}: no {view!r} view (two-view training needs ap and lat images)")
-            px = load_pixels(s.views[view])
-        px = self.pre.prepare(px)[0]
-        if self.cache:
-            self._cache[key] = px
-        return px
-
-    def _one(self, i: int, view: str) -> torch.Tensor:
-        px = self._pixels(i, view)
-        if self.augment is not None:
-            px = self.augment(image=px)["image"]
-        return torch.from_numpy(np.ascontiguousarray(self.pre(px)))
-
-    def __getitem__(self, i: int):
-        y = self.index[self.samples[i].label]
-        if self.two_view:
-            return (self._one(i, "ap"), self._one(i, "lat")), y
-        return self._one(i, "image"), y
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -399,15 +281,20 @@ class ClassifyTrainer(BaseTrainer):
 
             cfg["crop_model"] = cfg.get("crop_model") or DEFAULT_CROP_MODEL
             cfg["crop_side"] = float(cfg.get("crop_side") or SIDE_IN_BODIES)
-        pre = Preprocess(size, int(cfg["in_chans"]), dict(cfg["normalization"]), cfg["resize_mode"], bool(cfg["roi"]),
-                         str(cfg["crop"]), cfg.get("crop_model"), cfg.get("crop_side"))
+        self.pre = pre = PreprocessConfig(size if isinstance(size, tuple) else (size, size), int(cfg["in_chans"]),
+                                          cfg["resize_mode"], Normalization.from_dict(cfg["normalization"]), prescale=2.0,
+                                          roi=bool(cfg["roi"]), crop=str(cfg["crop"]), crop_model=cfg.get("crop_model"),
+                                          crop_side=cfg.get("crop_side"))
         self.augment = augment = None
         if cfg["augment"] not in ("none", "", None):
             from spine_models.data.transforms import augmentation_preset
 
             self.augment = augment = augmentation_preset(cfg["augment"], size)
-        train_set = ClassifyImages(parts["train"].samples, classes, pre, augment=augment, two_view=two_view, cache=cfg["cache"])
-        self.val_set = val_set = ClassifyImages(parts["val"].samples, classes, pre, two_view=two_view, cache=cfg["cache"])
+        locate = crop_locator(pre)
+        train_set = ClassificationTorchDataset(parts["train"].samples, classes, cfg=pre, locate=locate, augment=augment,
+                                               two_view=two_view, cache=cfg["cache"])
+        self.val_set = val_set = ClassificationTorchDataset(parts["val"].samples, classes, cfg=pre, locate=locate,
+                                                            two_view=two_view, cache=cfg["cache"])
         self.generator = gen = T.make_generator(seed)
         workers = int(cfg["workers"])
 
@@ -553,7 +440,7 @@ class ClassifyTrainer(BaseTrainer):
             preprocessing={"resize_mode": cfg["resize_mode"], "roi": bool(cfg["roi"]), "two_view": self.two_view,
                            **({"crop": cfg["crop"], "crop_model": cfg["crop_model"], "crop_side": cfg["crop_side"]}
                               if cfg["crop"] != "none" else {}),
-                           "augment": cfg["augment"], "label_from": label_from},
+                           "augment": cfg["augment"], "label_from": label_from, **self.pre.to_dict()},
             thresholds=thresholds,
             notes=[f"best epoch {result.best_epoch} of {result.epochs_run} ({result.stopped_by}); val_metric {cfg['val_metric']}",
                    f"mode {cfg['mode']}, init {init}, freeze_epochs {cfg['freeze_epochs']}, seed {seed}"]
@@ -596,7 +483,8 @@ class Predictor(BasePredictor):
                               "spine_models.engine.predictor.load_predictor (or composite.CompositePredictor)")
         super().__init__(card, device)
         self.model = build_model_for(card).to(self.device).eval()
-        self.pre = Preprocess.from_card(card)
+        self.pre = PreprocessConfig.from_card(card)
+        self._locate = crop_locator(self.pre)
         self.two_view = bool(getattr(self.model, "two_view", False))
         self.threshold = card.thresholds.get("binary") if len(card.classes or []) == 2 else None
 
@@ -620,16 +508,19 @@ class Predictor(BasePredictor):
         return Film(pixels, Path(name).name if name else "", extra={"shape": pixels.shape[:2]})
 
     def preprocess(self, film: Film, **_: Any) -> Any:
-        """The model input (a tuple of two for two-view models); the crop box on the film in ``film.extra["box"]``.
-        The same crop and two-step downscale as training/evaluation (ClassifyImages caches pre.prepare(pixels)):
-        a direct full-resolution -> 224 resize changed P(positive) by up to 0.2 on real films."""
+        """The model input (a tuple of two for two-view models) by ``data.transforms.preprocess``; the crop box on
+        the film in ``film.extra["box"]`` and the way back to the film in ``film.extra["geometry"]`` (two-view: the AP's).
+        The same crop and two-step downscale as training/evaluation (``prescale``): a direct full-resolution -> 224
+        resize changed P(positive) by up to 0.2 on real films."""
         if film.pixels is None:
             film.extra["box"] = None
-            return tuple(torch.from_numpy(self.pre(_shrink(p, self.pre.size)))[None].to(self.device)
-                         for p in film.extra["views"])
-        small, box = self.pre.prepare(film.pixels)
+            done = [preprocess(p, self.pre) for p in film.extra["views"]]
+            film.extra["geometry"] = done[0][1]
+            return tuple(x.to(self.device) for x, _ in done)
+        box = self._locate(film.pixels) if self._locate is not None else None
+        x, film.extra["geometry"] = preprocess(film.pixels, self.pre, box)
         film.extra["box"] = box
-        return torch.from_numpy(self.pre(small))[None].to(self.device)
+        return x.to(self.device)
 
     def infer(self, x: Any, **_: Any) -> np.ndarray:
         """Class probabilities of one input."""
@@ -644,7 +535,7 @@ class Predictor(BasePredictor):
         """The result, with the Grad-CAM / SHAP maps of the top class placed back on the film when asked."""
         from spine_models.results import ClassificationResult
 
-        shape, box = film.extra["shape"], film.extra.get("box")
+        shape, geo = film.extra["shape"], film.extra["geometry"]
         classes = list(self.card.classes or [])
         res = ClassificationResult(model_id=self.card.id, source=film.name, image_size=tuple(int(v) for v in shape),
                                    device=str(self.device), classes=classes, probs=[float(p) for p in raw],
@@ -654,13 +545,13 @@ class Predictor(BasePredictor):
             from spine_models.explain import gradcam
 
             heat = gradcam(self.model, x, target_class=top)  # two-view: the AP map
-            res.cam = np.clip(self._place(heat, shape, box), 0, 1)
+            res.cam = np.clip(geo.heatmap_to_film(heat), 0, 1)
         if shap and not self.two_view:
             from spine_models.explain import shap_partition
 
             x_hwc = x[0].permute(1, 2, 0).cpu().numpy()
-            res.shap = self._place(shap_partition(self._nhwc_predict, x_hwc, max_evals=shap_evals, class_index=top,
-                                                  progress_callback=shap_progress), shape, box)
+            res.shap = geo.heatmap_to_film(shap_partition(self._nhwc_predict, x_hwc, max_evals=shap_evals, class_index=top,
+                                                          progress_callback=shap_progress))
         return res
 
     def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
@@ -683,29 +574,6 @@ class Predictor(BasePredictor):
     def memo_settings(self) -> tuple:
         """The preprocessing and threshold a result depends on besides the weights."""
         return (repr(self.pre), self.threshold)
-
-    def _place(self, heat: np.ndarray, shape: tuple[int, int], crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
-        """Model-input-sized map -> original resolution (into the crop / ROI box when one was used)."""
-        import cv2
-
-        h, w = shape
-        region = crop
-        if region is None and self.pre.roi:
-            from spine_models.data.mri import roi_box
-
-            region = roi_box(h, w)
-        if self.pre.resize_mode == "letterbox":  # drop the padding before stretching back to the film
-            from spine_models.data.transforms import letterbox_geometry
-
-            box = (h, w) if region is None else (region[1] - region[0], region[3] - region[2])
-            nh, nw, top, left = letterbox_geometry(box, heat.shape)
-            heat = heat[top:top + nh, left:left + nw]
-        if region is not None:
-            y0, y1, x0, x1 = region
-            full = np.zeros((h, w), np.float32)
-            full[y0:y1, x0:x1] = cv2.resize(heat.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-            return full
-        return cv2.resize(heat.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
     @torch.no_grad()
     def _nhwc_predict(self, batch: np.ndarray) -> np.ndarray:
@@ -737,7 +605,7 @@ def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples:
         probs = pred.predict_proba(progress(samples, total=len(samples), desc="evaluate", quiet=quiet))
         y_true = np.array([classes.index(s.label) for s in samples], dtype=int)
     else:
-        ds = ClassifyImages(samples, classes, pred.pre, two_view=pred.two_view, cache=False)
+        ds = ClassificationTorchDataset(samples, classes, cfg=pred.pre, locate=pred._locate, two_view=pred.two_view, cache=False)
         loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
         logits, y = predict_loader(pred.model, loader, pred.device, quiet=quiet, desc="evaluate")
         probs = logits_to_probs(logits).numpy()

@@ -9,7 +9,6 @@ Ultralytics' own trainer on a YOLO view of the split written into the run folder
 """
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from spine_models.data.records import Sample, SpineDataset
+from spine_models.data.transforms import PreprocessConfig, preprocess
+from spine_models.data.transforms import fit_long_side as prepare_image  # the 8-bit long-side image both families train on
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
-from spine_models.data.transforms import long_side_uint8 as prepare_image
 from spine_models.engine.callbacks import Callback, CallbackList, StopTraining
 from spine_models.engine.trainer import (BaseTrainer, FitResult, WarmupCosineLR, init_from_run, new_card, write_card,
                                          write_json)
@@ -35,7 +35,6 @@ from spine_models.results.detection import Box, DetectionResult
 __all__ = ["DETECTION_CLASSES", "train", "DetectTrainer", "Predictor", "evaluate", "choose_threshold", "prepare_image", "read_pixels", "split_by_box_classes"]
 
 DETECTION_CLASSES = ("lumbar_implant", "scoliosis", "vertebra")  # SPEC order; unknown names go after
-_PAD = 114  # Ultralytics' letterbox grey
 
 
 # ----------------------------------------------------------------------------------------- images
@@ -43,18 +42,6 @@ def read_pixels(image: Any) -> tuple[np.ndarray, str]:
     """(float32 HxW in [0, 1], de-identified name) from a Radiograph, a 2-D array or a file path."""
     pixels, name, _ = as_pixels(image)
     return pixels, name
-
-
-def _letterbox(img: np.ndarray, stride: int = 32) -> tuple[np.ndarray, int, int]:
-    """Pad an already-resized uint8 image to the next stride multiple, centred (Ultralytics' ``auto``
-    letterbox, as its predictor and rect validation do); (padded, left, top). A 1024x512 film is run at
-    512x256, not 512x512: half the compute."""
-    h, w = img.shape
-    ph, pw = math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
-    top, left = (ph - h) // 2, (pw - w) // 2
-    out = np.full((ph, pw), _PAD, dtype=np.uint8)
-    out[top:top + h, left:left + w] = img
-    return out, left, top
 
 
 # ---------------------------------------------------------------------------------------- predict
@@ -75,6 +62,7 @@ class Predictor(BasePredictor):
         self.max_det = int(pre.get("max_det", 100))
         self.yolo = is_yolo(card.arch)
         self.stride = int(pre.get("stride", 32))
+        self.pre = PreprocessConfig.from_card(card)
         self._given_model = model is not None  # a test's or a trainer's in-memory model: its results are not kept per film
         if model is None:
             sd, kwargs = load_state(card)
@@ -82,24 +70,24 @@ class Predictor(BasePredictor):
             model.load_state_dict(sd)
         self.model = model.to(self.device).float().eval()
 
-    def preprocess(self, film: Film, **_: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 film with long side ``imgsz``, its scale): what training saw (``prepare_image``)."""
-        return prepare_image(film.pixels, self.imgsz)
+    def preprocess(self, film: Film, **_: Any) -> Any:
+        """(1, 3, h, w) input by ``data.transforms.preprocess``: the 8-bit film with long side ``imgsz`` that
+        training saw (YOLO: padded to the stride, Ultralytics' grey); the way back in ``film.extra["geometry"]``."""
+        x, film.extra["geometry"] = preprocess(film.pixels, self.pre)
+        return x
 
-    def infer(self, x: tuple[np.ndarray, np.ndarray], **_: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(boxes x1 y1 x2 y2 on the resized film, scores, class indices)."""
+    def infer(self, x: Any, **_: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boxes x1 y1 x2 y2 on the input, scores, class indices)."""
         import torch
 
         with torch.inference_mode():
-            return self._yolo(x[0]) if self.yolo else self._rcnn(x[0])
+            return self._yolo(x) if self.yolo else self._rcnn(x)
 
     def postprocess(self, raw: tuple[np.ndarray, np.ndarray, np.ndarray], film: Film, x: Any, **_: Any) -> DetectionResult:
-        """Boxes back on the film's pixels, clipped to it, best first."""
+        """Boxes back on the film's pixels (``Geometry.boxes_to_film``: padding off, scaled, clipped), best first."""
         boxes, scores, labels = raw
         h, w = film.pixels.shape
-        boxes = boxes / x[1]  # x1 y1 x2 y2 by (sx, sy, sx, sy)
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        boxes = film.extra["geometry"].boxes_to_film(boxes)
         out = [Box(*map(float, b), label=self.classes[int(c)], score=float(s))
                for b, s, c in zip(boxes, scores, labels) if 0 <= int(c) < len(self.classes)]
         out.sort(key=lambda b: -b.score)
@@ -110,25 +98,16 @@ class Predictor(BasePredictor):
         return None if self._given_model else super().memo_key(film, options, self.threshold, self.conf_min,
                                                                  self.nms_iou, self.max_det, self.stride, *parts)
 
-    def _yolo(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        import torch
+    def _yolo(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from ultralytics.utils.nms import non_max_suppression
 
-        padded, left, top = _letterbox(img, self.stride)
-        x = torch.from_numpy(padded).to(self.device).float().div_(255.0)[None, None].expand(1, 3, -1, -1)
-        pred = self.model(x)
+        pred = self.model(x.to(self.device))
         det = non_max_suppression(pred, conf_thres=self.conf_min, iou_thres=self.nms_iou, max_det=self.max_det,
                                   nc=len(self.classes))[0].cpu().numpy()
-        boxes = det[:, :4].astype(np.float64)
-        boxes[:, [0, 2]] -= left
-        boxes[:, [1, 3]] -= top
-        return boxes, det[:, 4], det[:, 5].astype(int)
+        return det[:, :4].astype(np.float64), det[:, 4], det[:, 5].astype(int)
 
-    def _rcnn(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        import torch
-
-        x = torch.from_numpy(img).to(self.device).float().div_(255.0)[None].expand(3, -1, -1)
-        out = self.model([x])[0]
+    def _rcnn(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = self.model([x[0].to(self.device)])[0]
         return (out["boxes"].cpu().numpy().astype(np.float64), out["scores"].cpu().numpy(),
                 out["labels"].cpu().numpy().astype(int) - 1)
 

@@ -5,16 +5,18 @@ clinical numbers (Cobb on AP, slip % / Meyerding / disc heights on lateral), so 
 the evaluation report all see the same thing. The split is per patient and made before any
 augmentation; augmentation touches the train part only.
 
-Preprocessing (identical at train and inference): the 2-D film in [0, 1] is resized ("stretch") to
-the model's (H, W) and min-max normalised per image; targets are the masks resized with area
-averaging (soft targets keep few-pixel-wide lines alive at lower resolution). Predictions are
-sigmoid probabilities resized back to the original size (bilinear) and thresholded.
+Preprocessing (identical at train and inference, ``data.transforms.preprocess`` with the card's
+``PreprocessConfig``): the 2-D film in [0, 1] is resized ("stretch") to the model's (H, W) and min-max
+normalised per image; targets are the masks resized with area averaging (``data.torch_datasets``).
+Predictions are sigmoid probabilities put back on the film by the preprocessing's ``Geometry`` (bilinear)
+and thresholded.
 """
 from __future__ import annotations
 
 import math
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,11 +24,13 @@ import numpy as np
 
 from spine_models.config import CHOICES, defaults as cfg_defaults
 from spine_models.data.records import Sample, SpineDataset
-from spine_models.data.vertebra_targets import DISC_STRUCTURES, encode_ignore, has_disc_truth, has_vertebra_truth
+from spine_models.data.torch_datasets import SegmentationTorchDataset, read_mask, structure_targets
+from spine_models.data.transforms import PreprocessConfig, augmentation_preset, preprocess
+from spine_models.data.vertebra_targets import DISC_STRUCTURES, has_disc_truth, has_vertebra_truth
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback
 from spine_models.engine.trainer import BaseTrainer, init_from_run, new_card, write_card
-from spine_models.errors import ConfigError, DatasetError, SpineInputError
+from spine_models.errors import ConfigError, DatasetError
 from spine_models.io.pixels import as_pixels
 from spine_models.metrics.segmentation import mae_metric, mask_scores, score_mask, segmentation_metrics
 from spine_models.models.cards import ModelCard, load_state
@@ -35,7 +39,7 @@ from spine_models.measure.cobb import LEVELS
 from spine_models.results.segmentation import SegmentationResult
 
 __all__ = ["STRUCTURES", "train", "train_parts", "SegmentTrainer", "Predictor", "evaluate", "score_mask", "read_pixels",
-           "read_mask", "model_input", "resolve_size", "measure_masks", "cobb_from_mask", "vertebra_instances",
+           "read_mask", "structure_targets", "resolve_size", "measure_masks", "cobb_from_mask", "vertebra_instances",
            "TTA_MODES"]
 
 # SPEC segmentation structures per view, in SPEC order
@@ -51,20 +55,6 @@ MIN_BODIES_COBB = 4  # fewer separate bodies than this: the mask cannot show a c
 def read_pixels(image: Any) -> tuple[np.ndarray, str, tuple[float, float] | None]:
     """(float32 HxW in [0, 1], de-identified name, pixel spacing (row, col) mm or None)."""
     return as_pixels(image)
-
-
-def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A binary mask file as HxW bool (non-zero = structure); resized (nearest) to ``shape`` if given."""
-    import cv2
-
-    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if m is None:
-        raise DatasetError(f"{path}: mask file is missing or not an image; masks are 8-bit PNG, 0 = background")
-    if m.ndim == 3:
-        m = m.max(axis=-1)
-    if shape is not None and m.shape != tuple(shape):
-        m = cv2.resize((m > 0).astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-    return m > 0
 
 
 def resolve_size(imgsz: Any, arch: str) -> tuple[int, int]:
@@ -85,123 +75,13 @@ def _check_divisible(size: tuple[int, int], div: int = 32) -> None:
                           f"e.g. {max(div, size[0] // div * div)}x{max(div, size[1] // div * div)}")
 
 
-def model_input(pixels: np.ndarray, size: tuple[int, int], normalization: dict | None = None) -> np.ndarray:
-    """(1, H, W) float32: stretch-resize to ``size`` and normalise (min-max per image by default)."""
-    import cv2
-
-    norm = normalization or {"kind": "minmax"}
-    a = np.asarray(pixels, np.float32)
-    interp = cv2.INTER_AREA if a.shape[0] > size[0] else cv2.INTER_LINEAR
-    r = cv2.resize(a, (size[1], size[0]), interpolation=interp)
-    kind = norm.get("kind", "minmax")
-    if kind == "minmax":
-        lo, hi = float(r.min()), float(r.max())
-        r = (r - lo) / (hi - lo) if hi > lo else np.zeros_like(r)
-    elif kind == "meanstd":
-        r = (r - float(norm.get("mean", 0.5))) / float(norm.get("std", 0.25))
-    elif kind != "none":
-        raise ConfigError(f"normalization kind {kind!r} is not known; use minmax, meanstd or none")
-    return r[None].astype(np.float32)
-
-
-def _resize_soft(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(mask.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)
-
-
-# ------------------------------------------------------------------------------------ torch dataset
-def _augmenter(name: str, size: tuple[int, int]):
-    """Albumentations pipeline applied to the resized image and its masks together (train part only)."""
+def _augmenter(name: str, size: tuple[int, int], seed: int):
+    """The named preset (``data.transforms.augmentation_preset``), applied to the resized image and its masks
+    together (train part only); None for ``none``. Seeded: the engine-local pipeline it replaced drew from an
+    unseeded generator, so two runs with the same --seed trained different weights."""
     if name in ("none", "", None):
         return None
-    import albumentations as A
-
-    if name == "light":
-        return A.Compose([
-            A.Affine(scale=(0.9, 1.1), translate_percent=(-0.04, 0.04), rotate=(-10, 10), p=0.7),
-            A.HorizontalFlip(p=0.5),
-            A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.2, p=0.5),
-            A.RandomGamma(gamma_limit=(80, 120), p=0.3),
-        ])
-    try:
-        from spine_models.data.transforms import augmentation_preset
-    except ImportError:
-        raise ConfigError(f"segment config: augment={name!r} needs spine_models.data.transforms; use none or light") from None
-    return augmentation_preset(name, size, targets="mask")
-
-
-class _SegTorchDataset:
-    """(image (1,H,W), soft masks (K,H,W)) pairs; decoded and resized once when ``cache``."""
-
-    def __init__(self, samples: Sequence[Sample], structures: Sequence[str], size: tuple[int, int],
-                 normalization: dict, augment: Any = None, cache: bool = True, body_height: float = 1.0) -> None:
-        self.samples, self.structures, self.size = list(samples), list(structures), size
-        self.body_height = float(body_height)
-        self.normalization, self.augment, self.cache = normalization, augment, cache
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if i in self._cache:
-            return self._cache[i]
-        import cv2
-
-        s = self.samples[i]
-        pix, _, _ = read_pixels(s.path)
-        img = cv2.resize(pix, (self.size[1], self.size[0]),
-                         interpolation=cv2.INTER_AREA if pix.shape[0] > self.size[0] else cv2.INTER_LINEAR)
-        masks, weights = structure_targets(s, self.structures, self.size, tuple(pix.shape[:2]), self.body_height)
-        out = (img.astype(np.float32), masks, weights)
-        if self.cache:
-            self._cache[i] = (img.astype(np.float16), masks.astype(np.float16), weights.astype(np.uint8))
-        return out
-
-    def __getitem__(self, i: int):
-        import torch
-
-        img, masks, weights = self._load(i)
-        img, masks, weights = img.astype(np.float32), masks.astype(np.float32), weights.astype(np.float32)
-        k = len(masks)
-        if self.augment is not None:
-            r = self.augment(image=img.clip(0, 1), masks=list(masks) + list(weights))
-            stacked = np.stack(r["masks"]).astype(np.float32)
-            img, masks, weights = r["image"], stacked[:k], stacked[k:]
-        x = model_input(img, self.size, self.normalization)
-        y = encode_ignore(masks, weights)
-        return torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y))
-
-
-def structure_targets(sample: Sample, structures: Sequence[str], size: tuple[int, int],
-                      film_shape: tuple[int, int], body_height: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(targets, weights), each (K, H, W) float32 at model size, from a sample's masks, corners or boxes.
-
-    Why: real sources mark vertebrae differently (data.vertebra_targets); a structure a sample does
-    not mark has weight 0, so a real film teaches the vertebra channel and leaves the others alone."""
-    from spine_models.data.vertebra_targets import CAUDAL_LEVELS, box_weak_mask, disc_boxes, disc_mask, quad_mask, vertebra_boxes
-
-    masks = np.zeros((len(structures), *size), np.float32)
-    weights = np.zeros((len(structures), *size), np.float32)
-    scale = (size[0] / film_shape[0], size[1] / film_shape[1])
-    for k, st in enumerate(structures):
-        if st in sample.masks:
-            masks[k] = _resize_soft(read_mask(sample.masks[st]), size)
-            weights[k] = 1.0
-        elif st == "vertebra" and sample.landmarks:
-            masks[k] = quad_mask(size, sample.landmarks, scale, body_height)
-            weights[k] = 1.0
-        elif st == "vertebra" and vertebra_boxes(sample.boxes):
-            masks[k], weights[k] = box_weak_mask(size, vertebra_boxes(sample.boxes), scale)
-        elif st == "disc" and disc_boxes(sample.boxes):  # a slice's recovered disc boxes mark all its discs
-            masks[k], weights[k] = disc_mask(size, disc_boxes(sample.boxes), scale), 1.0
-        elif st == "disc_caudal" and sample.meta.get("levels_certain") and disc_boxes(sample.boxes):
-            low = [b for lvl in CAUDAL_LEVELS for b in disc_boxes(sample.boxes, lvl)]
-            masks[k], weights[k] = disc_mask(size, low, scale), 1.0
-        elif sample.masks:
-            weights[k] = 1.0  # a film with mask files but none for this structure: truly absent
-    return masks, weights
+    return augmentation_preset(name, size, targets="mask", seed=seed)
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -304,11 +184,13 @@ class SegmentTrainer(BaseTrainer):
         _check_divisible(size, 32 if arch.startswith("unet_res") else 16 if arch == "unet_study" else 4)
         self.device = get_device(cfg.get("device"))
         self.norm = norm = dict(cfg.get("normalization") or {"kind": "minmax"})
-        aug = _augmenter(cfg.get("augment", "none"), size)
+        aug = _augmenter(cfg.get("augment", "none"), size, self.seed)
         self.bh = bh = _check_body_height(cfg["body_height"])
-        train_t = _SegTorchDataset(train_samples, structures, size, norm, aug, cache=bool(cfg["cache"]), body_height=bh)
-        val_t = _SegTorchDataset(self.val_samples or train_samples, structures, size, norm, None, cache=bool(cfg["cache"]),
-                                 body_height=bh)
+        self.pre = pre = PreprocessConfig.for_unet(size, norm, cfg["tta"])
+        train_t = SegmentationTorchDataset(train_samples, structures, cfg=pre, augment=aug, cache=bool(cfg["cache"]),
+                                           body_height=bh)
+        val_t = SegmentationTorchDataset(self.val_samples or train_samples, structures, cfg=pre, cache=bool(cfg["cache"]),
+                                         body_height=bh)
         if not self.val_samples:
             self.log("no validation samples with masks: validating on the train part (early stopping is then optimistic)")
         self.generator = make_generator(self.seed)
@@ -365,7 +247,7 @@ class SegmentTrainer(BaseTrainer):
             input_size=list(self.size), train_command=cfg.get("train_command") or _reconstruct_command(cfg, out),
             license="Apache-2.0", structures=structures, in_chans=1, normalization=self.norm,
             preprocessing={"resize_mode": "stretch", "input_orientation": "HxW portrait", "masks": "resized back bilinear",
-                           "tta": cfg["tta"], "body_height": self.bh},
+                           "tta": cfg["tta"], "body_height": self.bh, **self.pre.to_dict()},
             thresholds={"mask": self.thr},
             limitations=["Trained on the synthetic phantom unless trained_on says otherwise; real films differ."],
             notes=[f"loss {cfg['loss']}, best epoch {fr.best_epoch} of {fr.epochs_run} ({fr.stopped_by}), "
@@ -598,16 +480,18 @@ class Predictor(BasePredictor):
         self.model = create_model(card.arch, task="segment", **kw)
         self.model.load_state_dict(sd)
         self.model.eval().to(self.device)
-        s = card.input_size
-        self.size = (int(s[0]), int(s[1])) if isinstance(s, (list, tuple)) else (int(s), int(s) // 2)
         self.structures = list(card.structures or [])
         self.threshold = float(card.thresholds.get("mask", 0.5))
         self.body_height = _check_body_height((card.preprocessing or {}).get("body_height", 1.0))
-        self.tta = _check_tta((card.preprocessing or {}).get("tta", "none") if tta is None else tta, f"model {card.id!r}: tta")
+        tta = _check_tta((card.preprocessing or {}).get("tta", "none") if tta is None else tta, f"model {card.id!r}: tta")
+        self.pre = replace(PreprocessConfig.from_card(card), tta=tta)
+        self.size, self.tta = self.pre.size, self.pre.tta
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(K, H, W) float32 sigmoid probabilities at the film's original resolution (TTA as ``self.tta``)."""
-        return self._to_film(self.infer(self.preprocess(Film(pixels))), pixels.shape[:2])
+        film = Film(pixels)
+        raw = self.infer(self.preprocess(film))
+        return film.extra["geometry"].maps_to_film(raw)
 
     # ------------------------------------------------------------------ stages
     def read(self, image: Any, *, pixel_spacing_mm: tuple[float, float] | float | None = None, **_: Any) -> Film:
@@ -619,13 +503,10 @@ class Predictor(BasePredictor):
         return Film(pixels, name, sp)
 
     def preprocess(self, film: Film, **_: Any) -> Any:
-        """(1 or 2, 1, H, W) tensor: the stretched, normalised film (and its mirror for ``hflip`` TTA)."""
-        import torch
-
-        x = torch.from_numpy(model_input(film.pixels, self.size, self.card.normalization))[None].to(self.device)
-        if self.tta == "hflip":
-            x = torch.cat([x, torch.flip(x, dims=[-1])])
-        return x
+        """(1 or 2, 1, H, W) tensor: the stretched, normalised film (and its mirror for ``hflip`` TTA), by
+        ``data.transforms.preprocess``; the way back in ``film.extra["geometry"]``."""
+        x, film.extra["geometry"] = preprocess(film.pixels, self.pre)
+        return x.to(self.device)
 
     def infer(self, x: Any, **_: Any) -> np.ndarray:
         """(K, h, w) sigmoid probabilities at the model's size (the mirror's mirrored back and averaged)."""
@@ -635,18 +516,11 @@ class Predictor(BasePredictor):
             p = torch.sigmoid(self.model(x).float()).cpu().numpy()
         return (p[0] + p[1][..., ::-1]) / 2 if self.tta == "hflip" else p[0]
 
-    @staticmethod
-    def _to_film(p: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        import cv2
-
-        h, w = shape
-        return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in p])
-
     def postprocess(self, raw: np.ndarray, film: Film, x: Any, *, measure: bool = True, threshold: float | None = None,
                     **_: Any) -> SegmentationResult:
         """Masks at the film's resolution, the bodies found on AP films and the measurements."""
         pixels, sp = film.pixels, film.spacing
-        probs = self._to_film(raw, pixels.shape[:2])
+        probs = film.extra["geometry"].maps_to_film(raw)
         thr = self.threshold if threshold is None else float(threshold)
         masks = {s: probs[k] > thr for k, s in enumerate(self.structures)}
         ap_read, bodies = None, []
@@ -669,8 +543,7 @@ class Predictor(BasePredictor):
 
     def memo_settings(self) -> tuple:
         """What besides the weights decides a result (a card edited in place or another ``tta`` is another entry)."""
-        return (self.tta, self.threshold, self.body_height, self.card.view, tuple(self.structures), self.size,
-                repr(sorted((self.card.normalization or {}).items())))
+        return (self.tta, self.threshold, self.body_height, self.card.view, tuple(self.structures), repr(self.pre))
 
 
 # --------------------------------------------------------------------------------------- evaluation
