@@ -159,9 +159,10 @@ CHECKS: tuple[Check | Untied, ...] = (
           "data.evaluation: ../shared/data/spider-mri, split test (61 slices, 34 patients)", split="test"),
     Check("mri_disc_state_resnet18_synth", (MRI_41,), _classify(("normal", "degeneration", "bulge", "herniation"))
           + _validated("phantom spine-models 0.1.0 mri-lumbar seed 31", _HEAD),
-          "notes: 'spine-models evaluate --model /tmp/wc/mri_disc_r18 --data /tmp/wc/mri_test' (all 100 discs of "
-          "the unseen seed 41)",
-          note="--n 20 inferred: the card gives seed 41, 100 discs and n_patients 20 (5 discs a patient), not --n"),
+          "trained_on: 'spine-models synth mri-lumbar --n 20 --out /tmp/wc/mri_test --seed 41'; notes: 'spine-models "
+          "evaluate --model /tmp/wc/mri_disc_r18 --data /tmp/wc/mri_test' (all 100 discs of the unseen seed 41)",
+          note="the card's evaluation ran on the float32 run folder; the shipped weights were stored as int8 later "
+               "(notes: 'metrics re-measured after it')"),
     Check("seg_unet_ap", (AASCE,), _m(*_SEG_AP) + _audit()
           + _validated("aasce-ap", {k: f"metrics.{k}" for k in ("cobb_mae_deg", "cobb_smape_percent", "cobb_within_5deg")}),
           "notes: 'spine-models evaluate --model seg_unet_ap --data ../shared/data/aasce-ap --split test'", split="test"),
@@ -328,7 +329,7 @@ def build_data(item: Synth | str, work: Path) -> tuple[str, str, float]:
     return str(out), _show(cmd), time.time() - t0
 
 
-def run_check(check: Check, work: Path, reuse: bool = False) -> dict[str, Any]:
+def run_check(check: Check, work: Path, reuse: bool = False, timeout: float | None = None) -> dict[str, Any]:
     """Build the data, run the evaluation (or, with ``reuse``, read the report an earlier run left), compare."""
     rec: dict[str, Any] = {"card": check.card, "runner": check.runner, "source": check.source, "note": check.note,
                            "deterministic": check.deterministic, "data_commands": [], "data_seconds": 0.0}
@@ -346,7 +347,7 @@ def run_check(check: Check, work: Path, reuse: bool = False) -> dict[str, Any]:
                     *(["--split", check.split] if check.split != "all" else []), "--out", str(out), "--quiet"])
     elif check.runner == "real_vertebra_eval":
         out_stem = work / "reports" / f"{check.card}.{check.runner}"
-        out = out_stem.with_suffix(".json")
+        out = out_stem.with_name(out_stem.name + ".json")  # the script writes <stem>.json and <stem>.md
         cmd = [sys.executable, str(REPO / "docs" / "make_real_vertebra_eval.py"), "--split-card", str(card_json),
                "--model", str(card_json), *[a for p in paths for a in ("--data", p)], "--out", str(out_stem)]
     else:
@@ -360,7 +361,13 @@ def run_check(check: Check, work: Path, reuse: bool = False) -> dict[str, Any]:
         out.unlink(missing_ok=True)
         timing.unlink(missing_ok=True)
         t0 = time.time()
-        proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rec["eval_seconds"] = time.time() - t0
+            rec["error"] = f"stopped after the --timeout of {timeout:.0f} s"
+            rec["rows"] = []
+            return rec
         rec["eval_seconds"] = time.time() - t0
         if proc.returncode != 0:
             rec["error"] = f"exit {proc.returncode}: {proc.stderr.strip()[-800:]}"
@@ -418,10 +425,16 @@ def write_outputs(results: list[dict[str, Any]], out: Path, argv: Sequence[str],
              "recomputed with the data command and evaluation the card itself names (the table `CHECKS` in the "
              f"script says where each comes from) and compared with the card: point value and both CI ends, "
              f"tolerance {TOL:g}. Phantom data is rebuilt with `spine-models synth` (byte-identical for the same "
-             "arguments); `data s` is 0 when the folder was already in the cache. Total "
-             f"{total:.0f} s.", "",
-             "| card | check | data command(s) | evaluation command | data s | eval s | result |",
-             "|---|---|---|---|---|---|---|"]
+             "arguments); `data s` is 0 when the folder was already in the cache. This invocation took "
+             f"{total:.0f} s; the evaluations' own times add up to "
+             f"{sum(r.get('eval_seconds') or 0 for r in results):.0f} s.", ""]
+    if any(r.get("reused_report") for r in results):
+        lines += ["`(report reused)`: `--reuse-reports` compared the report an earlier run of the same command left "
+                  "in `--work` (an interrupted run resumed); its `eval s` is the time that run measured, `—` when "
+                  "that run did not record it.", ""]
+    lines += ["Commands run from the repository root (`../shared/data` = the shared data folder).", "",
+              "| card | check | data command(s) | evaluation command | data s | eval s | result |",
+              "|---|---|---|---|---|---|---|"]
     for r in results:
         if r.get("untied"):
             lines.append(f"| `{r['card']}` | — | — | — | — | — | ✘ not tied to data: {r['why']} (needs: {r['needs']}) |")
@@ -452,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", metavar="ID", help="only these card ids")
     ap.add_argument("--work", default="/tmp/spine_repro_cache", help="cache folder for phantom data and reports")
     ap.add_argument("--out", default=str(REPO / "docs" / "reproduce_cards"), help="output stem (.md and .json)")
+    ap.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                    help="stop one evaluation after this long and record it as not run (default: no limit)")
     ap.add_argument("--reuse-reports", action="store_true",
                     help="compare the reports an earlier (interrupted) run left in --work instead of re-evaluating; "
                          "only for resuming a run of the same code: a refactor needs a fresh run")
@@ -475,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{check.card} ({check.runner}) ...", file=sys.stderr, flush=True)
         try:
-            rec = run_check(check, work, reuse=args.reuse_reports)
+            rec = run_check(check, work, reuse=args.reuse_reports, timeout=args.timeout)
         except RuntimeError as e:  # a data command failed: recorded, the other cards still run
             rec = {"card": check.card, "runner": check.runner, "source": check.source, "note": check.note,
                    "data_commands": [], "data_seconds": 0.0, "error": str(e), "rows": []}
