@@ -166,6 +166,10 @@ CHECKS: tuple[Check | Untied, ...] = (
     Check("seg_unet_ap", (AASCE,), _m(*_SEG_AP) + _audit()
           + _validated("aasce-ap", {k: f"metrics.{k}" for k in ("cobb_mae_deg", "cobb_smape_percent", "cobb_within_5deg")}),
           "notes: 'spine-models evaluate --model seg_unet_ap --data ../shared/data/aasce-ap --split test'", split="test"),
+    Check("seg_vertebra_corners_aasce", (AASCE,), _m(*_SEG_AP) + _audit()
+          + _validated("aasce-ap", {k: f"metrics.{k}" for k in ("cobb_mae_deg", "cobb_smape_percent", "cobb_within_5deg")}),
+          "notes: 'spine-models evaluate --model seg_vertebra_corners_aasce --data ../shared/data/aasce-ap --split test'",
+          split="test"),
     Check("seg_unet_lat", (LAT_912,), _m(*[f"{k}.{s}" for k in ("dice", "iou") for s in _LAT], "slip_mae_percent")
           + _audit() + _validated("phantom xray-phantom-2 xray-lat seed 12", {"slip_mae_percent": "metrics.slip_mae_percent",
                                                                              "dice_vertebra": "metrics.dice.vertebra"}),
@@ -196,6 +200,12 @@ CHECKS: tuple[Check | Untied, ...] = (
           "validated_on[cadma-vertebra].from: 'docs/real_vertebra_eval.json' (docs/make_real_vertebra_eval.py, "
           "--split-card seg_unet_ap, --data aasce-ap --data cadma-vertebra)", runner="real_vertebra_eval",
           note="the docs script also scores aasce-ap (its training films decide the near-duplicate drop)"),
+    Check("seg_vertebra_corners_aasce", (AASCE, CADMA),
+          (("validated_on[data=cadma-vertebra].metrics.vertebra_ap50",
+            "results[data=cadma-vertebra&card_id=seg_vertebra_corners_aasce].metrics.vertebra_ap50"),),
+          "validated_on[cadma-vertebra].from: 'docs/real_vertebra_eval.json' (docs/make_real_vertebra_eval.py, "
+          "--split-card seg_unet_ap, --data aasce-ap --data cadma-vertebra)", runner="real_vertebra_eval",
+          note="the U-Net's split: the corner model is trained on it"),
 )
 
 
