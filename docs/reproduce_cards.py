@@ -121,6 +121,15 @@ _DISC_SEG = ("disc_ap50", "disc_ap50_95", "dice.disc", "iou.disc", "disc_level_a
 _GRADES = ("pfirrmann_accuracy", "pfirrmann_within1", "pfirrmann_confusion_matrix",
            *[f"per_class.{c}.{k}" for c in ("herniation", "bulging", "narrowing") for k in ("auc", "sensitivity",
                                                                                             "specificity", "n_positive", "n")])
+def _cadma_check(card_id: str, note: str) -> Check:
+    """A vertebra model's cadma-vertebra AP50, which its card copies from docs/real_vertebra_eval.json."""
+    return Check(card_id, (AASCE, CADMA),
+                 ((("validated_on[data=cadma-vertebra].metrics.vertebra_ap50",
+                    f"results[data=cadma-vertebra&card_id={card_id}].metrics.vertebra_ap50"),)),
+                 "validated_on[cadma-vertebra].from: 'docs/real_vertebra_eval.json' (docs/make_real_vertebra_eval.py, "
+                 "--split-card seg_unet_ap, --data aasce-ap --data cadma-vertebra)", runner="real_vertebra_eval", note=note)
+
+
 _SEG_AP = ("dice.vertebra", "iou.vertebra", "cobb_mae_deg", "cobb_smape_percent", "cobb_within_5deg", "landmark_mre_px",
            "landmark_mre_rel", "vertebrae_matched_fraction", "vertebra_level_accuracy", "cobb_not_shown_fraction",
            "vertebra_ap50")
@@ -194,18 +203,9 @@ CHECKS: tuple[Check | Untied, ...] = (
           "validated_on: '300 films, unseen seeds 4101, 4102' (data.evaluation: ap_test, lat_test, 150 each)",
           note="which seed is AP is inferred: lat_test is seed 4102 on xray_lat_slip_roi's card, so AP is 4101"),
     # last: the slowest check (near-duplicate search over every aasce-ap and cadma-vertebra film, then two test parts)
-    Check("seg_unet_ap", (AASCE, CADMA),
-          (("validated_on[data=cadma-vertebra].metrics.vertebra_ap50",
-            "results[data=cadma-vertebra&card_id=seg_unet_ap].metrics.vertebra_ap50"),),
-          "validated_on[cadma-vertebra].from: 'docs/real_vertebra_eval.json' (docs/make_real_vertebra_eval.py, "
-          "--split-card seg_unet_ap, --data aasce-ap --data cadma-vertebra)", runner="real_vertebra_eval",
-          note="the docs script also scores aasce-ap (its training films decide the near-duplicate drop)"),
-    Check("seg_vertebra_corners_aasce", (AASCE, CADMA),
-          (("validated_on[data=cadma-vertebra].metrics.vertebra_ap50",
-            "results[data=cadma-vertebra&card_id=seg_vertebra_corners_aasce].metrics.vertebra_ap50"),),
-          "validated_on[cadma-vertebra].from: 'docs/real_vertebra_eval.json' (docs/make_real_vertebra_eval.py, "
-          "--split-card seg_unet_ap, --data aasce-ap --data cadma-vertebra)", runner="real_vertebra_eval",
-          note="the U-Net's split: the corner model is trained on it"),
+    *(_cadma_check(card_id, note) for card_id, note in (
+        ("seg_unet_ap", "the docs script also scores aasce-ap (its training films decide the near-duplicate drop)"),
+        ("seg_vertebra_corners_aasce", "the U-Net's split: the corner model is trained on it"))),
 )
 
 
@@ -388,22 +388,17 @@ def run_check(check: Check, work: Path, reuse: bool = False, timeout: float | No
     card = json.loads(card_json.read_text())
     rows = []
     for card_path, report_path in check.keys:
-        row: dict[str, Any] = {"key": card_path, "report_key": report_path}
-        try:
-            want = lookup(card, card_path)
-        except KeyError as e:
-            row.update(card_value=None, got=None, match=False, diff=None, why=f"not in the card ({e})")
-            rows.append(row)
-            continue
-        try:
-            got = lookup(report, report_path)
-        except KeyError as e:
-            row.update(card_value=want, got=None, match=False, diff=None, why=f"not in the report ({e})")
-            rows.append(row)
-            continue
-        ok, diff = compare(want, got)
-        row.update(card_value=want, got=got, match=ok, diff=diff)
+        row: dict[str, Any] = {"key": card_path, "report_key": report_path, "card_value": None, "got": None,
+                               "match": False, "diff": None}
         rows.append(row)
+        for side, obj, path in (("card", card, card_path), ("report", report, report_path)):
+            try:
+                row["card_value" if side == "card" else "got"] = lookup(obj, path)
+            except KeyError as e:
+                row["why"] = f"not in the {side} ({e})"
+                break
+        else:
+            row["match"], row["diff"] = compare(row["card_value"], row["got"])
     rec["rows"] = rows
     rec["report"] = str(out)
     return rec

@@ -35,15 +35,16 @@ def bodies(prob: np.ndarray, threshold: float) -> dict[str, Any]:
     return vertebrae_from_mask(mask, orientation="moments") if mask.any() else {}
 
 
-def read_cobb(lm: dict[str, Any], shape: tuple[int, ...], fuse: dict[str, float]) -> float | None:
+def read_cobb(lm: dict[str, Any], shape: tuple[int, ...], fuse: dict[str, float] | None,
+              angles: str = "fused") -> float | None:
     """The shown Cobb angle (None when the page would say "cannot measure") from the bodies, as the Predictor
-    reads it but with the given :func:`spine_models.measure.cobb.fuse_tilts` keywords."""
+    reads it but with the given :func:`spine_models.measure.cobb.fuse_tilts` keywords (and Cobb rule ``angles``)."""
     from spine_models.engine.segment import MIN_BODIES_COBB, _plausibility
     from spine_models.measure import cobb_angle, cobb_read
 
     if len(lm) < MIN_BODIES_COBB:
         return None
-    res = cobb_angle(lm, angles="fused", fusion=fuse)
+    res = cobb_angle(lm, angles=angles, fusion=fuse)
     r = cobb_read({**res.to_dict(), **_plausibility(lm, res.max_angle, shape)})
     return r.value if r.ok else None
 

@@ -24,6 +24,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "docs"))
 
 __all__ = ["main", "SETTINGS"]
 
@@ -34,14 +35,10 @@ SETTINGS: list[dict[str, Any]] = (
 
 
 def _shown(bodies: dict[str, Any], shape: tuple[int, ...], setting: dict[str, Any]) -> float | None:
-    from spine_models.engine.segment import MIN_BODIES_COBB, _plausibility
-    from spine_models.measure import cobb_angle, cobb_read
+    """The angle the page would show with this read-out (None: "cannot measure"), as the U-Net's tuning reads it."""
+    from tune_cobb_readout import read_cobb
 
-    if len(bodies) < MIN_BODIES_COBB:
-        return None
-    res = cobb_angle(bodies, angles=setting["angles"], fusion=setting.get("fusion"))
-    r = cobb_read({**res.to_dict(), **_plausibility(bodies, res.max_angle, shape)})
-    return r.value if r.ok else None
+    return read_cobb(bodies, shape, setting.get("fusion"), angles=setting["angles"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor
+from spine_models.engine.predictor import check_component
 from spine_models.engine.trainer import BaseTrainer, FitResult, new_card, write_card
-from spine_models.errors import ConfigError, DatasetError, WeightsNotAvailableError
+from spine_models.errors import ConfigError, DatasetError
 from spine_models.models.cards import ModelCard
 
 __all__ = ["MEASURES", "ROUTED", "ARCHS", "is_composite", "measured_value", "measurement_failure", "abstention_note",
@@ -90,10 +91,7 @@ def _load(model: str, device: Any) -> Any:
     return shared_predictor(str(model), device=None if device is None else str(device))
 
 
-def _check_sha(name: str, card: ModelCard, want: str) -> None:
-    if want and card.sha256 and card.sha256 != want:
-        raise WeightsNotAvailableError(f"component {name} ({card.id}) has sha256 {card.sha256[:12]}..., this model was "
-                                       f"built on {want[:12]}...; retrain it with its train_command")
+_check_sha = check_component  # engine.predictor: one sha256 check for every composite
 
 
 def at_threshold(probs: np.ndarray, threshold: float | None) -> np.ndarray:

@@ -26,6 +26,7 @@ from spine_models.data.disc_crops import CROP_SIZE, column_up, disc_crop
 from spine_models.data.spider import FINDINGS, LUMBAR_LEVELS, grading_targets
 from spine_models.data.vertebra_targets import DISC_CORE, disc_boxes
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
+from spine_models.engine.predictor import segment_component
 from spine_models.engine.trainer import BaseTrainer, new_card, write_card
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.measure.discs import DiscRead, discs_from_probs
@@ -47,10 +48,7 @@ def is_disc_model(card: ModelCard) -> bool:
 def _locator(ref: Any, device: Any) -> Any:
     """The locator's segment Predictor (masks and probabilities), from the process's one cache
     (``engine.predictor.shared_predictor``: one per weights and device)."""
-    from spine_models.engine.predictor import shared_predictor
-    from spine_models.engine.segment import Predictor as SegPredictor
-
-    return shared_predictor(ref, None if device is None else str(device), cls=SegPredictor)
+    return segment_component({"locator": ref}, "locator", device)
 
 
 def read_discs(locator: Any, pixels: np.ndarray) -> tuple[DiscRead, np.ndarray]:
@@ -100,11 +98,7 @@ class DiscGradingPredictor(BasePredictor):
             self.findings: list[str] = []
         else:
             sd, kw = load_state(card)
-            self.locator = _locator(kw["locator"], device)
-            want = kw.get("locator_sha256", "")
-            if want and self.locator.card.sha256 and self.locator.card.sha256 != want:
-                raise ConfigError(f"component locator ({self.locator.card.id}) has sha256 {self.locator.card.sha256[:12]}..., "
-                                  f"this grader was built on {want[:12]}...; retrain it with its train_command")
+            self.locator = segment_component(kw, "locator", device)
             self.findings = list(kw.get("findings", FINDINGS))
             self.model = create_model(ARCH, task="segment", findings=self.findings, width=int(kw.get("width", 24)))
             self.model.load_state_dict(sd)

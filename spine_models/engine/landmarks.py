@@ -29,6 +29,7 @@ from spine_models.data.vertebra_patches import (PATCH_SIDE, PATCH_SIZE, WORK_HEI
                                                 decode_outputs, extract_patch, patch_matrix, standardize, to_film,
                                                 to_patch, work_film)
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
+from spine_models.engine.predictor import segment_component
 from spine_models.engine.trainer import BaseTrainer
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.models.cards import ModelCard, load_state
@@ -48,10 +49,7 @@ def is_corner_model(card: ModelCard) -> bool:
 
 def _locator(ref: Any, device: Any) -> Any:
     """The AP U-Net's segment Predictor from the process's one cache (a U-Net used by several models loads once)."""
-    from spine_models.engine.predictor import shared_predictor
-    from spine_models.engine.segment import Predictor as SegPredictor
-
-    return shared_predictor(ref, None if device is None else str(device), cls=SegPredictor)
+    return segment_component({"locator": ref}, "locator", device)
 
 
 def _check_readout(value: Any, where: str) -> str:
@@ -129,11 +127,7 @@ class VertebraCornerPredictor(BasePredictor):
             raise ConfigError(f"model {card.id!r}: arch {card.arch!r} is not {ARCH!r}")
         super().__init__(card, device)
         sd, kw = load_state(card)
-        self.locator = _locator(kw["locator"], device)
-        want = kw.get("locator_sha256", "")
-        if want and self.locator.card.sha256 and self.locator.card.sha256 != want:
-            raise ConfigError(f"component AP U-Net ({self.locator.card.id}) has sha256 {self.locator.card.sha256[:12]}..., "
-                              f"this corner model was built on {want[:12]}...; retrain it with its train_command")
+        self.locator = segment_component(kw, "locator", device)
         self.patch = int(kw.get("patch", PATCH_SIZE))
         self.model = create_model(ARCH, task="segment", width=int(kw.get("width", 16)), patch=self.patch)
         self.model.load_state_dict(sd)
@@ -375,7 +369,7 @@ class CornerTrainer(BaseTrainer):
             input_size=[self.size, self.size], train_command=str(cfg.get("train_command", "")),
             license=most_restrictive_license(srcs) if srcs else locator.card.license,
             structures=list(locator.structures), thresholds=dict(locator.card.thresholds or {}),
-            in_chans=1, normalization={"kind": "standardize", "per": "patch"},
+            in_chans=1, normalization={"kind": "components"},  # the U-Net's own; patches: vertebra_patches.standardize
             preprocessing={"patch": "spine_models.data.vertebra_patches", "patch_side": self.side,
                            "work_height": WORK_HEIGHT, "jitter_deg": self.jitter,
                            "cobb_angles": _check_readout(cfg["corner_readout"], "segment config: corner_readout")},

@@ -16,7 +16,7 @@ from spine_models.data.records import VIEW_CLASSES
 from spine_models.models.cards import ModelCard
 from spine_models.models.hub import ModelRef, predictor_key, resolve_card
 
-__all__ = ["resolve_card", "load_predictor", "shared_predictor", "loaded_key", "card_fits", "is_view_gate", "infer_view", "VIEW_SURE",
+__all__ = ["resolve_card", "load_predictor", "shared_predictor", "check_component", "segment_component", "loaded_key", "card_fits", "is_view_gate", "infer_view", "VIEW_SURE",
            "predict_file"]
 
 VIEW_SURE = 0.9  # below this a film stays "view unknown" and every X-ray model runs on it
@@ -71,6 +71,26 @@ def shared_predictor(model: ModelRef, device: str | None = None, *, cls: type | 
             while len(_LOADED) > MAX_LOADED:
                 _LOADED.popitem(last=False)
         return pred
+
+
+def check_component(name: str, card: ModelCard, want: str) -> None:
+    """A composite's component must be the weights it was built on (their sha256 is pinned in the composite's
+    ``arch_kwargs``): a retrained component under the same id would silently change what the composite means."""
+    from spine_models.errors import WeightsNotAvailableError
+
+    if want and card.sha256 and card.sha256 != want:
+        raise WeightsNotAvailableError(f"component {name} ({card.id}) has sha256 {card.sha256[:12]}..., this model was "
+                                       f"built on {want[:12]}...; retrain it with its train_command")
+
+
+def segment_component(arch_kwargs: dict[str, Any], key: str = "locator", device: Any = None) -> Any:
+    """The segment Predictor a composite names under ``arch_kwargs[key]`` (a disc locator, an AP U-Net) from the one
+    cache, its sha256 checked against ``arch_kwargs[key + "_sha256"]``."""
+    from spine_models.engine.segment import Predictor as SegPredictor
+
+    pred = shared_predictor(arch_kwargs[key], None if device is None else str(device), cls=SegPredictor)
+    check_component(key, pred.card, str(arch_kwargs.get(f"{key}_sha256", "")))
+    return pred
 
 
 def card_fits(card: ModelCard, radiograph: Any) -> bool:
