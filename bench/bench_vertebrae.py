@@ -1,7 +1,8 @@
-"""Vertebrae + corners + Cobb per real AP film with the shipped AP U-Net, end to end. Prints figures; not a test.
+"""Vertebrae + corners + Cobb per real AP film with a shipped AP vertebra model, end to end. Prints figures; not a test.
 
     .venv/bin/python bench/bench_vertebrae.py                 # 10 aasce-ap films (phantom films without ../shared)
     .venv/bin/python bench/bench_vertebrae.py --n 20 --tta none
+    .venv/bin/python bench/bench_vertebrae.py --model seg_vertebra_corners_aasce   # U-Net + corner network
 
 Why: issue 14's target is <= 300 ms per film for vertebrae + corners + Cobb on 2 CPU cores. This times the
 Predictor the app and `spine-models predict` use (decode, resize, network with the card's TTA, masks back at
@@ -44,13 +45,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from spine_models.engine.segment import Predictor
+    from spine_models.engine import predictor_class
     from spine_models.models.hub import resolve_card
 
     card = resolve_card(args.model)
     if args.tta != "card":
         card = dataclasses.replace(card, preprocessing={**(card.preprocessing or {}), "tta": args.tta})
-    pred = Predictor(card)
+    pred = predictor_class(card)(card)  # the U-Net's own Predictor, or the corner composite's (its U-Net inside)
     films = _films(args.n + 1)
     pred.predict(films[0])  # warm-up: first call pays for lazy imports and allocations
     times, shown = [], 0
