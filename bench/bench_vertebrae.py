@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         res = pred.predict(f)
         times.append((time.perf_counter() - t0) * 1000)
         shown += (res.measurements.get("cobb") or {}).get("cobb_deg") is not None
-    print(f"{card.id} tta={(card.preprocessing or {}).get('tta', 'none')} on {len(times)} films "
+    unet = getattr(pred, "locator", pred)  # a composite's U-Net inside it
+    print(f"{card.id} (U-Net tta={unet.tta}) on {len(times)} films "
           f"({films[1].parent.parent.name}), torch threads {torch.get_num_threads()}: "
           f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms per film; Cobb given on {shown}")
     return 0

@@ -19,10 +19,13 @@ from torch.utils.data import Dataset
 
 from spine_models.data.records import Sample
 from spine_models.data.transforms import Normalization, PreprocessConfig, _hw, finish_input, prepare_pixels
+from spine_models.data.vertebra_patches import (body_frame, corner_targets, extract_patch, patch_matrix, standardize,
+                                                to_patch)
 from spine_models.errors import ConfigError, DatasetError
 
 __all__ = ["ClassificationTorchDataset", "TwoViewTorchDataset", "SegmentationTorchDataset", "default_reader",
-           "load_pixels", "read_mask", "structure_targets", "Locate", "DetectionTorchDataset", "detection_collate"]
+           "load_pixels", "read_mask", "structure_targets", "Locate", "DetectionTorchDataset", "detection_collate",
+           "VertebraPatchDataset"]
 
 Reader = Callable[[Path], np.ndarray]
 #: full-resolution pixels -> the crop box (y0, y1, x0, x1) the model looks at, or None (the whole film)
@@ -341,3 +344,43 @@ class DetectionTorchDataset(Dataset):
 def detection_collate(batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list, list]:
     """(images, targets) as two lists: detection images differ in size and cannot be stacked."""
     return [b[0] for b in batch], [b[1] for b in batch]
+
+
+class VertebraPatchDataset(Dataset):
+    """(patch (1, P, P), targets (10,)) per body of ``data.vertebra_patches.patch_films``: the corner network's data.
+    Each patch is cut around the expert's body with the AP U-Net's errors drawn in (tilt off by N(0, ``jitter_deg``),
+    a quarter uniform within 2.5 times that; centre +-8 % of the width; size +-15 %); ``augment`` adds mirroring
+    (corner order swapped) and the sources' looks (gamma, contrast, blur, noise); ``seed`` fixes every draw (validation)."""
+
+    def __init__(self, films: Sequence[Any], *, size: int, side: float, jitter_deg: float, augment: bool,
+                 seed: int | None = None) -> None:
+        self.films, self.size, self.side, self.jitter, self.augment, self.seed = films, size, side, jitter_deg, augment, seed
+        self.index = [(i, j) for i, f in enumerate(films) for j in range(len(f.corners))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int):
+        i, j = self.index[k]
+        rng = np.random.default_rng(self.seed * 1_000_003 + k if self.seed is not None
+                                    else int(torch.randint(0, 2**31 - 1, (1,))))
+        f = self.films[i]
+        c, w, tilt = body_frame(f.corners[j])
+        # the U-Net's tilt error: mostly a few degrees, sometimes far more (merged or cut bodies at the apex)
+        err = rng.normal(0, self.jitter) if rng.random() < 0.75 else rng.uniform(-2.5, 2.5) * self.jitter
+        angle, side, mirror = tilt + err, self.side * w * rng.uniform(0.85, 1.15), False
+        c = c + rng.normal(0, 0.08 * w, 2)
+        if self.augment:
+            mirror = bool(rng.random() < 0.5)
+        m = patch_matrix(c, angle, max(side, 1.0), size=self.size, mirror=mirror)
+        x = extract_patch(f.image.astype(np.float32) / 255, m, self.size)
+        if self.augment:
+            x = np.clip(x, 0, 1) ** rng.uniform(0.6, 1.6) * rng.uniform(0.7, 1.3) + rng.uniform(-0.15, 0.15)
+            if rng.random() < 0.3:
+                import cv2
+
+                x = cv2.GaussianBlur(x.astype(np.float32), (0, 0), rng.uniform(0.5, 1.5))
+            if rng.random() < 0.3:
+                x = x + rng.normal(0, 0.03, x.shape)
+        y = corner_targets(to_patch(f.corners[j], m, mirror=mirror), self.size)
+        return torch.from_numpy(standardize(x)[None]), torch.from_numpy(y)

@@ -12,14 +12,16 @@ corner order (TL <-> TR, BR <-> BL) so "top-left" stays top-left as seen.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
 from spine_models.measure.cobb import endplate_angles
 
 __all__ = ["PATCH_SIZE", "PATCH_SIDE", "WORK_HEIGHT", "body_frame", "patch_matrix", "extract_patch", "to_patch",
-           "to_film", "corner_targets", "decode_outputs", "standardize", "work_film", "MIRROR_ORDER"]
+           "to_film", "corner_targets", "decode_outputs", "standardize", "work_film", "MIRROR_ORDER", "PatchFilm",
+           "patch_films"]
 
 PATCH_SIZE = 64      # patch pixels a side
 PATCH_SIDE = 2.0     # patch side / body width: the body and half a neighbour above and below
@@ -103,3 +105,30 @@ def work_film(pixels: np.ndarray, height: int = WORK_HEIGHT) -> tuple[np.ndarray
     w = max(1, round(px.shape[1] * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     return cv2.resize(px, (w, height), interpolation=interp), scale
+
+
+@dataclass
+class PatchFilm:
+    """One training film at the work height (uint8) and its bodies' expert corners (N, 4, 2) in work pixels."""
+
+    image: np.ndarray
+    corners: np.ndarray
+    patient_id: str
+
+
+def patch_films(samples: Sequence[Any], *, height: int = WORK_HEIGHT, quiet: bool = True) -> list[PatchFilm]:
+    """The films with expert corners (S1 left out: its top is no vertebral body), resampled to ``height`` rows: what
+    the corner network trains on (``data.torch_datasets.VertebraPatchDataset``)."""
+    from spine_models._progress import progress
+    from spine_models.io.pixels import as_pixels
+
+    out = []
+    for s in progress(samples, total=len(samples), desc="prepare films", quiet=quiet):
+        if not s.landmarks or s.path is None:
+            continue
+        px, _, _ = as_pixels(s.path)
+        work, scale = work_film(px, height)
+        c = np.array([np.asarray(v, float).reshape(4, 2) for k, v in s.landmarks.items() if k != "S1"]) * scale
+        if len(c):
+            out.append(PatchFilm((np.clip(work, 0, 1) * 255).round().astype(np.uint8), c, str(s.patient_id)))
+    return out

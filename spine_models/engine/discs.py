@@ -26,7 +26,7 @@ from spine_models.data.disc_crops import CROP_SIZE, column_up, disc_crop
 from spine_models.data.spider import FINDINGS, LUMBAR_LEVELS, grading_targets
 from spine_models.data.vertebra_targets import DISC_CORE, disc_boxes
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
-from spine_models.engine.predictor import segment_component
+from spine_models.engine.predictor import segment_component, segment_predictor
 from spine_models.engine.trainer import BaseTrainer, new_card, write_card
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.measure.discs import DiscRead, discs_from_probs
@@ -43,12 +43,6 @@ ARCH = "disc_grading"
 def is_disc_model(card: ModelCard) -> bool:
     """A disc grader (``disc_grading``) or a disc locator (a segment model with a ``disc`` structure)."""
     return card.arch == ARCH or (card.task == "segment" and "disc" in (card.structures or []))
-
-
-def _locator(ref: Any, device: Any) -> Any:
-    """The locator's segment Predictor (masks and probabilities), from the process's one cache
-    (``engine.predictor.shared_predictor``: one per weights and device)."""
-    return segment_component({"locator": ref}, "locator", device)
 
 
 def read_discs(locator: Any, pixels: np.ndarray) -> tuple[DiscRead, np.ndarray]:
@@ -94,7 +88,7 @@ class DiscGradingPredictor(BasePredictor):
         super().__init__(card, device)
         self.model = None
         if card.arch != ARCH:  # a locator alone: discs and levels, no grades
-            self.locator = _locator(card, device)
+            self.locator = segment_predictor(card, device)
             self.findings: list[str] = []
         else:
             sd, kw = load_state(card)
@@ -315,7 +309,7 @@ class DiscGraderTrainer(BaseTrainer):
                               "(a segment model with structures disc, disc_caudal)")
         seed_everything(self.seed)
         self.device = get_device(cfg.get("device"))
-        self.locator = locator = _locator(cfg["locator"], None)
+        self.locator = locator = segment_predictor(cfg["locator"])
         if "disc" not in locator.structures:
             raise ConfigError(f"disc_grading: locator {locator.card.id!r} has structures {locator.structures}; it needs disc")
         ds = load_dataset(cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]], task="segment")

@@ -9,27 +9,25 @@ memo) and adds :class:`~spine_models.models.corners.VertebraCornerNet`, which re
 is then measured from those corners through :mod:`spine_models.measure` exactly as from an expert's.
 
 Training uses every body with expert corners (landmark layout, e.g. ``aasce-ap``; the phantom's landmarks.csv too),
-cut around the *true* body with the errors the U-Net makes at test time drawn in: tilt off by N(0, ``corner_jitter_deg``)
-(a quarter of the patches uniform within 2.5 times that),
-centre +-8 % of the width, size +-15 %, mirrored half the time, and the sources' looks (gamma, contrast, blur, noise).
+cut around the *true* body with the errors the U-Net makes at test time drawn in
+(``data.torch_datasets.VertebraPatchDataset``).
 """
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from spine_models.data.vertebra_patches import (PATCH_SIDE, PATCH_SIZE, WORK_HEIGHT, body_frame, corner_targets,
-                                                decode_outputs, extract_patch, patch_matrix, standardize, to_film,
-                                                to_patch, work_film)
+from spine_models.data.torch_datasets import VertebraPatchDataset
+from spine_models.data.vertebra_patches import (PATCH_SIDE, PATCH_SIZE, WORK_HEIGHT, body_frame, decode_outputs,
+                                                extract_patch, patch_films, patch_matrix, standardize, to_film, work_film)
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
-from spine_models.engine.predictor import segment_component
+from spine_models.engine.predictor import segment_component, segment_predictor
 from spine_models.engine.trainer import BaseTrainer
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.models.cards import ModelCard, load_state
@@ -47,11 +45,6 @@ def is_corner_model(card: ModelCard) -> bool:
     return card.arch == ARCH
 
 
-def _locator(ref: Any, device: Any) -> Any:
-    """The AP U-Net's segment Predictor from the process's one cache (a U-Net used by several models loads once)."""
-    return segment_component({"locator": ref}, "locator", device)
-
-
 def _check_readout(value: Any, where: str) -> str:
     if value not in READOUTS:
         raise ConfigError(f"{where}={value!r}; valid: {', '.join(READOUTS)}")
@@ -61,7 +54,7 @@ def _check_readout(value: Any, where: str) -> str:
 @torch.no_grad()
 def refine_bodies(model: nn.Module, pixels: np.ndarray, bodies: dict[str, Any], *, device: Any = "cpu",
                   side: float = PATCH_SIDE, size: int = PATCH_SIZE, height: int = WORK_HEIGHT) -> dict[str, np.ndarray]:
-    """``{name: corners (4, 2) on the film}`` read by the corner network from one patch per body.
+    """``{name: corners (4, 2) on the film}`` read by the corner network (in eval mode) from one patch per body.
 
     ``bodies``: ``{name: 4 corners}`` at the film's resolution (the U-Net's bodies, full height). Each patch is cut
     along the body's own tilt from the film resampled to ``height`` rows."""
@@ -74,10 +67,7 @@ def refine_bodies(model: nn.Module, pixels: np.ndarray, bodies: dict[str, Any], 
         m = patch_matrix(c, tilt, side * max(w, 1.0), size=size)
         xs.append(standardize(extract_patch(work, m, size))[None])
         mats.append(m)
-    was = model.training
-    model.eval()
     out = model(torch.from_numpy(np.stack(xs)).to(device)).float().cpu().numpy()
-    model.train(was)
     return {n: to_film(decode_outputs(o, size)[0], m) / scale for n, o, m in zip(names, out, mats)}
 
 
@@ -183,69 +173,6 @@ class VertebraCornerPredictor(BasePredictor):
 
 
 # ------------------------------------------------------------------------------------------ training
-@dataclass
-class _Film:
-    """One training film at the work height (uint8) and its bodies' expert corners (N, 4, 2) in work pixels."""
-
-    image: np.ndarray
-    corners: np.ndarray
-    patient_id: str
-
-
-def collect_films(samples: Sequence[Any], *, height: int = WORK_HEIGHT, quiet: bool = True) -> list[_Film]:
-    """The films with corners (S1 left out: its top is no vertebral body), resampled to ``height`` rows."""
-    from spine_models._progress import progress
-    from spine_models.engine.segment import read_pixels
-
-    out = []
-    for s in progress(samples, total=len(samples), desc="prepare films", quiet=quiet):
-        if not s.landmarks or s.path is None:
-            continue
-        px, _, _ = read_pixels(s.path)
-        work, scale = work_film(px, height)
-        c = np.array([np.asarray(v, float).reshape(4, 2) for k, v in s.landmarks.items() if k != "S1"]) * scale
-        if len(c):
-            out.append(_Film((np.clip(work, 0, 1) * 255).round().astype(np.uint8), c, str(s.patient_id)))
-    return out
-
-
-class _PatchDataset(torch.utils.data.Dataset):
-    """(patch (1, P, P), targets (10,)) per body; ``jitter_deg`` > 0 draws the U-Net's errors and the films' looks."""
-
-    def __init__(self, films: Sequence[_Film], *, size: int, side: float, jitter_deg: float, augment: bool,
-                 seed: int | None = None) -> None:
-        self.films, self.size, self.side, self.jitter, self.augment, self.seed = films, size, side, jitter_deg, augment, seed
-        self.index = [(i, j) for i, f in enumerate(films) for j in range(len(f.corners))]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, k: int):
-        i, j = self.index[k]
-        rng = np.random.default_rng(self.seed * 1_000_003 + k if self.seed is not None
-                                    else int(torch.randint(0, 2**31 - 1, (1,))))
-        f = self.films[i]
-        c, w, tilt = body_frame(f.corners[j])
-        # the U-Net's tilt error: mostly a few degrees, sometimes far more (merged or cut bodies at the apex)
-        err = rng.normal(0, self.jitter) if rng.random() < 0.75 else rng.uniform(-2.5, 2.5) * self.jitter
-        angle, side, mirror = tilt + err, self.side * w * rng.uniform(0.85, 1.15), False
-        c = c + rng.normal(0, 0.08 * w, 2)
-        if self.augment:
-            mirror = bool(rng.random() < 0.5)
-        m = patch_matrix(c, angle, max(side, 1.0), size=self.size, mirror=mirror)
-        x = extract_patch(f.image.astype(np.float32) / 255, m, self.size)
-        if self.augment:
-            x = np.clip(x, 0, 1) ** rng.uniform(0.6, 1.6) * rng.uniform(0.7, 1.3) + rng.uniform(-0.15, 0.15)
-            if rng.random() < 0.3:
-                import cv2
-
-                x = cv2.GaussianBlur(x.astype(np.float32), (0, 0), rng.uniform(0.5, 1.5))
-            if rng.random() < 0.3:
-                x = x + rng.normal(0, 0.03, x.shape)
-        y = corner_targets(to_patch(f.corners[j], m, mirror=mirror), self.size)
-        return torch.from_numpy(standardize(x)[None]), torch.from_numpy(y)
-
-
 def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Corners (Smooth L1 on [-1, 1] coordinates) + endplate angles (Smooth L1 in tens of degrees)."""
     f = nn.functional.smooth_l1_loss
@@ -283,7 +210,7 @@ class CornerTrainer(BaseTrainer):
                               "(a segment model with structure vertebra, view ap)")
         seed_everything(self.seed)
         self.device = get_device(cfg.get("device"))
-        self.locator = locator = _locator(cfg["locator"], None)
+        self.locator = locator = segment_predictor(cfg["locator"])
         if "vertebra" not in locator.structures or locator.card.view == "lat":
             raise ConfigError(f"{ARCH}: locator {locator.card.id!r} (view {locator.card.view}, structures "
                               f"{locator.structures}) is no AP vertebra U-Net")
@@ -300,8 +227,8 @@ class CornerTrainer(BaseTrainer):
                                str(cfg["data"]))
         self.parts = parts = split_dataset(ds, ratios=ratios, seed=self.seed, stratify=False, method=method)
         t0 = time.perf_counter()
-        self.tr = tr = collect_films(parts["train"].samples, quiet=quiet)
-        va = collect_films(parts["val"].samples, quiet=quiet)
+        self.tr = tr = patch_films(parts["train"].samples, quiet=quiet)
+        va = patch_films(parts["val"].samples, quiet=quiet)
         if len(tr) < 2:
             raise DatasetError(f"too few films with corners to train on ({len(tr)} in the train part)", str(cfg["data"]))
         if not va:
@@ -316,11 +243,11 @@ class CornerTrainer(BaseTrainer):
                   f"{sum(len(f.corners) for f in va)} validation bodies; {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         self.generator = make_generator(self.seed)
         self.train_loader = torch.utils.data.DataLoader(
-            _PatchDataset(tr, size=size, side=side, jitter_deg=jitter, augment=cfg.get("augment", "light") != "none"),
+            VertebraPatchDataset(tr, size=size, side=side, jitter_deg=jitter, augment=cfg.get("augment", "light") != "none"),
             batch_size=int(cfg["batch"]), shuffle=True, generator=self.generator, num_workers=int(cfg["workers"]),
             worker_init_fn=seed_worker, drop_last=True)
         self.val_loader = torch.utils.data.DataLoader(
-            _PatchDataset(va, size=size, side=side, jitter_deg=jitter, augment=False, seed=self.seed), batch_size=256)
+            VertebraPatchDataset(va, size=size, side=side, jitter_deg=jitter, augment=False, seed=self.seed), batch_size=256)
 
     def get_model(self) -> nn.Module:
         return create_model(ARCH, task="segment", width=self.width, patch=self.size).to(self.device)

@@ -16,7 +16,7 @@ from spine_models.data.records import VIEW_CLASSES
 from spine_models.models.cards import ModelCard
 from spine_models.models.hub import ModelRef, predictor_key, resolve_card
 
-__all__ = ["resolve_card", "load_predictor", "shared_predictor", "check_component", "segment_component", "loaded_key", "card_fits", "is_view_gate", "infer_view", "VIEW_SURE",
+__all__ = ["resolve_card", "load_predictor", "shared_predictor", "check_component", "segment_predictor", "segment_component", "loaded_key", "card_fits", "is_view_gate", "infer_view", "VIEW_SURE",
            "predict_file"]
 
 VIEW_SURE = 0.9  # below this a film stays "view unknown" and every X-ray model runs on it
@@ -83,12 +83,18 @@ def check_component(name: str, card: ModelCard, want: str) -> None:
                                        f"built on {want[:12]}...; retrain it with its train_command")
 
 
-def segment_component(arch_kwargs: dict[str, Any], key: str = "locator", device: Any = None) -> Any:
-    """The segment Predictor a composite names under ``arch_kwargs[key]`` (a disc locator, an AP U-Net) from the one
-    cache, its sha256 checked against ``arch_kwargs[key + "_sha256"]``."""
+def segment_predictor(model: ModelRef, device: Any = None) -> Any:
+    """A model's plain segment Predictor (masks and probabilities) from the one cache, whatever engine serves its
+    card otherwise (a disc locator's own engine answers with discs; a composite wants its masks)."""
     from spine_models.engine.segment import Predictor as SegPredictor
 
-    pred = shared_predictor(arch_kwargs[key], None if device is None else str(device), cls=SegPredictor)
+    return shared_predictor(model, None if device is None else str(device), cls=SegPredictor)
+
+
+def segment_component(arch_kwargs: dict[str, Any], key: str = "locator", device: Any = None) -> Any:
+    """The segment Predictor a composite names under ``arch_kwargs[key]`` (a disc locator, an AP U-Net), its sha256
+    checked against ``arch_kwargs[key + "_sha256"]``."""
+    pred = segment_predictor(arch_kwargs[key], device)
     check_component(key, pred.card, str(arch_kwargs.get(f"{key}_sha256", "")))
     return pred
 
