@@ -36,7 +36,7 @@ def bodies(prob: np.ndarray, threshold: float) -> dict[str, Any]:
 
 
 def read_cobb(lm: dict[str, Any], shape: tuple[int, ...], fuse: dict[str, float] | None,
-              angles: str = "fused") -> float | None:
+              angles: str = "fused", min_span: int = 1) -> float | None:
     """The shown Cobb angle (None when the page would say "cannot measure") from the bodies, as the Predictor
     reads it but with the given :func:`spine_models.measure.cobb.fuse_tilts` keywords (and Cobb rule ``angles``)."""
     from spine_models.engine.segment import MIN_BODIES_COBB, _plausibility
@@ -44,7 +44,7 @@ def read_cobb(lm: dict[str, Any], shape: tuple[int, ...], fuse: dict[str, float]
 
     if len(lm) < MIN_BODIES_COBB:
         return None
-    res = cobb_angle(lm, angles=angles, fusion=fuse)
+    res = cobb_angle(lm, angles=angles, fusion=fuse, min_span=min_span)
     r = cobb_read({**res.to_dict(), **_plausibility(lm, res.max_angle, shape)})
     return r.value if r.ok else None
 

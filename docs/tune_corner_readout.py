@@ -8,7 +8,9 @@ those corners into the angle best — each endplate's own slope (``endplates``, 
 tilt (``body_tilt``), or tilts fused with the line through the body centres (``fused``, with its two sigmas) — is an
 empirical question about the corners' errors. This script runs the model once per film of the *validation* part of
 the card's recorded patient split and scores every rule by the figures ``spine-models evaluate`` reports (a film whose
-angle is not shown counts 0 deg). ``--write`` stores the winner (lowest MAE) in the card's
+angle is not shown counts 0 deg). ``--split-long``, ``--tidy`` and ``--fallback`` choose the stage the rules read
+(blobs of several bodies cut, duplicate and fragment bodies dropped, the corners' reading standing alone where the
+U-Net's failed); each rule also runs with ``min_span`` 1, 3 and 4 (the fewest vertebrae a curve spans). ``--write`` stores the winner (lowest MAE) in the card's
 ``preprocessing.cobb_angles`` (and ``fusion``); the test part is then measured once with
 ``spine-models evaluate --split test``.
 """
@@ -28,17 +30,18 @@ sys.path.insert(0, str(REPO / "docs"))
 
 __all__ = ["main", "SETTINGS"]
 
-SETTINGS: list[dict[str, Any]] = (
-    [{"angles": "endplates"}, {"angles": "body_tilt"}]
-    + [{"angles": "fused", "fusion": {"sigma_body": sb, "sigma_axis": sa}}
-       for sb in (1.0, 2.0, 4.0) for sa in (0.5, 1.0, 2.0)])
+SETTINGS: list[dict[str, Any]] = [
+    {**st, "min_span": span} for span in (1, 3, 4)
+    for st in ([{"angles": "endplates"}, {"angles": "body_tilt"}]
+               + [{"angles": "fused", "fusion": {"sigma_body": sb, "sigma_axis": sa}}
+                  for sb in (1.0, 2.0, 4.0) for sa in (0.5, 1.0, 2.0)])]
 
 
 def _shown(bodies: dict[str, Any], shape: tuple[int, ...], setting: dict[str, Any]) -> float | None:
     """The angle the page would show with this read-out (None: "cannot measure"), as the U-Net's tuning reads it."""
     from tune_cobb_readout import read_cobb
 
-    return read_cobb(bodies, shape, setting.get("fusion"), angles=setting["angles"])
+    return read_cobb(bodies, shape, setting.get("fusion"), angles=setting["angles"], min_span=setting.get("min_span", 1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--write", action="store_true", help="store the winning read-out in the card (a run folder's card)")
+    ap.add_argument("--split-long", action="store_true",
+                    help="cut the U-Net's blobs of several bodies before the corners' stage (card key split_long)")
+    ap.add_argument("--tidy", nargs=2, type=float, metavar=("CLOSE", "FRAGMENT"),
+                    help="drop duplicate and fragment bodies after it (card key tidy; measure.tidy_bodies)")
+    ap.add_argument("--fallback", action="store_true",
+                    help="a mean with the U-Net's reading falls back to the corners' own where the U-Net's fails "
+                         "(card key locator_fallback; it fails where one blob covers several bodies, which --split-long cuts)")
     args = ap.parse_args(argv)
 
     from spine_models.data.adapters import load_dataset
@@ -55,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     from spine_models.models.hub import resolve_card
     from spine_models.report.evaluation import split_part
 
+    import dataclasses
+
     card = resolve_card(args.model)
+    stage = {"split_long": bool(args.split_long), "tidy": {"close": args.tidy[0], "fragment": args.tidy[1]} if args.tidy else None}
+    card = dataclasses.replace(card, preprocessing={**(card.preprocessing or {}), **stage})
     pred = VertebraCornerPredictor(card)
     val = split_part(card, load_dataset(args.data, task="segment"), "val")
     films = [s for s in val.samples if s.landmarks and s.meta.get("cobb_deg") is not None]
@@ -84,10 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         got = [_shown(b, shape, st) for b, shape in reads]
         score(st, got)
         # the mean of this read and the U-Net's own: their errors are partly independent
-        score({**st, "mean_with_locator": True}, [None if a is None or g is None else (a + g) / 2
-                                                  for a, g in zip(alone, got)])
+        if not args.fallback:
+            score({**st, "mean_with_locator": True}, [None if a is None or g is None else (a + g) / 2
+                                                      for a, g in zip(alone, got)])
+        if args.fallback:  # ... and the corners' read alone where the U-Net's own read failed
+            score({**st, "mean_with_locator": True, "locator_fallback": True},
+                  [g if a is None else None if g is None else (a + g) / 2 for a, g in zip(alone, got)])
     best = min((r for r in rows if r["angles"] in ("endplates", "body_tilt", "fused")), key=lambda r: r["cobb_mae_deg"])
     Path(args.out).write_text(json.dumps({"model": card.id, "sha256": card.sha256, "part": "val", "n_films": len(films),
+                                          "stage": stage,
                                           "n_patients": len({s.patient_id for s in films}), "best": best, "rows": rows},
                                          indent=1) + "\n")
     print(f"{len(films)} validation films; best {best}")
@@ -100,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         d = json.loads(path.read_text())
         d.setdefault("preprocessing", {})["cobb_angles"] = best["angles"]
         d["preprocessing"]["mean_with_locator"] = bool(best.get("mean_with_locator"))
+        d["preprocessing"]["locator_fallback"] = bool(best.get("locator_fallback"))
+        d["preprocessing"]["min_span"] = int(best.get("min_span", 1))
+        d["preprocessing"]["split_long"] = stage["split_long"]
+        if stage["tidy"]:
+            d["preprocessing"]["tidy"] = stage["tidy"]
+        else:
+            d["preprocessing"].pop("tidy", None)
         if best.get("fusion"):
             d["preprocessing"]["fusion"] = best["fusion"]
         else:

@@ -142,3 +142,67 @@ def test_a_real_validated_composite_runs_instead_of_its_component_by_default():
     assert ids == ["corners"] and "2 other model(s)" in note
     assert default_models([unet, lat], uploaded=True)[0] == ["unet"]
     assert default_models([unet, corners, lat], uploaded=False)[0] == ["unet", "corners", "lat"]
+
+
+def _column_mask(n: int, merged: set[int], *, h: int = 34, w: int = 60, pitch: int = 50, tilt_step: float = 6.0):
+    """A binary AP column of ``n`` bodies; each body in ``merged`` is joined to the next by a bridge."""
+    import cv2
+
+    m = np.zeros((pitch * (n + 1), 200), np.uint8)
+    centres = []
+    for i in range(n):
+        cx, cy, ang = 100 + 3 * i, pitch * (i + 1), tilt_step * (i - n / 2)
+        cv2.fillPoly(m, [cv2.boxPoints(((cx, cy), (w, h), ang)).astype(np.int32)], 1)
+        centres.append((cx, cy))
+        if i in merged:
+            cv2.rectangle(m, (cx - 20, cy), (cx + 20, cy + pitch), 1, -1)
+    return m, centres
+
+
+def test_long_blobs_are_cut_into_their_bodies_and_single_bodies_stay_whole():
+    from spine_models.measure import vertebrae_from_mask
+
+    m, centres = _column_mask(12, merged={3, 4, 8})  # bodies 3-4-5 one blob, 8-9 another
+    plain = vertebrae_from_mask(m, orientation="moments")
+    cut = vertebrae_from_mask(m, orientation="moments", split_long=True)
+    assert len(plain) == 9 and len(cut) == 12
+    got = sorted(np.asarray(c, float).mean(axis=0)[1] for c in cut.values())
+    assert np.max(np.abs(np.array(got) - [c[1] for c in centres])) < 12  # each piece sits on its own body
+    m1, _ = _column_mask(12, merged=set())
+    assert len(vertebrae_from_mask(m1, orientation="moments", split_long=True)) == 12  # nothing to cut
+
+
+def test_tidy_bodies_drops_a_duplicate_and_a_fragment_and_names_the_rest_again():
+    from spine_models.measure import tidy_bodies
+
+    def quad(cx, cy, w=60.0, h=34.0):
+        return np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2], [cx - w / 2, cy + h / 2]])
+
+    bodies = {f"V{i}": quad(100, 50 * i) for i in range(1, 13)}
+    bodies["V20"] = quad(101, 50 * 6 + 6)  # a second patch on body 6
+    bodies["V21"] = quad(140, 50 * 9 + 25, 12, 8)  # a speck beside the column
+    out = tidy_bodies(bodies)
+    assert len(out) == 12 and list(out)[-1] == "L5" and list(out)[0] == "T6"
+    assert all(abs(np.asarray(c).mean(axis=0)[0] - 100) < 2 for c in out.values())
+
+
+def test_two_neighbouring_bodies_make_no_curve_with_min_span_3():
+    from spine_models.measure import cobb_from_endplates
+
+    tilts = [0.0, 1.0, -1.0, 0.5, 14.0, -13.0, 0.0, 1.0, -0.5, 0.0]  # one mis-read pair in a straight column
+    verts = [(f"V{i}", t, t) for i, t in enumerate(tilts)]
+    assert cobb_from_endplates(verts).max_angle > 25
+    assert cobb_from_endplates(verts, min_span=3).max_angle < 16
+    curve = [(f"V{i}", t, t) for i, t in enumerate([20, 15, 8, 0, -8, -15, -20, -15, -8])]
+    assert cobb_from_endplates(curve, min_span=3).max_angle == pytest.approx(40.0)  # a real curve keeps its angle
+
+
+def test_the_corners_reading_stands_alone_only_with_the_fallback():
+    from spine_models.engine.landmarks import _mean_read
+
+    own = {"cobb_deg": 40.0, "curves": [], "reliable": True, "warnings": []}
+    failed = {"cobb_deg": None, "note": "7 separate bodies found; a spine film shows about 10-18"}
+    assert _mean_read(own, failed)["cobb_deg"] is None
+    alone = _mean_read(own, failed, fallback=True)
+    assert alone["cobb_deg"] == 40.0 and "failed" in alone["notes"][0]
+    assert _mean_read(own, {"cobb_deg": 30.0, "curves": [], "reliable": True, "warnings": []}, fallback=True)["cobb_deg"] == 35.0

@@ -71,8 +71,21 @@ def refine_bodies(model: nn.Module, pixels: np.ndarray, bodies: dict[str, Any], 
     return {n: to_film(decode_outputs(o, size)[0], m) / scale for n, o, m in zip(names, out, mats)}
 
 
+def split_bodies(mask: np.ndarray, body_height: float) -> dict[str, np.ndarray]:
+    """``{name: corners}`` of the bodies in a U-Net's vertebra mask with blobs of several bodies cut apart
+    (``vertebrae_from_mask(split_long=True)``), at full body height as the U-Net's own bodies are."""
+    from spine_models.data.vertebra_targets import body_height_scaled
+    from spine_models.measure import vertebrae_from_mask
+
+    lm = vertebrae_from_mask(mask, orientation="moments", split_long=True)
+    if body_height != 1.0:
+        return {k: np.asarray(body_height_scaled(c, 1.0 / body_height), float) for k, c in lm.items()}
+    return {k: np.asarray(c, float) for k, c in lm.items()}
+
+
 def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], readout: str,
-                     pixel_spacing_mm: tuple[float, float] | None, fusion: dict[str, float] | None = None) -> dict[str, Any]:
+                     pixel_spacing_mm: tuple[float, float] | None, fusion: dict[str, float] | None = None, *,
+                     min_span: int = 1) -> dict[str, Any]:
     """The page's ``cobb`` measurement dict from refined corners (an explained "cannot measure" when too few)."""
     from spine_models.engine.segment import MIN_BODIES_COBB, _plausibility
     from spine_models.measure import cobb_angle
@@ -80,20 +93,25 @@ def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], read
     if len(bodies) < MIN_BODIES_COBB:
         return {"cobb_deg": None, "n_vertebrae": len(bodies),
                 "note": f"only {len(bodies)} separate vertebral bodies found; Cobb needs {MIN_BODIES_COBB}"}
-    res = cobb_angle(bodies, pixel_spacing_mm=pixel_spacing_mm, angles=readout, fusion=fusion)
+    res = cobb_angle(bodies, pixel_spacing_mm=pixel_spacing_mm, angles=readout, fusion=fusion, min_span=min_span)
     return {**res.to_dict(), "n_vertebrae": len(bodies), **_plausibility(bodies, res.max_angle, shape)}
 
 
-def _mean_read(own: dict[str, Any], other: dict[str, Any] | None) -> dict[str, Any]:
+def _mean_read(own: dict[str, Any], other: dict[str, Any] | None, *, fallback: bool = False) -> dict[str, Any]:
     """The corners' Cobb reading with its angles replaced by the mean of its and the U-Net's own reading.
 
     Why (when the card says ``mean_with_locator``): the two readings come from different corners (the U-Net's
     mask outlines, the patch network's), so their errors are partly independent and their mean is steadier on
     validation films (docs/tune_corner_readout.py). The curves, end vertebrae and apex stay the corners' own; when
-    either reading failed or is not shown, the mean is not taken and the page says why."""
+    either reading failed or is not shown, the mean is not taken and the page says why -- except with
+    ``fallback``, where a failed U-Net reading leaves the corners' own reading (it fails where its one blob covers
+    several bodies, which the corners' stage cuts apart), with a note saying so."""
     from spine_models.measure import cobb_read
 
     a, b = cobb_read(own), cobb_read(other)
+    if fallback and a.ok and not b.ok:
+        return {**own, "readings_deg": {"corners": a.value, "u_net": None},
+                "notes": [f"the corners' reading alone: the AP U-Net's own reading failed ({b.reason})"]}
     if not (a.ok and b.ok):
         why = a.reason if not a.ok else f"the AP U-Net's own reading failed ({b.reason})"
         return {**own, "cobb_deg": None, "note": why}
@@ -128,6 +146,13 @@ class VertebraCornerPredictor(BasePredictor):
         self.readout = _check_readout(pre.get("cobb_angles", "fused"), f"model {card.id!r}: cobb_angles")
         self.fusion = {str(k): float(v) for k, v in (pre.get("fusion") or {}).items()}  # docs/tune_corner_readout.py
         self.mean_with_locator = bool(pre.get("mean_with_locator", False))
+        # cut the U-Net's blobs that hold several bodies before reading each body (measure.cobb._split_long)
+        self.split_long = bool(pre.get("split_long", False))
+        # duplicates and fragments out of the refined bodies (measure.tidy_bodies keywords: close, fragment)
+        self.tidy = {str(k): float(v) for k, v in (pre.get("tidy") or {}).items()}
+        self.min_span = int(pre.get("min_span", 1))  # the fewest vertebrae a Cobb curve spans
+        # the U-Net's own reading failed (e.g. one blob over the thoracic column): the corners' reading stands
+        self.locator_fallback = bool(pre.get("locator_fallback", False))
         self.structures = list(self.locator.structures)
         self.threshold = self.locator.threshold
 
@@ -146,8 +171,15 @@ class VertebraCornerPredictor(BasePredictor):
         if not measure or not base.vertebrae:
             return base, {}
         bodies = {v["name"]: np.asarray(v["corners"], float) for v in base.vertebrae}
-        return base, refine_bodies(self.model, film.pixels, bodies, device=self.device, side=self.side,
-                                   size=self.patch, height=self.height)
+        if self.split_long and "vertebra" in base.masks:
+            bodies = split_bodies(base.masks["vertebra"], self.locator.body_height) or bodies
+        refined = refine_bodies(self.model, film.pixels, bodies, device=self.device, side=self.side,
+                                size=self.patch, height=self.height)
+        if self.tidy:
+            from spine_models.measure import tidy_bodies
+
+            refined = tidy_bodies(refined, **self.tidy)
+        return base, refined
 
     def postprocess(self, raw: tuple[SegmentationResult, dict[str, np.ndarray]], film: Film, x: Any, *,
                     measure: bool = True, **_: Any) -> SegmentationResult:
@@ -158,17 +190,23 @@ class VertebraCornerPredictor(BasePredictor):
         vertebrae = base.vertebrae
         if refined:
             score = {v["name"]: v["score"] for v in base.vertebrae}
+            if self.split_long or self.tidy:  # bodies cut out of blobs or renamed: the share of the U-Net's mask they cover
+                from spine_models.engine.segment import vertebra_instances
+
+                score = {v["name"]: v["score"] for v in vertebra_instances(refined, base.masks["vertebra"].astype(np.float32))}
             vertebrae = [{"name": n, "corners": [[round(float(a), 1), round(float(b), 1)] for a, b in c],
                           "box": [round(float(v), 1) for v in quad_box(c)], "score": score[n]} for n, c in refined.items()]
-            meas["cobb"] = cobb_measurement(refined, film.pixels.shape, self.readout, film.spacing, self.fusion or None)
+            meas["cobb"] = cobb_measurement(refined, film.pixels.shape, self.readout, film.spacing, self.fusion or None,
+                                            min_span=self.min_span)
             if self.mean_with_locator:
-                meas["cobb"] = _mean_read(meas["cobb"], base.measurements.get("cobb"))
+                meas["cobb"] = _mean_read(meas["cobb"], base.measurements.get("cobb"), fallback=self.locator_fallback)
         return SegmentationResult(model_id=self.card.id, source=base.source, image_size=base.image_size,
                                   device=str(self.device), structures=list(base.structures), masks=base.masks,
                                   measurements=meas, vertebrae=vertebrae)
 
     def memo_settings(self) -> tuple:
-        return (self.readout, tuple(sorted(self.fusion.items())), self.mean_with_locator, self.side, self.height, self.patch,
+        return (self.readout, tuple(sorted(self.fusion.items())), self.mean_with_locator, self.split_long,
+                tuple(sorted(self.tidy.items())), self.min_span, self.locator_fallback, self.side, self.height, self.patch,
                 self.locator.memo_settings())
 
 

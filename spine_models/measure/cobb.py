@@ -29,6 +29,8 @@ import numpy as np
 
 __all__ = [
     "LEVELS",
+    "tidy_bodies",
+    "level_names",
     "CobbCurve",
     "CobbResult",
     "endplate_angles",
@@ -249,7 +251,7 @@ def _turning_points(e: np.ndarray, min_swing: float) -> list[int]:
 
 def cobb_from_endplates(vertebrae: Sequence[tuple[str, float, float]], *, min_curve_deg: float = 5.0,
                         max_curves: int = 3, centers: Sequence[Sequence[float]] | None = None,
-                        corners: Sequence[Sequence[Sequence[float]]] | None = None) -> CobbResult:
+                        corners: Sequence[Sequence[Sequence[float]]] | None = None, min_span: int = 1) -> CobbResult:
     """Curves from ``[(name, upper_endplate_deg, lower_endplate_deg), ...]`` ordered top to bottom.
 
     The endplate profile ``u0, l0, u1, l1, ...`` is split at its turning points (swings smaller than
@@ -284,7 +286,7 @@ def cobb_from_endplates(vertebrae: Sequence[tuple[str, float, float]], *, min_cu
             if not (p - 1 <= 2 * a <= q):
                 continue
             for b in range(a, n):
-                if not (p <= 2 * b + 1 <= q + 1):
+                if not (p <= 2 * b + 1 <= q + 1) or b - a + 1 < min_span:
                     continue
                 val = s * (u[a] - lo[b])
                 # ties (plateaus of equal tilt): the end vertebrae closest to the apex, as read by hand
@@ -309,7 +311,8 @@ def cobb_from_endplates(vertebrae: Sequence[tuple[str, float, float]], *, min_cu
     if not curves:
         # no swing reaches min_curve_deg: still report the largest endplate difference so a
         # near-straight spine reads e.g. 3 deg, not 0 (keeps errors against truth honest)
-        a, b = max(((a, b) for a in range(n) for b in range(a, n)), key=lambda ab: line_angle(u[ab[0]], lo[ab[1]]))
+        pairs = [(a, b) for a in range(n) for b in range(a, n) if b - a + 1 >= min(min_span, n)]
+        a, b = max(pairs, key=lambda ab: line_angle(u[ab[0]], lo[ab[1]]))
         if line_angle(u[a], lo[b]) > 0:
             apex_i = _apex(a, b, u, lo, centers)
             up_line = lo_line = None
@@ -449,10 +452,42 @@ def _size_ratios(corners: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+def tidy_bodies(landmarks: Mapping[str, Sequence[Sequence[float]]], *, close: float = 0.6,
+                fragment: float = 0.45) -> dict[str, np.ndarray]:
+    """The bodies less duplicates and fragments, names kept: ``{name: corners}`` top to bottom.
+
+    Why: a second stage that reads each body again from a patch (the corner network) can move two patches of
+    one body, or of a blob cut in two (:func:`_split_long`), onto the same vertebra, and keeps specks beside
+    the column; both add bodies no film has (a column then counts 19-21 bodies and is not measured) and
+    tilts no body has. Two bodies whose centres are closer than ``close`` times the column's median centre
+    step are one: the larger stays. A body under ``fragment`` times the median area of its neighbours (two
+    each side) is a fragment. One is removed at a time, the closest pair first, until none is left; the rest
+    are named again by :func:`level_names`."""
+    items = _ordered(landmarks)
+
+    def area(c: np.ndarray) -> float:
+        return float(np.hypot(*(c[1] - c[0])) * np.hypot(*(c[3] - c[0])))
+
+    while len(items) >= 3:
+        cen = np.array([c.mean(axis=0) for _, c in items])
+        d = np.hypot(*np.diff(cen, axis=0).T)
+        i = int(np.argmin(d))
+        if d[i] < close * float(np.median(d)):
+            items.pop(i if area(items[i][1]) < area(items[i + 1][1]) else i + 1)
+            continue
+        r = _size_ratios([c for _, c in items])
+        j = int(np.argmin(r))
+        if r[j] >= fragment:
+            break
+        items.pop(j)
+    return dict(zip(level_names(len(items)), (c for _, c in items)))
+
+
 def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_deg: float = 5.0,
                max_curves: int = 3, exclude: Sequence[str] = ("S1",),
                pixel_spacing_mm: tuple[float, float] | None = None, angles: str = "endplates",
-               body_weights: Mapping[str, float] | None = None, fusion: Mapping[str, float] | None = None) -> CobbResult:
+               body_weights: Mapping[str, float] | None = None, fusion: Mapping[str, float] | None = None,
+               min_span: int = 1) -> CobbResult:
     """Cobb curves from ``{vertebra: 4 corners (TL, TR, BR, BL)}`` (e.g. landmarks.csv or a mask).
 
     The sacrum (``S1``) is left out by default: its top is not a vertebral endplate of the curve.
@@ -469,7 +504,9 @@ def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_
     (seed 911) 3.0 -> 2.0 deg; ground-truth masks 1.2 -> 0.5. ``body_weights`` ({name: 0..1}) only
     matter for "fused". It assumes endplates about perpendicular to the column; rotated bodies on a
     straight column read smaller than their own tilts say. ``fusion``: keywords for :func:`fuse_tilts`
-    (``sigma_body``, ``sigma_axis``, ...), for tuning the read-out on validation films.
+    (``sigma_body``, ``sigma_axis``, ...), for tuning the read-out on validation films. ``min_span``: the
+    fewest vertebrae a curve spans, end vertebrae included (1: any pair; 3: two neighbouring bodies never
+    make a curve on their own -- one mis-read body beside a good one then reads as no curve).
     """
     if angles not in ("endplates", "body_tilt", "fused"):
         raise ValueError(f"cobb_angle: angles={angles!r}; use 'endplates', 'body_tilt' or 'fused'")
@@ -493,7 +530,7 @@ def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_
         t = fuse_tilts([_line_mean(u, lo) for _, u, lo in verts], centers, heights, body_weights=bw, **(fusion or {}))
         verts = [(k, float(x), float(x)) for (k, _, _), x in zip(verts, t)]
     res = cobb_from_endplates(verts, min_curve_deg=min_curve_deg, max_curves=max_curves,
-                              centers=centers, corners=[c for _, c in items])
+                              centers=centers, corners=[c for _, c in items], min_span=min_span)
     res.pixel_spacing_mm = pixel_spacing_mm
     return res
 
@@ -549,6 +586,107 @@ def _split_touching(m: np.ndarray, min_area_frac: float, max_erosions: int = 4) 
     return full
 
 
+# A component this many times the median body's area holds several bodies (a lost disc, or a severe curve's
+# apex where bodies overlap at the model's resolution); see _split_long.
+LONG_BODY_RATIO = 1.6
+PITCH_PER_WIDTH = 0.8  # centre-to-centre distance over body width: median 0.80 (IQR 0.68-0.90) on aasce-ap's expert corners
+
+
+def _centreline(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Points (x, y) along a component's centre line: the mean x of each row, smoothed over a few rows.
+
+    Why rows: on an AP film the column runs top to bottom even through a 90 deg curve (its bodies tilt, the
+    column's direction stays within ~60 deg of vertical), so each row crosses it once."""
+    y0 = int(ys.min())
+    rows = ys - y0
+    n = int(rows.max()) + 1
+    cnt = np.bincount(rows, minlength=n).astype(float)
+    sx = np.bincount(rows, weights=xs, minlength=n)
+    has = cnt > 0
+    yy = np.flatnonzero(has).astype(float)
+    xx = sx[has] / cnt[has]
+    k = max(1, int(round(len(xx) / 12)))
+    if len(xx) > 2 * k:
+        xx = np.convolve(np.pad(xx, k, mode="edge"), np.ones(2 * k + 1) / (2 * k + 1), mode="valid")
+    return np.stack([xx, yy + y0], 1)
+
+
+def _split_long(lab: np.ndarray, min_area_frac: float, ratio: float = LONG_BODY_RATIO) -> np.ndarray:
+    """Component labels with each component that holds several bodies cut into bodies along its centre line.
+
+    Why: the U-Net sees a film at 512 x 256; where a severe curve's bodies overlap, or a thin real disc is lost,
+    it draws one blob over several bodies, which erosion cannot split (:func:`_split_touching`). Such a blob
+    gives the measurement one body where there are several, with a tilt no body has (held-out real films: the
+    apex of 70-94 deg curves read 40-60 deg; whole thoracic columns found as one blob, "cannot measure").
+    A component holds several bodies when its area is at least ``ratio`` times the median area of its
+    neighbours in the column (two each side; lumbar bodies are twice a thoracic body's area, their neighbours
+    are not; the first and last components are left whole); with fewer than four components there are no
+    neighbours, and its length along its centre line decides. It is cut into ``k = round(length / pitch)`` pieces (``k`` bodies span ``(k - 1)`` pitches and one
+    body's height, less than a pitch), ``pitch`` the median centre step between the single bodies next to each
+    other, else ``PITCH_PER_WIDTH`` times the blob's width. The pieces are of equal length along the line, each
+    pixel going to the piece of its nearest centre-line point, so each piece's principal axes follow the local
+    column (a stage that reads each body again, e.g. the corner network, then refines it)."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    n = int(lab.max()) + 1
+    if n <= 1:
+        return lab
+    areas = np.bincount(lab.ravel(), minlength=n)[1:].astype(float)
+    med = float(np.median(areas[areas > 0]))
+    comps = [i for i in range(n - 1) if areas[i] >= max(4.0, min_area_frac * med)]
+    if not comps:
+        return lab
+    ys_all, xs_all = np.nonzero(lab)
+    w_all = np.maximum(areas, 1)
+    cy = np.bincount(lab[ys_all, xs_all], weights=ys_all, minlength=n)[1:] / w_all
+    cx = np.bincount(lab[ys_all, xs_all], weights=xs_all, minlength=n)[1:] / w_all
+    comps.sort(key=lambda i: cy[i])
+    many = len(comps) >= 4
+    long_ = []
+    for pos, i in enumerate(comps):
+        nb = [areas[comps[q]] for q in range(max(0, pos - 2), min(len(comps), pos + 3)) if q != pos]
+        # the column's first and last blob stay whole: one-sided neighbours, and the clavicles or the pelvis
+        # over them make them large (a straight spine read 22 deg from a cut top blob on a validation film)
+        end = pos in (0, len(comps) - 1)
+        long_.append((not end and areas[i] >= ratio * float(np.median(nb))) if many else True)
+    steps = [math.hypot(cx[a] - cx[b], cy[a] - cy[b]) for (a, la), (b, lb) in
+             zip(zip(comps, long_), list(zip(comps, long_))[1:]) if not la and not lb]
+    pitch = float(np.median(steps)) if len(steps) >= 2 else None
+    out = lab.copy()
+    nxt = n
+    boxes = ndimage.find_objects(lab)
+    for i, is_long in zip(comps, long_):
+        if not is_long:
+            continue
+        sl = boxes[i]
+        ys, xs = np.nonzero(lab[sl] == i + 1)
+        ys, xs = ys + sl[0].start, xs + sl[1].start
+        line = _centreline(xs.astype(float), ys)
+        if len(line) < 4:
+            continue
+        step = np.diff(line, axis=0)
+        seg = np.hypot(*step.T)
+        s = np.concatenate([[0.0], np.cumsum(seg)])
+        length = float(s[-1])
+        if length <= 0:
+            continue
+        p = pitch
+        if p is None:
+            # the median row's run across the column, foreshortened by the column's slope, is a body's width
+            runs = np.bincount(ys - int(ys.min()))
+            cos = float(np.median(np.abs(step[:, 1]) / np.maximum(seg, 1e-9)))
+            p = PITCH_PER_WIDTH * max(float(np.median(runs[runs > 0])) * cos, 1.0)
+        k = int(round(length / p))
+        if k < 2:
+            continue
+        _, j = cKDTree(line).query(np.stack([xs, ys], 1).astype(float))
+        piece = np.minimum((s[j] / length * k).astype(int), k - 1)
+        for q in range(1, k):
+            out[ys[piece == q], xs[piece == q]] = nxt
+            nxt += 1
+    return out
+
 def _moment_box(xs: np.ndarray, ys: np.ndarray) -> list[tuple[float, float]]:
     """Corners TL, TR, BR, BL of the rectangle along a pixel set's principal axes (the near-level one
     taken as the endplate direction), centred on their centroid with their extent along each axis."""
@@ -574,7 +712,8 @@ def _moment_box(xs: np.ndarray, ys: np.ndarray) -> list[tuple[float, float]]:
 
 def vertebrae_from_mask(mask: np.ndarray, *, names: Sequence[str] | None = None, min_area_frac: float = 0.15,
                         levels: Sequence[str] = LEVELS, split_touching: bool = True,
-                        max_side: int | None = 1024, orientation: str = "edges") -> dict[str, list[tuple[float, float]]]:
+                        max_side: int | None = 1024, orientation: str = "edges",
+                        split_long: bool = False) -> dict[str, list[tuple[float, float]]]:
     """``{name: 4 corners TL, TR, BR, BL}`` for each vertebral body in a binary mask, top to bottom.
 
     Bodies a predicted mask joins across a thin disc are split first (``split_touching``: erosion
@@ -585,6 +724,8 @@ def vertebrae_from_mask(mask: np.ndarray, *, names: Sequence[str] | None = None,
     else ``levels`` counted from the bottom up (the lowest body is L5) when the count fits, else
     ``V1..Vn`` (with one body more than ``levels``, the lowest is taken as the sacrum ``S1``).
     Masks larger than ``max_side`` are measured downscaled (corners are returned in full-size pixels).
+    ``split_long``: components holding several bodies are also cut along their centre line (:func:`_split_long`;
+    off by default: the shipped U-Net cards were measured without it, a card turns it on).
     ``orientation="moments"`` instead gives each body a rectangle along the principal axes of its
     pixels (second moments, folded to within 45 deg of level): both endplates get the body's mean tilt,
     estimated from every pixel rather than two boundary rows, about half the per-body error of the edge
@@ -605,9 +746,12 @@ def vertebrae_from_mask(mask: np.ndarray, *, names: Sequence[str] | None = None,
         small = cv2.resize(m, (round(m.shape[1] / f), round(m.shape[0] / f)), interpolation=cv2.INTER_AREA)
         sx, sy = m.shape[1] / small.shape[1], m.shape[0] / small.shape[0]
         lm = vertebrae_from_mask(small, names=names, min_area_frac=min_area_frac, levels=levels,
-                                 split_touching=split_touching, max_side=None, orientation=orientation)
+                                 split_touching=split_touching, max_side=None, orientation=orientation,
+                                 split_long=split_long)
         return {k: [((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5) for x, y in v] for k, v in lm.items()}
     lab = _split_touching(m, min_area_frac) if split_touching else cv2.connectedComponents(m, connectivity=8)[1]
+    if split_long:
+        lab = _split_long(lab, min_area_frac)
     n = int(lab.max()) + 1
     if n <= 1:
         return {}
@@ -663,10 +807,16 @@ def vertebrae_from_mask(mask: np.ndarray, *, names: Sequence[str] | None = None,
         if len(names) != k:
             raise ValueError(f"vertebrae_from_mask: {k} bodies found but {len(names)} names given")
         labels = list(names)
-    elif k <= len(levels):
-        labels = list(levels[len(levels) - k:])
-    elif k == len(levels) + 1:  # the whole column plus the sacrum, the usual extra body on a spine film
-        labels = list(levels) + ["S1"]
     else:
-        labels = [f"V{i + 1}" for i in range(k)]  # cannot be named safely: Cobb names curves by position
+        labels = level_names(k, levels)
     return dict(zip(labels, out))
+
+
+def level_names(k: int, levels: Sequence[str] = LEVELS) -> list[str]:
+    """Names for ``k`` bodies found top to bottom: ``levels`` counted from the bottom up (the lowest is L5) when
+    the count fits, the sacrum ``S1`` as one body more, else ``V1..Vk`` (cannot be named safely)."""
+    if k <= len(levels):
+        return list(levels[len(levels) - k:])
+    if k == len(levels) + 1:  # the whole column plus the sacrum, the usual extra body on a spine film
+        return list(levels) + ["S1"]
+    return [f"V{i + 1}" for i in range(k)]  # Cobb names curves by position
