@@ -90,6 +90,23 @@ def _raster_seeds() -> dict[str, list[bytes]]:
         "MPO": [_pil_bytes(RGB, "MPO", save_all=True, append_images=[RGB]),
                 _pil_bytes(L.convert("RGB"), "MPO", save_all=True, append_images=[RGB, RGB])],
     }
+    # rarer layouts and codecs: each decoder path of Pillow/libtiff/libwebp gets mutated input too
+    extra = {
+        "TIFF": [lambda: _pil_bytes(RGB, "TIFF", compression="jpeg"), lambda: _pil_bytes(L.convert("1"), "TIFF", compression="group4"),
+                 lambda: _pil_bytes(RGB.convert("CMYK"), "TIFF"), lambda: _pil_bytes(Image.fromarray(g8.astype(np.int32) * 1000), "TIFF"),
+                 lambda: _pil_bytes(L, "TIFF", tiff_tile=(16, 16)), lambda: _pil_bytes(RGB.convert("LAB"), "TIFF")],
+        "JPEG": [lambda: _pil_bytes(RGB.convert("CMYK"), "JPEG")],
+        "PNG": [lambda: _pil_bytes(RGB, "PNG", save_all=True, append_images=[RGB.rotate(90)]), lambda: _pil_bytes(L.convert("1"), "PNG")],
+        "WEBP": [lambda: _pil_bytes(RGB, "WEBP", save_all=True, append_images=[RGB.rotate(90), RGB], lossless=True)],
+        "GIF": [lambda: _pil_bytes(L.convert("P"), "GIF", save_all=True, append_images=[L.convert("P").rotate(k) for k in range(1, 12)])],
+        "BMP": [lambda: _pil_bytes(L.convert("1"), "BMP"), lambda: _pil_bytes(RGB.convert("P"), "BMP")],
+    }
+    for fam, builders in extra.items():
+        for build in builders:
+            try:
+                seeds[fam].append(build())
+            except (OSError, ValueError, KeyError):  # a codec this Pillow build lacks: fewer seeds
+                continue
     nan = g8.astype(np.float32)
     nan[:4, :4] = np.nan
     nan[-2:, -2:] = np.inf
@@ -219,6 +236,39 @@ def _header_overwrite(r: random.Random, data: bytes) -> bytes:
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _png_chunk_mutation(r: random.Random, data: bytes) -> bytes:
+    """One chunk's body damaged (bit flips, cut, a run overwritten, an odd chunk added) with its CRC recomputed,
+    so the damage reaches the PNG decoder and zlib instead of stopping at the checksum."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _bitflip(r, data)
+    chunks, pos = [], 8
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        chunks.append([kind, body])
+        pos += 12 + length
+    if not chunks:
+        return _bitflip(r, data)
+    k = r.randrange(len(chunks))
+    kind, body = chunks[k]
+    action = r.randrange(4)
+    if action == 0 and body:
+        body = _bitflip(r, body)
+    elif action == 1:
+        body = body[: r.randrange(len(body) + 1)]
+    elif action == 2 and body:
+        body = _header_overwrite(r, body)
+    else:  # an extra chunk: a second IHDR, a huge iCCP/zTXt, an acTL claiming many frames
+        extra = r.choice(([b"IHDR", body[:13] if kind == b"IHDR" else b"\x00" * 13],
+                          [b"zTXt", b"k\x00\x00" + zlib.compress(b"\x00" * 4_000_000)],
+                          [b"iCCP", b"p\x00\x00" + zlib.compress(b"\x00" * 100_000)],
+                          [b"acTL", struct.pack(">II", 2**31 - 1, 0)],
+                          [b"IDAT", zlib.compress(b"\xff" * 5000)[:-4]]))
+        chunks.insert(k + 1 if k + 1 < len(chunks) else k, extra)
+    chunks[k][1] = body
+    return data[:8] + b"".join(_png_chunk(c, b) for c, b in chunks)
 
 
 def _huge(r: random.Random, fam: str, data: bytes) -> bytes:
@@ -585,6 +635,8 @@ def generate(n: int, seed: int = 0, families: tuple[str, ...] = FAMILIES) -> Ite
             continue
         base = r.choice(s[fam])
         options = generic + [("huge", lambda rr, d, f=fam: _huge(rr, f, d))]
+        if fam == "PNG":
+            options += [("chunk", _png_chunk_mutation)] * 3
         if fam == "DICOM":
             options = generic + [("element", _dicom_element), ("element", _dicom_element), ("element", _dicom_element),
                                  ("codestream", _dicom_big_codestream), ("nan", _dicom_float_nan),
