@@ -115,3 +115,24 @@ def test_zero_length_endplate_is_a_failed_level_not_an_exception():
     flat = np.array([[10, 30], [10, 30], [10, 50], [10, 50]], float)  # TL == TR: zero-length endplate
     levels, failed = _measurable_levels({"L4": good, "L5": flat}, "left")
     assert levels == {} and "zero length" in failed["L4-L5"]
+
+
+def test_scan_studies_unreadable_header_is_one_neutral_line(tmp_path, capfd):
+    """The header-only scan of a dataset folder: a VR pydicom does not know (NotImplementedError before) is one
+    DatasetError line naming the file by its neutral id, and pydicom's warnings never reach the terminal."""
+    from spine_models.errors import DatasetError
+    from spine_models.io.fuzz import seeds
+    from spine_models.io.study import scan_studies
+
+    good = seeds()["SERIES"][0]
+    tag = b"\x20\x00\x0e\x00UI"  # SeriesInstanceUID, explicit VR
+    assert tag in good
+    folder = tmp_path / "PID-77341_study"
+    folder.mkdir()
+    (folder / "PID-77341_1.dcm").write_bytes(good)
+    (folder / "PID-77341_2.dcm").write_bytes(good.replace(tag, b"\x20\x00\x0e\x00UM"))
+    with pytest.raises(DatasetError) as err:
+        scan_studies(folder)
+    msg = str(err.value).replace(str(folder), "<dir>")
+    assert "\n" not in msg and len(msg) <= 300 and "PID-77341" not in msg and "file-" in msg
+    assert capfd.readouterr().err == ""

@@ -711,7 +711,17 @@ def run_case(case: Case, workdir: str | Path, *, capture_stderr: bool = True) ->
         sys.stderr.flush()
         try:
             if case.family == "SERIES":
-                study = read_study(write_case(case, workdir), max_pixels=_FUZZ_MAX_PIXELS)
+                from spine_models.io.study import scan_studies
+
+                folder = write_case(case, workdir)
+                try:  # the header-only scan of dataset folders: same promise (a refusal is fine, the read below still runs)
+                    outputs.append(repr([(len(s.series), [x.n_frames for x in s.series]) for s in scan_studies(folder)]))
+                except SpineInputError as exc:
+                    outputs.append(str(exc).replace(str(folder), "<dir>"))  # the folder is the user's own argument
+                    problem = _message_problem(outputs[-1])
+                    if problem:
+                        return "bad_message", f"scan_studies: {problem}: {str(exc)[:300]}"
+                study = read_study(folder, max_pixels=_FUZZ_MAX_PIXELS)
                 outputs.extend(study.problems)
                 outputs.append(json.dumps(study.to_dict(), allow_nan=False))
                 outputs.append(repr(study))
