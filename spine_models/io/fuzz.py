@@ -154,6 +154,52 @@ def _dicom_seeds() -> list[bytes]:
     add(np.stack([g8, g8[::-1], 255 - g8], axis=-1), photometric="YBR_FULL", modality="OT")
     add(np.stack([g8, g8[::-1]]), modality="DX", transfer_syntax=JPEGBaseline8Bit)
     add(np.stack([g16, g16[::-1]]), modality="DX", transfer_syntax=RLELossless)
+    # the rarer pixel modules: 1-bit, signed 32-bit, planar RGB, palette colour, double float
+    from pydicom.pixels import pack_bits
+
+    def variant(edit: Callable[[Any], None], base: np.ndarray, **kw: Any) -> None:
+        try:
+            ds = make_dicom(base, uid_seed=f"fuzz-{len(out)}", **{**who, **kw})
+            edit(ds)
+            out.append(_dicom_bytes(ds))
+        except (ValueError, TypeError, AttributeError, KeyError, RuntimeError, NotImplementedError, ImportError):
+            return
+
+    def one_bit(ds: Any) -> None:
+        ds.BitsAllocated = ds.BitsStored = 1
+        ds.HighBit = 0
+        ds.PixelData = pack_bits((g8 > 128).astype(np.uint8))
+
+    def int32(ds: Any) -> None:
+        ds.BitsAllocated = ds.BitsStored = 32
+        ds.HighBit, ds.PixelRepresentation = 31, 1
+        ds.PixelData = (g8.astype(np.int32) * 100000 - 10**7).tobytes()
+
+    rgb = np.stack([g8, g8[::-1], 255 - g8], axis=-1)
+
+    def planar(ds: Any) -> None:
+        ds.PlanarConfiguration = 1
+        ds.PixelData = np.ascontiguousarray(rgb.transpose(2, 0, 1)).tobytes()
+
+    def palette(ds: Any) -> None:
+        ds.PhotometricInterpretation = "PALETTE COLOR"
+        for tag in (0x00281101, 0x00281102, 0x00281103):
+            ds.add_new(tag, "US", [256, 0, 16])
+        for tag in (0x00281201, 0x00281202, 0x00281203):
+            ds.add_new(tag, "OW", (np.arange(256, dtype=np.uint16) * 257).tobytes())
+
+    def double(ds: Any) -> None:
+        del ds.PixelData
+        del ds.PixelRepresentation
+        ds.BitsAllocated = ds.BitsStored = 64
+        ds.HighBit = 63
+        ds.DoubleFloatPixelData = (g8.astype(np.float64) / 3).tobytes()
+
+    variant(one_bit, g8)
+    variant(int32, g8, modality="CT")
+    variant(planar, rgb, photometric="RGB", modality="OT")
+    variant(palette, g8, modality="OT")
+    variant(double, g8, modality="OT")
     # a VOI LUT sequence, a Modality LUT sequence and enhanced functional groups: the rarely exercised paths
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -477,7 +523,9 @@ def _dicom_float_nan(r: random.Random, data: bytes) -> bytes:
         rows, cols = int(ds.Rows), int(ds.Columns)
         arr = np.random.default_rng(r.randrange(2**31)).random((rows, cols)).astype(np.float32)
         arr.flat[:: r.choice((3, 7, 1))] = r.choice((np.nan, np.inf, -np.inf))
-        del ds.PixelData
+        for k in ("PixelData", "DoubleFloatPixelData"):
+            if k in ds:
+                delattr(ds, k)
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
         for k in ("PixelRepresentation", "WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept"):
             if k in ds:
