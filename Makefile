@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256
 export HF_HUB_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1 YOLO_OFFLINE=1 YOLO_AUTOINSTALL=False
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
 
-.PHONY: run test install browser-deps bench weights clean-venv
+.PHONY: run test install browser-deps bench fuzz weights clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ test: install browser-deps
 
 bench: install
 	$(PY) -m bench
+
+# Seeded hostile inputs against the readers (issue 17): outcome counts per family; exit 1 on any traceback,
+# multi-line or over-long message, name leak, invalid JSON or native stderr output. FUZZ_SEED picks another corpus.
+FUZZ_N ?= 10000
+FUZZ_SEED ?= 0
+fuzz: install
+	$(PY) -m bench.fuzz_io --n $(FUZZ_N) --seed $(FUZZ_SEED) --cli 50
 
 clean-venv:
 	rm -rf $(VENV)

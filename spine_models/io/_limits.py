@@ -41,7 +41,7 @@ def _resolve(value: int | None, arg: str, env: str, default: int, unit: str, exa
         source = env
         try:
             value = int(float(raw))
-        except ValueError:
+        except (ValueError, OverflowError):  # "abc", "nan"; "inf", "1e999"
             raise ConfigError(f"{env}={raw[:40]!r} is not a number; set it to a {unit} such as {example}") from None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{source}={value!r} must be a positive {unit}, e.g. {example}")

@@ -55,9 +55,14 @@ def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def _is_dir(info: zipfile.ZipInfo) -> bool:
+    """ZipInfo.is_dir without its IndexError on an empty member name (a hostile directory can hold one)."""
+    return info.filename.endswith("/")
+
+
 def _safe_member_name(info: zipfile.ZipInfo, *, folders: bool = False) -> str | None:
-    """POSIX relative path of a member, or None for unsafe names, OS litter and (unless ``folders``) directories."""
-    if (info.is_dir() and not folders) or _unsafe_reason(info) is not None:
+    """POSIX relative path of a member, or None for unsafe or empty names, OS litter and (unless ``folders``) directories."""
+    if not info.filename.strip("/") or (_is_dir(info) and not folders) or _unsafe_reason(info) is not None:
         return None
     path = PurePosixPath(info.filename.replace("\\", "/"))
     if any(part.startswith(".") or part in _JUNK_NAMES for part in path.parts):
@@ -209,7 +214,7 @@ def safe_extract_zip(
     with _open(archive) as zf:
         members = check_zip(zf, label, max_bytes, refuse_unsafe=refuse_unsafe)
         for info in zf.infolist():  # folder entries first, so an empty class folder exists as in the archive
-            if info.is_dir() and (folder := _safe_member_name(info, folders=True)) not in (None, "."):
+            if _is_dir(info) and (folder := _safe_member_name(info, folders=True)) not in (None, "."):
                 (root / folder).mkdir(parents=True, exist_ok=True)
         for info, member in members:
             target = (root / member).resolve()

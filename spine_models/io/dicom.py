@@ -24,12 +24,14 @@ import numpy as np
 from spine_models.errors import (
     CorruptFileError,
     MissingPixelDataError,
+    SpineInputError,
     TruncatedFileError,
     UnsupportedPhotometricError,
     UnsupportedTransferSyntaxError,
 )
 from spine_models.io._limits import DEFAULT_MIN_SIZE, check_declared_size, check_frame_size
 from spine_models.io.deid import collect_identifiers, header_dict, pseudonym, remap_uid, scrub_text, uid_name
+from spine_models.io.pixels import scale_to_unit
 from spine_models.io.radiograph import Radiograph
 
 __all__ = ["read_dicom", "read_dicom_frames", "DicomFrames", "parse_dicom", "orientation_of", "slice_geometry", "missing_decoder_hint",
@@ -312,6 +314,8 @@ def _check_codestreams(ds: Any, name: str, rows: int, cols: int, frames: int, ma
                 raise CorruptFileError(
                     f"embedded image {seen + 1} is {size[0]}×{size[1]} but the header says {cols}×{rows}; re-export the file", name)
             seen += 1
+    except SpineInputError:  # our own refusal (a SpineInputError is a ValueError too): keep its message
+        raise
     except (ValueError, TypeError, struct.error, EOFError, KeyError, IndexError) as exc:
         raise CorruptFileError(f"encapsulated pixel data does not parse ({type(exc).__name__}); re-export or re-copy it", name) from exc
 
@@ -387,8 +391,7 @@ class DicomFrames:
         """float32 (F, H, W) in [0, 1], MONOCHROME1 inverted last."""
         lo = self.low if low is None else low
         hi = self.high if high is None else high
-        out = (self.values - np.float32(lo)) / np.float32(hi - lo if hi > lo else 1.0)
-        np.clip(out, 0.0, 1.0, out=out)
+        out = scale_to_unit(self.values, lo, hi)  # no float32 overflow on a range like ±3e38
         if self.invert:
             out = 1.0 - out
         return out.astype(np.float32, copy=False)

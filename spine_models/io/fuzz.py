@@ -6,9 +6,11 @@ or identifying value leaks, and that ``to_dict()`` is valid JSON. A seeded gener
 promise testable on thousands of inputs (``python -m bench.fuzz_io --n 10000``) and on a small fixed
 subset in the test suite (tests/test_io_fuzz.py).
 
-Families: PNG, JPEG, TIFF, GIF, WEBP, BMP, DICOM, ZIP. Mutations: truncation, bit flips, header
-overwrites, huge declared sizes, and per-family structural ones (DICOM element values, ZIP member
-names and data). Every input is named after a fake patient (``PID-77341_<n>``) and DICOMs carry the
+Families: PNG, JPEG, TIFF, GIF, WEBP, BMP, MPO, DICOM, ZIP and SERIES (a DICOM series folder read by
+``read_study``). Mutations: truncation, bit flips, header overwrites, huge declared sizes (on any
+frame or page), and per-family structural ones (DICOM element values, embedded codestreams, NaN
+pixels and rescales; ZIP member names, data and sizes; a series folder with bad, foreign, empty or
+odd-sized slices). Every input is named after a fake patient (``PID-77341_<n>``) and DICOMs carry the
 sample identifiers of :mod:`spine_models.io.dicom_build`, so leaks are caught too.
 """
 from __future__ import annotations
@@ -17,6 +19,9 @@ import io
 import json
 import os
 import random
+import re
+import subprocess
+import sys
 import struct
 import tempfile
 import warnings
@@ -28,9 +33,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["FAMILIES", "Case", "generate", "run_case", "OUTCOMES", "MAX_MESSAGE", "FAKE_NAME_TOKEN"]
+__all__ = ["FAMILIES", "Case", "generate", "run_case", "run_cli_case", "write_case", "OUTCOMES", "MAX_MESSAGE", "FAKE_NAME_TOKEN"]
 
-FAMILIES = ("PNG", "JPEG", "TIFF", "GIF", "WEBP", "BMP", "DICOM", "ZIP")
+FAMILIES = ("PNG", "JPEG", "TIFF", "GIF", "WEBP", "BMP", "MPO", "DICOM", "ZIP", "SERIES")
 OUTCOMES = ("ok", "refused", "crash", "bad_message", "leak", "invalid_json", "stderr_noise")
 MAX_MESSAGE = 300
 FAKE_NAME_TOKEN = "PID-77341"  # every input's file name carries it; it must never show
@@ -45,6 +50,7 @@ class Case:
     mutation: str
     name: str
     data: bytes
+    members: tuple[tuple[str, bytes], ...] = ()  # SERIES: (relative path, bytes) of the folder's files
 
 
 # ------------------------------------------------------------------ valid seeds, built once per process
@@ -81,7 +87,26 @@ def _raster_seeds() -> dict[str, list[bytes]]:
         "GIF": [_pil_bytes(L, "GIF"), _pil_bytes(L.convert("P"), "GIF", save_all=True, append_images=[L.convert("P")] * 2)],
         "WEBP": [_pil_bytes(RGB, "WEBP", quality=70), _pil_bytes(L, "WEBP", lossless=True)],
         "BMP": [_pil_bytes(L, "BMP"), _pil_bytes(RGB, "BMP")],
+        "MPO": [_pil_bytes(RGB, "MPO", save_all=True, append_images=[RGB]),
+                _pil_bytes(L.convert("RGB"), "MPO", save_all=True, append_images=[RGB, RGB])],
     }
+    # rarer layouts and codecs: each decoder path of Pillow/libtiff/libwebp gets mutated input too
+    extra = {
+        "TIFF": [lambda: _pil_bytes(RGB, "TIFF", compression="jpeg"), lambda: _pil_bytes(L.convert("1"), "TIFF", compression="group4"),
+                 lambda: _pil_bytes(RGB.convert("CMYK"), "TIFF"), lambda: _pil_bytes(Image.fromarray(g8.astype(np.int32) * 1000), "TIFF"),
+                 lambda: _pil_bytes(L, "TIFF", tiff_tile=(16, 16)), lambda: _pil_bytes(RGB.convert("LAB"), "TIFF")],
+        "JPEG": [lambda: _pil_bytes(RGB.convert("CMYK"), "JPEG")],
+        "PNG": [lambda: _pil_bytes(RGB, "PNG", save_all=True, append_images=[RGB.rotate(90)]), lambda: _pil_bytes(L.convert("1"), "PNG")],
+        "WEBP": [lambda: _pil_bytes(RGB, "WEBP", save_all=True, append_images=[RGB.rotate(90), RGB], lossless=True)],
+        "GIF": [lambda: _pil_bytes(L.convert("P"), "GIF", save_all=True, append_images=[L.convert("P").rotate(k) for k in range(1, 12)])],
+        "BMP": [lambda: _pil_bytes(L.convert("1"), "BMP"), lambda: _pil_bytes(RGB.convert("P"), "BMP")],
+    }
+    for fam, builders in extra.items():
+        for build in builders:
+            try:
+                seeds[fam].append(build())
+            except (OSError, ValueError, KeyError):  # a codec this Pillow build lacks: fewer seeds
+                continue
     nan = g8.astype(np.float32)
     nan[:4, :4] = np.nan
     nan[-2:, -2:] = np.inf
@@ -124,6 +149,57 @@ def _dicom_seeds() -> list[bytes]:
     add(g16, transfer_syntax=JPEG2000Lossless, modality="DX")
     add(g16, transfer_syntax=DeflatedExplicitVRLittleEndian)
     add(g16, transfer_syntax=ImplicitVRLittleEndian)
+    add(g8, modality="CR", photometric="MONOCHROME1", window=(128, 200))
+    add((g16.astype(np.int32) - 2000).astype(np.int16), modality="CT", rescale=(1.0, 0.0), window=(0, 2000))
+    add(np.stack([g8, g8[::-1], 255 - g8], axis=-1), photometric="YBR_FULL", modality="OT")
+    add(np.stack([g8, g8[::-1]]), modality="DX", transfer_syntax=JPEGBaseline8Bit)
+    add(np.stack([g16, g16[::-1]]), modality="DX", transfer_syntax=RLELossless)
+    # the rarer pixel modules: 1-bit, signed 32-bit, planar RGB, palette colour, double float
+    from pydicom.pixels import pack_bits
+
+    def variant(edit: Callable[[Any], None], base: np.ndarray, **kw: Any) -> None:
+        try:
+            ds = make_dicom(base, uid_seed=f"fuzz-{len(out)}", **{**who, **kw})
+            edit(ds)
+            out.append(_dicom_bytes(ds))
+        except (ValueError, TypeError, AttributeError, KeyError, RuntimeError, NotImplementedError, ImportError):
+            return
+
+    def one_bit(ds: Any) -> None:
+        ds.BitsAllocated = ds.BitsStored = 1
+        ds.HighBit = 0
+        ds.PixelData = pack_bits((g8 > 128).astype(np.uint8))
+
+    def int32(ds: Any) -> None:
+        ds.BitsAllocated = ds.BitsStored = 32
+        ds.HighBit, ds.PixelRepresentation = 31, 1
+        ds.PixelData = (g8.astype(np.int32) * 100000 - 10**7).tobytes()
+
+    rgb = np.stack([g8, g8[::-1], 255 - g8], axis=-1)
+
+    def planar(ds: Any) -> None:
+        ds.PlanarConfiguration = 1
+        ds.PixelData = np.ascontiguousarray(rgb.transpose(2, 0, 1)).tobytes()
+
+    def palette(ds: Any) -> None:
+        ds.PhotometricInterpretation = "PALETTE COLOR"
+        for tag in (0x00281101, 0x00281102, 0x00281103):
+            ds.add_new(tag, "US", [256, 0, 16])
+        for tag in (0x00281201, 0x00281202, 0x00281203):
+            ds.add_new(tag, "OW", (np.arange(256, dtype=np.uint16) * 257).tobytes())
+
+    def double(ds: Any) -> None:
+        del ds.PixelData
+        del ds.PixelRepresentation
+        ds.BitsAllocated = ds.BitsStored = 64
+        ds.HighBit = 63
+        ds.DoubleFloatPixelData = (g8.astype(np.float64) / 3).tobytes()
+
+    variant(one_bit, g8)
+    variant(int32, g8, modality="CT")
+    variant(planar, rgb, photometric="RGB", modality="OT")
+    variant(palette, g8, modality="OT")
+    variant(double, g8, modality="OT")
     # a VOI LUT sequence, a Modality LUT sequence and enhanced functional groups: the rarely exercised paths
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -150,6 +226,23 @@ def _dicom_seeds() -> list[bytes]:
     return out
 
 
+def _series_seeds() -> list[bytes]:
+    """Four slices of one sagittal MR series (one study, one series UID, positions 3 mm apart)."""
+    from spine_models.io.dicom_build import SAMPLE_IDENTIFIERS, make_dicom
+
+    rng = np.random.default_rng(13)
+    who = {"patient_id": SAMPLE_IDENTIFIERS["PatientID"], "patient_name": SAMPLE_IDENTIFIERS["PatientName"]}
+    out = []
+    for k in range(4):
+        pixels = (rng.random((48, 40)) * 3000).astype(np.uint16)
+        ds = make_dicom(pixels, modality="MR", series_description="T2 SAG", image_orientation=(0, 1, 0, 0, 0, -1),
+                        image_position=(3.0 * k, 0, 0), slice_thickness=3.0, instance_number=k + 1,
+                        study_uid="1.2.826.0.1.3680043.8.498.1", series_uid="1.2.826.0.1.3680043.8.498.2",
+                        uid_seed=f"fuzz-series-{k}", **who)
+        out.append(_dicom_bytes(ds))
+    return out
+
+
 _SEEDS: dict[str, list[bytes]] = {}
 
 
@@ -158,6 +251,7 @@ def seeds() -> dict[str, list[bytes]]:
     if not _SEEDS:
         _SEEDS.update(_raster_seeds())
         _SEEDS["DICOM"] = _dicom_seeds()
+        _SEEDS["SERIES"] = _series_seeds()
     return _SEEDS
 
 
@@ -190,6 +284,39 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
+def _png_chunk_mutation(r: random.Random, data: bytes) -> bytes:
+    """One chunk's body damaged (bit flips, cut, a run overwritten, an odd chunk added) with its CRC recomputed,
+    so the damage reaches the PNG decoder and zlib instead of stopping at the checksum."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _bitflip(r, data)
+    chunks, pos = [], 8
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        chunks.append([kind, body])
+        pos += 12 + length
+    if not chunks:
+        return _bitflip(r, data)
+    k = r.randrange(len(chunks))
+    kind, body = chunks[k]
+    action = r.randrange(4)
+    if action == 0 and body:
+        body = _bitflip(r, body)
+    elif action == 1:
+        body = body[: r.randrange(len(body) + 1)]
+    elif action == 2 and body:
+        body = _header_overwrite(r, body)
+    else:  # an extra chunk: a second IHDR, a huge iCCP/zTXt, an acTL claiming many frames
+        extra = r.choice(([b"IHDR", body[:13] if kind == b"IHDR" else b"\x00" * 13],
+                          [b"zTXt", b"k\x00\x00" + zlib.compress(b"\x00" * 4_000_000)],
+                          [b"iCCP", b"p\x00\x00" + zlib.compress(b"\x00" * 100_000)],
+                          [b"acTL", struct.pack(">II", 2**31 - 1, 0)],
+                          [b"IDAT", zlib.compress(b"\xff" * 5000)[:-4]]))
+        chunks.insert(k + 1 if k + 1 < len(chunks) else k, extra)
+    chunks[k][1] = body
+    return data[:8] + b"".join(_png_chunk(c, b) for c, b in chunks)
+
+
 def _huge(r: random.Random, fam: str, data: bytes) -> bytes:
     """The file's own header rewritten to declare a huge (or zero, or odd) size; checksums fixed where they exist."""
     big = r.choice((0, 1, 31, 33000, 65535, 90000, 2**31 - 1, 2**32 - 1))
@@ -199,12 +326,12 @@ def _huge(r: random.Random, fam: str, data: bytes) -> bytes:
         ihdr = bytearray(out[16:29])
         ihdr[0:4], ihdr[4:8] = struct.pack(">I", big & 0xFFFFFFFF), struct.pack(">I", other)
         return bytes(out[:8]) + _png_chunk(b"IHDR", bytes(ihdr)) + bytes(out[33:])
-    if fam == "JPEG":
-        for i in range(2, len(out) - 9):
-            if out[i] == 0xFF and out[i + 1] in (0xC0, 0xC1, 0xC2):
-                out[i + 5 : i + 7] = struct.pack(">H", big & 0xFFFF)
-                out[i + 7 : i + 9] = struct.pack(">H", other & 0xFFFF)
-                break
+    if fam in ("JPEG", "MPO"):
+        sofs = [i for i in range(2, len(out) - 9) if out[i] == 0xFF and out[i + 1] in (0xC0, 0xC1, 0xC2)]
+        if sofs:  # an MPO's later frame: the size check must cover every frame (a 144 MP second frame before)
+            i = sofs[-1] if fam == "MPO" and r.random() < 0.7 else sofs[0]
+            out[i + 5 : i + 7] = struct.pack(">H", big & 0xFFFF)
+            out[i + 7 : i + 9] = struct.pack(">H", other & 0xFFFF)
         return bytes(out)
     if fam == "GIF" and len(out) > 10:
         out[6:8] = struct.pack("<H", big & 0xFFFF)
@@ -357,6 +484,36 @@ def _dicom_big_codestream(r: random.Random, data: bytes) -> bytes:
     return buf.getvalue()
 
 
+def _dicom_syntax_swap(r: random.Random, data: bytes) -> bytes:
+    """Another transfer syntax declared over foreign data: a JPEG / MPO / DICOM (damaged or not) as the
+    codestream of a JPEG-LS, lossless JPEG, JPEG 2000, HTJ2K or RLE file, or native data under a big-endian
+    or deflated syntax. The native decoders get bytes they never expected."""
+    import pydicom
+    from pydicom import uid as u
+    from pydicom.encaps import encapsulate
+
+    syntaxes = (u.JPEGBaseline8Bit, u.JPEGExtended12Bit, u.JPEGLossless, u.JPEGLosslessSV1, u.JPEGLSLossless,
+                u.JPEGLSNearLossless, u.JPEG2000Lossless, u.JPEG2000, u.HTJ2KLossless, u.HTJ2K, u.RLELossless,
+                u.ExplicitVRBigEndian, u.DeflatedExplicitVRLittleEndian, u.MPEG2MPML)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ts = r.choice(syntaxes)
+    ds.file_meta.TransferSyntaxUID = ts
+    if ts not in (u.ExplicitVRBigEndian, u.DeflatedExplicitVRLittleEndian):
+        payload = r.choice(seeds()["JPEG"] + seeds()["MPO"] + [data])
+        payload = r.choice((_bitflip, _truncate, lambda _r, d: d))(r, payload) or b"\x00\x00"
+        ds.PixelData = encapsulate([payload])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+        if "NumberOfFrames" in ds:
+            del ds.NumberOfFrames
+    buf = io.BytesIO()
+    try:
+        ds.save_as(buf, enforce_file_format=False)
+    except (ValueError, TypeError, AttributeError, NotImplementedError, struct.error):
+        return _bitflip(r, data)  # pydicom would not write that combination: a plain bit flip instead
+    return buf.getvalue()
+
+
 def _dicom_float_nan(r: random.Random, data: bytes) -> bytes:
     """Float pixel data or a rescale that holds NaN / inf (NaN reached to_dict and info JSON before)."""
     import pydicom
@@ -366,7 +523,9 @@ def _dicom_float_nan(r: random.Random, data: bytes) -> bytes:
         rows, cols = int(ds.Rows), int(ds.Columns)
         arr = np.random.default_rng(r.randrange(2**31)).random((rows, cols)).astype(np.float32)
         arr.flat[:: r.choice((3, 7, 1))] = r.choice((np.nan, np.inf, -np.inf))
-        del ds.PixelData
+        for k in ("PixelData", "DoubleFloatPixelData"):
+            if k in ds:
+                delattr(ds, k)
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
         for k in ("PixelRepresentation", "WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept"):
             if k in ds:
@@ -422,9 +581,79 @@ def _zip_case(r: random.Random) -> tuple[str, bytes]:
         return "truncated", _truncate(r, _zip(good))
     if kind == 7:
         return "bitflip", _bitflip(r, _zip(good))
+    if kind == 9 and r.random() < 0.2:  # a member whose name is empty in the central directory
+        z = bytearray(_zip(good + [("Q", dicoms[0])], r.choice((zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED))))
+        cd = z.rfind(b"PK\x01\x02")
+        eocd = z.rfind(b"PK\x05\x06")
+        if cd >= 0 and eocd > cd and z[cd + 46 : cd + 47] == b"Q":
+            z[cd + 28 : cd + 30] = struct.pack("<H", 0)
+            del z[cd + 46]
+            eocd -= 1
+            z[eocd + 12 : eocd + 16] = struct.pack("<I", struct.unpack("<I", z[eocd + 12 : eocd + 16])[0] - 1)
+        return "empty_name", bytes(z)
+    if kind == 9 and r.random() < 0.3:  # members of zeros exactly at the size where the ratio test starts
+        from spine_models.io._limits import ZIP_RATIO_MIN_BYTES
+
+        size = ZIP_RATIO_MIN_BYTES + r.choice((-1, 0, 1))
+        count = r.choice((1, 2, 12))
+        return "ratio_boundary", _zip(good + [(f"PID-77341/e{k}.dcm", b"\x00" * size) for k in range(count)],
+                                      r.choice((zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)))
+    if kind == 9 and r.random() < 0.3:  # other compression methods, data corrupted
+        z = bytearray(_zip(good, r.choice((zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA))))
+        for _ in range(r.choice((1, 4, 16))):
+            at = r.randrange(30, max(len(z) // 2, 31))
+            if at < len(z):
+                z[at] ^= 1 << r.randrange(8)
+        return "corrupt_method", bytes(z)
     if kind == 8:  # one bad file among good ones: the study must still read, the bad one in problems
         return "one_bad_member", _zip(good + [("PID-77341/broken.dcm", _bitflip(r, _truncate(r, dicoms[0])))], zipfile.ZIP_STORED)
     return "mutated_member", _zip(good + [("PID-77341/m.dcm", _dicom_element(r, r.choice(dicoms)))])
+
+
+# ------------------------------------------------------------------ series folders
+
+
+def _series_case(r: random.Random) -> tuple[str, list[tuple[str, bytes]]]:
+    """A series folder (file names carry the fake patient id), one structural fault per case."""
+    slices = list(seeds()["SERIES"])
+    naming = r.choice((lambda k: f"PID-77341_{k}.dcm", lambda k: f"IM{k:04d}", lambda k: f"PID-77341/sub/{k}.dcm"))
+    kind = r.randrange(11)
+    mutation = ("clean", "truncate", "bitflip", "element", "nan", "codestream", "junk", "all_bad", "odd_size",
+                "foreign", "frames")[kind]
+    bad = r.randrange(len(slices))
+    if kind == 1:
+        slices[bad] = _truncate(r, slices[bad])
+    elif kind == 2:
+        slices[bad] = _bitflip(r, slices[bad])
+    elif kind == 3:
+        slices[bad] = _dicom_element(r, slices[bad])
+    elif kind == 4:
+        slices[bad] = _dicom_float_nan(r, slices[bad])
+    elif kind == 5:
+        slices[bad] = _dicom_big_codestream(r, slices[bad])
+    elif kind == 7:
+        slices = [r.choice((_truncate, _bitflip, _header_overwrite))(r, d) for d in slices]
+    elif kind in (8, 9, 10):
+        import pydicom
+
+        ds = pydicom.dcmread(io.BytesIO(slices[bad]))
+        if kind == 8:  # a slice of another size in the same series
+            ds.Rows, ds.Columns = 40, 48
+        elif kind == 9:  # a slice without pixel data, or of another series
+            if r.random() < 0.5:
+                del ds.PixelData
+            else:
+                ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.99"
+        else:
+            ds.NumberOfFrames = r.choice(("2", "0", "65535", "-1"))
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=False)
+        slices[bad] = buf.getvalue()
+    members = [(naming(k), data) for k, data in enumerate(slices)]
+    if kind == 6:  # OS litter, an empty file, a text file and a file named like the patient
+        members += [("PID-77341_notes.txt", b"PIDX-77412093 QUIZBLORF\n"), ("empty.dcm", b""), (".DS_Store", b"\x00\x01"),
+                    ("PID-77341_scout.png", seeds()["PNG"][0]), ("DICOMDIR", b"\x00" * 128 + b"DICM")]
+    return mutation, members
 
 
 # ------------------------------------------------------------------ generator
@@ -438,18 +667,28 @@ def generate(n: int, seed: int = 0, families: tuple[str, ...] = FAMILIES) -> Ite
     for i in range(n):
         fam = families[i % len(families)]
         r = random.Random(f"{seed}:{i}")
-        name = f"{FAKE_NAME_TOKEN}_{i:05d}.{ 'dcm' if fam == 'DICOM' else 'zip' if fam == 'ZIP' else fam.lower() }"
+        ext = {"DICOM": "dcm", "ZIP": "zip", "MPO": "jpg"}.get(fam, fam.lower())
+        name = f"{FAKE_NAME_TOKEN}_{i:05d}.{ext}"
         if fam == "ZIP":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 mutation, data = _zip_case(r)
             yield Case(fam, mutation, name, data)
             continue
+        if fam == "SERIES":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mutation, members = _series_case(r)
+            yield Case(fam, mutation, f"{FAKE_NAME_TOKEN}_{i:05d}", b"", tuple(members))
+            continue
         base = r.choice(s[fam])
         options = generic + [("huge", lambda rr, d, f=fam: _huge(rr, f, d))]
+        if fam == "PNG":
+            options += [("chunk", _png_chunk_mutation)] * 3
         if fam == "DICOM":
             options = generic + [("element", _dicom_element), ("element", _dicom_element), ("element", _dicom_element),
-                                 ("codestream", _dicom_big_codestream), ("nan", _dicom_float_nan)]
+                                 ("codestream", _dicom_big_codestream), ("nan", _dicom_float_nan),
+                                 ("syntax", _dicom_syntax_swap)]
         mutation, fn = r.choice(options)
         with warnings.catch_warnings():  # pydicom warns about the invalid values we write on purpose
             warnings.simplefilter("ignore")
@@ -460,6 +699,22 @@ def generate(n: int, seed: int = 0, families: tuple[str, ...] = FAMILIES) -> Ite
 
 
 # ------------------------------------------------------------------ runner
+
+
+# our own refusal wrapped in another one ("does not parse (DecompressionBombError)") hides what is wrong
+_OWN_ERRORS = re.compile(r"\b(SpineInputError|CorruptFileError|TruncatedFileError|DecompressionBombError|ImageTooSmallError|"
+                         r"EmptyFileError|UnsupportedFormatError|MissingPixelDataError|DatasetError|ConfigError)\)")
+
+
+def _message_problem(msg: str) -> str | None:
+    """Why a refusal's message breaks the promise (more than one line, too long, a wrapped own error), else None."""
+    if "\n" in msg or "\r" in msg:
+        return "more than one line"
+    if len(msg) > MAX_MESSAGE:
+        return f"{len(msg)} characters"
+    if _OWN_ERRORS.search(msg):
+        return "our own refusal wrapped as another"
+    return None
 
 
 def _text_leaks(text: str) -> bool:
@@ -503,7 +758,22 @@ def run_case(case: Case, workdir: str | Path, *, capture_stderr: bool = True) ->
             cap.__enter__()
         sys.stderr.flush()
         try:
-            if case.family == "ZIP":
+            if case.family == "SERIES":
+                from spine_models.io.study import scan_studies
+
+                folder = write_case(case, workdir)
+                try:  # the header-only scan of dataset folders: same promise (a refusal is fine, the read below still runs)
+                    outputs.append(repr([(len(s.series), [x.n_frames for x in s.series]) for s in scan_studies(folder)]))
+                except SpineInputError as exc:
+                    outputs.append(str(exc).replace(str(folder), "<dir>"))  # the folder is the user's own argument
+                    problem = _message_problem(outputs[-1])
+                    if problem:
+                        return "bad_message", f"scan_studies: {problem}: {str(exc)[:300]}"
+                study = read_study(folder, max_pixels=_FUZZ_MAX_PIXELS)
+                outputs.extend(study.problems)
+                outputs.append(json.dumps(study.to_dict(), allow_nan=False))
+                outputs.append(repr(study))
+            elif case.family == "ZIP":
                 path = Path(workdir) / case.name
                 path.write_bytes(case.data)
                 problems: list[str] = []
@@ -526,8 +796,8 @@ def run_case(case: Case, workdir: str | Path, *, capture_stderr: bool = True) ->
             msg = str(exc)
             outputs.append(msg)
             outcome, detail = "refused", msg
-            if "\n" in msg or len(msg) > MAX_MESSAGE:
-                return "bad_message", msg[:400]
+            if _message_problem(msg):
+                return "bad_message", f"{_message_problem(msg)}: {msg[:400]}"
         except ValueError as exc:
             if "Out of range float values are not JSON compliant" in str(exc):
                 return "invalid_json", str(exc)[:200]
@@ -546,3 +816,58 @@ def run_case(case: Case, workdir: str | Path, *, capture_stderr: bool = True) ->
     if cap and cap.text.strip():
         return "stderr_noise", cap.text.strip().splitlines()[0][:200]
     return outcome, detail
+
+
+def write_case(case: Case, workdir: str | Path) -> Path:
+    """The case on disk under ``workdir`` (a file, or a folder of files for SERIES), named after the fake patient."""
+    target = Path(workdir) / case.name
+    if case.family == "SERIES":
+        for rel, data in case.members:
+            path = target / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    else:
+        target.write_bytes(case.data)
+    return target
+
+
+def run_cli_case(case: Case, workdir: str | Path, *, timeout: float = 120.0) -> tuple[str, str]:
+    """(outcome, detail) of ``spine-models info --header`` on the case, in a subprocess.
+
+    The promise: exit 0 with valid JSON, or exit 2 with one line on stderr; no traceback, no other
+    terminal output (a native library's warnings included), no name or identifying value in stdout,
+    and none in stderr beyond the path the user typed (the SPEC's exit-2 line echoes it).
+    """
+    path = write_case(case, workdir)
+    env = {**os.environ, "SPINE_MODELS_MAX_PIXELS": str(_FUZZ_MAX_PIXELS)}
+    env.pop("SPINE_MODELS_SHOW_NAMES", None)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "spine_models.cli", "info", str(path), "--header"], capture_output=True,
+                              text=True, errors="replace", timeout=timeout, env=env, cwd=str(workdir))
+    except subprocess.TimeoutExpired:
+        return "crash", f"info did not finish in {timeout:.0f} s"
+    err = proc.stderr.strip()
+    if "Traceback" in err:
+        return "crash", err.splitlines()[-1][:200]
+    if proc.returncode == 0:
+        try:
+            json.loads(proc.stdout, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        except ValueError as exc:
+            return "invalid_json", str(exc)[:200]
+        if _text_leaks(proc.stdout):
+            return "leak", "stdout names the input or an identifying value"
+        if err:
+            return "stderr_noise", err.splitlines()[0][:200]
+        return "ok", ""
+    if proc.returncode != 2:
+        return "crash", f"exit {proc.returncode}: {err[:200]}"
+    if proc.stdout.strip():
+        return "bad_message", f"exit 2 with stdout: {proc.stdout[:100]}"
+    line = err.replace(str(path), "<arg>")
+    prefix = "spine-models info: error: "
+    problem = _message_problem(line[len(prefix):] if line.startswith(prefix) else line)
+    if problem:
+        return "bad_message", f"{problem}: {err[:300]}"
+    if _text_leaks(line):
+        return "leak", line[:300]
+    return "refused", err

@@ -19,6 +19,7 @@ import numpy as np
 from spine_models.errors import CorruptFileError, DecompressionBombError, SpineInputError, TruncatedFileError
 from spine_models.io._limits import DEFAULT_MIN_SIZE, check_declared_size, check_frame_size, resolve_max_pixels
 from spine_models.io.deid import safe_reason
+from spine_models.io.pixels import scale_to_unit
 from spine_models.io.radiograph import Radiograph
 
 __all__ = ["read_raster"]
@@ -147,7 +148,7 @@ def _gray(im: Any, fmt: str, name: str) -> tuple[np.ndarray, int, str, list[str]
             notes.append(f"{arr.size - finite.size} NaN/infinite pixel value(s) replaced by the nearest finite extreme")
         notes.append(f"{32}-bit values scaled min-max to [0, 1]")
         arr = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
-        return ((arr - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32), 32, "MONOCHROME2", notes
+        return scale_to_unit(arr, lo, hi), 32, "MONOCHROME2", notes
     photometric = {"P": "PALETTE COLOR", "PA": "PALETTE COLOR", "RGBA": "RGBA", "CMYK": "CMYK", "YCbCr": "YBR_FULL"}.get(mode, "RGB")
     if mode in ("P", "PA"):
         im = im.convert("RGBA" if (mode == "PA" or "transparency" in im.info) else "RGB")

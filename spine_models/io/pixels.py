@@ -12,7 +12,27 @@ import numpy as np
 
 from spine_models.errors import SpineInputError
 
-__all__ = ["as_pixels"]
+__all__ = ["as_pixels", "scale_to_unit"]
+
+
+def scale_to_unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """float32 ``(values - low) / (high - low)`` clipped to [0, 1], without float32 overflow.
+
+    Why: a rescale slope of 1e38 (or float pixels near the float32 limits) gives a range wider than
+    float32 can hold; ``values - low`` then overflows to inf and the division to NaN. A range that
+    wide is divided first, so every step stays finite.
+    """
+    lo, hi = float(low), float(high)
+    span = hi - lo if hi > lo else 1.0
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        if span > 1e30:
+            out = values.astype(np.float32, copy=False) * np.float32(1.0 / span) - np.float32(lo / span)
+        else:
+            out = (values.astype(np.float32, copy=False) - np.float32(lo)) / np.float32(span)
+    out = np.asarray(out, dtype=np.float32)
+    np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
 
 
 def as_pixels(image: Any) -> tuple[np.ndarray, str, tuple[float, float] | None]:
@@ -32,5 +52,5 @@ def as_pixels(image: Any) -> tuple[np.ndarray, str, tuple[float, float] | None]:
     a = a.astype(np.float32)
     if a.size and (a.min() < 0 or a.max() > 1):
         lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+        a = scale_to_unit(a, lo, hi) if hi > lo else np.zeros_like(a)
     return a, "", None

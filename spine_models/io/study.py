@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
@@ -26,7 +27,7 @@ import numpy as np
 from spine_models.errors import DatasetError, SpineInputError
 from spine_models.io._limits import DEFAULT_MIN_SIZE
 from spine_models.io.archive import iter_zip_members
-from spine_models.io.deid import display_name, remap_uid, scrub_text, show_names as _show_names
+from spine_models.io.deid import SHOW_NAMES_ENV, display_name, remap_uid, scrub_text, show_names as _show_names
 from spine_models.io.dicom import DicomFrames, orientation_of, read_dicom_frames, slice_geometry
 from spine_models.io.sniff import sniff_format
 
@@ -385,23 +386,30 @@ def scan_studies(root: str | Path) -> list[StudyInfo]:
         raise DatasetError("holds no DICOM files (.dcm); pass a folder of MRI studies", root)
     studies: dict[str, dict[str, dict[str, Any]]] = {}
     for path in paths:
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception as exc:  # pydicom raises several types for non-DICOM bytes
-            raise DatasetError(f"is not a readable DICOM file ({type(exc).__name__}); remove it or fix it", path) from exc
-        position, orientation, instance = slice_geometry(ds)
-        n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-        shape = (getattr(ds, "Rows", None), getattr(ds, "Columns", None))
-        try:
-            check_declared_size(path.name, int(shape[1] or 0), int(shape[0] or 0), n_frames)
-        except SpineInputError:
-            continue  # read_study refuses it before decoding: not a frame of the series there either
-        st = str(getattr(ds, "StudyInstanceUID", "") or path.parent.parent)
-        se = str(getattr(ds, "SeriesInstanceUID", "") or path.parent)
-        entry = studies.setdefault(st, {}).setdefault(se, {
-            "description": str(getattr(ds, "SeriesDescription", "") or ""), "entries": [],
-            "orientation": orientation, "folder": path.parent})
-        entry["entries"].append((path, SliceHeader(position, orientation, instance), n_frames, shape))
+        # pydicom's warnings quote header values (identifying ones too): recorded, never printed
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                for _elem in ds.iterall():  # convert every value now, inside this guard (lazy conversion raises later)
+                    pass
+            except Exception as exc:  # noqa: BLE001 - pydicom raises many types (NotImplementedError, BytesLengthException...) on bad bytes
+                rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
+                raise DatasetError(f"file {display_name(rel)} is not a readable DICOM file ({type(exc).__name__}); remove it "
+                                   f"or fix it (env {SHOW_NAMES_ENV}=1 shows its name)", root) from exc
+            try:
+                position, orientation, instance = slice_geometry(ds)
+                n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+                shape = (getattr(ds, "Rows", None), getattr(ds, "Columns", None))
+                check_declared_size(path.name, int(shape[1] or 0), int(shape[0] or 0), n_frames)
+            except (SpineInputError, TypeError, ValueError, OverflowError):
+                continue  # read_study refuses it (size, or a size that is no number) before decoding: not a frame there either
+            st = str(getattr(ds, "StudyInstanceUID", "") or path.parent.parent)
+            se = str(getattr(ds, "SeriesInstanceUID", "") or path.parent)
+            entry = studies.setdefault(st, {}).setdefault(se, {
+                "description": str(getattr(ds, "SeriesDescription", "") or ""), "entries": [],
+                "orientation": orientation, "folder": path.parent})
+            entry["entries"].append((path, SliceHeader(position, orientation, instance), n_frames, shape))
     out: list[StudyInfo] = []
     for series in studies.values():
         infos = [_series_info(e["description"], se, e["entries"], e["orientation"], e["folder"]) for se, e in series.items()]
