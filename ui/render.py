@@ -136,6 +136,8 @@ def cobb_panel(container: Any, cobb: dict[str, Any] | None, structures: Sequence
     band = (cobb or {}).get("band") or [max(0.0, r.value - 5), min(90.0, r.value + 5)]
     container.metric("Cobb angle", r.text, help="manual readings typically fall within ±5°")
     container.caption(f"±5° band: {band[0]:.1f}–{band[1]:.1f}°")
+    for note in (cobb or {}).get("notes") or []:  # how the reading was made, e.g. one of two readings failed
+        container.caption(str(note))
 
 
 def slip_panel(container: Any, slip: dict[str, Any] | None, structures: Sequence[str] = ()) -> None:
