@@ -155,6 +155,10 @@ class _Sinks:
             f.close()
 
 
+_TASK_OF_TYPE = {"ClassificationResult": "classify", "SegmentationResult": "segment", "DetectionResult": "detect",
+                 "DiscGradingResult": "discs"}
+
+
 def csv_rows(entry: dict[str, Any], summaries: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The CSV rows of one film's JSON entry: one per model result (a failed film: one row naming its error)."""
     base = {"index": entry.get("index"), "file": entry.get("file"), "kind": entry.get("kind"), "view": entry.get("view")}
@@ -164,7 +168,8 @@ def csv_rows(entry: dict[str, Any], summaries: Sequence[str] = ()) -> list[dict[
     for k, r in enumerate(entry.get("results") or []):
         probs = r.get("probs") or {}
         meas = r.get("measurements") or {}
-        row = {**base, "model": r.get("model_id"), "task": r.get("task"), "prediction": r.get("prediction"),
+        task = r.get("task") or _TASK_OF_TYPE.get(str(r.get("type")), r.get("type"))
+        row = {**base, "model": r.get("model_id"), "task": task, "prediction": r.get("prediction"),
                "probability": round(max(probs.values()), 4) if probs and r.get("prediction") else None,
                "validation": r.get("validation"), "summary": summaries[k] if k < len(summaries) else "",
                "elapsed_ms": round(float(r["elapsed_ms"]), 1) if isinstance(r.get("elapsed_ms"), (int, float)) else None}
@@ -253,6 +258,9 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write("".join(lines))
         pending.clear()
 
+    import time
+
+    t0 = time.perf_counter()
     try:
         for batch in film_batches(files, read, batch_size=args.batch_size, num_workers=args.workers):
             plans = []  # (item, shown, image, kind, view, cards)
@@ -288,10 +296,10 @@ def run(args: argparse.Namespace) -> int:
         flush()
         sinks.close()
         if bar is not None:
-            rate = bar.format_dict.get("rate")
             bar.close()
-            if rate:
-                sys.stderr.write(f"spine-models predict: {sinks.n} film(s), {rate:.2f} films/s\n")
+            took = time.perf_counter() - t0
+            sys.stderr.write(f"spine-models predict: {sinks.n} film(s) in {took:.1f} s, {sinks.n / max(took, 1e-9):.2f} films/s "
+                             "(model loading included)\n")
     if counts["failed"]:
         sys.stderr.write(f"spine-models predict: {counts['failed']} of {len(files)} file(s) failed\n")
         return 1 if counts["internal"] else 2
