@@ -10,7 +10,9 @@ memory than 10 (results are streamed to the CSV, films read ahead by a bounded D
 `spine-models predict` process (model loading included in its wall time); its peak memory is the largest sum of
 proportional set size (PSS: shared pages split between the processes that share them) over the process and its
 reader workers, sampled every 0.1 s. The steady rate,
-(N_large - N_small) / (T_large - T_small), leaves the start-up (imports, model loading, workers) out.
+(N_large - N_small) / (T_large - T_small), leaves the start-up (imports, model loading, workers) out; so does the
+CPU time per film (user + system of the process and its readers, the same difference), which says what the run
+would reach on cores nobody else uses: cores / CPU per film, an upper bound.
 Films: ../shared/data/fraiwan-ap (cycled to reach N; a film seen again is read and run again: the per-film memo
 holds only a few films), else phantom AP films made with `spine-models synth`.
 """
@@ -82,6 +84,9 @@ def run_once(folder: Path, n: int, models: list[str], workers: int, batch: int, 
            "--workers", str(workers), "--batch-size", str(batch), "--device", "cpu"]
     for m in models:
         cmd += ["--model", m]
+    import resource
+
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     proc = psutil.Process(popen.pid)
@@ -91,11 +96,13 @@ def run_once(folder: Path, n: int, models: list[str], workers: int, batch: int, 
         peak, peak_rss = max(peak, pss), max(peak_rss, rss)
         time.sleep(0.1)
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the process and its readers (joined, so counted)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     err = popen.stderr.read().decode("utf-8", "replace") if popen.stderr else ""
     rows = sum(1 for _ in out.open()) - 1 if out.is_file() else 0
     if popen.returncode not in (0, 2) or rows < n:
         raise SystemExit(f"predict failed (exit {popen.returncode}, {rows} rows of {n}):\n{err[-2000:]}")
-    return {"n": n, "wall_s": wall, "films_per_s": n / wall, "peak_pss_mb": peak / 2**20, "peak_rss_mb": peak_rss / 2**20,
+    return {"n": n, "wall_s": wall, "cpu_s": cpu, "films_per_s": n / wall, "peak_pss_mb": peak / 2**20, "peak_rss_mb": peak_rss / 2**20,
             "rows": rows}
 
 
@@ -118,11 +125,14 @@ def main(argv: list[str] | None = None) -> int:
             folder = _folder(sources, n, Path(tmp))
             r = run_once(folder, n, models, args.workers, args.batch_size, Path(tmp) / f"results_{n}.csv")
             results.append(r)
-            print(f"{n:6d} films: {r['wall_s']:7.1f} s wall, {r['films_per_s']:6.2f} films/s (start-up included), "
+            print(f"{n:6d} films: {r['wall_s']:7.1f} s wall, {r['cpu_s']:6.1f} s CPU, {r['films_per_s']:6.2f} films/s (start-up included), "
                   f"peak PSS {r['peak_pss_mb']:6.0f} MB (process + readers; RSS sum {r['peak_rss_mb']:.0f}), {r['rows']} CSV rows", flush=True)
     if len(results) >= 2:
         a, b = results[0], results[-1]
         steady = (b["n"] - a["n"]) / max(b["wall_s"] - a["wall_s"], 1e-9)
+        cpu_per_film = (b["cpu_s"] - a["cpu_s"]) / (b["n"] - a["n"])
+        print(f"CPU per film {cpu_per_film * 1000:.0f} ms (process + readers, start-up excluded): "
+              f"{(os.cpu_count() or 1) / cpu_per_film:.1f} films/s if all {os.cpu_count()} cores were free for this run")
         print(f"steady rate {steady:.2f} films/s ({a['n']} -> {b['n']} films); peak PSS {b['peak_pss_mb']:.0f} MB for "
               f"{b['n']} films vs {a['peak_pss_mb']:.0f} MB for {a['n']} ({b['peak_pss_mb'] / max(a['peak_pss_mb'], 1):.2f}x)")
     print(f"load average after: {os.getloadavg()[0]:.1f}")

@@ -173,3 +173,18 @@ def test_kill_9_of_the_server_during_a_job_is_reported_after_restart(tmp_path, d
     final = restarted.wait(job_id, timeout=300)
     assert final.status == "done", final.error
     assert _epochs(final.run_dir) == [1, 2, 3]
+
+
+def test_resume_needs_a_stopped_job_with_a_checkpoint(tmp_path, data_dir):
+    from spine_models.engine.jobs import argv_to_config
+    from spine_models.errors import SpineInputError
+
+    store = JobStore(tmp_path / "runs")
+    job_id = store.submit({**TINY, "data": [str(data_dir)], "epochs": 2}, start=False)
+    with pytest.raises(SpineInputError, match="only a failed or cancelled job"):
+        store.resume(job_id)
+    store.cancel(job_id)
+    with pytest.raises(SpineInputError, match="last.pt is missing"):
+        store.resume(job_id)
+    assert argv_to_config([*store.get(job_id).argv, "--resume"])["resume"] is True
+    assert argv_to_config(store.get(job_id).argv)["resume"] is False
