@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds one upload may take")
     ap.add_argument("--weights", default="shipped", help="'shipped' (weights/), 'tiny' (random test models) or a folder")
     ap.add_argument("--max-memory-mb", type=float, default=2048.0)
+    ap.add_argument("--log", default=None, help="keep the server's log in this file")
     args = ap.parse_args(argv)
     if not CHROMIUM.exists():
         print("/usr/bin/chromium is absent: install Debian's chromium to run the load test", file=sys.stderr)
@@ -216,8 +217,13 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, 9)
-        loads = collections.Counter(m.group(1) for m in re.finditer(r"loaded model (\S+ \(\w+\))", log_path.read_text()))
-        tracebacks = log_path.read_text().count("Traceback")
+        server_log = log_path.read_text(errors="replace")
+        if args.log:
+            Path(args.log).write_text(server_log)
+        loads = collections.Counter(m.group(1) for m in re.finditer(r"loaded model (\S+ \(\w+\))", server_log))
+        tracebacks = server_log.count("Traceback")
+        if tracebacks:
+            print("last traceback in the server log:\n" + server_log[server_log.rfind("Traceback"):][:3000])
     ok, failed = stats["ok"], stats["failed"]
     print(f"uploads: {len(ok)} completed, {len(failed)} failed in {took:.0f} s ({len(ok) / max(took, 1e-9):.2f} analyses/s)")
     if ok:

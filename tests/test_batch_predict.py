@@ -194,3 +194,21 @@ def test_predict_out_json_and_bad_out(weights_env, tmp_path, capsys, monkeypatch
     empty.mkdir()
     assert main(["predict", str(empty)]) == 2
     assert "holds no image file" in capsys.readouterr().err
+
+
+def test_app_runs_one_sessions_models_at_a_time_by_default(monkeypatch):
+    """ui.models.analysis_slot: sessions beyond SPINE_MODELS_MAX_ANALYSES wait their turn (bench/load_app.py)."""
+    pytest.importorskip("streamlit")
+    from ui.models import analysis_slot, max_analyses
+
+    monkeypatch.delenv("SPINE_MODELS_MAX_ANALYSES", raising=False)
+    assert max_analyses() == 1
+    slot = analysis_slot()
+    assert slot is analysis_slot()  # one per server
+    with slot:
+        assert not slot.acquire(blocking=False)  # a second session waits
+    monkeypatch.setenv("SPINE_MODELS_MAX_ANALYSES", "3")
+    assert max_analyses() == 3
+    monkeypatch.setenv("SPINE_MODELS_MAX_ANALYSES", "0")
+    with pytest.raises(ValueError, match="SPINE_MODELS_MAX_ANALYSES"):
+        max_analyses()
