@@ -11,6 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     YOLO_OFFLINE=1 \
     YOLO_AUTOINSTALL=False \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
+    MALLOC_ARENA_MAX=2 \
     HOME=/home/user \
     PATH=/home/user/.local/bin:$PATH
 

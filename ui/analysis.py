@@ -107,9 +107,10 @@ def infer_view(rad: Any, cards: Sequence[Any]) -> tuple[Any, str]:
     import dataclasses
 
     from spine_models.engine.predictor import infer_view
-    from ui.models import get_predictor
+    from ui.models import analysis_slot, get_predictor
 
-    view, note = infer_view(rad, cards, get=get_predictor)
+    with analysis_slot():  # one session's models at a time per server (ui.models.analysis_slot)
+        view, note = infer_view(rad, cards, get=get_predictor)
     return (dataclasses.replace(rad, view=view) if view and view != rad.view else rad), note
 
 
@@ -117,14 +118,15 @@ def run_models(rad: Any, cards: Sequence[Any], *, cam: bool = True) -> tuple[lis
     """Run each model once on the image; returns typed results and wall times in ms (incl. first load).
     Every Predictor takes the same call (``engine.base``: an option of another task is ignored, so a segmenter
     ignores ``cam``), and a network another model already ran on this film answers from the per-film memo."""
-    from ui.models import get_predictor
+    from ui.models import analysis_slot, get_predictor
 
     results, timings = [], {}
-    for card in cards:
-        t0 = time.perf_counter()
-        res = get_predictor(card).predict(rad, cam=cam)
-        timings[card.id] = (time.perf_counter() - t0) * 1000
-        results.append(res)
+    with analysis_slot():  # one session's models at a time per server: the others wait instead of thrashing
+        for card in cards:
+            t0 = time.perf_counter()
+            res = get_predictor(card).predict(rad, cam=cam)
+            timings[card.id] = (time.perf_counter() - t0) * 1000
+            results.append(res)
     return results, timings
 
 

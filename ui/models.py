@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import streamlit as st
 
 __all__ = ["warm_up", "shipped_cards", "get_predictor", "device_label", "job_store", "run_cards",
-           "all_cards", "NO_MODELS_HINT", "max_upload_mb", "architectures"]
+           "all_cards", "NO_MODELS_HINT", "max_upload_mb", "architectures", "analysis_slot", "max_analyses"]
 
 NO_MODELS_HINT = ("no shipped models yet — train one on the Train page or run "
                   "`spine-models train --task classify --model resnet18 --data DIR --out runs/NAME`, "
@@ -25,6 +25,35 @@ def max_upload_mb() -> int:
         return int(st.get_option("server.maxUploadSize"))
     except (RuntimeError, ValueError, TypeError):
         return 200
+
+
+def max_analyses() -> int:
+    """How many sessions may run models at once: ``$SPINE_MODELS_MAX_ANALYSES`` (default 1)."""
+    raw = os.environ.get("SPINE_MODELS_MAX_ANALYSES", "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"SPINE_MODELS_MAX_ANALYSES={raw!r}: use a whole number >= 1 (sessions that run models at once)")
+    return n
+
+
+@st.cache_resource(show_spinner=False)
+def _slots(n: int) -> Any:
+    import threading
+
+    return threading.BoundedSemaphore(n)
+
+
+def analysis_slot() -> Any:
+    """A server-wide slot to run models in (a context manager): sessions beyond ``max_analyses`` wait their turn.
+
+    Why: each session's script runs in its own thread and every network uses all cores; 20 sessions analysing at
+    once on 2 cores thrash (40 compute threads), none finishes within minutes and each holds its film's
+    intermediate arrays. One at a time, each analysis takes its single-session time and memory stays bounded;
+    the others queue behind it (bench/load_app.py)."""
+    return _slots(max_analyses())
 
 
 def shipped_cards() -> list[Any]:

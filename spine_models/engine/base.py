@@ -7,13 +7,18 @@ calls every model with ``cam=``; a typo raises naming the closest option), readi
 the per-film memo (``engine.film_memo``: a network runs once per film however many models read it). A task
 overrides only what differs: ``preprocess`` (film -> model input), ``infer`` (the network) and
 ``postprocess`` (raw output -> the task's typed Result at the film's own resolution).
+
+Batching (``predict_batch``, for ``spine-models predict DIR`` and the Compare page): a task whose network takes a
+stacked tensor overrides ``forward`` (a batch of input rows -> output rows) and ``collect`` (one input's output
+rows -> its raw output, e.g. TTA averaging) instead of ``infer``; the base then runs one forward per batch of
+films. Other tasks (composites, two-view inputs, detectors) keep ``infer`` and run film by film, same results.
 """
 from __future__ import annotations
 
 import difflib
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Hashable, Mapping
+from typing import Any, ClassVar, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -82,6 +87,73 @@ class BasePredictor:
         """``OPTIONS`` with the given values; an option of another task is ignored, an unknown one raises."""
         return predict_options(type(self), options)
 
+    def predict_batch(self, images: Sequence[Any], *, batch_size: int = 16, **options: Any) -> list[Any]:
+        """``[predict(image, **options) for image in images]``, with the network run on stacked batches of up to
+        ``batch_size`` input rows when the task defines ``forward`` (same results, fewer forward calls).
+
+        ``elapsed_ms`` of each result is its share of the batch (the batch's time / its films)."""
+        from spine_models.engine.film_memo import film_memo
+
+        opts = self.options(**options)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}: use 1 or more")
+        if not self.batches:
+            return [self.predict(image, **opts) for image in images]
+        t0 = time.perf_counter()
+        out: list[Any] = [None] * len(images)
+        todo: list[tuple[int, Any, Any, Any]] = []  # (position, film, memo key, model input)
+        for i, image in enumerate(images):
+            film = self.read(image, **opts)
+            key = self.memo_key(film, opts) if self.memo else None
+            hit = film_memo.get(key) if key is not None else None
+            if hit is not None:
+                out[i] = hit
+                continue
+            todo.append((i, film, key, self.preprocess(film, **opts)))
+        raws = self.infer_many([x for *_, x in todo], batch_size=batch_size, **opts)
+        for (i, film, key, x), raw in zip(todo, raws):
+            res = self.postprocess(raw, film, x, **opts)
+            out[i] = res
+            if key is not None:
+                film_memo.put(key, res)
+        share = (time.perf_counter() - t0) * 1000 / max(1, len(todo))
+        for i, *_ in todo:
+            out[i].elapsed_ms = share
+        return out
+
+    @property
+    def batches(self) -> bool:
+        """True when the task runs its network on stacked batches (it overrides ``forward``)."""
+        return type(self).forward is not BasePredictor.forward
+
+    def infer_many(self, xs: Sequence[Any], *, batch_size: int = 16, **options: Any) -> list[Any]:
+        """Raw outputs of several model inputs: tensors of one shape go through ``forward`` in stacked chunks of up to
+        ``batch_size`` rows, each input's rows then through ``collect``; anything else one ``infer`` at a time."""
+        import torch
+
+        if not xs:
+            return []
+        if not (self.batches and all(isinstance(x, torch.Tensor) for x in xs)
+                and len({tuple(x.shape[1:]) for x in xs}) == 1):
+            return [self.infer(x, **options) for x in xs]
+        out: list[Any] = []
+        chunk: list[Any] = []
+
+        def flush() -> None:
+            rows = self.forward(torch.cat(chunk), **options)
+            start = 0
+            for x in chunk:
+                out.append(self.collect(rows[start:start + x.shape[0]], **options))
+                start += x.shape[0]
+            chunk.clear()
+
+        for x in xs:
+            if chunk and sum(c.shape[0] for c in chunk) + x.shape[0] > batch_size:
+                flush()
+            chunk.append(x)
+        flush()
+        return out
+
     def predict(self, image: Any, **options: Any) -> Any:
         """read -> (per-film memo) -> preprocess -> infer -> postprocess; ``elapsed_ms`` covers all of it."""
         from spine_models.engine.film_memo import film_memo
@@ -114,7 +186,18 @@ class BasePredictor:
         raise NotImplementedError(f"{type(self).__name__} must define preprocess (film -> model input)")
 
     def infer(self, x: Any, **options: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must define infer (model input -> raw output)")
+        """The network on one model input; a task that defines ``forward`` gets ``collect(forward(x))``."""
+        if self.batches:
+            return self.collect(self.forward(x, **options), **options)
+        raise NotImplementedError(f"{type(self).__name__} must define infer (model input -> raw output) or forward + collect")
+
+    def forward(self, xb: Any, **options: Any) -> Any:
+        """The network on a stacked batch of input rows -> its output rows (a task that batches overrides it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not batch; it defines infer")
+
+    def collect(self, rows: Any, **options: Any) -> Any:
+        """One input's output rows -> its raw output (default: the first row)."""
+        return rows[0]
 
     def postprocess(self, raw: Any, film: Any, x: Any, **options: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define postprocess (raw output -> Result)")

@@ -523,11 +523,16 @@ class Predictor(BasePredictor):
         return x.to(self.device)
 
     def infer(self, x: Any, **_: Any) -> np.ndarray:
-        """Class probabilities of one input."""
+        """Class probabilities of one input (a two-view pair too)."""
         from spine_models.engine.trainer import forward_batch
 
         with torch.no_grad():
             return logits_to_probs(forward_batch(self.model, x).float()).cpu().numpy()[0]
+
+    def forward(self, xb: Any, **_: Any) -> np.ndarray:
+        """Class probabilities of a stacked batch of single-view inputs, one row each (``predict_batch``)."""
+        with torch.no_grad():
+            return logits_to_probs(self.model(xb).float()).cpu().numpy()
 
     def postprocess(self, raw: np.ndarray, film: Film, x: Any, *, cam: bool = True, shap: bool = False,
                     shap_evals: int = 300, shap_progress: Callable[[int, int], None] | None = None,

@@ -15,6 +15,7 @@ advances even when no page is open.
     job_id = store.submit({"task": "classify", "model": "resnet18", "data": ["synth/"], "epochs": 3})
     store.tick(); store.get(job_id).status   # queued | running | done | failed | cancelled
     store.cancel(job_id)
+    store.resume(job_id)                    # a failed / cancelled job continues from its last.pt
     store.promote(job_id)                   # copy model.pt + card into weights/
 """
 from __future__ import annotations
@@ -137,12 +138,12 @@ def argv_to_config(argv: Sequence[str]) -> dict[str, Any]:
     would parse, typed by the same flag table, merged by ``spine_models.config.train_config``."""
     from spine_models.config import train_config
 
-    values: dict[str, Any] = {"flags": {}, "data": [], "sets": [], "out": None, "quiet": False}
+    values: dict[str, Any] = {"flags": {}, "data": [], "sets": [], "out": None, "quiet": False, "resume": False}
     task = None
     it = iter(argv)
     for arg in it:
-        if arg == "--quiet":
-            values["quiet"] = True
+        if arg in ("--quiet", "--resume"):
+            values[arg[2:]] = True
             continue
         name = arg[2:] if arg.startswith("--") else ""
         value = next(it, None)
@@ -393,6 +394,25 @@ class JobStore:
                     break
         _CHILDREN.pop(job.id, None)
         self._update(job_id, status="cancelled", finished=time.time(), error="cancelled by the user")
+        self.tick()
+        return self.get(job_id)
+
+    def resume(self, job_id: str) -> Job:
+        """Queue a failed or cancelled job again to continue from its run folder's ``last.pt`` (``--resume``): after a
+        crash, a kill or a restart, training goes on from the last completed epoch instead of starting over."""
+        job = self.get(job_id)
+        if job.status not in ("failed", "cancelled"):
+            raise SpineInputError(f"job {job_id} is {job.status}; only a failed or cancelled job can be resumed")
+        last = job.run_dir / "last.pt"
+        if not last.is_file():
+            raise SpineInputError(f"job {job_id}: {last} is missing (it stopped before its first epoch ended); "
+                                  "submit it again instead")
+        argv = job.argv if "--resume" in job.argv else [*job.argv, "--resume"]
+        (job.run_dir / "result.json").unlink(missing_ok=True)
+        with open(job.log_path, "a", encoding="utf-8") as log:
+            log.write(f"--- resumed from {last.name} at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+        self._update(job_id, status="queued", argv=json.dumps(argv), pid=None, started=None, finished=None, error=None,
+                     card=None)
         self.tick()
         return self.get(job_id)
 

@@ -196,8 +196,11 @@ class VertebraCornerPredictor(BasePredictor):
                 score = {v["name"]: v["score"] for v in vertebra_instances(refined, base.masks["vertebra"].astype(np.float32))}
             vertebrae = [{"name": n, "corners": [[round(float(a), 1), round(float(b), 1)] for a, b in c],
                           "box": [round(float(v), 1) for v in quad_box(c)], "score": score[n]} for n, c in refined.items()]
-            meas["cobb"] = cobb_measurement(refined, film.pixels.shape, self.readout, film.spacing, self.fusion or None,
-                                            min_span=self.min_span)
+            from spine_models.measure import measured
+
+            # a read that raises on degenerate corners is this film's failed measurement, not the end of the result
+            meas["cobb"] = measured("cobb", cobb_measurement, refined, film.pixels.shape, self.readout, film.spacing,
+                                    self.fusion or None, min_span=self.min_span)
             if self.mean_with_locator:
                 meas["cobb"] = _mean_read(meas["cobb"], base.measurements.get("cobb"), fallback=self.locator_fallback)
         return SegmentationResult(model_id=self.card.id, source=base.source, image_size=base.image_size,

@@ -7,6 +7,7 @@ object.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -33,6 +34,7 @@ def load_predictor(model: ModelRef, device: str | None = None) -> Any:
 
 _LOADED: "OrderedDict[tuple[str, ...], Any]" = OrderedDict()
 _LOCK = threading.Lock()
+_log = logging.getLogger(__name__)
 _KEY_LOCKS: dict[tuple[str, ...], threading.Lock] = {}
 MAX_LOADED = 32  # more than every shipped model: the app's st.cache_resource entries stay the same objects
 
@@ -66,6 +68,7 @@ def shared_predictor(model: ModelRef, device: str | None = None, *, cls: type | 
             if key in _LOADED:
                 return _LOADED[key]
         pred = (cls or own)(card, device=device)
+        _log.info("loaded model %s (%s) on %s", card.id, type(pred).__name__, key[-2])  # bench/load_app.py counts these
         with _LOCK:
             _LOADED[key] = pred
             while len(_LOADED) > MAX_LOADED:

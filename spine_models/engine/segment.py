@@ -381,7 +381,7 @@ def measure_masks(masks: dict[str, np.ndarray], view: str, pixel_spacing_mm: tup
 
     ``ap_read``: the ``cobb_from_mask`` result when the caller already has it (the Predictor keeps the
     corners for the result), so the bodies are not found twice."""
-    from spine_models.measure import slip_from_mask
+    from spine_models.measure import measured
 
     out: dict[str, Any] = {}
     vert = masks.get("vertebra")
@@ -391,21 +391,34 @@ def measure_masks(masks: dict[str, np.ndarray], view: str, pixel_spacing_mm: tup
             out["cobb"] = {"cobb_deg": None, "n_vertebrae": 0,
                            "note": "no vertebral body found: not an AP spine film, or one this model cannot read"}
         return out
+    # each read is guarded: one that raises is a failed measurement of this film, never the end of the result
     if is_ap:
-        lm, res = ap_read if ap_read is not None else cobb_from_mask(vert, pixel_spacing_mm)
-        if res is not None:
-            out["cobb"] = {**res.to_dict(), "n_vertebrae": len(lm), **_plausibility(lm, res.max_angle, vert.shape)}
-        else:
-            out["cobb"] = {"cobb_deg": None, "n_vertebrae": len(lm),
-                           "note": f"only {len(lm)} separate vertebral bodies found; Cobb needs {MIN_BODIES_COBB}"}
+        out["cobb"] = measured("cobb", _cobb_measurement, vert, pixel_spacing_mm, ap_read)
     if view == "lat" or (view not in ("ap",) and "disc_height" in masks):
-        slip = slip_from_mask(vert, spinous_mask=masks.get("spinous_process"), pixel_spacing_mm=pixel_spacing_mm,
-                              disc_mask=masks.get("disc_height"), posterior_line_mask=masks.get("posterior_line"))
-        if slip["level"] is None:
-            slip.update(slip_percent=None, meyerding_grade=None, meyerding=None,
-                        note=f"only {len(slip['vertebrae'])} separate vertebral bodies found; slip needs 2")
-        out["slip"] = slip
+        out["slip"] = measured("slip", _slip_measurement, masks, pixel_spacing_mm)
     return out
+
+
+def _cobb_measurement(vert: np.ndarray, pixel_spacing_mm: tuple[float, float] | None,
+                      ap_read: tuple[dict[str, Any], Any] | None) -> dict[str, Any]:
+    """The ``cobb`` measurement dict of an AP vertebra mask (an explained "cannot measure" when too few bodies)."""
+    lm, res = ap_read if ap_read is not None else cobb_from_mask(vert, pixel_spacing_mm)
+    if res is None:
+        return {"cobb_deg": None, "n_vertebrae": len(lm),
+                "note": f"only {len(lm)} separate vertebral bodies found; Cobb needs {MIN_BODIES_COBB}"}
+    return {**res.to_dict(), "n_vertebrae": len(lm), **_plausibility(lm, res.max_angle, vert.shape)}
+
+
+def _slip_measurement(masks: dict[str, np.ndarray], pixel_spacing_mm: tuple[float, float] | None) -> dict[str, Any]:
+    """The ``slip`` measurement dict of lateral masks (slip_percent None with a note when fewer than 2 bodies)."""
+    from spine_models.measure import slip_from_mask
+
+    slip = slip_from_mask(masks["vertebra"], spinous_mask=masks.get("spinous_process"), pixel_spacing_mm=pixel_spacing_mm,
+                          disc_mask=masks.get("disc_height"), posterior_line_mask=masks.get("posterior_line"))
+    if slip["level"] is None:
+        slip.update(slip_percent=None, meyerding_grade=None, meyerding=None,
+                    note=f"only {len(slip['vertebrae'])} separate vertebral bodies found; slip needs 2")
+    return slip
 
 
 def _plausibility(lm: dict[str, Any], cobb_deg: float, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -508,12 +521,15 @@ class Predictor(BasePredictor):
         x, film.extra["geometry"] = preprocess(film.pixels, self.pre)
         return x.to(self.device)
 
-    def infer(self, x: Any, **_: Any) -> np.ndarray:
-        """(K, h, w) sigmoid probabilities at the model's size (the mirror's mirrored back and averaged)."""
+    def forward(self, xb: Any, **_: Any) -> np.ndarray:
+        """(N, K, h, w) sigmoid probabilities of a stacked batch of input rows (a film and, with TTA, its mirror)."""
         import torch
 
         with torch.inference_mode():
-            p = torch.sigmoid(self.model(x).float()).cpu().numpy()
+            return torch.sigmoid(self.model(xb).float()).cpu().numpy()
+
+    def collect(self, p: np.ndarray, **_: Any) -> np.ndarray:
+        """(K, h, w) sigmoid probabilities of one film at the model's size (the mirror's mirrored back and averaged)."""
         return (p[0] + p[1][..., ::-1]) / 2 if self.tta == "hflip" else p[0]
 
     def postprocess(self, raw: np.ndarray, film: Film, x: Any, *, measure: bool = True, threshold: float | None = None,
@@ -527,7 +543,11 @@ class Predictor(BasePredictor):
         vert = masks.get("vertebra")
         is_ap = self.card.view == "ap" or (self.card.view != "lat" and "pedicle" in masks)
         if measure and is_ap and vert is not None and np.any(vert):
-            ap_read = cobb_from_mask(vert, sp)
+            try:
+                ap_read = cobb_from_mask(vert, sp)
+            except Exception:  # noqa: BLE001 - measure_masks reads it again and records the failure in the result
+                ap_read = None
+        if ap_read is not None:
             if self.body_height != 1.0:  # trained on shortened bodies: give the found ones their full height
                 from spine_models.data.vertebra_targets import body_height_scaled
 

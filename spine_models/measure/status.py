@@ -9,13 +9,17 @@ clinician report and the classifiers that consume a measurement all ask :func:`c
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from spine_models.measure.slip import SLIP_PLAUSIBLE_PERCENT
 
-__all__ = ["COBB_RANGE_DEG", "Read", "cobb_read", "slip_read", "cannot_measure", "public_measurement", "public_result"]
+__all__ = ["COBB_RANGE_DEG", "Read", "cobb_read", "slip_read", "cannot_measure", "public_measurement", "public_result",
+           "failed_measurement", "measured"]
+
+_log = logging.getLogger(__name__)
 
 COBB_RANGE_DEG = (0.0, 90.0)  # the angle between two lines
 SLIP_RANGE_PERCENT = SLIP_PLAUSIBLE_PERCENT  # one range: the slip measurement flags the same one
@@ -112,3 +116,26 @@ def public_result(d: dict[str, Any]) -> dict[str, Any]:
         return d
     return {**d, "measurements": {k: public_measurement(k, v) if k in _VALUE and isinstance(v, dict) else v
                                   for k, v in meas.items()}}
+
+
+def failed_measurement(kind: str, exc: BaseException) -> dict[str, Any]:
+    """The measurement dict of a read that raised: no number, ``failed`` true and the reason, so every reader
+    (:func:`cobb_read` / :func:`slip_read`) shows "cannot measure — measurement failed (...)" and never a finding."""
+    if kind not in _VALUE:
+        raise ValueError(f"failed_measurement: kind {kind!r}; use one of {sorted(_VALUE)}")
+    reason = f"measurement failed ({type(exc).__name__}: {exc})"
+    return {_VALUE[kind]: None, "failed": True, "reliable": False, "warnings": [reason], "note": reason,
+            "error": type(exc).__name__}
+
+
+def measured(kind: str, fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``fn(*args, **kwargs)``, or :func:`failed_measurement` when it raises.
+
+    Why: a measurement runs on a predicted mask or corners, which can be degenerate in ways no check foresees
+    (a zero-length endplate, a singular fit); one such film must cost its own number, not the whole result, the
+    page or a batch of a thousand films. The traceback goes to the log (it may be a bug to fix)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - recorded in the result as a failed measurement, and logged
+        _log.warning("%s measurement failed: %s: %s", kind, type(exc).__name__, exc, exc_info=True)
+        return failed_measurement(kind, exc)

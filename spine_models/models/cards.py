@@ -90,7 +90,10 @@ class ModelCard:
         return d
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        """Write the card atomically: a full disk or a kill mid-write leaves the previous card intact."""
+        from spine_models._atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
@@ -198,7 +201,10 @@ def save_checkpoint_file(path: str | Path, *, arch: str, task: str, state_dict: 
     blob = {"format": 1, "arch": arch, "task": task, "arch_kwargs": arch_kwargs or {}, "state_dict": sd}
     if quantized:
         blob["int8"] = quantized
-    torch.save(blob, path)
+    from spine_models._atomic import atomic_path
+
+    with atomic_path(path) as tmp:  # a failed write (full disk) leaves the previous weight file intact
+        torch.save(blob, tmp)
     return sha256_file(path)
 
 
