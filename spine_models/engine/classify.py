@@ -222,6 +222,7 @@ class ClassifyTrainer(BaseTrainer):
     accuracy (or loss / accuracy / AUC), a Youden threshold for binary tasks, test metrics into the card."""
 
     task = "classify"
+    distributed = True  # torchrun / --nproc: DDP over the one fit (engine.distributed)
 
     def __init__(self, cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> None:
         from spine_models.models import get_spec

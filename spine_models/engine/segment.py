@@ -130,6 +130,7 @@ class SegmentTrainer(BaseTrainer):
     loss, per-structure Dice on validation, test metrics by :func:`evaluate` into the card."""
 
     task = "segment"
+    distributed = True  # torchrun / --nproc: DDP over the one fit (engine.distributed)
 
     def __init__(self, cfg: dict, out_dir: str | Path, *, parts: dict[str, SpineDataset] | None = None,
                  callbacks: Any = None, quiet: bool = False) -> None:
