@@ -182,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    print(f"threads {args.threads}, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f} "
+    load = os.getloadavg()[0]
+    print(f"threads {args.threads}, torch {torch.__version__}, load average {load:.2f} "
           "(a shared machine: figures are noisy, quote them from a quiet one)")
+    if load > (os.cpu_count() or 1):
+        print(f"WARNING: load average {load:.1f} > {os.cpu_count()} cores: other processes hold the cores, intra-op "
+              "threads wait on each other and latencies here can be many times a quiet machine's; --threads 1 suffers least")
     peak, n = matmul_peak_gflops()
     bw = bandwidth_gbs()
     disp = dispatch_us()
@@ -207,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             ms = _median_ms(lambda: model(x), args.reps)
         gf = count_flops(model, x) / 1e9
         bound = gf / peak * 1000
-        n_ops, kinds = op_profile(model, x)
+        n_ops, kinds_all = op_profile(model, x, top=50)
+        kinds = kinds_all[:3]
         disp_ms = n_ops * disp / 1000
         mem = memory_bytes(model, x)
         mem_ms = mem / (bw * 1e9) * 1000
@@ -223,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
                 parts.append(f"memory: {mem / 1e6:.0f} MB at {bw:.0f} GB/s = {100 * mem_ms / ms:.0f} % of the time")
             if dw > 0.05:
                 parts.append(f"depthwise convs: {100 * dw:.0f} % of the FLOPs (low arithmetic intensity)")
+            share_of = dict(kinds_all)
+            bn = share_of.get("native_batch_norm", 0.0) + share_of.get("batch_norm", 0.0)
+            if bn > 0.05:
+                parts.append(f"batch-norm as its own pass {100 * bn:.0f} % (folding it into the convs removes it: ONNX Runtime does)")
+            slow = share_of.get("_slow_conv2d_forward", 0.0)
+            if slow > 0.05:
+                parts.append(f"convs off oneDNN (_slow_conv2d_forward) {100 * slow:.0f} %")
             parts.append("top ops " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in kinds))
             why = "; ".join(parts)
         print(f"{mid:38s} {'x'.join(map(str, x.shape[2:])):>9s} {gf:6.2f} {ms:7.1f} {bound:6.1f} {100 * share:5.0f}% "

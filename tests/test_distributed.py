@@ -114,3 +114,25 @@ def test_cancel_stops_every_rank(data: Path, tmp_path: Path) -> None:
     ranks = job.rank_pids()
     assert store.cancel(job_id).status == "cancelled"
     _wait_for(lambda: not any(_running(p) for p in (job.pid, *ranks)), 30, "every rank to end")
+
+
+@pytest.mark.slow
+def test_a_unet_trains_in_two_processes_like_in_one(tmp_path: Path) -> None:
+    from test_segment import _dataset  # noqa: E402
+
+    root = tmp_path / "synth"
+    ds = _dataset(root, 12, "s", 5)
+    rows = ["id,patient_id,view,class,cobb_deg,slip_percent,meyerding_grade,implant,pixel_spacing_mm"]
+    rows += [f"{s.id},P{i},ap,normal,0.0,0.0,0,0,0.5" for i, s in enumerate(ds.samples)]
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    args = ["train", "--task", "segment", "--model", "unet_tiny", "--data", str(root), "--imgsz", "64", "--epochs", "2",
+            "--batch", "4", "--set", "augment=none", "--set", "eval_resamples=20", "--set", "leakage_check=false",
+            "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--out", str(tmp_path / "two"), "--nproc", "2"]) == 0
+    h1, h2 = _history(tmp_path / "one"), _history(tmp_path / "two")
+    assert len(h1) == len(h2) == 2
+    for a, b in zip(h1, h2):
+        assert abs(a["val_loss"] - b["val_loss"]) < FINETUNE_LOSS_TOL
+    card = json.loads((tmp_path / "two" / "card.json").read_text())
+    assert "--nproc 2" in card["train_command"] and "dice" in card["metrics"]

@@ -29,6 +29,7 @@ from spine_models.data.transforms import PreprocessConfig, augmentation_preset, 
 from spine_models.data.vertebra_targets import DISC_STRUCTURES, has_disc_truth, has_vertebra_truth
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback
+from spine_models.engine.runtime import network_for
 from spine_models.engine.trainer import BaseTrainer, init_from_run, new_card, write_card
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.io.pixels import as_pixels
@@ -487,6 +488,7 @@ class Predictor(BasePredictor):
         tta = _check_tta((card.preprocessing or {}).get("tta", "none") if tta is None else tta, f"model {card.id!r}: tta")
         self.pre = replace(PreprocessConfig.from_card(card), tta=tta)
         self.size, self.tta = self.pre.size, self.pre.tta
+        self.net = network_for(card, self.model, (1, self.pre.in_chans, *self.size), self.device)  # engine.runtime
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(K, H, W) float32 sigmoid probabilities at the film's original resolution (TTA as ``self.tta``)."""
@@ -514,7 +516,7 @@ class Predictor(BasePredictor):
         import torch
 
         with torch.inference_mode():
-            p = torch.sigmoid(self.model(x).float()).cpu().numpy()
+            p = torch.sigmoid(self.net(x).float()).cpu().numpy()
         return (p[0] + p[1][..., ::-1]) / 2 if self.tta == "hflip" else p[0]
 
     def postprocess(self, raw: np.ndarray, film: Film, x: Any, *, measure: bool = True, threshold: float | None = None,
