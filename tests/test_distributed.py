@@ -59,6 +59,16 @@ def test_two_processes_match_one_process_on_the_same_seed(data: Path, tmp_path: 
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
 
 
+@pytest.mark.slow
+def test_a_time_budget_stops_every_rank_after_the_same_epoch(data: Path, tmp_path: Path) -> None:
+    # each rank reads its own clock; the stop is agreed, so no rank waits for another in a collective
+    out = tmp_path / "budget"
+    budget = [a if a != "3" else "5" for a in ARGS] + ["--set", "max_minutes=1e-6"]
+    assert main(["train", "--data", str(data), "--out", str(out), "--nproc", "2", *budget]) == 0
+    assert len(_history(out)) == 1 and (out / "card.json").is_file()
+    assert json.loads((out / "summary.json").read_text())["stopped_by"] == "callback"
+
+
 def test_a_model_that_trains_in_one_process_says_so(data: Path, tmp_path: Path, capsys) -> None:
     rc = main(["train", "--task", "detect", "--model", "yolov8n", "--data", str(data), "--out", str(tmp_path / "d"),
                "--nproc", "2", "--quiet"])
