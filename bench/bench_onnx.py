@@ -97,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             if not films:
                 print(f"{card.id:38s} skipped: no real films under {DATA}")
                 continue
-            pred = predictor_class(card)(card, device="cpu")
+            if card.task == "segment":  # a disc locator's own Predictor builds on the U-Net Predictor: time that
+                from spine_models.engine.segment import Predictor as UNetPredictor
+
+                pred = UNetPredictor(card, device="cpu")
+            else:
+                pred = predictor_class(card)(card, device="cpu")
             net = pred.model
             xs = []
             for f in films:

@@ -13,6 +13,7 @@ Reproducibility: every epoch reseeds python/numpy/torch and the DataLoader gener
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import random
@@ -316,6 +317,8 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
     cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList([callbacks] if callbacks else [])
     distributed = D.active()  # under torchrun (engine.distributed): DDP, rank-0 files, agreed stops
     main = D.is_main()
+    ddp: nn.Module | None = None
+    ddp_trainable: tuple[bool, ...] = ()
     if distributed:
         cb = D.SyncedCallbacks(cb)
     early = EarlyStopping(patience=patience, mode=mode)
@@ -354,15 +357,18 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
         cb.on_epoch_start(epoch, epochs)
         t0 = time.perf_counter()
         train_model, train_mode = model, set_train_mode
-        if distributed:  # wrapped after the epoch hook: it may freeze or unfreeze parameters
+        if distributed:  # wrapped after the epoch hook, again whenever it froze or unfroze parameters
             D.set_epoch(train_loader, epoch)
-            train_model = D.wrap(model, device)
-            train_mode = _ddp_train_mode(model, set_train_mode)
+            trainable = tuple(p.requires_grad for p in model.parameters())
+            if ddp is None or trainable != ddp_trainable:
+                ddp, ddp_trainable = None, trainable
+                gc.collect()  # the old wrapper's gradient hooks go with it before the new one registers its own
+                ddp = D.wrap(model, device)
+            train_model, train_mode = ddp, _ddp_train_mode(model, set_train_mode)
         train_loss = train_one_epoch(train_model, train_loader, loss_fn, optimizer, device, callbacks=cb,
                                      quiet=quiet or not main, desc=f"epoch {epoch + 1}/{epochs}",
                                      set_train_mode=train_mode, grad_clip=grad_clip, step_fn=step_fn,
                                      step_scheduler=scheduler if scheduler_interval == "step" else None)
-        del train_model
         if cb.should_stop():
             stopped_by = "callback"
             epoch -= 1  # this epoch did not complete; last.pt holds the previous one
