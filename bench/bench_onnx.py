@@ -12,7 +12,8 @@ U-Nets), whether every classifier's top class and every U-Net mask pixel (at the
 median batch-1 latency of each runtime at --threads, with torch's channels_last and bfloat16-autocast variants
 beside them (bf16 only where the CPU has avx512_bf16). Tolerance used for "match": probabilities within 1e-4.
 Real films: ../shared/data/fraiwan-ap and aasce-ap (X-ray models), spider-mri (MRI models); skipped when absent.
-A shared machine makes the latencies noisy: quote them from a quiet one.
+A shared machine makes the latencies noisy: quote them from a quiet one. ``--record`` writes the card's ``runtime``
+field (engine.runtime: the path and the figures it was validated with) for each model that matched and ran faster.
 """
 from __future__ import annotations
 
@@ -58,12 +59,26 @@ def _median_ms(fn, reps: int) -> float:
     return statistics.median(t)
 
 
+def _record(card, args: argparse.Namespace, runtime: dict) -> None:
+    """The card's ``runtime`` field, written through the card writer into its own JSON (weights untouched)."""
+    from spine_models.models.cards import ModelCard, weights_dir
+
+    path = (args.weights or weights_dir()) / f"{card.id}.json"
+    stored = ModelCard.from_json(path)
+    stored.runtime = runtime
+    stored.to_json(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--films", type=int, default=6, help="real films per view")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--model", action="append", help="shipped model id (repeatable; default every CNN and U-Net)")
+    ap.add_argument("--weights", type=Path, help="cards folder (default: the shipped weights/)")
+    ap.add_argument("--record", action="store_true",
+                    help="write the card's runtime field (onnxruntime, with these figures) for every model within the "
+                         "tolerance and faster on ONNX Runtime; run it on a quiet machine")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
@@ -86,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':38s} {'films':>5s} {'max |dp|':>9s} {'agree':>7s} {'torch ms':>9s} {'ch-last':>7s} {'bf16 ms':>7s} "
           f"{'bf16 |dp|':>8s} {'ort ms':>7s} {'ort vs torch':>8s}")
     with tempfile.TemporaryDirectory() as tmp:
-        for card in list_cards():
+        for card in list_cards(args.weights):
             if args.model and card.id not in args.model:
                 continue
             plain = (card.task == "classify" and not is_composite(card.arch)) or \
@@ -136,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
                         bf_dp = max(float((squash(net(x)) - squash(onnx_net(x))).abs().max()) for x in xs)
             o_ms = _median_ms(lambda: onnx_net(xs[0]), args.reps)
             flag = "" if worst <= TOL else "  (outside the tolerance)"
+            if args.record and worst <= TOL and o_ms < t_ms:
+                flag += "  recorded"
+                _record(card, args, {"path": "onnxruntime", "tolerance": TOL, "max_abs_prob_diff": worst,
+                                     "agree": float(np.mean(agree)), "films": [f.parent.name + "/" + f.name for f in films],
+                                     "threads": args.threads, "torch_ms": round(t_ms, 1), "onnxruntime_ms": round(o_ms, 1),
+                                     "load_average": round(os.getloadavg()[0], 2), "onnxruntime_version": onnxruntime.__version__,
+                                     "command": "python bench/bench_onnx.py " + " ".join(sys.argv[1:] if argv is None else argv)})
             print(f"{card.id:38s} {len(xs):5d} {worst:9.2e} {100 * float(np.mean(agree)):6.2f}% {t_ms:9.1f} {cl_ms:7.1f} "
                   f"{bf_ms:7.1f} {bf_dp:8.1e} {o_ms:7.1f} {t_ms / o_ms:7.2f}x{flag}")
     print("max |dp|, agree: ONNX Runtime against torch fp32; ch-last: torch with channels_last weights and input; bf16: "
