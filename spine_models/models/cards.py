@@ -62,7 +62,7 @@ class ModelCard:
     # [{"data": folder name or "phantom", "license", "credit"}] (spine_models.models.provenance.SOURCES)
     sources: list[dict[str, Any]] = field(default_factory=list)
     # the inference path (engine.runtime): {} = torch; {"path": "onnxruntime", ...the figures it was validated with:
-    # tolerance, max difference on which real films, latencies, the command}; left out of the JSON when empty
+    # tolerance, max difference on which real films, latencies, the command}; a card without the key reads as {}
     runtime: dict[str, Any] = field(default_factory=dict)
 
     _TASKS = ("classify", "detect", "segment")
@@ -90,8 +90,6 @@ class ModelCard:
             d.pop("classes")
         if self.structures is None:
             d.pop("structures")
-        if not self.runtime:
-            d.pop("runtime")
         return d
 
     def to_json(self, path: str | Path) -> None:
