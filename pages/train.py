@@ -23,9 +23,12 @@ with st.form("train_form"):
     epochs = c3.number_input("Epochs", 1, 1000, 10, key=K.TRAIN_EPOCHS)
     imgsz = c4.number_input("Image size (px)", 32, 2048, 224, step=32, key=K.TRAIN_IMGSZ)
     batch = c5.number_input("Batch", 1, 256, 8, key=K.TRAIN_BATCH)
-    c6, c7 = st.columns(2)
+    c6, c7, c8 = st.columns(3)
     mode = c6.selectbox("Mode", ["finetune", "frozen"], key=K.TRAIN_MODE, help="classify: train everything or the head only")
     init = c7.text_input("Init", "scratch", key=K.TRAIN_INIT, help="scratch | imagenet (local file only) | path to a model.pt")
+    nproc = c8.number_input("Processes / GPUs", 1, 64, 1, key=K.TRAIN_NPROC,
+                            help="classify / segment networks: train in N processes (DistributedDataParallel through "
+                                 "torchrun; one GPU each on CUDA); the batch is split across them")
     extra = st.text_area("More settings (key=value or key: value per line, any key of the task's defaults)", key=K.TRAIN_EXTRA)
     submitted = st.form_submit_button("Start training", type="primary")
 
@@ -38,6 +41,7 @@ if submitted:
                # detect runs always start from the architecture's YAML: no init setting to send
                **({"init": init} if init and (task != "detect" or init != "scratch") else {}),
                **({"mode": mode} if task == "classify" else {}),
+               **({"nproc": int(nproc)} if int(nproc) > 1 else {}),
                **parse_set_args([ln.strip() if "=" in ln else ln.strip().replace(":", "=", 1)
                                  for ln in extra.splitlines() if ln.strip()])}
         sizes = analysis.split_sizes(cfg)

@@ -26,7 +26,7 @@ __all__ = ["CFG_DIR", "defaults", "load_config", "check_cfg", "parse_set_args", 
 #: ``spine-models train`` options that are flags, with their types, in command-line order; every
 #: other setting is ``--set key=value``
 TRAIN_FLAGS: dict[str, type] = {"model": str, "epochs": int, "imgsz": int, "batch": int, "lr": float, "mode": str,
-                                "init": str, "seed": int, "device": str}
+                                "init": str, "seed": int, "device": str, "nproc": int}
 TRAIN_MODES = ("frozen", "finetune")
 
 #: keys a run adds to its config (``load_config``: task; ``train_config``: train_command, resume); every other key an
@@ -51,7 +51,9 @@ CHOICES: dict[str, dict[str, tuple[Any, ...]]] = {
 
 #: per task, the lowest value of integer keys that must be positive
 MINIMUM: dict[str, dict[str, int]] = {
-    "classify": {"epochs": 1, "batch": 1},
+    "classify": {"epochs": 1, "batch": 1, "nproc": 1},
+    "segment": {"nproc": 1},
+    "detect": {"nproc": 1},
 }
 
 CFG_DIR = Path(__file__).resolve().parent / "cfg"

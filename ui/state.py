@@ -43,6 +43,7 @@ class K:
     TRAIN_BATCH = "train_batch"
     TRAIN_MODE = "train_mode"
     TRAIN_INIT = "train_init"
+    TRAIN_NPROC = "train_nproc"
     TRAIN_EXTRA = "train_extra"
     TRAIN_SUBMIT = "train_submit"
     TRAIN_REFRESH = "train_refresh"

@@ -21,7 +21,7 @@ from typing import Any
 
 from spine_models.errors import ConfigError
 
-__all__ = ["task_module", "card_engine", "predictor_class", "TASKS", "ARCH_ENGINES"]
+__all__ = ["task_module", "card_engine", "predictor_class", "trains_distributed", "TASKS", "ARCH_ENGINES"]
 
 TASKS = ("classify", "detect", "segment")
 # architectures with an engine module of their own (trained and run there; their cards keep a SPEC task)
@@ -57,3 +57,14 @@ def predictor_class(card: Any) -> type:
     if card.task == "classify" and composite.is_composite(card.arch):
         return composite.CompositePredictor
     return card_engine(card).Predictor
+
+
+def trains_distributed(task: str, arch: str | None) -> bool:
+    """Whether ``task``/``arch`` trains under torchrun (its Trainer's ``distributed``: the classify and segment
+    networks); detectors, composites and the engines of their own (disc grader, corner model) train in one
+    process. Asked before launching a group, so a refusal is one line instead of N failed ranks."""
+    if task not in ("classify", "segment") or arch in ARCH_ENGINES:
+        return False
+    if task == "classify":
+        return not importlib.import_module("spine_models.engine.composite").is_composite(arch or "")
+    return True

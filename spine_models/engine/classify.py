@@ -34,6 +34,7 @@ from spine_models.data.records import LABEL_FROM, VIEW_CLASSES, relabel
 from spine_models.data.torch_datasets import ClassificationTorchDataset, load_pixels
 from spine_models.data.transforms import Normalization, PreprocessConfig, preprocess
 from spine_models.engine.composite import CompositePredictor, CompositeTrainer, is_composite
+from spine_models.engine.runtime import Network, network_for
 from spine_models.engine.trainer import BaseTrainer, write_card
 from spine_models.errors import ConfigError, DatasetError, SpineInputError
 from spine_models.models.cards import ModelCard, load_state
@@ -222,6 +223,7 @@ class ClassifyTrainer(BaseTrainer):
     accuracy (or loss / accuracy / AUC), a Youden threshold for binary tasks, test metrics into the card."""
 
     task = "classify"
+    distributed = True  # torchrun / --nproc: DDP over the one fit (engine.distributed)
 
     def __init__(self, cfg: dict, out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> None:
         from spine_models.models import get_spec
@@ -487,6 +489,9 @@ class Predictor(BasePredictor):
         self._locate = crop_locator(self.pre)
         self.two_view = bool(getattr(self.model, "two_view", False))
         self.threshold = card.thresholds.get("binary") if len(card.classes or []) == 2 else None
+        # probabilities (and SHAP's many calls) through the card's runtime; Grad-CAM needs torch's gradients
+        self.net = Network(self.model, "torch", "two-view models run on torch") if self.two_view else \
+            network_for(card, self.model, (1, self.pre.in_chans, *self.pre.size), self.device)
 
     # ------------------------------------------------------------------ stages
     def read(self, image: Any, **_: Any) -> Film:
@@ -527,12 +532,12 @@ class Predictor(BasePredictor):
         from spine_models.engine.trainer import forward_batch
 
         with torch.no_grad():
-            return logits_to_probs(forward_batch(self.model, x).float()).cpu().numpy()[0]
+            return logits_to_probs(forward_batch(self.net if not self.two_view else self.model, x).float()).cpu().numpy()[0]
 
     def forward(self, xb: Any, **_: Any) -> np.ndarray:
         """Class probabilities of a stacked batch of single-view inputs, one row each (``predict_batch``)."""
         with torch.no_grad():
-            return logits_to_probs(self.model(xb).float()).cpu().numpy()
+            return logits_to_probs(self.net(xb).float()).cpu().numpy()  # the card's runtime (engine.runtime)
 
     def postprocess(self, raw: np.ndarray, film: Film, x: Any, *, cam: bool = True, shap: bool = False,
                     shap_evals: int = 300, shap_progress: Callable[[int, int], None] | None = None,
@@ -583,7 +588,7 @@ class Predictor(BasePredictor):
     @torch.no_grad()
     def _nhwc_predict(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2).to(self.device)
-        return logits_to_probs(self.model(x).float()).cpu().numpy()
+        return logits_to_probs(self.net(x).float()).cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------------------------

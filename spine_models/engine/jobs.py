@@ -105,6 +105,19 @@ class Job:
     def log_tail(self, n: int = 20) -> str:
         return tail(self.log_path, n)
 
+    def rank_pids(self) -> list[int]:
+        """The live ranks of a job trained by several processes (``nproc`` > 1): each rank writes
+        ``<run>/rank<N>.pid`` when it starts; a pid that is gone or no longer this job's is left out."""
+        pids = []
+        for f in sorted(self.run_dir.glob("rank*.pid")):
+            try:
+                pid = int(f.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if _pid_alive(pid, self.id):
+                pids.append(pid)
+        return pids
+
 
 def cfg_to_argv(cfg: Mapping[str, Any], out: str | Path) -> list[str]:
     """A Train-form dict -> ``spine-models train`` arguments (flags where they exist, else ``--set``)."""
@@ -338,7 +351,10 @@ class JobStore:
         return _pid_alive(job.pid, job.id)
 
     def _settle(self, job: Job) -> None:
-        """A running job whose process ended: done/failed from result.json, else failed with its log tail."""
+        """A running job whose process ended: done/failed from result.json, else failed with its log tail. Ranks
+        its launcher left behind (it was killed) cannot report any more: they are stopped."""
+        for pid in job.rank_pids():
+            _signal_group(pid, signal.SIGKILL)
         result = _read_json(job.run_dir / "result.json", None)
         if isinstance(result, dict) and result.get("status") in ("done", "failed"):
             self._update(job.id, status=result["status"], finished=result.get("finished") or time.time(),
@@ -382,15 +398,19 @@ class JobStore:
         if not job.active:
             return job
         if job.status == "running" and job.pid and _pid_running(job.pid):
+            # the job's process group (runner, torchrun) and, for a multi-process job, every rank: torchrun starts
+            # each rank in a session of its own, so the group signal alone does not reach them
+            ranks = job.rank_pids()
             for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
-                _signal_group(job.pid, sig)
+                for pid in (job.pid, *ranks):
+                    _signal_group(pid, sig)
                 proc = _CHILDREN.get(job.id)
                 deadline = time.time() + wait_s
-                while time.time() < deadline and _pid_running(job.pid):
+                while time.time() < deadline and any(_pid_running(p) for p in (job.pid, *ranks)):
                     if proc is not None:
                         proc.poll()  # reap our own child so it does not linger as a zombie
                     time.sleep(0.05)
-                if not _pid_running(job.pid):
+                if not any(_pid_running(p) for p in (job.pid, *ranks)):
                     break
         _CHILDREN.pop(job.id, None)
         self._update(job_id, status="cancelled", finished=time.time(), error="cancelled by the user")
@@ -533,24 +553,57 @@ class ProgressFile(Callback):
         self._write(force=True)
 
 
+def _run_group(store: "JobStore", job: Job, nproc: int) -> dict[str, Any]:
+    """A job of ``nproc`` processes: this module again under torchrun (each rank trains, rank 0 writes the card and
+    result.json), waited for here. A rank that dies or raises makes torchrun stop the others and exit non-zero."""
+    from spine_models.engine import trains_distributed
+    from spine_models.engine.distributed import torchrun_argv
+
+    cfg = argv_to_config(job.argv)
+    if not trains_distributed(cfg["task"], cfg.get("model")):
+        raise ConfigError(f"nproc={nproc}: {cfg['task']} model {cfg.get('model')!r} trains in one process; set nproc 1")
+    rc = subprocess.call(torchrun_argv(nproc, ["spine_models.engine.jobs", "run", str(store.db_path), job.id]),
+                         stdin=subprocess.DEVNULL)
+    result = _read_json(job.run_dir / "result.json", None)
+    if rc == 0 and isinstance(result, dict) and result.get("status") == "done":
+        return result
+    said = result.get("error") if isinstance(result, dict) and result.get("status") == "failed" else None
+    if said and not said.startswith("internal error"):  # rank 0's one line about the user's input
+        return result
+    return {"status": "failed", "error": f"the training group of {nproc} processes failed (torchrun exit status {rc}: a "
+                                         f"rank died or raised){'; rank 0: ' + said if said else ''}; last log lines:\n"
+                                         f"{job.log_tail(8)}"}
+
+
 def _run_job(db_path: str, job_id: str) -> int:
-    """Body of the job process: the stored argv's config (as the CLI would build it), train, write result.json."""
+    """Body of the job process: the stored argv's config (as the CLI would build it), train, write result.json.
+    With ``nproc`` > 1 it launches the ranks (:func:`_run_group`); a rank runs this too and trains; only rank 0 writes
+    result.json, and only the launcher updates the store."""
     import traceback
 
     from spine_models._env import configure_offline
+    from spine_models.engine.distributed import dist_info
 
     configure_offline()
+    rank = dist_info()
     store = JobStore(Path(db_path).parent, db_path=db_path)
     job = store.get(job_id)
     result: dict[str, Any]
-    print(f"$ {job.command}", flush=True)
+    if rank.distributed:
+        (job.run_dir / f"rank{rank.rank}.pid").write_text(str(os.getpid()))
+    else:
+        print(f"$ {job.command}", flush=True)
     try:
         from spine_models.engine import task_module
 
         cfg = argv_to_config(job.argv)
-        card = task_module(cfg["task"], arch=cfg.get("model")).train(cfg, job.run_dir, callbacks=[ProgressFile(job.run_dir)],
-                                                                    quiet=True)
-        result = {"status": "done", "card": str(card)}
+        nproc = int(cfg.get("nproc") or 1)
+        if nproc > 1 and not rank.distributed:
+            result = _run_group(store, job, nproc)
+        else:
+            card = task_module(cfg["task"], arch=cfg.get("model")).train(cfg, job.run_dir, callbacks=[ProgressFile(job.run_dir)],
+                                                                        quiet=True)
+            result = {"status": "done", "card": str(card)}
     except SpineInputError as exc:
         print(f"error: {exc}", flush=True)
         result = {"status": "failed", "error": str(exc)}
@@ -558,6 +611,10 @@ def _run_job(db_path: str, job_id: str) -> int:
         traceback.print_exc()
         result = {"status": "failed", "error": f"internal error: {type(exc).__name__}: {exc}"}
     result["finished"] = time.time()
+    if rank.distributed:  # a rank: rank 0 reports to the launcher through result.json; the launcher updates the store
+        if rank.main:
+            (job.run_dir / "result.json").write_text(json.dumps(result, indent=2))
+        return 0 if result["status"] == "done" else 1
     (job.run_dir / "result.json").write_text(json.dumps(result, indent=2))
     store._update(job_id, status=result["status"], finished=result["finished"], error=result.get("error"),
                   card=result.get("card"), pid=os.getpid())

@@ -29,6 +29,7 @@ from spine_models.data.transforms import PreprocessConfig, augmentation_preset, 
 from spine_models.data.vertebra_targets import DISC_STRUCTURES, has_disc_truth, has_vertebra_truth
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.callbacks import Callback
+from spine_models.engine.runtime import network_for
 from spine_models.engine.trainer import BaseTrainer, init_from_run, new_card, write_card
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.io.pixels import as_pixels
@@ -130,6 +131,7 @@ class SegmentTrainer(BaseTrainer):
     loss, per-structure Dice on validation, test metrics by :func:`evaluate` into the card."""
 
     task = "segment"
+    distributed = True  # torchrun / --nproc: DDP over the one fit (engine.distributed)
 
     def __init__(self, cfg: dict, out_dir: str | Path, *, parts: dict[str, SpineDataset] | None = None,
                  callbacks: Any = None, quiet: bool = False) -> None:
@@ -499,6 +501,7 @@ class Predictor(BasePredictor):
         tta = _check_tta((card.preprocessing or {}).get("tta", "none") if tta is None else tta, f"model {card.id!r}: tta")
         self.pre = replace(PreprocessConfig.from_card(card), tta=tta)
         self.size, self.tta = self.pre.size, self.pre.tta
+        self.net = network_for(card, self.model, (1, self.pre.in_chans, *self.size), self.device)  # engine.runtime
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(K, H, W) float32 sigmoid probabilities at the film's original resolution (TTA as ``self.tta``)."""
@@ -526,7 +529,7 @@ class Predictor(BasePredictor):
         import torch
 
         with torch.inference_mode():
-            return torch.sigmoid(self.model(xb).float()).cpu().numpy()
+            return torch.sigmoid(self.net(xb).float()).cpu().numpy()
 
     def collect(self, p: np.ndarray, **_: Any) -> np.ndarray:
         """(K, h, w) sigmoid probabilities of one film at the model's size (the mirror's mirrored back and averaged)."""

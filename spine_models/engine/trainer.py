@@ -13,6 +13,7 @@ Reproducibility: every epoch reseeds python/numpy/torch and the DataLoader gener
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import random
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from spine_models._progress import progress
+from spine_models.engine import distributed as D
 from spine_models.engine.callbacks import Callback, CallbackList, as_callback_list, with_time_budget
 from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard, save_checkpoint_file
@@ -313,6 +315,12 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cb = callbacks if isinstance(callbacks, CallbackList) else CallbackList([callbacks] if callbacks else [])
+    distributed = D.active()  # under torchrun (engine.distributed): DDP, rank-0 files, agreed stops
+    main = D.is_main()
+    ddp: nn.Module | None = None
+    ddp_trainable: tuple[bool, ...] = ()
+    if distributed:
+        cb = D.SyncedCallbacks(cb)
     early = EarlyStopping(patience=patience, mode=mode)
     history: list[dict] = []
     start = 0
@@ -348,15 +356,28 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
         info = on_epoch_start(epoch) if on_epoch_start is not None else None
         cb.on_epoch_start(epoch, epochs)
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device, callbacks=cb, quiet=quiet,
-                                     desc=f"epoch {epoch + 1}/{epochs}", set_train_mode=set_train_mode,
-                                     grad_clip=grad_clip, step_fn=step_fn,
+        train_model, train_mode = model, set_train_mode
+        if distributed:  # wrapped after the epoch hook, again whenever it froze or unfroze parameters
+            D.set_epoch(train_loader, epoch)
+            trainable = tuple(p.requires_grad for p in model.parameters())
+            if ddp is None or trainable != ddp_trainable:
+                ddp, ddp_trainable = None, trainable
+                gc.collect()  # the old wrapper's gradient hooks go with it before the new one registers its own
+                ddp = D.wrap(model, device)
+            train_model, train_mode = ddp, _ddp_train_mode(model, set_train_mode)
+        train_loss = train_one_epoch(train_model, train_loader, loss_fn, optimizer, device, callbacks=cb,
+                                     quiet=quiet or not main, desc=f"epoch {epoch + 1}/{epochs}",
+                                     set_train_mode=train_mode, grad_clip=grad_clip, step_fn=step_fn,
                                      step_scheduler=scheduler if scheduler_interval == "step" else None)
         if cb.should_stop():
             stopped_by = "callback"
             epoch -= 1  # this epoch did not complete; last.pt holds the previous one
             break
-        metrics = dict(validate(model))
+        if distributed:  # rank 0 validates the (identical) weights; every rank gets its metrics
+            train_loss = D.all_mean(train_loss)
+            metrics = D.broadcast_object(dict(validate(model)) if main else None)
+        else:
+            metrics = dict(validate(model))
         if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
         row = {"epoch": epoch + 1, "train_loss": train_loss, **metrics,
@@ -368,12 +389,14 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
             raise ConfigError(f"val_metric {val_metric!r} is not computed; available: {', '.join(sorted(metrics))}")
         if early.step(metrics[val_metric], epoch):
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            tmp = best_path.with_suffix(".pt.tmp")
-            torch.save(best_state, tmp)
-            os.replace(tmp, best_path)
-        save_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, early=early,
-                        history=history, cfg=cfg)
-        write_json(out_dir / "history.json", history)
+            if main:
+                tmp = best_path.with_suffix(".pt.tmp")
+                torch.save(best_state, tmp)
+                os.replace(tmp, best_path)
+        if main:
+            save_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, early=early,
+                            history=history, cfg=cfg)
+            write_json(out_dir / "history.json", history)
         cb.on_epoch_end(epoch, row)
         if early.should_stop:
             stopped_by = "early_stopping"
@@ -382,10 +405,21 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
         if cb.should_stop():
             stopped_by = "callback"
             break
+    if distributed:
+        D.check_in_sync(model)
     summary = {"best_epoch": early.best_epoch + 1, "best_metric": early.best, "stopped_by": stopped_by,
                "epochs_run": epoch + 1}
     cb.on_train_end(summary)
     return FitResult(history, early.best_epoch + 1, early.best, best_state, stopped_by, epoch + 1)
+
+
+def _ddp_train_mode(model: nn.Module, set_train_mode: Callable[[nn.Module], None] | None) -> Callable[[nn.Module], None]:
+    """The task's train-mode hook applied to the network inside DDP (it compares its own submodules), the wrapper
+    following the network's mode."""
+    def apply(wrapper: nn.Module) -> None:
+        (set_train_mode or (lambda m: m.train()))(model)
+        wrapper.training = model.training
+    return apply
 
 
 def init_from_run(model: nn.Module, init: str | None, task: str, log: Callable[[str], None]) -> None:
@@ -493,13 +527,20 @@ class BaseTrainer:
     task: ClassVar[str] = ""
     cut_epochs: ClassVar[bool] = False  # a spent time budget also ends an epoch early (step-annealed schedules)
     scheduler_interval: ClassVar[str] = "epoch"
+    # trains under torchrun (engine.distributed: DDP, sharded train loader, rank-0 files); others run in one process
+    distributed: ClassVar[bool] = False
 
     def __init__(self, cfg: dict[str, Any], out_dir: str | Path, *, callbacks: Any = None, quiet: bool = False) -> None:
+        from spine_models.engine.callbacks import TimeBudget
+
         self.cfg = dict(cfg)
         self.out = Path(out_dir)
-        self.quiet = quiet
-        self.user_callbacks = as_callback_list(callbacks)  # the caller's: a stop request from them is a cancellation
-        self.callbacks = with_time_budget(self.user_callbacks, self.cfg.get("max_minutes"), quiet, cut_epochs=self.cut_epochs)
+        self.rank = D.dist_info()
+        self.quiet = quiet or not self.rank.main
+        # the caller's callbacks (a stop request from them is a cancellation); under torchrun rank 0's only
+        self.user_callbacks = D.rank_callbacks(as_callback_list(callbacks), TimeBudget)
+        self.callbacks = with_time_budget(self.user_callbacks, self.cfg.get("max_minutes"), self.quiet,
+                                          cut_epochs=self.cut_epochs)
         self.seed = int(self.cfg.get("seed") or 0)
         self.device = torch.device("cpu")
         self.train_loader: Any = None
@@ -541,24 +582,41 @@ class BaseTrainer:
 
     # ------------------------------------------------------------------ the run
     def run(self, model: nn.Module) -> "FitResult":
-        """The fit hook: :func:`fit` over ``self.train_loader`` with this task's step, validation and schedule."""
+        """The fit hook: :func:`fit` over ``self.train_loader`` with this task's step, validation and schedule (under
+        torchrun each rank's shard of it)."""
         optimizer = self.get_optimizer(model)
         scheduler = self.get_scheduler(optimizer)
+        if D.active():
+            self.train_loader = D.shard_loader(self.train_loader, self.seed)
         return fit(model, train_loader=self.train_loader, validate=self.validate, loss_fn=None, step_fn=self.step,
                    optimizer=optimizer, device=self.device, epochs=int(self.cfg["epochs"]), out_dir=self.out,
                    cfg=self.cfg_record(), seed=self.seed, scheduler=scheduler, scheduler_interval=self.scheduler_interval,
                    callbacks=self.callbacks, quiet=self.quiet, **self.fit_options())
 
-    def train(self) -> Path:
-        """data -> model -> fit -> card; returns the card path."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.get_dataset()
-        model = self.get_model()
-        t0 = time.perf_counter()
-        result = self.run(model)
-        self.summary.update({"task": self.task, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
-                             "stopped_by": result.stopped_by, "epochs_run": result.epochs_run,
-                             "train_seconds": round(time.perf_counter() - t0, 1)})
-        card_path = self.finish(model, result)
-        write_json(self.out / "summary.json", _plain(self.summary))
-        return card_path
+    def train(self) -> Path | None:
+        """data -> model -> fit -> card; returns the card path (None on a torchrun rank other than 0, which writes
+        nothing)."""
+        if self.rank.distributed:
+            if not self.distributed:
+                raise ConfigError(f"{type(self).__name__} ({self.task}, model {self.cfg.get('model')}) trains in one "
+                                  "process; run it without --nproc / torchrun")
+            D.check_batch(int(self.cfg.get("batch") or 1), self.rank.world_size)
+            D.init_distributed(self.cfg.get("device"))
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.get_dataset()
+            model = self.get_model()
+            t0 = time.perf_counter()
+            result = self.run(model)
+            if not self.rank.main:
+                return None
+            self.summary.update({"task": self.task, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+                                 "stopped_by": result.stopped_by, "epochs_run": result.epochs_run,
+                                 "train_seconds": round(time.perf_counter() - t0, 1)})
+            if self.rank.distributed:
+                self.summary["processes"] = self.rank.world_size
+            card_path = self.finish(model, result)
+            write_json(self.out / "summary.json", _plain(self.summary))
+            return card_path
+        finally:
+            D.cleanup()

@@ -61,6 +61,9 @@ class ModelCard:
     validated_on: list[dict[str, Any]] = field(default_factory=list)
     # [{"data": folder name or "phantom", "license", "credit"}] (spine_models.models.provenance.SOURCES)
     sources: list[dict[str, Any]] = field(default_factory=list)
+    # the inference path (engine.runtime): {} = torch; {"path": "onnxruntime", ...the figures it was validated with:
+    # tolerance, max difference on which real films, latencies, the command}; a card without the key reads as {}
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     _TASKS = ("classify", "detect", "segment")
 

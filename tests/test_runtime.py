@@ -1,0 +1,100 @@
+"""The inference path (engine.runtime): torch by default, ONNX Runtime when the card or SPINE_MODELS_RUNTIME asks,
+with the same probabilities within the tolerance bench/bench_onnx.py uses; torch whenever ONNX Runtime cannot serve."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spine_models.errors import ConfigError
+from spine_models.models.cards import ModelCard
+
+sys.path.insert(0, str(Path(__file__).parent))
+from app_fixtures import make_weights  # noqa: E402
+
+TOL = 1e-4  # the match tolerance of bench/bench_onnx.py (probabilities)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    return make_weights(tmp_path_factory.mktemp("w"), detect=False)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPINE_MODELS_RUNTIME", raising=False)
+
+
+def _film() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    a = rng.random((200, 100)).astype(np.float32) * 0.4
+    a[:, 40:60] = 0.9
+    return a
+
+
+def _card(weights: Path, mid: str, **changes) -> ModelCard:
+    card = ModelCard.from_json(weights / f"{mid}.json")
+    for k, v in changes.items():
+        setattr(card, k, v)
+    return card
+
+
+def test_torch_is_the_default_and_a_card_without_runtime_reads_as_torch(weights: Path) -> None:
+    import json
+
+    from spine_models.engine.classify import Predictor
+
+    raw = json.loads((weights / "tiny-cls.json").read_text())
+    raw.pop("runtime", None)  # every card written before the field existed (the shipped ones)
+    card = ModelCard.from_dict(raw)
+    assert card.runtime == {} and card.to_dict()["runtime"] == {}
+    assert Predictor(card, device="cpu").net.path == "torch"
+    card.runtime = {"path": "onnxruntime", "tolerance": TOL}
+    assert ModelCard.from_dict(card.to_dict()).runtime == card.runtime
+
+
+@pytest.mark.parametrize("mid", ["tiny-cls", "tiny-seg"])
+def test_onnxruntime_from_the_card_matches_torch(weights: Path, mid: str) -> None:
+    pytest.importorskip("onnxruntime")
+    from spine_models.engine import predictor_class
+
+    card = _card(weights, mid)
+    ref = predictor_class(card)(card, device="cpu")
+    fast = predictor_class(card)(_card(weights, mid, runtime={"path": "onnxruntime"}), device="cpu")
+    assert ref.net.path == "torch" and fast.net.path == "onnxruntime", fast.net.why
+    a, b = (p.infer(p.preprocess(p.read(_film()))) for p in (ref, fast))
+    assert a.shape == b.shape and float(np.abs(a - b).max()) < TOL
+    assert not np.allclose(a, a.mean())  # a real output, not a constant both runtimes agree on
+
+
+def test_the_environment_overrides_the_card(weights: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from spine_models.engine.classify import Predictor
+
+    monkeypatch.setenv("SPINE_MODELS_RUNTIME", "onnxruntime")
+    assert Predictor(_card(weights, "tiny-cls"), device="cpu").net.path == "onnxruntime"
+    monkeypatch.setenv("SPINE_MODELS_RUNTIME", "torch")
+    assert Predictor(_card(weights, "tiny-cls", runtime={"path": "onnxruntime"}), device="cpu").net.path == "torch"
+
+
+def test_an_unknown_runtime_is_named_with_the_valid_ones(weights: Path, monkeypatch) -> None:
+    from spine_models.engine.classify import Predictor
+
+    with pytest.raises(ConfigError, match="runtime.path='tensorrt'.*torch, onnxruntime"):
+        Predictor(_card(weights, "tiny-cls", runtime={"path": "tensorrt"}), device="cpu")
+    monkeypatch.setenv("SPINE_MODELS_RUNTIME", "fast")
+    with pytest.raises(ConfigError, match="SPINE_MODELS_RUNTIME='fast'"):
+        Predictor(_card(weights, "tiny-cls"), device="cpu")
+
+
+def test_torch_serves_when_onnxruntime_is_missing(weights: Path, monkeypatch) -> None:
+    import spine_models.models.onnx_runtime as O
+    from spine_models.engine.classify import Predictor
+
+    monkeypatch.setattr(O, "ort_available", lambda: False)
+    p = Predictor(_card(weights, "tiny-cls", runtime={"path": "onnxruntime"}), device="cpu")
+    assert p.net.path == "torch" and "not installed" in p.net.why
+    assert p.predict(_film(), cam=False).probs
