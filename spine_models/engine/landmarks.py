@@ -30,6 +30,7 @@ from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.predictor import segment_component, segment_predictor
 from spine_models.engine.trainer import BaseTrainer
 from spine_models.errors import ConfigError, DatasetError
+from spine_models.measure.cobb import LEVELS
 from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
@@ -171,15 +172,24 @@ class VertebraCornerPredictor(BasePredictor):
         if not measure or not base.vertebrae:
             return base, {}
         bodies = {v["name"]: np.asarray(v["corners"], float) for v in base.vertebrae}
-        if self.split_long and "vertebra" in base.masks:
-            bodies = split_bodies(base.masks["vertebra"], self.locator.body_height) or bodies
+        cut = split_bodies(base.masks["vertebra"], self.locator.body_height) if (
+            self.split_long and "vertebra" in base.masks) else {}
+        refined = self._refine(film, cut or bodies)
+        if cut and len(refined) > len(LEVELS) + 1 >= len(bodies):
+            # cutting gave more bodies than a column has (T1-L5 and the sacrum): the cut pieces are not bodies
+            # (cervical or pelvic blobs, a cut through one body); the U-Net's own bodies stand
+            refined = self._refine(film, bodies)
+        return base, refined
+
+    def _refine(self, film: Film, bodies: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The corners' stage on ``bodies``, less duplicates and fragments when the card says ``tidy``."""
         refined = refine_bodies(self.model, film.pixels, bodies, device=self.device, side=self.side,
                                 size=self.patch, height=self.height)
         if self.tidy:
             from spine_models.measure import tidy_bodies
 
             refined = tidy_bodies(refined, **self.tidy)
-        return base, refined
+        return refined
 
     def postprocess(self, raw: tuple[SegmentationResult, dict[str, np.ndarray]], film: Film, x: Any, *,
                     measure: bool = True, **_: Any) -> SegmentationResult:
