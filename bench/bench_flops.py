@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,15 +32,11 @@ from torch import nn  # noqa: E402
 __all__ = ["main", "matmul_peak_gflops", "bandwidth_gbs", "dispatch_us", "count_flops", "shipped_networks"]
 
 
-def _median_ms(fn: Callable[[], Any], reps: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        t.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(t)
+def _median_ms(fn: Any, reps: int) -> float:
+    """Median wall time of ``fn`` in milliseconds (bench_classify.time_ms, the benches' one timer)."""
+    from bench.bench_classify import time_ms
+
+    return time_ms(fn, reps)[0]
 
 
 def matmul_peak_gflops(sizes: tuple[int, ...] = (512, 1024, 2048)) -> tuple[float, int]:
@@ -95,14 +90,19 @@ def memory_bytes(model: nn.Module, x: torch.Tensor) -> int:
             if isinstance(t, torch.Tensor):
                 total[0] += 2 * t.numel() * t.element_size()
 
-    hs = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    _forward_with_hook(model, x, hook, [m for m in model.modules() if not list(m.children())])
+    return total[0] + sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _forward_with_hook(model: nn.Module, x: torch.Tensor, hook: Callable[..., None], modules: list[nn.Module]) -> None:
+    """One no-grad forward with ``hook`` on ``modules``, removed again even when the forward fails."""
+    hs = [m.register_forward_hook(hook) for m in modules]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in hs:
             h.remove()
-    return total[0] + sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def op_profile(model: nn.Module, x: torch.Tensor, top: int = 3) -> tuple[int, list[tuple[str, float]]]:
@@ -128,13 +128,7 @@ def depthwise_share(model: nn.Module, x: torch.Tensor) -> float:
         if m.groups > 1:
             flops["dw"] += f
 
-    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hs:
-            h.remove()
+    _forward_with_hook(model, x, hook, [m for m in model.modules() if isinstance(m, nn.Conv2d)])
     return flops["dw"] / max(1, flops["all"])
 
 

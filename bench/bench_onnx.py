@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,15 +48,11 @@ def _films(view: str, n: int) -> list[Path]:
     return out
 
 
-def _median_ms(fn, reps: int) -> float:
-    for _ in range(3):
-        fn()
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        t.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(t)
+def _median_ms(fn: Any, reps: int) -> float:
+    """Median wall time of ``fn`` in milliseconds (bench_classify.time_ms, the benches' one timer)."""
+    from bench.bench_classify import time_ms
+
+    return time_ms(fn, reps)[0]
 
 
 def _record(card, args: argparse.Namespace, runtime: dict) -> None:
