@@ -39,19 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i, case in enumerate(generate(args.n, seed=args.seed, families=families)):
             work = scratch / str(i)
-            work.mkdir()
-            outcome, detail = run_case(case, work)
-            shutil.rmtree(work, ignore_errors=True)
-            counts[case.family][outcome] += 1
-            if outcome not in ("ok", "refused"):
-                failures.append(f"#{i} {case.family}/{case.mutation}: {outcome}: {detail}")
-            if args.cli and (i // len(families)) % args.cli == 0:  # every family sampled alike
+
+            def tally(runner, counter: collections.Counter, label: str) -> None:
+                """One run of ``case`` in a fresh scratch folder, its outcome counted and any failure kept."""
                 work.mkdir()
-                outcome, detail = run_cli_case(case, work)
+                outcome, detail = runner(case, work)
                 shutil.rmtree(work, ignore_errors=True)
-                cli_counts[case.family][outcome] += 1
+                counter[outcome] += 1
                 if outcome not in ("ok", "refused"):
-                    failures.append(f"#{i} {case.family}/{case.mutation}: cli {outcome}: {detail}")
+                    failures.append(f"#{i} {case.family}/{case.mutation}: {label}{outcome}: {detail}")
+
+            tally(run_case, counts[case.family], "")
+            if args.cli and (i // len(families)) % args.cli == 0:  # every family sampled alike
+                tally(run_cli_case, cli_counts[case.family], "cli ")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - start
