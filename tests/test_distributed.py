@@ -92,8 +92,10 @@ def _wait_for(pred, timeout: float, what: str) -> None:
 
 
 def _long_job(store: JobStore, data: Path) -> str:
-    # far more epochs than the test waits for: the kill or cancel always lands mid-training, even on a fast machine
-    return store.submit({**TINY, "data": [str(data)], "epochs": 20000, "imgsz": 48, "batch": 4, "nproc": 2})
+    # far more epochs than the test waits for and no early stop (a tiny set converges in seconds and the run would
+    # end before the kill): the kill or cancel always lands mid-training
+    return store.submit({**TINY, "data": [str(data)], "epochs": 20000, "patience": 0, "imgsz": 48, "batch": 4,
+                         "nproc": 2})
 
 
 def _ranks_training(store: JobStore, job_id: str) -> bool:
