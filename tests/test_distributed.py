@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from spine_models.cli import main
 from spine_models.engine.jobs import JobStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_jobs import TINY, _running, make_class_folders  # noqa: E402
+from test_jobs import TINY, _running, make_class_folders, wait_for  # noqa: E402
 
 # Epoch 1 trains the head only on the whole train part in one batch (backbone frozen, batch-norm statistics fixed,
 # dropout 0): one process and two compute the same mean gradient, so the losses agree to float rounding.
@@ -83,14 +82,6 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(data: Path, t
     assert rc == 2 and "batch 15" in err and "multiple of 2" in err
 
 
-def _wait_for(pred, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while not pred():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def _long_job(store: JobStore, data: Path) -> str:
     # far more epochs than the test waits for and no early stop (a tiny set converges in seconds and the run would
     # end before the kill): the kill or cancel always lands mid-training
@@ -103,30 +94,33 @@ def _ranks_training(store: JobStore, job_id: str) -> bool:
     return len(job.rank_pids()) == 2 and (job.progress().get("step") or 0) > 0
 
 
+def _training_group(store: JobStore, data: Path):
+    """A long 2-process job, returned once both ranks are training."""
+    job_id = _long_job(store, data)
+    wait_for(lambda: _ranks_training(store, job_id), 180, "both ranks training", poll=0.2)
+    return store.get(job_id)
+
+
 @pytest.mark.slow
 def test_a_killed_rank_fails_the_job_cleanly(data: Path, tmp_path: Path) -> None:
     store = JobStore(tmp_path / "runs")
-    job_id = _long_job(store, data)
-    _wait_for(lambda: _ranks_training(store, job_id), 180, "both ranks training")
-    job = store.get(job_id)
+    job = _training_group(store, data)
     r0, r1 = (int((job.run_dir / f"rank{r}.pid").read_text()) for r in (0, 1))
     os.kill(r1, signal.SIGKILL)
-    done = store.wait(job_id, timeout=180)
+    done = store.wait(job.id, timeout=180)
     assert done.status == "failed"
     assert "training group of 2 processes failed" in done.error
-    _wait_for(lambda: not any(_running(p) for p in (done.pid, r0, r1)), 30, "every process of the job to end")
+    wait_for(lambda: not any(_running(p) for p in (done.pid, r0, r1)), 30, "every process of the job to end", poll=0.2)
     assert not (done.run_dir / "card.json").exists()
 
 
 @pytest.mark.slow
 def test_cancel_stops_every_rank(data: Path, tmp_path: Path) -> None:
     store = JobStore(tmp_path / "runs")
-    job_id = _long_job(store, data)
-    _wait_for(lambda: _ranks_training(store, job_id), 180, "both ranks training")
-    job = store.get(job_id)
+    job = _training_group(store, data)
     ranks = job.rank_pids()
-    assert store.cancel(job_id).status == "cancelled"
-    _wait_for(lambda: not any(_running(p) for p in (job.pid, *ranks)), 30, "every rank to end")
+    assert store.cancel(job.id).status == "cancelled"
+    wait_for(lambda: not any(_running(p) for p in (job.pid, *ranks)), 30, "every rank to end", poll=0.2)
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ torch = pytest.importorskip("torch")
 from spine_models.engine.jobs import JobStore, read_progress  # noqa: E402
 from spine_models.engine.trainer import EarlyStopping, load_checkpoint, save_checkpoint, write_json  # noqa: E402
 from spine_models.models.cards import ModelCard, save_checkpoint_file  # noqa: E402
+from test_jobs import wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,14 +99,6 @@ def data_dir(tmp_path: Path) -> Path:
     return make_class_folders(tmp_path / "data", n=40)
 
 
-def _wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _epochs(run_dir: Path) -> list[int]:
     return [int(r["epoch"]) for r in json.loads((run_dir / "history.json").read_text())]
 
@@ -119,9 +111,9 @@ def test_kill_9_mid_epoch_then_failed_with_log_checkpoint_loads_and_resume_finis
     last = job.run_dir / "last.pt"
     # mid-epoch: the first epoch is saved and the next one has started (its start is written at once; steps are
     # written at most every 0.5 s, so a fast epoch may show none)
-    _wait_for(lambda: last.is_file() and read_progress(job.run_dir).get("epoch", 0) >= 1, 240, "epoch 2 to start")
+    wait_for(lambda: last.is_file() and read_progress(job.run_dir).get("epoch", 0) >= 1, 240, "epoch 2 to start")
     os.killpg(store.get(job_id).pid, signal.SIGKILL)
-    _wait_for(lambda: store.tick() and store.get(job_id).status != "running", 30, "the store to see the kill")
+    wait_for(lambda: store.tick() and store.get(job_id).status != "running", 30, "the store to see the kill")
     failed = store.get(job_id)
     assert failed.status == "failed", failed.status
     assert "ended without a result" in failed.error and "spine-models train" in failed.error  # its last log lines
@@ -160,7 +152,7 @@ def test_kill_9_of_the_server_during_a_job_is_reported_after_restart(tmp_path, d
         job_id = server.stdout.readline().strip()
         assert job_id, "the server did not submit its job"
         store = JobStore(runs)
-        _wait_for(lambda: read_progress(store.get(job_id).run_dir).get("step"), 240, "the job to train")
+        wait_for(lambda: read_progress(store.get(job_id).run_dir).get("step"), 240, "the job to train")
         server.kill()  # kill -9 of the server; the job runs in its own session and goes on
         server.wait(10)
     finally:

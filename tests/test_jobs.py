@@ -37,6 +37,15 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def wait_for(cond, timeout: float, what: str, poll: float = 0.05) -> None:
+    """Poll ``cond`` until true; fail naming ``what`` after ``timeout`` seconds (jobs run in other processes)."""
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
 TINY = {"task": "classify", "model": "spinenet_tiny", "epochs": 1, "imgsz": 64, "batch": 8,
         "eval_resamples": 20, "leakage_check": False}
 
