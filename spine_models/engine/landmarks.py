@@ -72,16 +72,13 @@ def refine_bodies(model: nn.Module, pixels: np.ndarray, bodies: dict[str, Any], 
     return {n: to_film(decode_outputs(o, size)[0], m) / scale for n, o, m in zip(names, out, mats)}
 
 
-def split_bodies(mask: np.ndarray, body_height: float) -> dict[str, np.ndarray]:
+def split_bodies(mask: np.ndarray, body_height: float) -> dict[str, Any]:
     """``{name: corners}`` of the bodies in a U-Net's vertebra mask with blobs of several bodies cut apart
     (``vertebrae_from_mask(split_long=True)``), at full body height as the U-Net's own bodies are."""
-    from spine_models.data.vertebra_targets import body_height_scaled
+    from spine_models.engine.segment import full_height
     from spine_models.measure import vertebrae_from_mask
 
-    lm = vertebrae_from_mask(mask, orientation="moments", split_long=True)
-    if body_height != 1.0:
-        return {k: np.asarray(body_height_scaled(c, 1.0 / body_height), float) for k, c in lm.items()}
-    return {k: np.asarray(c, float) for k, c in lm.items()}
+    return full_height(vertebrae_from_mask(mask, orientation="moments", split_long=True), body_height)
 
 
 def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], readout: str,

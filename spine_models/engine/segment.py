@@ -40,7 +40,7 @@ from spine_models.measure.cobb import LEVELS
 from spine_models.results.segmentation import SegmentationResult
 
 __all__ = ["STRUCTURES", "train", "train_parts", "SegmentTrainer", "Predictor", "evaluate", "score_mask", "read_pixels",
-           "read_mask", "structure_targets", "resolve_size", "measure_masks", "cobb_from_mask", "vertebra_instances",
+           "read_mask", "structure_targets", "resolve_size", "measure_masks", "cobb_from_mask", "full_height", "vertebra_instances",
            "TTA_MODES"]
 
 # SPEC segmentation structures per view, in SPEC order
@@ -350,6 +350,16 @@ def cobb_from_mask(vertebra_mask: np.ndarray, pixel_spacing_mm: tuple[float, flo
     return lm, cobb_angle(lm, pixel_spacing_mm=pixel_spacing_mm, angles="fused")
 
 
+def full_height(landmarks: dict[str, Any], body_height: float) -> dict[str, Any]:
+    """Bodies found on a mask of a model trained on bodies drawn at ``body_height`` of their height (card key
+    ``body_height``), given their full height again about each centre."""
+    if body_height == 1.0:
+        return landmarks
+    from spine_models.data.vertebra_targets import body_height_scaled
+
+    return {k: [tuple(p) for p in body_height_scaled(c, 1.0 / body_height)] for k, c in landmarks.items()}
+
+
 def vertebra_instances(landmarks: dict[str, Any], prob: np.ndarray) -> list[dict[str, Any]]:
     """One dict per body (name, 4 corners, box, score) from its corners and the vertebra probability map.
 
@@ -551,11 +561,7 @@ class Predictor(BasePredictor):
             except Exception:  # noqa: BLE001 - measure_masks reads it again and records the failure in the result
                 ap_read = None
         if ap_read is not None:
-            if self.body_height != 1.0:  # trained on shortened bodies: give the found ones their full height
-                from spine_models.data.vertebra_targets import body_height_scaled
-
-                ap_read = ({k: [tuple(p) for p in body_height_scaled(c, 1.0 / self.body_height)]
-                            for k, c in ap_read[0].items()}, ap_read[1])
+            ap_read = (full_height(ap_read[0], self.body_height), ap_read[1])
             bodies = vertebra_instances(ap_read[0], probs[self.structures.index("vertebra")])
         meas = measure_masks(masks, self.card.view, sp, ap_read=ap_read) if measure else {}
         if sp is not None:

@@ -434,6 +434,11 @@ END_BODY_MIN_RATIO = 0.9
 MIN_END_KEEP = 4  # short columns keep their ends (too few bodies to spare one)
 
 
+def _quad_area(c: np.ndarray) -> float:
+    """A body's area from its corners TL, TR, BR, BL: top edge times left edge (the bodies are near rectangles)."""
+    return float(np.hypot(*(c[1] - c[0])) * np.hypot(*(c[3] - c[0])))
+
+
 def _size_ratios(corners: Sequence[np.ndarray]) -> np.ndarray:
     """Each body's area over the median area of its neighbours (up to two each side; 1 when alone).
 
@@ -442,7 +447,7 @@ def _size_ratios(corners: Sequence[np.ndarray]) -> np.ndarray:
     centre on the axis), and one such body made a straight spine read 20 deg. Neighbouring bodies
     differ in size by a few percent, so half or 1.6 times a neighbour is no single real body.
     """
-    area = np.array([float(np.hypot(*(c[1] - c[0])) * np.hypot(*(c[3] - c[0]))) for c in corners])
+    area = np.array([_quad_area(c) for c in corners])
     n = len(area)
     out = np.ones(n)
     for i in range(n):
@@ -464,16 +469,12 @@ def tidy_bodies(landmarks: Mapping[str, Sequence[Sequence[float]]], *, close: fl
     each side) is a fragment. One is removed at a time, the closest pair first, until none is left; the rest
     are named again by :func:`level_names`."""
     items = _ordered(landmarks)
-
-    def area(c: np.ndarray) -> float:
-        return float(np.hypot(*(c[1] - c[0])) * np.hypot(*(c[3] - c[0])))
-
     while len(items) >= 3:
         cen = np.array([c.mean(axis=0) for _, c in items])
         d = np.hypot(*np.diff(cen, axis=0).T)
         i = int(np.argmin(d))
         if d[i] < close * float(np.median(d)):
-            items.pop(i if area(items[i][1]) < area(items[i + 1][1]) else i + 1)
+            items.pop(i if _quad_area(items[i][1]) < _quad_area(items[i + 1][1]) else i + 1)
             continue
         r = _size_ratios([c for _, c in items])
         j = int(np.argmin(r))
