@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from spine_models._atomic import atomic_write_text
 from spine_models.config import TRAIN_FLAGS, TRAIN_MODES
 from spine_models.engine.callbacks import Callback
 from spine_models.errors import ConfigError, SpineInputError
@@ -522,9 +523,7 @@ class ProgressFile(Callback):
             return
         self._last = now
         self.state["updated"] = now
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, default=float))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(self.state, default=float))
 
     def on_train_start(self, cfg: dict[str, Any]) -> None:
         self.state["epochs"] = cfg.get("epochs")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import gc
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spine_models._atomic import atomic_path, atomic_write_text
 from spine_models._progress import progress
 from spine_models.engine import distributed as D
 from spine_models.engine.callbacks import Callback, CallbackList, as_callback_list, with_time_budget
@@ -231,9 +231,7 @@ class EarlyStopping:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:
@@ -266,10 +264,8 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.opti
         "rng": _rng_state(),
         "extra": _plain(extra or {}),
     }
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -390,9 +386,8 @@ def fit(model: nn.Module, *, train_loader: Any, validate: Callable[[nn.Module], 
         if early.step(metrics[val_metric], epoch):
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
             if main:
-                tmp = best_path.with_suffix(".pt.tmp")
-                torch.save(best_state, tmp)
-                os.replace(tmp, best_path)
+                with atomic_path(best_path) as tmp:
+                    torch.save(best_state, tmp)
         if main:
             save_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, early=early,
                             history=history, cfg=cfg)
