@@ -143,3 +143,13 @@ def test_a_unet_trains_in_two_processes_like_in_one(tmp_path: Path) -> None:
         assert abs(a["val_loss"] - b["val_loss"]) < FINETUNE_LOSS_TOL
     card = json.loads((tmp_path / "two" / "card.json").read_text())
     assert "--nproc 2" in card["train_command"] and "dice" in card["metrics"]
+
+
+def test_a_rank_leaves_with_its_output_flushed_and_its_exit_code() -> None:
+    # exit_rank skips the interpreter's teardown (native threads of gloo can abort in it); what the rank printed into
+    # a pipe (block-buffered) must still arrive, and torchrun must still see the code
+    import subprocess
+
+    code = "from spine_models.engine.distributed import exit_rank; print('card.json', end=''); exit_rank(3)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (run.returncode, run.stdout) == (3, "card.json")

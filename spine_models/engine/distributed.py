@@ -29,7 +29,7 @@ from spine_models.errors import ConfigError
 
 __all__ = ["DistInfo", "dist_info", "init_distributed", "active", "is_main", "world_size", "wrap", "shard_loader",
            "set_epoch", "all_mean", "broadcast_object", "barrier", "cleanup", "SyncedCallbacks", "rank_callbacks",
-           "torchrun_argv", "check_batch", "check_in_sync"]
+           "torchrun_argv", "check_batch", "check_in_sync", "exit_rank"]
 
 
 @dataclass(frozen=True)
@@ -210,12 +210,38 @@ def barrier() -> None:
         dist.barrier()
 
 
-def cleanup() -> None:
-    """Leave the group (end of training on this rank)."""
+def cleanup(finished: bool = False) -> None:
+    """Leave the group (end of training on this rank). ``finished``: this rank got here normally, so it first waits
+    for the others (rank 0 may still be testing and writing the card). Why: a rank that tears its connections down
+    while a peer still holds them, or that leaves DDP's reducer (and the gloo work it holds) to be freed during
+    interpreter shutdown, can abort natively ("terminate called without an active exception") and fail a run
+    whose files were all written. So: barrier, collect the wrapper's reference cycles now, then destroy."""
+    import gc
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if finished and dist.get_world_size() > 1:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
+
+
+def exit_rank(code: int) -> None:
+    """End a ``torchrun`` rank: flush what it printed, then leave without the interpreter's teardown (as
+    ``multiprocessing`` children do). Why: the group is destroyed and every file is written (atomically, by rank 0),
+    and native threads of the communication libraries can still abort during static destruction, turning a
+    finished run into a failed one."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said on it
+            pass
+    os._exit(int(code))
 
 
 class SyncedCallbacks(CallbackList):

@@ -597,6 +597,7 @@ class BaseTrainer:
                                   "process; run it without --nproc / torchrun")
             D.check_batch(int(self.cfg.get("batch") or 1), self.rank.world_size)
             D.init_distributed(self.cfg.get("device"))
+        finished = False
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             self.get_dataset()
@@ -604,6 +605,7 @@ class BaseTrainer:
             t0 = time.perf_counter()
             result = self.run(model)
             if not self.rank.main:
+                finished = True
                 return None
             self.summary.update({"task": self.task, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
                                  "stopped_by": result.stopped_by, "epochs_run": result.epochs_run,
@@ -612,6 +614,7 @@ class BaseTrainer:
                 self.summary["processes"] = self.rank.world_size
             card_path = self.finish(model, result)
             write_json(self.out / "summary.json", _plain(self.summary))
+            finished = True
             return card_path
         finally:
-            D.cleanup()
+            D.cleanup(finished)
