@@ -74,8 +74,10 @@ try:
     data_hash = analysis.dataset_hash(data_paths, task)
     for i, card in enumerate(chosen):
         bar.progress(i / len(chosen), text=f"Evaluating {card.id} ({i + 1}/{len(chosen)})…")
-        reports[card.id] = analysis.evaluate_cached(analysis.model_ref(card), card.sha256 or "", tuple(data_paths),
-                                                    data_hash, int(resamples), "test" if held_out else "all")
+        reports[card.id] = analysis.evaluate_watched(
+            lambda tick, i=i, card=card: bar.progress(*render.evaluation_progress(tick, card.id, i, len(chosen))),
+            analysis.model_ref(card), card.sha256 or "", tuple(data_paths), data_hash, int(resamples),
+            "test" if held_out else "all")
 except SpineInputError as exc:
     bar.empty()
     st.error(str(exc))

@@ -19,7 +19,7 @@ import streamlit as st
 from spine_models.errors import SpineInputError
 
 __all__ = ["read_upload", "default_models", "example_films", "mri_example", "run_models", "fitting_cards", "infer_view",
-           "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "phantom_dataset", "model_ref",
+           "read_mask_upload", "compute_shap", "save_upload", "evaluate_cached", "evaluate_watched", "phantom_dataset", "model_ref",
            "dataset_hash", "report_roc", "roc_curves", "default_pair", "training_overlap", "split_sizes", "SMALL_PART_PATIENTS", "disagreements", "image_paths",
            "load_study", "mri_selection", "sagittal_overlay", "extract_upload_zip", "frame_pixels", "roi_overlay", "disc_predictions", "report_html", "report_pdf",
            "disc_cards", "grade_slice", "sagittal_frame"]
@@ -248,6 +248,41 @@ def evaluate_cached(ref: str, weights_sha256: str, data_paths: tuple[str, ...], 
     from spine_models.report.evaluation import evaluate_command
 
     return evaluate_command(ref, list(data_paths), None, n_resamples=n_resamples, quiet=True, split=split)
+
+
+def evaluate_watched(on_tick: Callable[[Any], None], *args: Any, poll_s: float = 0.25) -> dict[str, Any]:
+    """:func:`evaluate_cached` (same arguments, same cache) with ``on_tick(tick)`` called on the page's own thread
+    about every ``poll_s`` with the engines' latest progress (``spine_models._progress.Tick``: loop name, films done
+    of total, films/s). Why a worker thread: a cached function may not update page elements made outside it
+    (Streamlit replays cached elements), so the evaluation runs beside the page and the page draws its counts."""
+    import threading
+
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    from spine_models._progress import listen
+
+    latest: list[Any] = [None]
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with listen(lambda tick: latest.__setitem__(0, tick)):
+                box["report"] = evaluate_cached(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the page's thread below, which raises it
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="spine-lab-evaluate", daemon=True)
+    add_script_run_ctx(worker, get_script_run_ctx())
+    worker.start()
+    shown = None
+    while worker.is_alive():
+        worker.join(poll_s)
+        if latest[0] is not None and latest[0] is not shown:
+            shown = latest[0]
+            on_tick(shown)
+    if "error" in box:
+        raise box["error"]
+    return box["report"]
 
 
 def report_roc(report: dict[str, Any]) -> tuple[Any, Any, float] | None:

@@ -167,6 +167,11 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: Callable[[torch
     return total / max(count, 1)
 
 
+def _batch_len(batch: Any) -> int:
+    """Samples in an ``(inputs, targets)`` batch."""
+    return len(batch[1])
+
+
 @torch.no_grad()
 def predict_loader(model: nn.Module, loader: Iterable, device: torch.device, *, quiet: bool = True,
                    desc: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,8 +180,12 @@ def predict_loader(model: nn.Module, loader: Iterable, device: torch.device, *, 
     model.eval()
     outs, ys = [], []
     try:
-        steps = len(loader) if hasattr(loader, "__len__") else None
-        for x, y in progress(loader, total=steps, desc=desc, quiet=quiet):
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "__len__"):  # count samples (a page shows films/s), not batches
+            total, count = len(dataset), _batch_len
+        else:
+            total, count = (len(loader) if hasattr(loader, "__len__") else None), None
+        for x, y in progress(loader, total=total, desc=desc, quiet=quiet, count=count):
             outs.append(forward_batch(model, to_device(x, device)).float().cpu())
             ys.append(y.cpu() if isinstance(y, torch.Tensor) else torch.as_tensor(y))
     finally:
