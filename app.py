@@ -12,6 +12,7 @@ configure_offline()
 st.set_page_config(page_title="Spine Lab", page_icon=":material/radiology:", layout="wide")
 
 from ui.models import NO_MODELS_HINT, device_label, shipped_cards, warm_up  # noqa: E402  (after set_page_config)
+from ui.state import K  # noqa: E402
 
 # Each page file is named as its url_path: before the app's first run Streamlit knows pages only by their pages/ file
 # names, so a first deep link (/mri) to a differently named file opened under a "Page not found" dialog.
@@ -31,6 +32,7 @@ def _start() -> None:
 
 
 page = st.navigation([st.Page(_start, title="Spine Lab", default=True), *PAGES], position="hidden")
+st.session_state[K.ROUTED] = True  # pages opened before any router run restart here (ui.router)
 
 with st.sidebar:
     st.markdown("### Spine Lab")

@@ -13,6 +13,9 @@ from spine_models.report.findings import CLASS_WORDS, findings
 from ui import analysis, render
 from ui.models import NO_MODELS_HINT, max_upload_mb, shipped_cards
 from ui.state import K
+from ui.router import ensure_router
+
+ensure_router()
 
 st.title("Analyse X-ray")
 st.caption("Research use only — not a medical device. Findings are model outputs for a qualified reader to review.")

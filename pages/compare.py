@@ -10,6 +10,9 @@ from spine_models.errors import SpineInputError
 from ui import analysis, render
 from ui.models import NO_MODELS_HINT, all_cards, max_upload_mb
 from ui.state import K
+from ui.router import ensure_router
+
+ensure_router()
 
 SMALL_N_PATIENTS = 30  # below this many patients a bootstrap CI is too unstable to read without a caveat
 

@@ -6,6 +6,9 @@ import streamlit as st
 from spine_models.models.cards import is_real_validated
 from ui import render
 from ui.models import NO_MODELS_HINT, shipped_cards
+from ui.router import ensure_router
+
+ensure_router()
 
 st.title("Models")
 st.caption("Every model in weights/ with its card. Metrics are on the held-out test part of the data named; "

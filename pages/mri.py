@@ -7,6 +7,9 @@ from spine_models.errors import SpineInputError
 from ui import analysis, render
 from ui.models import max_upload_mb, shipped_cards
 from ui.state import K
+from ui.router import ensure_router
+
+ensure_router()
 
 st.title("MRI study")
 st.caption("A lumbar MRI study (T2 sagittal, T2 axial, myelography) as a ZIP or a folder on the server. "

@@ -7,6 +7,9 @@ from spine_models.errors import SpineInputError
 from ui import analysis, render
 from ui.models import architectures, job_store
 from ui.state import K
+from ui.router import ensure_router
+
+ensure_router()
 
 
 st.title("Train")

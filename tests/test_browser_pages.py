@@ -196,11 +196,15 @@ def test_train_form_warns_on_a_too_small_split(server: Any, page: Any) -> None:
 @pytest.mark.parametrize("path, title", [("mri", "MRI study"), ("compare", "Compare models")])
 def test_first_deep_link_after_start_has_no_page_not_found(server: Any, page: Any, tmp_path: Path, path: str,
                                                            title: str) -> None:
-    """A fresh server opened at a deep link by its first session: no "Page not found" dialog. Why it can fail: before
-    the app's first run Streamlit only knows the pages/ files by name, so each page file is named as its url_path."""
+    """A fresh server opened at a deep link by its first session: no "Page not found" dialog, and the page runs under
+    the app's router (its sidebar and titles). Why it can fail: before the app's first run Streamlit only knows the
+    pages/ files by name (so each page file is named as its url_path) and runs a deep-linked page file alone."""
     with streamlit_server(tmp_path, make_weights(tmp_path / "weights", detect=False)) as url:
         page.goto(f"{url}/{path}")
         page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
         page.wait_for_timeout(2500)
         shot(page, f"pages-06-first-deep-link-{path}")
         assert not page.get_by_text("Page not found").count()
+        # under app.py's router (ui.router.ensure_router), not Streamlit's pages/ folder: its titles and the sidebar
+        side = page.get_by_test_id("stSidebar").inner_text()
+        assert "Analyse X-ray" in side and "Device:" in side and "\nanalyse\n" not in f"\n{side}\n", side

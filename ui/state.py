@@ -18,6 +18,8 @@ class K:
     XRAY_WINDOW_W = "xray_window_width"
     XRAY_RESULTS = "_xray_results"  # {"key": (image key, model ids), "results": [...], "timings": {...}}
     XRAY_SHAP = "xray_shap"
+    # app.py's router has run in this session (ui.router.ensure_router)
+    ROUTED = "_routed"
     # MRI study
     MRI_UPLOAD = "mri_upload"
     MRI_FOLDER = "mri_folder"
