@@ -60,8 +60,8 @@ def give_back_memory() -> bool:
 
     Why: an analysis frees its temporaries (film copies, network activations, CAM maps), but glibc keeps the
     freed pages mapped in the session threads' arenas, so the server's RSS stayed at its high-water mark and
-    grew with every session; after one analysis of a real film 120-157 MB came back in 8-33 ms
-    (bench/trim_heap.py).
+    grew with every session; after one analysis of a real film 109-163 MB (median 145) came back in a median
+    11 ms, at most 54 ms (bench/trim_heap.py, 20 films).
     """
     trim = _malloc_trim()
     if trim is None:
