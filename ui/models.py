@@ -60,8 +60,8 @@ def give_back_memory() -> bool:
 
     Why: an analysis frees its temporaries (film copies, network activations, CAM maps), but glibc keeps the
     freed pages mapped in the session threads' arenas, so the server's RSS stayed at its high-water mark and
-    grew with every session; after one analysis of a real film 109-163 MB (median 145) came back in a median
-    11 ms, at most 54 ms (bench/trim_heap.py, 20 films).
+    grew with every session; in two runs of bench/trim_heap.py (20 real films each) 109-169 MB came back after each
+    analysis (medians 145 and 137 MB) in a median 10-11 ms, at most 54 ms.
     """
     trim = _malloc_trim()
     if trim is None:
