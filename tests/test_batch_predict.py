@@ -212,3 +212,24 @@ def test_app_runs_one_sessions_models_at_a_time_by_default(monkeypatch):
     monkeypatch.setenv("SPINE_MODELS_MAX_ANALYSES", "0")
     with pytest.raises(ValueError, match="SPINE_MODELS_MAX_ANALYSES"):
         max_analyses()
+
+
+def test_leaving_the_analysis_slot_gives_freed_memory_back(monkeypatch):
+    """The server's RSS stayed at every analysis' high-water mark (glibc keeps freed pages mapped): leaving the slot
+    runs malloc_trim (ui.models.give_back_memory), after the slot is free for the next session."""
+    pytest.importorskip("streamlit")
+    import ui.models as models
+
+    monkeypatch.delenv("SPINE_MODELS_MAX_ANALYSES", raising=False)
+    slot = models.analysis_slot()
+    calls = []
+    monkeypatch.setattr(models, "give_back_memory", lambda: calls.append(slot.acquire(blocking=False)) or True)
+    with slot:
+        assert calls == []
+    assert calls == [True]  # the slot was already released when memory was given back
+    slot.release()
+    import sys
+
+    if sys.platform.startswith("linux"):
+        monkeypatch.undo()
+        assert models.give_back_memory() is True  # glibc: malloc_trim exists and ran

@@ -117,10 +117,10 @@ def test_zero_length_endplate_is_a_failed_level_not_an_exception():
     assert levels == {} and "zero length" in failed["L4-L5"]
 
 
-def test_scan_studies_unreadable_header_is_one_neutral_line(tmp_path, capfd):
-    """The header-only scan of a dataset folder: a VR pydicom does not know (NotImplementedError before) is one
-    DatasetError line naming the file by its neutral id, and pydicom's warnings never reach the terminal."""
-    from spine_models.errors import DatasetError
+def test_scan_studies_unreadable_header_is_one_neutral_problem_and_the_scan_carries_on(tmp_path, capfd):
+    """The header-only scan of a dataset folder: a VR pydicom does not know (NotImplementedError) in one file is one
+    problem line naming that file by its neutral id, the other file is still scanned (it used to stop the whole scan),
+    and pydicom's warnings never reach the terminal."""
     from spine_models.io.fuzz import seeds
     from spine_models.io.study import scan_studies
 
@@ -131,8 +131,24 @@ def test_scan_studies_unreadable_header_is_one_neutral_line(tmp_path, capfd):
     folder.mkdir()
     (folder / "PID-77341_1.dcm").write_bytes(good)
     (folder / "PID-77341_2.dcm").write_bytes(good.replace(tag, b"\x20\x00\x0e\x00UM"))
+    problems: list[str] = []
+    studies = scan_studies(folder, problems=problems)
+    assert [s.series[0].n_frames for s in studies] == [1]
+    assert [s.series[0].files[0].name for s in studies] == ["PID-77341_1.dcm"]
+    assert len(problems) == 1 and studies[0].problems == problems
+    msg = problems[0]
+    assert "\n" not in msg and len(msg) <= 300 and "PID-77341" not in msg and "file-" in msg and "skipped" in msg
+    assert capfd.readouterr().err == ""
+
+
+def test_scan_studies_with_no_usable_file_is_one_line(tmp_path):
+    from spine_models.errors import DatasetError
+    from spine_models.io.study import scan_studies
+
+    folder = tmp_path / "PID-77341_study"
+    folder.mkdir()
+    (folder / "PID-77341_1.dcm").write_bytes(b"\x00" * 100)
     with pytest.raises(DatasetError) as err:
         scan_studies(folder)
     msg = str(err.value).replace(str(folder), "<dir>")
     assert "\n" not in msg and len(msg) <= 300 and "PID-77341" not in msg and "file-" in msg
-    assert capfd.readouterr().err == ""

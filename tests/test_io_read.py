@@ -233,3 +233,23 @@ def test_real_films_read(fraiwan_dir):
     for path in picks:
         r = read_image(path)
         assert r.height > r.width >= 32 and r.pixels.std() > 0.05, path.name
+
+
+def test_jpeg_draft_decodes_a_reduced_grayscale_thumbnail(tmp_path):
+    """``draft=N`` (the leakage check's thumbnails): the JPEG decoder's own 1/2..1/8 scaling, never below N px,
+    the same pixels Pillow's draft gives; other formats and the size checks are unaffected."""
+    rgb = np.stack([_ramp(512, 384, 255, np.uint8)] * 3, axis=-1)
+    Image.fromarray(rgb).save(tmp_path / "f.jpg", quality=95)
+    r = read_image(tmp_path / "f.jpg", draft=128)
+    _check(r, 192, 256)  # 1/2 scale: 1/4 would be 96 px wide, below 128
+    with Image.open(tmp_path / "f.jpg") as im:
+        im.draft("L", (128, 128))
+        expected = np.asarray(im.convert("L"))
+    assert np.array_equal(np.round(r.pixels * 255).astype(np.uint8), expected)
+    assert read_image(tmp_path / "f.jpg").pixels.shape == (512, 384)
+    Image.fromarray(_ramp()).save(tmp_path / "g16.png")
+    assert read_image(tmp_path / "g16.png", draft=16).pixels.shape == (64, 48)
+    from spine_models.errors import ImageTooSmallError
+
+    with pytest.raises(ImageTooSmallError, match="smaller than the minimum"):
+        read_image(tmp_path / "g16.png", draft=16, min_size=100)

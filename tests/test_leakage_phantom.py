@@ -57,3 +57,30 @@ def test_near_duplicates_between_two_sources(tmp_path: Path):
     b.append(Sample(id="copy", patient_id="B99", path=_write(tmp_path / "copy.png", _layout_film(2) * 0.9 + 0.05)))
     found = near_duplicates_between(SpineDataset("a", a), SpineDataset("b", b))
     assert [(r["a"], r["b"]) for r in found] == [("a2", "copy")]
+
+
+def test_unreadable_films_are_reported_and_the_check_carries_on(tmp_path: Path, capfd):
+    """A truncated PNG, a garbage file and a missing file among the films used to crash the whole check (OpenCV /
+    Pillow errors, a FileNotFoundError): each is now one problem line with a neutral name, and the copy among the
+    readable films is still found; a split and check_leakage report them too."""
+    from spine_models.data.leakage import check_leakage
+    from spine_models.data.splits import split_dataset
+
+    samples = [Sample(id=f"p{i}", patient_id=f"P{i}", path=_write(tmp_path / f"p{i}.png", _layout_film(i))) for i in range(6)]
+    samples.append(Sample(id="copy", patient_id="Q", path=_write(tmp_path / "copy.png", _layout_film(3) * 0.9 + 0.05)))
+    whole = (tmp_path / "p0.png").read_bytes()
+    bad = {"PID-77341_cut.png": whole[: len(whole) // 2], "PID-77341_junk.png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 200}
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+        samples.append(Sample(id=name, patient_id=name, path=tmp_path / name))
+    samples.append(Sample(id="gone", patient_id="G", path=tmp_path / "PID-77341_gone.png"))
+    problems: list[str] = []
+    found = find_near_duplicates(SpineDataset("x", samples), problems=problems)
+    assert [(r["a"], r["b"]) for r in found] == [("p3", "copy")]
+    assert len(problems) == 3
+    assert all("\n" not in p and len(p) <= 300 and "PID-77341" not in p and "file-" in p for p in problems)
+    parts = split_dataset(SpineDataset("x", samples), (0.5, 0.25, 0.25), seed=0, group_near_duplicates=True)
+    assert all(len(part.problems) == 3 for part in parts.values())
+    report = check_leakage({"a": SpineDataset("a", samples[:3]), "b": SpineDataset("b", samples[7:])})
+    assert len(report["problems"]) == 3 and report["image_pairs_checked"] == 0
+    assert capfd.readouterr().err == ""

@@ -241,3 +241,48 @@ def test_axial_slices_are_drawn_where_they_cut_the_sagittal_frame(monkeypatch: p
     choices = mri.select_frames(tiny_study)
     sag_choice = next(c for c in choices if c.kind == "sag")
     assert mri.axial_lines_on_sagittal(sag_choice, [c for c in choices if c.kind == "ax"]) == []
+
+
+def test_a_garbage_file_in_a_study_folder_is_a_problem_not_a_failed_dataset(tiny_study: Path) -> None:
+    """A stray garbage .dcm among a study's files used to stop the whole header scan (DatasetError for every study):
+    now it is one neutral problem line and the study's five disc samples are still there."""
+    (tiny_study / "s2" / "HOSPITAL-12345_junk.dcm").write_bytes(b"\x00garbage" * 40)
+    ds = mri.load_mri_dataset(tiny_study.parent)
+    assert len(ds) == 5 and ds.patients == ["PAT7"]
+    [line] = [p for p in ds.problems if "skipped" in p]
+    assert "\n" not in line and len(line) <= 300 and "HOSPITAL" not in line and "file-" in line
+    problems: list[str] = []
+    assert all(c.available for c in mri.select_frames(tiny_study, problems=problems))
+    assert problems == [line]
+
+
+def test_export_reports_a_truncated_frame_and_exports_the_rest(tiny_study: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """The header is whole (so the frame is chosen) but the pixel data stops half way: the old export crashed on
+    pydicom's pixel_array with a traceback; now that frame is a one-line problem (neutral name) and the others
+    are written."""
+    from spine_models.cli import main
+
+    chosen = {c.name: c for c in mri.select_frames(tiny_study)}
+    bad = chosen["PAT7_45"].path
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) - 1000])  # 32×32×2 bytes of pixels: about half of them gone
+    out = tmp_path / "png"
+    assert main(["export-frames", str(tiny_study), "--out", str(out), "--quiet"]) == 0
+    report = capsys.readouterr().out
+    assert '"written": 5' in report and "PAT7_45.png" not in {p.name for p in out.iterdir()}
+    import json
+
+    [line] = json.loads(report)["problems"]
+    assert "truncated" in line and bad.name not in line and "file-" in line and len(line) <= 300
+    assert (out / "frames.csv").read_text().count("\n") == 6
+
+
+def test_export_with_no_readable_frame_is_one_line(tiny_study: Path, tmp_path: Path) -> None:
+    from spine_models.errors import DatasetError
+
+    for c in mri.select_frames(tiny_study):
+        if c.path is not None:
+            c.path.write_bytes(c.path.read_bytes()[:-1000])
+    with pytest.raises(DatasetError, match="none of the 6 frame"):
+        mri.export_frames(tiny_study, tmp_path / "out")

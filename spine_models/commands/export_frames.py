@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from spine_models.data.mri import export_frames
 
+    problems: list[str] = []
     written = export_frames(args.study, args.out, fmt=args.fmt, frames="all" if args.all else "selected",
-                            quiet=args.quiet)
-    sys.stdout.write(json.dumps({"written": len(written), "out": str(args.out), "index": "frames.csv"}) + "\n")
+                            quiet=args.quiet, problems=problems)
+    sys.stdout.write(json.dumps({"written": len(written), "out": str(args.out), "index": "frames.csv",
+                                 "problems": problems}) + "\n")
     return 0

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from spine_models.data.records import Sample, SpineDataset
-from spine_models.errors import LeakageError
+from spine_models.errors import LeakageError, SpineInputError
+from spine_models.io.deid import display_name
 
 __all__ = ["check_leakage", "find_near_duplicates", "near_duplicates_between", "image_hashes", "DEFAULT_PHASH_THRESHOLD",
            "DEFAULT_VERIFY_THRESHOLD", "DEFAULT_MAX_CANDIDATES"]
@@ -45,31 +46,28 @@ _HASH_CACHE: dict[tuple[str, int, int, bool], tuple[np.ndarray, np.ndarray]] = {
 
 def _cache_key(p: Path, flips: bool) -> tuple[str, int, int, bool]:
     """Path, size and mtime: a file is decoded once per process unless it changes."""
-    st = p.stat()
+    try:
+        st = p.stat()
+    except OSError as exc:  # missing, unreadable: one line, named as io.read_image names it
+        raise SpineInputError(f"cannot be read ({exc.strerror or type(exc).__name__}); check the path",
+                              display_name(p.name)) from exc
     return (str(p.resolve()), st.st_size, st.st_mtime_ns, flips)
 
 
 def _thumbnail(path: Path) -> np.ndarray:
-    """Small uint8 grayscale copy of any supported image, decoded as cheaply as the format allows."""
+    """Small uint8 grayscale copy of any supported image, decoded as cheaply as the format allows.
+
+    Through :func:`spine_models.io.read_image` (sniffed format, size limits before decoding, a bad file is one
+    SpineInputError with a neutral name); JPEGs decode at 1/2..1/8 scale. 8- and 16-bit images are taken back to
+    their stored integers, so the thumbnail is the one the direct OpenCV/Pillow decode gave.
+    """
     import cv2
-    from PIL import Image
 
-    suffix = path.suffix.lower()
-    if suffix in {".dcm", ".dicom"} or not suffix:
-        from spine_models.io import read_image  # lazy: pydicom is heavy
+    from spine_models.io import read_image  # lazy: pydicom is heavy
 
-        arr = read_image(path).pixels
-    elif suffix in {".jpg", ".jpeg"}:
-        with Image.open(path) as im:
-            im.draft("L", (2 * _THUMB, 2 * _THUMB))  # JPEG DCT scaling: decode at 1/2..1/8 size
-            arr = np.asarray(im.convert("L"))
-    else:
-        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-        if arr is None:
-            with Image.open(path) as im:
-                arr = np.asarray(im)
-        if arr.ndim == 3:
-            arr = arr[..., :3].mean(axis=2)
+    rg = read_image(path, min_size=1, draft=2 * _THUMB)
+    top = {8: 255.0, 16: 65535.0}.get(rg.bits) if rg.format != "DICOM" else None
+    arr = np.round(rg.pixels * top) if top else rg.pixels
     arr = np.asarray(arr, dtype=np.float32)
     lo, hi = float(arr.min()), float(arr.max())
     arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
@@ -235,12 +233,27 @@ def _files(s: Sample) -> list[Path]:
     return out
 
 
-def _index(ds: SpineDataset, flips: bool) -> tuple[list[tuple[Sample, Path]], np.ndarray, np.ndarray]:
-    """Entries, their original hashes (n,64) and all variants (n,k,64)."""
-    entries = [(s, f) for s in ds.samples for f in _files(s)]
+def _index(ds: SpineDataset, flips: bool, problems: list[str] | None = None
+           ) -> tuple[list[tuple[Sample, Path]], np.ndarray, np.ndarray]:
+    """Entries, their original hashes (n,64) and all variants (n,k,64).
+
+    A file that cannot be read or decoded is left out of the check and described in ``problems`` (one line,
+    neutral name): one bad film must not stop the check of all the others.
+    """
+    entries: list[tuple[Sample, Path]] = []
+    hashes: list[np.ndarray] = []
+    for s in ds.samples:
+        for f in _files(s):
+            try:
+                hashes.append(image_hashes(f, flips=flips))
+            except SpineInputError as exc:
+                if problems is not None:
+                    problems.append(f"{exc}; left out of the near-duplicate check")
+                continue
+            entries.append((s, f))
     if not entries:
         return entries, np.zeros((0, 64), bool), np.zeros((0, 1, 64), bool)
-    allh = np.stack([image_hashes(f, flips=flips) for _, f in entries])
+    allh = np.stack(hashes)
     return entries, allh[:, 0, :], allh
 
 
@@ -329,15 +342,17 @@ def find_near_duplicates(
     flips: bool = True,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
     stats: dict[str, Any] | None = None,
+    problems: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Pairs of different samples in ``ds`` whose images are near duplicates, most similar first.
 
     Each row: a, b (sample ids), file_a, file_b, patient_a, patient_b, distance (phash), similarity.
     ``threshold`` (phash) is used only when ``verify_threshold`` is None (hash-only mode). At most
     ``max_candidates`` best-ranked partners per image are verified; ``stats`` (a dict) receives the
-    number of image pairs scored and of expensive verifications run.
+    number of image pairs scored and of expensive verifications run. Files that cannot be read are
+    left out and described in ``problems`` (neutral names).
     """
-    entries, h, hv = _index(ds, flips)
+    entries, h, hv = _index(ds, flips, problems)
     if len(entries) < 2:
         return []
     return _pairs(entries, h, entries, hv, threshold, verify_threshold, flips, same=True,
@@ -352,14 +367,16 @@ def near_duplicates_between(
     verify_threshold: float | None = DEFAULT_VERIFY_THRESHOLD,
     flips: bool = True,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    problems: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Near-duplicate pairs with one film in ``a`` and one in ``b`` (rows as :func:`find_near_duplicates`).
 
     Why: sources with different patient ids can hold the same film (Fraiwan subjects inside cadma-vertebra);
-    an evaluation drops the test films that have a near duplicate among the training films.
+    an evaluation drops the test films that have a near duplicate among the training films. Files that
+    cannot be read are left out and described in ``problems`` (neutral names).
     """
-    ea, ha, _ = _index(a, flips)
-    eb, _, hbv = _index(b, flips)
+    ea, ha, _ = _index(a, flips, problems)
+    eb, _, hbv = _index(b, flips, problems)
     if not ea or not eb:
         return []
     return _pairs(ea, ha, eb, hbv, threshold, verify_threshold, flips, same=False, max_candidates=max_candidates)
@@ -378,7 +395,8 @@ def check_leakage(
 
     ``parts`` is ``split_dataset``'s dict (or ``check_leakage(train, other)``). ``phash_threshold=None``
     skips the image check (patient ids only); ``verify_threshold=None`` trusts the hash alone (then use a
-    lower ``phash_threshold``, e.g. 6). Returns a small report when clean (``verified``: expensive checks run).
+    lower ``phash_threshold``, e.g. 6). Returns a small report when clean (``verified``: expensive checks run;
+    ``problems``: files left out of the image check because they cannot be read, by neutral names).
     """
     if isinstance(parts, SpineDataset):
         if other is None:
@@ -398,8 +416,9 @@ def check_leakage(
             )
     n_pairs = 0
     stats: dict[str, Any] = {}
+    problems: list[str] = []
     if phash_threshold is not None:
-        idx = {n: _index(parts[n], flips) for n in names}
+        idx = {n: _index(parts[n], flips, problems) for n in names}
         for a, b in combinations(names, 2):
             ea, ha, _ = idx[a]
             eb, _, hbv = idx[b]
@@ -418,4 +437,5 @@ def check_leakage(
                     "split_dataset(..., group_near_duplicates=True) or give copies of one film the same patient id"
                 )
     return {"parts": {n: len(parts[n]) for n in parts}, "image_pairs_checked": n_pairs,
-            "verified": stats.get("verified", 0), "phash_threshold": phash_threshold, "verify_threshold": verify_threshold, "flips": flips}
+            "verified": stats.get("verified", 0), "phash_threshold": phash_threshold, "verify_threshold": verify_threshold, "flips": flips,
+            "problems": problems}

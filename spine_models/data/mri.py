@@ -148,14 +148,15 @@ def _series_kind(s: SeriesInfo) -> str | None:
     return {"sagittal": "sag", "axial": "ax"}.get(plane or "")
 
 
-def select_frames(study: StudyInfo | str | Path) -> list[FrameChoice]:
+def select_frames(study: StudyInfo | str | Path, *, problems: list[str] | None = None) -> list[FrameChoice]:
     """The study rule's frames for one study: the mid-sagittal T2 frame and one axial T2 frame per disc.
 
     Accepts a :class:`StudyInfo` or a folder holding exactly one study. Missing series or too-short
-    series give choices with ``frame=None`` and a reason instead of an error (the app shows them).
+    series give choices with ``frame=None`` and a reason instead of an error (the app shows them); files
+    the scan left out (unreadable, refused sizes) are described in ``problems`` by neutral names.
     """
     if not isinstance(study, StudyInfo):
-        found = scan_studies(study)
+        found = scan_studies(study, problems=problems)
         if len(found) != 1:
             raise DatasetError(f"holds {len(found)} DICOM studies; pass one study folder", study)
         study = found[0]
@@ -287,13 +288,14 @@ def load_mri_dataset(root: str | Path) -> SpineDataset:
     ``path`` is the DICOM file of the frame the study's rule selects (``meta['frame_index']`` is the
     frame inside it when the series is one multi-frame file). Labels come from ``labels.csv`` (the
     synth layout) when present, else ``label`` is None. Studies without a usable axial series are
-    listed in ``problems`` rather than failing the whole dataset.
+    listed in ``problems`` rather than failing the whole dataset, and so are files the scan left out
+    (a header that does not parse, a refused size), by neutral names.
     """
     root = Path(root)
     labels = _read_labels(root if root.is_dir() else root.parent)
     samples: list[Sample] = []
     problems: list[str] = []
-    for study in scan_studies(root):
+    for study in scan_studies(root, problems=problems):
         choices = select_frames(study)
         sag = choices[0]
         for ch in choices[1:]:
@@ -329,14 +331,23 @@ _IDENTIFYING = (
 )
 
 
-def _frame_pixels(path: Path, frame_index: int):
-    import pydicom
+def _frame_pixels(path: Path, frame_index: int, shown: str) -> tuple[Any, np.ndarray]:
+    """(dataset, stored values of one frame) through the io guards: a bad file is one SpineInputError naming ``shown``."""
+    from spine_models.io._limits import read_file_bytes
+    from spine_models.io.dicom import read_dicom_stored
 
-    ds = pydicom.dcmread(path)
-    arr = ds.pixel_array
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        arr = arr[frame_index]
-    return ds, np.asarray(arr)
+    ds, arr = read_dicom_stored(read_file_bytes(path, shown), shown, min_size=1)
+    if not 0 <= frame_index < arr.shape[0]:
+        raise SpineInputError(f"holds {arr.shape[0]} frame(s), not frame {frame_index + 1} its header declared; re-export it",
+                              shown)
+    return ds, np.asarray(arr[frame_index])
+
+
+def _shown(path: Path) -> str:
+    """A file's neutral name, the one :func:`scan_studies` gives it (its real name with the opt-in)."""
+    from spine_models.io.deid import display_name
+
+    return display_name(Path(path).absolute().as_posix())
 
 
 def _write_png16(path: Path, arr: np.ndarray, bits: int) -> None:
@@ -395,13 +406,15 @@ def _write_single_dcm(path: Path, ds, arr: np.ndarray, study_id: str, frame: int
 
 
 def export_frames(study_or_folder: str | Path, out_dir: str | Path, fmt: str = "png",
-                  frames: str = "selected", *, quiet: bool = True) -> list[Path]:
+                  frames: str = "selected", *, quiet: bool = True, problems: list[str] | None = None) -> list[Path]:
     """Turn MRI volumes into 2-D images (the implant/scoliosis study's data enlargement).
 
     ``frames="selected"``: the study rule's frames, named ``<id>_3`` (sagittal) and ``<id>_12`` …
     ``<id>_51`` (discs); ``frames="all"``: every frame of every series as ``<id>_<series>_<frame>``.
     ``fmt``: ``png`` (16-bit grayscale) or ``dcm`` (single-frame, de-identified, geometry kept).
-    Writes ``frames.csv`` (name, source series, frame, level, reason) next to the images.
+    Writes ``frames.csv`` (name, source series, frame, level, reason) next to the images. A file that
+    cannot be read or decoded is skipped and described in ``problems`` (neutral names) while the rest is
+    exported; :class:`DatasetError` only when no frame at all could be written.
     """
     from spine_models._progress import progress
 
@@ -412,7 +425,9 @@ def export_frames(study_or_folder: str | Path, out_dir: str | Path, fmt: str = "
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise SpineInputError("exists and is not a folder; choose another --out", out_dir)
-    studies = scan_studies(study_or_folder)
+    problems = [] if problems is None else problems
+    root = Path(study_or_folder)
+    studies = scan_studies(root, problems=problems)
     jobs: list[tuple[str, Path, int, int, str, str, str, str]] = []  # name, file, frame_index, frame, series, level, reason, study
     for st in studies:
         if frames == "selected":
@@ -431,8 +446,13 @@ def export_frames(study_or_folder: str | Path, out_dir: str | Path, fmt: str = "
                            study_or_folder)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    rows: list[list[Any]] = []
     for name, src, fidx, frame, desc, level, reason, sid in progress(jobs, total=len(jobs), desc="export", quiet=quiet):
-        ds, arr = _frame_pixels(src, fidx)
+        try:
+            ds, arr = _frame_pixels(src, fidx, _shown(src))
+        except SpineInputError as exc:  # one bad file is this frame's problem, not the export's
+            problems.append(f"{exc}; its frame is not exported")
+            continue
         if fmt == "png":
             path = out_dir / f"{name}.png"
             _write_png16(path, arr, int(getattr(ds, "BitsStored", 0) or 0))
@@ -440,11 +460,14 @@ def export_frames(study_or_folder: str | Path, out_dir: str | Path, fmt: str = "
             path = out_dir / f"{name}.dcm"
             _write_single_dcm(path, ds, arr, sid, frame)
         written.append(path)
+        rows.append([name, path.name, desc, frame, level, reason])
+    if not written:
+        raise DatasetError(f"none of the {len(jobs)} frame(s) could be read (first: {problems[-1][:160]}); re-export the study",
+                           study_or_folder)
     with open(out_dir / "frames.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["name", "file", "series", "frame", "level", "reason"])
-        for (name, src, fidx, frame, desc, level, reason, _sid), path in zip(jobs, written):
-            w.writerow([name, path.name, desc, frame, level, reason])
+        w.writerows(rows)
     return written
 
 
@@ -454,9 +477,11 @@ def _plane(choice: FrameChoice) -> Any:
 
     if choice.path is None or not choice.available or choice.frame_index:  # multi-frame files: per-frame groups, not read
         return None
+    from spine_models.io._limits import read_file_bytes
+
     try:
-        return plane_geometry(parse_dicom(Path(choice.path).read_bytes(), choice.name))
-    except (SpineInputError, OSError):
+        return plane_geometry(parse_dicom(read_file_bytes(choice.path, choice.name), choice.name))
+    except SpineInputError:  # no geometry to draw: the page shows the frame without lines
         return None
 
 

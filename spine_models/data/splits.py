@@ -117,6 +117,7 @@ def split_dataset(
         raise DatasetError(f"dataset {ds.name!r} is empty; nothing to split")
     group_of = {s.patient_id: s.patient_id for s in ds.samples}
     n_merged = 0
+    unchecked: list[str] = []  # files the near-duplicate check could not read: reported with every part
     if group_near_duplicates:
         from spine_models.data.leakage import find_near_duplicates
 
@@ -126,7 +127,7 @@ def split_dataset(
                 p = group_of[p]
             return p
 
-        for r in find_near_duplicates(ds):
+        for r in find_near_duplicates(ds, problems=unchecked):
             ra, rb = root(r["patient_a"]), root(r["patient_b"])
             if ra != rb:
                 group_of[max(ra, rb)] = min(ra, rb)
@@ -160,7 +161,7 @@ def split_dataset(
             classes=list(ds.classes),
             structures=list(ds.structures),
             box_classes=list(ds.box_classes),
-            problems=list(ds.problems),
+            problems=list(ds.problems) + unchecked,
             root=ds.root,
             meta={**ds.meta, "split": {**prov_base, "part": part}},
         )

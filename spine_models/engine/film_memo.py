@@ -61,7 +61,10 @@ def _nbytes(result: Any) -> int:
 class FilmMemo:
     """A small thread-safe LRU of results keyed per (model, film, options); see the module doc."""
 
-    def __init__(self, max_entries: int = 24, max_bytes: int = 256 * 2 ** 20) -> None:
+    # 128 MB: one analysis of the load test's largest real film (1934x3215) stores 59 MB here (bench/trim_heap.py's
+    # films, counted with FilmMemo._bytes), so the memo still serves every model of the film being analysed; 256 MB
+    # held the results of films whose sessions had ended, which the app server's memory could not spare
+    def __init__(self, max_entries: int = 24, max_bytes: int = 128 * 2 ** 20) -> None:
         self.max_entries, self.max_bytes = int(max_entries), int(max_bytes)
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0

@@ -25,7 +25,7 @@ from pathlib import Path, PurePath
 from typing import BinaryIO
 
 from spine_models.errors import EmptyFileError, SpineInputError, UnsupportedFormatError
-from spine_models.io._limits import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE, resolve_max_pixels
+from spine_models.io._limits import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE, read_file_bytes, resolve_max_pixels
 from spine_models.io.deid import deidentify_dataset, display_name, pseudonym, remap_uid
 from spine_models.io.radiograph import Radiograph
 from spine_models.io.sniff import EXTENSION_FORMATS, describe_format, sniff_format
@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".dcm", ".dicom", ".dic", ".ima")
-_MAX_FILE_BYTES = 2 * 1024**3
 
 
 def make_dicom(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -64,11 +63,13 @@ def make_dicom(*args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def read_image_bytes(
-    data: bytes, name: str, *, max_pixels: int | None = None, min_size: int = DEFAULT_MIN_SIZE, show_name: bool | None = None
+    data: bytes, name: str, *, max_pixels: int | None = None, min_size: int = DEFAULT_MIN_SIZE, show_name: bool | None = None,
+    draft: int | None = None,
 ) -> Radiograph:
     """Decode image bytes (an upload); ``name`` is used for the extension check and, as a neutral id
     (``file-<hash>.<ext>``, see :func:`~spine_models.io.deid.display_name`), in messages and ``.name``;
-    ``show_name=True`` (or env ``SPINE_MODELS_SHOW_NAMES=1``) keeps the real base name."""
+    ``show_name=True`` (or env ``SPINE_MODELS_SHOW_NAMES=1``) keeps the real base name. ``draft=N``: a JPEG
+    may be decoded at a reduced scale (no less than N px per side, grayscale) for thumbnails."""
     base = PurePath(str(name)).name or "upload"
     suffix = PurePath(base).suffix.lower()
     name = display_name(base, show=show_name)
@@ -94,7 +95,7 @@ def read_image_bytes(
     else:
         from spine_models.io.image import read_raster
 
-        result = read_raster(bytes(data), name, fmt, max_pixels=max_pixels, min_size=min_size)
+        result = read_raster(bytes(data), name, fmt, max_pixels=max_pixels, min_size=min_size, draft=draft)
     result.notes[:0] = notes
     return result
 
@@ -106,13 +107,15 @@ def read_image(
     max_pixels: int | None = None,
     min_size: int = DEFAULT_MIN_SIZE,
     show_name: bool | None = None,
+    draft: int | None = None,
 ) -> Radiograph:
     """Read one image file (or bytes / a binary file object) into a de-identified :class:`Radiograph`.
 
     The format is sniffed from the content, never the extension. Raises a SpineInputError subclass
     for every kind of bad input; messages name the file by its neutral id unless ``show_name``.
+    ``draft``: see :func:`read_image_bytes` (thumbnails only).
     """
-    kw = {"max_pixels": max_pixels, "min_size": min_size, "show_name": show_name}
+    kw = {"max_pixels": max_pixels, "min_size": min_size, "show_name": show_name, "draft": draft}
     if isinstance(path, (bytes, bytearray, memoryview)):
         return read_image_bytes(bytes(path), name or "upload", **kw)
     if hasattr(path, "read"):
@@ -127,16 +130,10 @@ def read_image(
     file = Path(path)  # type: ignore[arg-type]
     shown = display_name(file.name or "file", show=show_name)
     try:
-        if not file.exists():
-            raise SpineInputError("no such file; check the path", shown)
-        if file.is_dir():
-            raise UnsupportedFormatError("is a folder, not an image; use read_study for a DICOM series folder", shown)
-        size = file.stat().st_size
-        if size == 0:
-            raise EmptyFileError("file is empty (0 bytes); re-copy or re-export it", shown)
-        if size > _MAX_FILE_BYTES:
-            raise UnsupportedFormatError(f"file is {size / 1024**3:.1f} GB, above the 2 GB limit for one image", shown)
-        data = file.read_bytes()
-    except OSError as exc:  # permission, a name too long, a FIFO, an I/O error
-        raise SpineInputError(f"cannot read the file ({exc.strerror or type(exc).__name__})", shown) from exc
+        is_dir = file.is_dir()
+    except OSError:
+        is_dir = False  # read_file_bytes names what is wrong
+    if is_dir:
+        raise UnsupportedFormatError("is a folder, not an image; use read_study for a DICOM series folder", shown)
+    data = read_file_bytes(file, shown)
     return read_image_bytes(data, name or file.name, **kw)

@@ -14,9 +14,19 @@ from __future__ import annotations
 
 import os
 
-from spine_models.errors import ConfigError, CorruptFileError, DecompressionBombError, ImageTooSmallError
+from pathlib import Path
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SIZE", "resolve_max_pixels", "check_declared_size", "check_frame_size",
+from spine_models.errors import (
+    ConfigError,
+    CorruptFileError,
+    DecompressionBombError,
+    EmptyFileError,
+    ImageTooSmallError,
+    SpineInputError,
+    UnsupportedFormatError,
+)
+
+__all__ = ["MAX_FILE_BYTES", "read_file_bytes", "DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SIZE", "resolve_max_pixels", "check_declared_size", "check_frame_size",
            "DEFAULT_MAX_ZIP_BYTES", "MAX_ZIP_MEMBERS", "MAX_ZIP_RATIO", "ZIP_RATIO_MIN_BYTES", "ENV_MAX_ZIP_BYTES",
            "resolve_max_zip_bytes"]
 
@@ -29,6 +39,30 @@ MAX_ZIP_MEMBERS = 500_000  # entries in one archive (a large dataset of PNGs and
 MAX_ZIP_RATIO = 400  # uncompressed/compressed; DICOM and PNG compress far less
 ZIP_RATIO_MIN_BYTES = 1024**2  # the ratio test applies from 1 MiB (a member, or the whole archive), inclusive
 ENV_MAX_ZIP_BYTES = "SPINE_MODELS_MAX_ZIP_BYTES"
+MAX_FILE_BYTES = 2 * 1024**3  # one image or DICOM file (a whole study arrives as many files or a ZIP)
+
+
+def read_file_bytes(path: str | os.PathLike[str], shown: str) -> bytes:
+    """The bytes of one file, or a one-line :class:`SpineInputError` naming it as ``shown`` (a neutral id).
+
+    Why one helper: every reader of the package (images, study folders, dataset scans, exports) refuses
+    a missing, empty, over-2-GB or unreadable file the same way, before anything is decoded.
+    """
+    file = Path(path)
+    try:
+        if not file.exists():
+            raise SpineInputError("no such file; check the path", shown)
+        if file.is_dir():
+            raise UnsupportedFormatError("is a folder, not a file; point to an image file or use a study reader", shown)
+        size = file.stat().st_size
+        if size == 0:
+            raise EmptyFileError("file is empty (0 bytes); re-copy or re-export it", shown)
+        if size > MAX_FILE_BYTES:
+            raise UnsupportedFormatError(f"file is {size / 1024**3:.1f} GB, above the 2 GB limit for one file; "
+                                         "export it as smaller files", shown)
+        return file.read_bytes()
+    except OSError as exc:  # permission, a name too long, a FIFO, an I/O error
+        raise SpineInputError(f"cannot read the file ({exc.strerror or type(exc).__name__}); check its permissions", shown) from exc
 
 
 def _resolve(value: int | None, arg: str, env: str, default: int, unit: str, example: int) -> int:

@@ -34,7 +34,7 @@ from spine_models.io.deid import collect_identifiers, header_dict, pseudonym, re
 from spine_models.io.pixels import scale_to_unit
 from spine_models.io.radiograph import Radiograph
 
-__all__ = ["read_dicom", "read_dicom_frames", "DicomFrames", "parse_dicom", "orientation_of", "slice_geometry", "missing_decoder_hint",
+__all__ = ["read_dicom", "read_dicom_frames", "read_dicom_stored", "DicomFrames", "parse_dicom", "orientation_of", "slice_geometry", "missing_decoder_hint",
            "PlaneGeometry", "plane_geometry"]
 
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, EOFError, OSError, struct.error, zlib.error, NotImplementedError, AttributeError, OverflowError, UnicodeError, RuntimeError, StopIteration)
@@ -574,15 +574,29 @@ def read_dicom_frames(
         return _frames_from_dataset(parse_dicom(data, name), name, max_pixels, min_size, identifiers_out)
 
 
-def _frames_from_dataset(
-    ds: Any, name: str, max_pixels: int | None, min_size: int, identifiers_out: set[str] | None
-) -> DicomFrames:
-    identifiers = collect_identifiers(ds)
-    if identifiers_out is not None:
-        identifiers_out.update(identifiers)
-    modality = str(ds.get("Modality", "") or "").strip().upper() or None
-    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
-    safe = _safe_name(name, identifiers, modality, sop_uid)
+def read_dicom_stored(
+    data: bytes, name: str, *, max_pixels: int | None = None, min_size: int = DEFAULT_MIN_SIZE
+) -> tuple[Any, np.ndarray]:
+    """(parsed dataset, stored values (F, H, W[, 3])) of one DICOM file, behind every guard of
+    :func:`read_dicom_frames` (parse, photometric and decoder checks, declared and embedded sizes), no LUT applied.
+
+    Why: an export that copies a frame's stored values unchanged (``data.mri.export_frames``) must refuse a bad
+    file in the same one line as every other reader, named ``name`` (or a neutral name when it carries an
+    identifying value); the dataset is returned for copying its non-identifying header.
+    """
+    with warnings.catch_warnings(record=True):  # pydicom warnings may quote identifying values
+        warnings.simplefilter("always")
+        ds = parse_dicom(data, name)
+        modality = str(ds.get("Modality", "") or "").strip().upper() or None
+        safe = _checked_before_decoding(ds, name, collect_identifiers(ds), modality, max_pixels, min_size)
+        return ds, _decode(ds, safe)
+
+
+def _checked_before_decoding(ds: Any, name: str, identifiers: set[str], modality: str | None, max_pixels: int | None,
+                             min_size: int) -> str:
+    """The file's safe name, after every check that must pass before decoding (pixels present, photometric,
+    decoder installed, declared and embedded sizes)."""
+    safe = _safe_name(name, identifiers, modality, str(ds.get("SOPInstanceUID", "") or ""))
     _check_decodable(ds, safe)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
@@ -591,6 +605,17 @@ def _frames_from_dataset(
         raise CorruptFileError("DICOM header lacks a valid Rows/Columns/NumberOfFrames", safe) from exc
     check_declared_size(safe, cols, rows, frames, max_pixels=max_pixels, min_size=min_size)
     _check_codestreams(ds, safe, rows, cols, frames, max_pixels)
+    return safe
+
+
+def _frames_from_dataset(
+    ds: Any, name: str, max_pixels: int | None, min_size: int, identifiers_out: set[str] | None
+) -> DicomFrames:
+    identifiers = collect_identifiers(ds)
+    if identifiers_out is not None:
+        identifiers_out.update(identifiers)
+    modality = str(ds.get("Modality", "") or "").strip().upper() or None
+    safe = _checked_before_decoding(ds, name, identifiers, modality, max_pixels, min_size)
     notes: list[str] = []
     _flatten_enhanced(ds, notes)
     raw = _decode(ds, safe)

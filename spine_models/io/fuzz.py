@@ -762,8 +762,11 @@ def run_case(case: Case, workdir: str | Path, *, capture_stderr: bool = True) ->
                 from spine_models.io.study import scan_studies
 
                 folder = write_case(case, workdir)
+                scanned: list[str] = []
                 try:  # the header-only scan of dataset folders: same promise (a refusal is fine, the read below still runs)
-                    outputs.append(repr([(len(s.series), [x.n_frames for x in s.series]) for s in scan_studies(folder)]))
+                    outputs.append(repr([(len(s.series), [x.n_frames for x in s.series])
+                                         for s in scan_studies(folder, problems=scanned)]))
+                    outputs.extend(scanned)  # each left-out file: one line, neutral name (checked below)
                 except SpineInputError as exc:
                     outputs.append(str(exc).replace(str(folder), "<dir>"))  # the folder is the user's own argument
                     problem = _message_problem(outputs[-1])

@@ -182,8 +182,13 @@ def _read_png_16bit_color(data: bytes, name: str) -> tuple[np.ndarray, list[str]
     return np.clip(gray, 0, 1).astype(np.float32), notes
 
 
-def read_raster(data: bytes, name: str, fmt: str, *, max_pixels: int | None = None, min_size: int = DEFAULT_MIN_SIZE) -> Radiograph:
-    """Decode a sniffed raster format; size limits are checked on the header before decoding."""
+def read_raster(data: bytes, name: str, fmt: str, *, max_pixels: int | None = None, min_size: int = DEFAULT_MIN_SIZE,
+                draft: int | None = None) -> Radiograph:
+    """Decode a sniffed raster format; size limits are checked on the header before decoding.
+
+    ``draft`` (JPEG only): let the decoder scale by 1/2 … 1/8 (its DCT scaling) down to no less than ``draft`` px per
+    side, decoding straight to grayscale: a thumbnail at a fraction of the cost (the leakage check's films).
+    """
     from PIL import ImageOps
 
     errors = _pillow_errors()
@@ -198,6 +203,9 @@ def read_raster(data: bytes, name: str, fmt: str, *, max_pixels: int | None = No
             raise _decode_error(exc, name, fmt) from exc
         check_declared_size(name, width, height, n_frames, max_pixels=limit, min_size=min_size)
         try:
+            if draft and fmt == "JPEG":
+                im.draft("L", (int(draft), int(draft)))
+                width, height = im.size
             if fmt == "PNG":  # CRC of every chunk: catches flipped bits that zlib alone may not
                 _open_lazy(data, fmt, name).verify()
             if fmt == "PNG" and _png_16bit_color(data):

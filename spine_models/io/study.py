@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from spine_models.errors import DatasetError, SpineInputError
-from spine_models.io._limits import DEFAULT_MIN_SIZE
+from spine_models.io._limits import DEFAULT_MIN_SIZE, MAX_FILE_BYTES as _MAX_FILE_BYTES
 from spine_models.io.archive import iter_zip_members
 from spine_models.io.deid import SHOW_NAMES_ENV, display_name, remap_uid, scrub_text, show_names as _show_names
 from spine_models.io.dicom import DicomFrames, orientation_of, read_dicom_frames, slice_geometry
@@ -116,7 +116,6 @@ class Study:
         return f"Study({self.name!r}, series={[s.description for s in self.series]})"
 
 
-_MAX_FILE_BYTES = 2 * 1024**3  # one file of a study, as read_image's limit
 
 
 def _read_files(items: list[tuple[str, Path]], problems: list[str], show: bool) -> Iterator[tuple[str, bytes]]:
@@ -337,6 +336,7 @@ class StudyInfo:
     study_id: str  # the study folder's name (never a DICOM identifier)
     root: Path
     series: list[SeriesInfo]
+    problems: list[str] = field(default_factory=list)  # files under ``root`` left out, by neutral name
 
 
 def _is_dicom(path: Path) -> bool:
@@ -367,17 +367,41 @@ def _series_info(description: str, uid: str, entries: list[tuple[Path, SliceHead
     return SeriesInfo(description, uid, files, numbers, index, None if orientation is None else list(orientation), folder)
 
 
-def scan_studies(root: str | Path) -> list[StudyInfo]:
+def _scan_header(path: Path, shown: str) -> Any:
+    """One file's header (no pixels), every value converted, or a one-line SpineInputError naming it ``shown``."""
+    import pydicom
+
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SpineInputError(f"cannot be read ({exc.strerror or type(exc).__name__}); check its permissions", shown) from exc
+    if size > _MAX_FILE_BYTES:
+        raise SpineInputError(f"file is {size / 1024**3:.1f} GB, above the 2 GB limit for one file", shown)
+    # pydicom's warnings quote header values (identifying ones too): recorded, never printed
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            for _elem in ds.iterall():  # convert every value now, inside this guard (lazy conversion raises later)
+                pass
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types (NotImplementedError, BytesLengthException...) on bad bytes
+            raise SpineInputError(f"is not a readable DICOM file ({type(exc).__name__})", shown) from exc
+    return ds
+
+
+def scan_studies(root: str | Path, *, problems: list[str] | None = None, show_names: bool | None = None) -> list[StudyInfo]:
     """Every DICOM study under ``root`` (headers only), grouped by StudyInstanceUID, frames in slice order.
 
     The study id is the name of the folder that holds all of that study's series folders, so
     DIR/<patient>/<series>/*.dcm gives the patient folder name; ``root`` itself when it is one study.
-    A file whose declared size :func:`read_study` would refuse (too small, too large) is left out too.
+    A file whose header does not parse, or whose declared size :func:`read_study` would refuse (too small,
+    too large), is left out and described in ``problems`` (the list passed, and the ``problems`` of the study
+    whose folder holds it), named by its neutral id unless ``show_names``; the rest of the scan carries on.
+    Raises :class:`DatasetError` only when no file at all can be used.
     """
-    import pydicom
-
     from spine_models.io._limits import check_declared_size
 
+    show = _show_names(show_names)
     root = Path(root)
     if not root.exists():
         raise DatasetError("no such file or folder; pass a DICOM study folder", root)
@@ -385,31 +409,40 @@ def scan_studies(root: str | Path) -> list[StudyInfo]:
     if not paths:
         raise DatasetError("holds no DICOM files (.dcm); pass a folder of MRI studies", root)
     studies: dict[str, dict[str, dict[str, Any]]] = {}
+    left_out: list[tuple[Path, str]] = []
     for path in paths:
-        # pydicom's warnings quote header values (identifying ones too): recorded, never printed
-        with warnings.catch_warnings(record=True):
+        shown = display_name(path.absolute().as_posix(), show=show)  # one id per file, whichever folder is scanned
+        try:
+            ds = _scan_header(path, shown)
+        except SpineInputError as exc:
+            hint = "" if show else f"; env {SHOW_NAMES_ENV}=1 shows its name"
+            left_out.append((path, f"{exc}; skipped (fix or remove it{hint})"))
+            continue
+        with warnings.catch_warnings(record=True):  # as in _scan_header: pydicom may quote values when they are read
             warnings.simplefilter("always")
-            try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
-                for _elem in ds.iterall():  # convert every value now, inside this guard (lazy conversion raises later)
-                    pass
-            except Exception as exc:  # noqa: BLE001 - pydicom raises many types (NotImplementedError, BytesLengthException...) on bad bytes
-                rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
-                raise DatasetError(f"file {display_name(rel)} is not a readable DICOM file ({type(exc).__name__}); remove it "
-                                   f"or fix it (env {SHOW_NAMES_ENV}=1 shows its name)", root) from exc
             try:
                 position, orientation, instance = slice_geometry(ds)
                 n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
                 shape = (getattr(ds, "Rows", None), getattr(ds, "Columns", None))
-                check_declared_size(path.name, int(shape[1] or 0), int(shape[0] or 0), n_frames)
-            except (SpineInputError, TypeError, ValueError, OverflowError):
-                continue  # read_study refuses it (size, or a size that is no number) before decoding: not a frame there either
+                check_declared_size(shown, int(shape[1] or 0), int(shape[0] or 0), n_frames)
+            except SpineInputError as exc:  # read_study refuses it before decoding: not a frame here either
+                left_out.append((path, f"{exc}; skipped"))
+                continue
+            except (TypeError, ValueError, OverflowError) as exc:
+                left_out.append((path, f"{shown}: Rows/Columns/NumberOfFrames are not numbers ({type(exc).__name__}); skipped"))
+                continue
             st = str(getattr(ds, "StudyInstanceUID", "") or path.parent.parent)
             se = str(getattr(ds, "SeriesInstanceUID", "") or path.parent)
             entry = studies.setdefault(st, {}).setdefault(se, {
                 "description": str(getattr(ds, "SeriesDescription", "") or ""), "entries": [],
                 "orientation": orientation, "folder": path.parent})
-            entry["entries"].append((path, SliceHeader(position, orientation, instance), n_frames, shape))
+        entry["entries"].append((path, SliceHeader(position, orientation, instance), n_frames, shape))
+    lines = [line for _path, line in left_out]
+    if problems is not None:
+        problems.extend(lines)
+    if not studies:
+        first = f" (first: {lines[0][:160]})" if lines else ""
+        raise DatasetError(f"none of its {len(paths)} DICOM file(s) can be used{first}; pass a folder of readable DICOM studies", root)
     out: list[StudyInfo] = []
     for series in studies.values():
         infos = [_series_info(e["description"], se, e["entries"], e["orientation"], e["folder"]) for se, e in series.items()]
@@ -422,6 +455,10 @@ def scan_studies(root: str | Path) -> list[StudyInfo]:
         infos.sort(key=lambda s: (s.folder.as_posix(), s.description))
         out.append(StudyInfo(common.name, common, infos))
     out.sort(key=lambda s: s.root.as_posix())
+    for path, line in left_out:  # each left-out file to the innermost study folder that holds it
+        holders = [s for s in out if path.is_relative_to(s.root)]
+        if holders:
+            max(holders, key=lambda s: len(s.root.parts)).problems.append(line)
     return out
 
 
