@@ -51,10 +51,14 @@ def test_split_per_patient_stratified_deterministic():
     assert len(sp2["train"].patients) == 23 + 9  # largest-remainder counts per class: 30 -> 23/4/3, 12 -> 9/2/1
 
 
-def test_leakage_catches_shared_patient():
+def test_leakage_catches_shared_patient(monkeypatch):
     ds = _toy(6, 6, 1)
     a = SpineDataset("a", ds.samples[:7])
     b = SpineDataset("b", ds.samples[7:] + [Sample(id="dup", patient_id=ds.samples[0].patient_id, label="normal")])
+    with pytest.raises(LeakageError, match="SPINE_MODELS_SHOW_NAMES=1 shows") as hidden:  # ids are names: neutral
+        check_leakage(a, b, phash_threshold=None)
+    assert repr(ds.samples[0].patient_id) not in str(hidden.value) and "'patient-" in str(hidden.value)
+    monkeypatch.setenv("SPINE_MODELS_SHOW_NAMES", "1")  # the user's opt-in
     with pytest.raises(LeakageError, match=repr(ds.samples[0].patient_id)):
         check_leakage(a, b, phash_threshold=None)
 
@@ -69,7 +73,7 @@ def _film(seed: int, shape=(160, 96)) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), 3)
 
 
-def test_leakage_catches_planted_near_duplicate(tmp_path: Path):
+def test_leakage_catches_planted_near_duplicate(tmp_path: Path, monkeypatch):
     train, test = [], []
     for i in range(8):
         p = tmp_path / f"t{i}.png"
@@ -85,6 +89,10 @@ def test_leakage_catches_planted_near_duplicate(tmp_path: Path):
     q = tmp_path / "other name.jpg"
     cv2.imwrite(str(q), (copy * 255).astype(np.uint8))
     parts["test"].samples.append(Sample(id="x", patient_id="P99", path=q, label="normal"))
+    with pytest.raises(LeakageError, match=r"file-[0-9a-f]{8}\.png .*file-[0-9a-f]{8}\.jpg") as hidden:
+        check_leakage(parts)
+    assert "other name" not in str(hidden.value) and "P99" not in str(hidden.value)  # names hidden by default
+    monkeypatch.setenv("SPINE_MODELS_SHOW_NAMES", "1")
     with pytest.raises(LeakageError, match=r"t2\.png.*other name\.jpg"):
         check_leakage(parts)
     # flipped copy is caught too

@@ -32,7 +32,7 @@ import numpy as np
 
 from spine_models.data.records import Sample, SpineDataset
 from spine_models.errors import LeakageError, SpineInputError
-from spine_models.io.deid import display_name
+from spine_models.io.deid import SHOW_NAMES_ENV, display_name, show_names
 
 __all__ = ["check_leakage", "find_near_duplicates", "near_duplicates_between", "image_hashes", "DEFAULT_PHASH_THRESHOLD",
            "DEFAULT_VERIFY_THRESHOLD", "DEFAULT_MAX_CANDIDATES"]
@@ -382,6 +382,16 @@ def near_duplicates_between(
     return _pairs(ea, ha, eb, hbv, threshold, verify_threshold, flips, same=False, max_candidates=max_candidates)
 
 
+def _shown(name: Any, kind: str = "file") -> str:
+    """A file name or patient id as a leakage message shows it: neutral unless the user opted in (io.deid)."""
+    return display_name(str(name), kind=kind)
+
+
+def _names_hint() -> str:
+    """How to see the real names, when they are hidden."""
+    return "" if show_names() else f" ({SHOW_NAMES_ENV}=1 shows the file names and patient ids)"
+
+
 def check_leakage(
     parts: "dict[str, SpineDataset] | SpineDataset",
     other: SpineDataset | None = None,
@@ -411,8 +421,9 @@ def check_leakage(
         if shared:
             more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
             raise LeakageError(
-                f"patient leakage: patient(s) {', '.join(repr(p) for p in shared[:3])}{more} in both {a!r} and {b!r}; "
-                "split per patient (spine_models.data.splits.split_dataset) or fix the patient ids"
+                f"patient leakage: patient(s) {', '.join(repr(_shown(p, 'patient')) for p in shared[:3])}{more} in both "
+                f"{a!r} and {b!r}; split per patient (spine_models.data.splits.split_dataset) or fix the patient ids"
+                f"{_names_hint()}"
             )
     n_pairs = 0
     stats: dict[str, Any] = {}
@@ -431,10 +442,10 @@ def check_leakage(
                 r = bad[0]
                 sim = "" if r["similarity"] is None else f", similarity {r['similarity']:.3f}"
                 raise LeakageError(
-                    f"near-duplicate leakage: {r['file_a']} ({a}, patient {r['patient_a']!r}) and {r['file_b']} "
-                    f"({b}, patient {r['patient_b']!r}) are near duplicates (phash distance {r['distance']}{sim}; "
-                    f"{len(bad)} such pair(s) between {a!r} and {b!r}); split with "
-                    "split_dataset(..., group_near_duplicates=True) or give copies of one film the same patient id"
+                    f"near-duplicate leakage: {_shown(r['file_a'])} ({a}, patient {_shown(r['patient_a'], 'patient')!r}) "
+                    f"and {_shown(r['file_b'])} ({b}, patient {_shown(r['patient_b'], 'patient')!r}) are near duplicates "
+                    f"(phash distance {r['distance']}{sim}; {len(bad)} such pair(s) between {a!r} and {b!r}); split with "
+                    f"split_dataset(..., group_near_duplicates=True) or give copies of one film the same patient id{_names_hint()}"
                 )
     return {"parts": {n: len(parts[n]) for n in parts}, "image_pairs_checked": n_pairs,
             "verified": stats.get("verified", 0), "phash_threshold": phash_threshold, "verify_threshold": verify_threshold, "flips": flips,
