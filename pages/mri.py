@@ -57,6 +57,8 @@ if study is None:
     st.info("Choose a study to start.")
     st.stop()
 
+if study.problems:  # unreadable files are left out, never silently: each named by its neutral id
+    st.warning(render.left_out_note(study.problems))
 st.subheader("Series")
 st.dataframe([{k: v for k, v in s.to_dict().items() if k not in ("instance_numbers", "uid")} for s in study.series],
              width="stretch")
@@ -66,11 +68,14 @@ for s in study.series:
         st.image(render.png_bytes(s.frame(idx)), caption=f"frame {idx} of {s.frames}", width=360)
 
 st.subheader("Frame selection per disc level")
+selection_problems: list[str] = []
 try:
-    choices = analysis.mri_selection(folder)
+    choices = analysis.mri_selection(folder, selection_problems)
 except SpineInputError as exc:
     st.error(str(exc))
     st.stop()
+if selection_problems and not study.problems:
+    st.warning(render.left_out_note(selection_problems))
 st.dataframe([{"image": c.name, "level": c.level or "mid-sagittal", "series": c.series_description,
                "frame": c.frame, "why": c.reason} for c in choices], width="stretch")
 

@@ -113,7 +113,7 @@ def test_analyse_phantom_example(app_env: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------- MRI study
-def _study_zip() -> bytes:
+def _study_zip(extra: dict[str, bytes] | None = None) -> bytes:
     from spine_models.io import make_dicom
 
     buf = io.BytesIO()
@@ -127,6 +127,8 @@ def _study_zip() -> bytes:
                            image_position=[0, 0, float(i) * 4], image_orientation=[1, 0, 0, 0, 1, 0] if number == 2 else [0, 1, 0, 0, 0, -1])
                 zf.write(p, f"study/{desc}/{i}.dcm")
                 p.unlink()
+        for member, data in (extra or {}).items():
+            zf.writestr(member, data)
     return buf.getvalue()
 
 
@@ -158,6 +160,17 @@ def test_mri_phantom_folder_selection_roi_and_disc_states(app_env: Path) -> None
     assert list(discs["level"]) == ["L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2"]
     assert discs["tiny-disc"].str.contains("grade").all()
     assert (discs["provenance"] == "tiny-disc: phantom-trained").all()  # every row says where its grade holds
+
+
+def test_mri_study_with_a_bad_file_says_it_was_left_out(app_env: Path) -> None:
+    bad = b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff garbage"  # a DICOM preamble, then a broken header
+    at = new_app("pages/mri.py")
+    at.file_uploader(key="mri_upload").upload("study.zip", _study_zip({"study/T2 SAG/PID-77341_07.dcm": bad}),
+                                              "application/zip").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert sorted(at.dataframe[0].value["frames"]) == [3, 5]  # the good series are all there
+    notes = [w.value for w in at.warning if "left out of this study" in w.value]
+    assert len(notes) == 1 and notes[0].startswith("1 file(s)") and "77341" not in notes[0], [w.value for w in at.warning]
 
 
 def test_mri_bad_zip_shows_error(app_env: Path) -> None:

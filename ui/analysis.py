@@ -354,11 +354,12 @@ def extract_upload_zip(data: bytes, name: str) -> str:
     return str(extract_zip_once(zpath, zpath.parent / "extracted"))
 
 
-def mri_selection(folder: str) -> list[Any]:
-    """The MRI study's frame choices (mid-sagittal + one axial frame per disc level) with reasons."""
+def mri_selection(folder: str, problems: list[str] | None = None) -> list[Any]:
+    """The MRI study's frame choices (mid-sagittal + one axial frame per disc level) with reasons; files the scan
+    left out are added to ``problems`` (neutral names)."""
     from spine_models.data.mri import select_frames
 
-    return select_frames(folder)
+    return select_frames(folder, problems=problems)
 
 
 def frame_pixels(choice: Any) -> np.ndarray:

@@ -437,3 +437,14 @@ def evaluation_progress(tick: Any, model_id: str, index: int, n_models: int) -> 
 
 
 __all__ += ["evaluation_progress"]
+
+
+def left_out_note(problems: Sequence[str], show: int = 3) -> str:
+    """One warning for the files a study scan left out: how many, the first ``show`` problem lines (each names its
+    file by its neutral id and says why), and how many more."""
+    n = len(problems)
+    more = f"; … and {n - show} more" if n > show else ""
+    return f"{n} file(s) left out of this study (unreadable or refused): " + "; ".join(problems[:show]) + more
+
+
+__all__ += ["left_out_note"]
