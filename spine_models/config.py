@@ -46,6 +46,7 @@ CHOICES: dict[str, dict[str, tuple[Any, ...]]] = {
     },
     "segment": {
         "tta": ("none", "hflip"),
+        "grader_loss": ("ce", "sord"),
     },
 }
 

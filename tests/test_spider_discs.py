@@ -216,12 +216,14 @@ def test_tiny_locator_and_grader_train_and_evaluate(spider_folder: Path, tmp_pat
     assert card["view"] == "mri" and card["structures"] == ["disc", "disc_caudal"]
     gr_cfg = train_config("segment", flags={"model": "disc_grading", "epochs": 1, "batch": 4}, data=[str(spider_folder)],
                           out=str(tmp_path / "gr"), sets=[f"locator={tmp_path / 'loc'}", "split_method=hash",
-                                                          "split=\"4:1:1\"", "augment=mri-disc", "grader_width=4"])
+                                                          "split=\"4:1:1\"", "augment=mri-disc", "grader_width=4",
+                                                          "grader_loss=sord", "grader_margin=[0.15,0.6]"])
     from spine_models.engine import task_module
 
     gcard = task_module("segment", arch="disc_grading").train(gr_cfg, tmp_path / "gr", quiet=True)
     g = json.loads(Path(gcard).read_text())
     assert g["arch"] == "disc_grading" and set(g["thresholds"]) == {"herniation", "bulging", "narrowing"}
+    assert g["preprocessing"]["crop_margin"] == [0.15, 0.6]  # the Predictor cuts with what training cut
     assert g["sources"] == [] or g["sources"][0]["data"] in ("spider-mri",)
     rep = evaluate_command(tmp_path / "gr", [str(spider_folder)], n_resamples=20, quiet=True, audit=False)
     m = rep["metrics"]
@@ -287,3 +289,55 @@ def test_grader_probabilities_and_gradcam_on_crops(tmp_path: Path):
     np.testing.assert_allclose(pf, pf_m, atol=1e-5)
     cams = pred._cams(crops, pf.argmax(1))
     assert len(cams) == 3 and cams[0].shape == (64, 128) and np.isfinite(cams[0]).all()
+
+
+def test_ordinal_soft_targets_respect_the_grade_order():
+    """SORD targets peak at the true grade and fall off with distance (a 3-for-4 costs less than a 1-for-5); the
+    ``sord`` loss ranks a neighbouring miss below a far miss, ``ce`` does not; an unknown loss names the valid ones."""
+    import torch
+
+    from spine_models.engine.discs import _loss, ordinal_soft_targets
+    from spine_models.errors import ConfigError
+
+    q = ordinal_soft_targets(torch.tensor([3, 0]))
+    assert torch.allclose(q.sum(1), torch.ones(2)) and int(q[0].argmax()) == 3 and int(q[1].argmax()) == 0
+    assert q[0, 2] == pytest.approx(float(q[0, 4])) and q[0, 2] > q[0, 1] > q[0, 0]
+    y = torch.tensor([[3.0, 0, 0, 0]])
+    near = torch.tensor([[0, 0, 0, 5.0, 0, 0, 0, 0]])  # the true class (index 3, grade 4)
+    off1 = torch.tensor([[0, 0, 5.0, 0, 0, 0, 0, 0]])  # one grade off
+    off3 = torch.tensor([[5.0, 0, 0, 0, 0, 0, 0, 0]])  # three grades off
+    pw = torch.ones(3)
+    sord, ce = _loss(FINDINGS3, pw, "sord"), _loss(FINDINGS3, pw, "ce")
+    assert sord(near, y) < sord(off1, y) < sord(off3, y)
+    assert ce(off1, y) == pytest.approx(float(ce(off3, y)))
+    with pytest.raises(ConfigError, match="ce, sord"):
+        _loss(FINDINGS3, pw, "focal")
+
+
+FINDINGS3 = ("herniation", "bulging", "narrowing")
+
+
+def test_grader_crops_with_the_cards_margin(tmp_path: Path):
+    """The Predictor cuts crops with the margin its card records (training's ``grader_margin``); a card without one
+    keeps the old default; a bad margin is refused with the key named."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from app_fixtures import make_disc_weights
+
+    from spine_models.data.disc_crops import CROP_MARGIN
+    from spine_models.engine.discs import _pair
+    from spine_models.engine.predictor import load_predictor
+    from spine_models.errors import ConfigError
+
+    w = make_disc_weights(tmp_path / "w")
+    assert load_predictor(w / "tiny-disc-grader.json").margin == CROP_MARGIN
+    card = json.loads((w / "tiny-disc-grader.json").read_text())
+    card["preprocessing"] = {**(card.get("preprocessing") or {}), "crop_margin": [0.15, 0.6]}
+    (w / "wide.json").write_text(json.dumps({**card, "id": "wide"}))
+    assert load_predictor(w / "wide.json").margin == (0.15, 0.6)
+    assert _pair([0.15, 0.6], "grader_margin") == (0.15, 0.6)
+    with pytest.raises(ConfigError, match="grader_margin"):
+        _pair("wide", "grader_margin")
+    with pytest.raises(ConfigError, match=">= 0"):
+        _pair([-0.1, 0.2], "grader_margin")

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from spine_models.data.disc_crops import CROP_SIZE, column_up, disc_crop
+from spine_models.config import CHOICES
+from spine_models.data.disc_crops import CROP_MARGIN, CROP_SIZE, column_up, disc_crop
 from spine_models.data.spider import FINDINGS, LUMBAR_LEVELS, grading_targets
 from spine_models.data.vertebra_targets import DISC_CORE, disc_boxes
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
@@ -35,9 +36,10 @@ from spine_models.models.grading import PFIRRMANN_GRADES, split_outputs
 from spine_models.models.registry import create_model
 from spine_models.results.discs import DiscGrade, DiscGradingResult
 
-__all__ = ["ARCH", "is_disc_model", "DiscGradingPredictor", "Predictor", "grade", "train", "DiscGraderTrainer", "evaluate", "truth_discs", "grading_metrics"]
+__all__ = ["ARCH", "PFIRRMANN_LOSSES", "ordinal_soft_targets", "is_disc_model", "DiscGradingPredictor", "Predictor", "grade", "train", "DiscGraderTrainer", "evaluate", "truth_discs", "grading_metrics"]
 
 ARCH = "disc_grading"
+PFIRRMANN_LOSSES = CHOICES["segment"]["grader_loss"]  # ce: cross-entropy | sord: soft ordinal labels (neighbours share mass)
 
 
 def is_disc_model(card: ModelCard) -> bool:
@@ -98,6 +100,7 @@ class DiscGradingPredictor(BasePredictor):
             self.model.load_state_dict(sd)
             self.model.to(self.device).eval()
         self.size = tuple(card.input_size) if isinstance(card.input_size, (list, tuple)) else CROP_SIZE
+        self.margin = tuple(float(v) for v in (card.preprocessing or {}).get("crop_margin", CROP_MARGIN))
         self.structures = list(card.structures or ["disc", "disc_caudal"])
 
     def grade_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +130,7 @@ class DiscGradingPredictor(BasePredictor):
         out: dict[str, Any] = {"read": read, "probs": probs, "crops": None, "pf": None, "fi": None, "cams": []}
         if read.discs:
             up = read.axis if read.levels_reliable else (0.0, -1.0)
-            crops = np.stack([disc_crop(pixels, d.box, up, size=self.size) for d in read.discs])
+            crops = np.stack([disc_crop(pixels, d.box, up, size=self.size, margin=self.margin) for d in read.discs])
             pf, fi = self.grade_crops(crops) if (read.levels_reliable and self.model is not None) else (None, None)
             cams = self._cams(crops, pf.argmax(1)) if (cam and pf is not None) else [None] * len(crops)
             out.update(crops=crops, pf=pf, fi=fi, cams=cams)
@@ -174,7 +177,8 @@ class _Disc:
 
 
 def collect_discs(samples: Sequence[Any], locator: Any | None, size: tuple[int, int], *,
-                  pseudo: bool = True, quiet: bool = True) -> list[_Disc]:
+                  pseudo: bool = True, quiet: bool = True,
+                  margin: tuple[float, float] = CROP_MARGIN) -> list[_Disc]:
     """Graded disc crops of ``samples``: recovered boxes where a slice has them, else the locator's named discs."""
     from spine_models._progress import progress
     from spine_models.engine.segment import read_pixels
@@ -201,7 +205,7 @@ def collect_discs(samples: Sequence[Any], locator: Any | None, size: tuple[int, 
             continue
         for lvl, box, src in items:
             if lvl in grades:
-                out.append(_Disc(disc_crop(pixels, box, up, size=size).astype(np.float16), grading_targets(grades[lvl]),
+                out.append(_Disc(disc_crop(pixels, box, up, size=size, margin=margin).astype(np.float16), grading_targets(grades[lvl]),
                                  s.patient_id, s.id, lvl, src))
     return out
 
@@ -222,14 +226,41 @@ class _CropDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(x)[None]), y
 
 
-def _loss(findings: Sequence[str], pos_weight: torch.Tensor) -> Any:
+def ordinal_soft_targets(grades: torch.Tensor, n: int = len(PFIRRMANN_GRADES), phi: float = 1.0) -> torch.Tensor:
+    """Soft ordinal labels (SORD, Diaz & Marathe, CVPR 2019): ``softmax(-phi * (k - grade)^2)`` over the n classes.
+
+    Why: Pfirrmann grades are ordered and neighbouring grades are confused by radiologists too; plain cross-entropy
+    punishes a 3-for-4 as hard as a 1-for-5. Soft targets keep the 5-way softmax (so probabilities, argmax,
+    Grad-CAM and the card stay as they are) while the loss respects the order."""
+    k = torch.arange(n, dtype=torch.float32, device=grades.device)
+    return torch.softmax(-float(phi) * (k[None] - grades.float()[:, None]) ** 2, dim=-1)
+
+
+def _loss(findings: Sequence[str], pos_weight: torch.Tensor, kind: str = "ce", phi: float = 1.0) -> Any:
+    if kind not in PFIRRMANN_LOSSES:
+        raise ConfigError(f"grader_loss={kind!r}: use one of {', '.join(PFIRRMANN_LOSSES)}")
     ce = nn.CrossEntropyLoss()
     bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
     def f(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         pf, fi = split_outputs(logits, len(findings))
-        return ce(pf, y[:, 0].long()) + bce(fi, y[:, 1:])
+        if kind == "sord":
+            lp = -(ordinal_soft_targets(y[:, 0], pf.shape[-1], phi) * torch.log_softmax(pf, -1)).sum(-1).mean()
+        else:
+            lp = ce(pf, y[:, 0].long())
+        return lp + bce(fi, y[:, 1:])
     return f
+
+
+def _pair(value: Any, key: str) -> tuple[float, float]:
+    """Two non-negative floats (a crop margin: share of the box's width, height on each side) or a one-line error."""
+    try:
+        a, b = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r}: give two numbers, e.g. --set '{key}=[0.1,0.2]'") from None
+    if a < 0 or b < 0:
+        raise ConfigError(f"{key}={value!r}: margins are shares of the box and must be >= 0")
+    return a, b
 
 
 def _augmenter(name: str) -> Any:
@@ -321,8 +352,9 @@ class DiscGraderTrainer(BaseTrainer):
         self.findings = findings = list(FINDINGS)
         t0 = time.perf_counter()
         pseudo = bool(cfg.get("pseudo_boxes", True))
-        self.tr = tr = collect_discs(parts["train"].samples, locator, size, pseudo=pseudo, quiet=quiet)
-        self.va = va = collect_discs(parts["val"].samples, locator, size, pseudo=pseudo, quiet=quiet)
+        self.margin = margin = _pair(cfg.get("grader_margin", list(CROP_MARGIN)), "grader_margin")
+        self.tr = tr = collect_discs(parts["train"].samples, locator, size, pseudo=pseudo, quiet=quiet, margin=margin)
+        self.va = va = collect_discs(parts["val"].samples, locator, size, pseudo=pseudo, quiet=quiet, margin=margin)
         if len(tr) < 8 or len(va) < 2:
             raise DatasetError(f"too few graded discs to train on ({len(tr)} train, {len(va)} val)", str(cfg["data"]))
         if not quiet:
@@ -338,7 +370,8 @@ class DiscGraderTrainer(BaseTrainer):
             shuffle=True, generator=self.generator, num_workers=int(cfg.get("workers", 0)), worker_init_fn=seed_worker,
             drop_last=True)
         self.pv, self.fv = _targets(va, findings)
-        self.loss_fn = _loss(findings, self.pos_weight.to(self.device))
+        self.loss_fn = _loss(findings, self.pos_weight.to(self.device), str(cfg.get("grader_loss", "ce")),
+                             float(cfg.get("grader_sord_phi", 1.0)))
 
     def get_model(self) -> nn.Module:
         return create_model(ARCH, task="segment", findings=self.findings, width=self.width).to(self.device)
@@ -385,7 +418,8 @@ class DiscGraderTrainer(BaseTrainer):
             input_size=list(self.size), train_command=str(cfg.get("train_command", "")),
             license=most_restrictive_license(srcs) if srcs else locator.card.license,
             structures=list(locator.structures), thresholds=thresholds,
-            preprocessing={"crop": "spine_models.data.disc_crops.disc_crop", "crop_size": list(self.size), "tta": "hflip"},
+            preprocessing={"crop": "spine_models.data.disc_crops.disc_crop", "crop_size": list(self.size),
+                           "crop_margin": list(self.margin), "tta": "hflip"},
             data={"split": {"method": str(cfg.get("split_method", "hash")), "ratios": cfg.get("split", "7:1:2"),
                             "seed": self.seed, "stratify": False}},
             sources=srcs,
