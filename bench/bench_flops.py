@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{dense_ms / ms:7.2f}x {n_ops:5d} {disp_ms:7.1f} {mem / 1e6:6.0f} {mem_ms:6.1f}  {why}")
     print("\nbound = FLOPs / matmul peak; vs dn121 = DenseNet-121@224 latency / this network's (>1: faster); disp ms = ops "
           "run x dispatch cost (a floor no kernel speed removes); mem ms = activation + weight bytes / copy bandwidth. "
-          "Full analysis of one real film with every default model: bench/bench_app.py.")
+          "Full analysis of one real film with every default model: bench/bench_analysis.py (models) and bench/bench_app.py (the page).")
     return 0
 
 
