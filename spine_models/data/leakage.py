@@ -50,7 +50,7 @@ def _cache_key(p: Path, flips: bool) -> tuple[str, int, int, bool]:
         st = p.stat()
     except OSError as exc:  # missing, unreadable: one line, named as io.read_image names it
         raise SpineInputError(f"cannot be read ({exc.strerror or type(exc).__name__}); check the path",
-                              display_name(p.name)) from exc
+                              _shown(p)) from exc
     return (str(p.resolve()), st.st_size, st.st_mtime_ns, flips)
 
 
@@ -383,8 +383,9 @@ def near_duplicates_between(
 
 
 def _shown(name: Any, kind: str = "file") -> str:
-    """A file name or patient id as a leakage message shows it: neutral unless the user opted in (io.deid)."""
-    return display_name(str(name), kind=kind)
+    """A file or patient id as a leakage message shows it: neutral unless the user opted in (io.deid); a file by
+    its base name, as io.read_image and :func:`_cache_key` name it, so one file has one id in every message."""
+    return display_name(Path(str(name)).name if kind == "file" else str(name), kind=kind)
 
 
 def _names_hint() -> str:
