@@ -17,7 +17,7 @@ from spine_models.report.drawing import cobb_overlay  # the one Cobb drawing, sh
 __all__ = ["prob_bars", "confusion_heatmap", "roc_figure", "png_bytes", "cobb_overlay", "results_json",
            "results_csv", "metric_table", "card_summary", "m_text", "history_figure", "classification_headline",
            "cobb_panel", "slip_panel", "findings_panel", "threshold_note", "result_summary",
-           "run_card_metrics", "metric_texts", "disc_panel", "model_choice"]
+           "run_card_metrics", "metric_texts", "disc_panel", "model_choice", "evaluation_progress", "left_out_note"]
 
 
 def m_text(m: Any, digits: int = 3) -> str:
@@ -436,8 +436,6 @@ def evaluation_progress(tick: Any, model_id: str, index: int, n_models: int) -> 
     return min(1.0, (index + part) / max(1, n_models)), text
 
 
-__all__ += ["evaluation_progress"]
-
 
 def left_out_note(problems: Sequence[str], show: int = 3) -> str:
     """One warning for the files a study scan left out: how many, the first ``show`` problem lines (each names its
@@ -446,5 +444,3 @@ def left_out_note(problems: Sequence[str], show: int = 3) -> str:
     more = f"; … and {n - show} more" if n > show else ""
     return f"{n} file(s) left out of this study (unreadable or refused): " + "; ".join(problems[:show]) + more
 
-
-__all__ += ["left_out_note"]

@@ -613,17 +613,19 @@ class BaseTrainer:
             model = self.get_model()
             t0 = time.perf_counter()
             result = self.run(model)
-            if not self.rank.main:
-                finished = True
-                return None
-            self.summary.update({"task": self.task, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
-                                 "stopped_by": result.stopped_by, "epochs_run": result.epochs_run,
-                                 "train_seconds": round(time.perf_counter() - t0, 1)})
-            if self.rank.distributed:
-                self.summary["processes"] = self.rank.world_size
-            card_path = self.finish(model, result)
-            write_json(self.out / "summary.json", _plain(self.summary))
+            card_path = self._write_outputs(model, result, time.perf_counter() - t0) if self.rank.main else None
             finished = True
             return card_path
         finally:
             D.cleanup(finished)
+
+    def _write_outputs(self, model: nn.Module, result: "FitResult", seconds: float) -> Path:
+        """Rank 0's end of training: the summary and the card (``finish``); returns the card path."""
+        self.summary.update({"task": self.task, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+                             "stopped_by": result.stopped_by, "epochs_run": result.epochs_run,
+                             "train_seconds": round(seconds, 1)})
+        if self.rank.distributed:
+            self.summary["processes"] = self.rank.world_size
+        card_path = self.finish(model, result)
+        write_json(self.out / "summary.json", _plain(self.summary))
+        return card_path

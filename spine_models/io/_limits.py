@@ -26,7 +26,7 @@ from spine_models.errors import (
     UnsupportedFormatError,
 )
 
-__all__ = ["MAX_FILE_BYTES", "read_file_bytes", "DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SIZE", "resolve_max_pixels", "check_declared_size", "check_frame_size",
+__all__ = ["MAX_FILE_BYTES", "file_size", "read_file_bytes", "DEFAULT_MAX_PIXELS", "DEFAULT_MIN_SIZE", "resolve_max_pixels", "check_declared_size", "check_frame_size",
            "DEFAULT_MAX_ZIP_BYTES", "MAX_ZIP_MEMBERS", "MAX_ZIP_RATIO", "ZIP_RATIO_MIN_BYTES", "ENV_MAX_ZIP_BYTES",
            "resolve_max_zip_bytes"]
 
@@ -42,6 +42,23 @@ ENV_MAX_ZIP_BYTES = "SPINE_MODELS_MAX_ZIP_BYTES"
 MAX_FILE_BYTES = 2 * 1024**3  # one image or DICOM file (a whole study arrives as many files or a ZIP)
 
 
+def _unreadable(exc: OSError, shown: str) -> SpineInputError:
+    return SpineInputError(f"cannot read the file ({exc.strerror or type(exc).__name__}); check its permissions", shown)
+
+
+def file_size(path: str | os.PathLike[str], shown: str) -> int:
+    """A file's size in bytes, or a one-line :class:`SpineInputError` naming it ``shown`` when it cannot be
+    stat'ed or is over the one-file limit (header-only readers check this much before parsing)."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError as exc:  # permission, a name too long, an I/O error
+        raise _unreadable(exc, shown) from exc
+    if size > MAX_FILE_BYTES:
+        raise UnsupportedFormatError(f"file is {size / 1024**3:.1f} GB, above the 2 GB limit for one file; "
+                                     "export it as smaller files", shown)
+    return size
+
+
 def read_file_bytes(path: str | os.PathLike[str], shown: str) -> bytes:
     """The bytes of one file, or a one-line :class:`SpineInputError` naming it as ``shown`` (a neutral id).
 
@@ -54,15 +71,11 @@ def read_file_bytes(path: str | os.PathLike[str], shown: str) -> bytes:
             raise SpineInputError("no such file; check the path", shown)
         if file.is_dir():
             raise UnsupportedFormatError("is a folder, not a file; point to an image file or use a study reader", shown)
-        size = file.stat().st_size
-        if size == 0:
+        if file_size(file, shown) == 0:
             raise EmptyFileError("file is empty (0 bytes); re-copy or re-export it", shown)
-        if size > MAX_FILE_BYTES:
-            raise UnsupportedFormatError(f"file is {size / 1024**3:.1f} GB, above the 2 GB limit for one file; "
-                                         "export it as smaller files", shown)
         return file.read_bytes()
-    except OSError as exc:  # permission, a name too long, a FIFO, an I/O error
-        raise SpineInputError(f"cannot read the file ({exc.strerror or type(exc).__name__}); check its permissions", shown) from exc
+    except OSError as exc:  # a FIFO, an I/O error while reading
+        raise _unreadable(exc, shown) from exc
 
 
 def _resolve(value: int | None, arg: str, env: str, default: int, unit: str, example: int) -> int:

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from spine_models.errors import DatasetError, SpineInputError
-from spine_models.io._limits import DEFAULT_MIN_SIZE, MAX_FILE_BYTES as _MAX_FILE_BYTES
+from spine_models.io._limits import DEFAULT_MIN_SIZE, file_size
 from spine_models.io.archive import iter_zip_members
 from spine_models.io.deid import SHOW_NAMES_ENV, display_name, remap_uid, scrub_text, show_names as _show_names
 from spine_models.io.dicom import DicomFrames, orientation_of, read_dicom_frames, slice_geometry
@@ -121,14 +121,15 @@ class Study:
 def _read_files(items: list[tuple[str, Path]], problems: list[str], show: bool) -> Iterator[tuple[str, bytes]]:
     """(relative name, bytes) of each file; one that cannot be read goes to ``problems``."""
     for rel, p in items:
+        shown = display_name(rel, show=show)
         try:
-            size = p.stat().st_size
-            if size > _MAX_FILE_BYTES:
-                problems.append(f"{display_name(rel, show=show)}: file is {size / 1024**3:.1f} GB, above the 2 GB limit; skipped")
-                continue
+            file_size(p, shown)  # an empty file reads as b"" and is counted with the non-DICOM files below
             data = p.read_bytes()
+        except SpineInputError as exc:  # not stat'able, over the one-file limit
+            problems.append(f"{exc}; skipped")
+            continue
         except OSError as exc:
-            problems.append(f"{display_name(rel, show=show)}: cannot be read ({exc.strerror or type(exc).__name__}); skipped")
+            problems.append(f"{shown}: cannot be read ({exc.strerror or type(exc).__name__}); skipped")
             continue
         yield rel, data
 
@@ -371,12 +372,7 @@ def _scan_header(path: Path, shown: str) -> Any:
     """One file's header (no pixels), every value converted, or a one-line SpineInputError naming it ``shown``."""
     import pydicom
 
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise SpineInputError(f"cannot be read ({exc.strerror or type(exc).__name__}); check its permissions", shown) from exc
-    if size > _MAX_FILE_BYTES:
-        raise SpineInputError(f"file is {size / 1024**3:.1f} GB, above the 2 GB limit for one file", shown)
+    file_size(path, shown)  # stat'able and within the one-file limit, as every reader checks
     # pydicom's warnings quote header values (identifying ones too): recorded, never printed
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
