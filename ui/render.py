@@ -223,9 +223,9 @@ def history_figure(history: list[dict[str, Any]]) -> Any | None:
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
-    """RGB or gray (uint8, or float in [0, 1]) -> PNG bytes for st.image / downloads. zlib level 3, not Pillow's 6:
-    on a real film overlay it encodes 2.5x faster (13 vs 33 ms) at the same size (138 vs 143 KB), and the Analyse
-    page encodes about seven per film (0.7 s of a 2 s warm analysis was PNG encoding)."""
+    """RGB or gray (uint8, or float in [0, 1]) -> PNG bytes for st.image / downloads. zlib level 3, not Pillow's
+    default 6: film overlays encode several times faster at about the same size, and the Analyse page encodes
+    several per film (PNG encoding was a visible share of a warm analysis under a profiler)."""
     from PIL import Image
 
     a = np.asarray(rgb)
