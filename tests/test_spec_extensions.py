@@ -39,3 +39,17 @@ def test_the_card_keys_and_library_options_listed_exist() -> None:
     assert "draft" in inspect.signature(read_image).parameters and "draft" in inspect.signature(read_image_bytes).parameters
     shipped = [json.loads(p.read_text()) for p in (REPO / "weights").glob("*.json")]
     assert all("runtime" in c for c in shipped)
+
+
+def test_the_centreline_result_keys_listed_exist() -> None:
+    """``measurements.cobb.centreline_deg`` / ``centreline``: written by the corner composite, read by the call."""
+    import numpy as np
+
+    from spine_models.engine.landmarks import with_centreline
+    from spine_models.report.findings import cobb_call  # noqa: F401  (named in the doc)
+
+    text = (REPO / "docs" / "spec_extensions.md").read_text()
+    assert "`measurements.cobb.centreline_deg`" in text and "`centreline_degree`" in text
+    bodies = {f"B{i:02d}": np.array([[0, 50 * i], [40, 50 * i], [40, 50 * i + 30], [0, 50 * i + 30]], float) for i in range(8)}
+    got = with_centreline({"cobb_deg": 3.0, "reliable": True, "curves": []}, bodies, 3)
+    assert {"centreline_deg", "centreline"} <= set(got) and got["centreline_deg"] < 1.0

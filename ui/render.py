@@ -136,6 +136,9 @@ def cobb_panel(container: Any, cobb: dict[str, Any] | None, structures: Sequence
     band = (cobb or {}).get("band") or [max(0.0, r.value - 5), min(90.0, r.value + 5)]
     container.metric("Cobb angle", r.text, help="manual readings typically fall within ±5°")
     container.caption(f"±5° band: {band[0]:.1f}–{band[1]:.1f}°")
+    if isinstance((cobb or {}).get("centreline_deg"), (int, float)):
+        container.caption(f"Column centreline: {cobb['centreline_deg']:.1f}° (a smooth curve through the body centres, "
+                          "drawn in green; scoliosis is called only when it bends ≥ 10° too)")
     for note in (cobb or {}).get("notes") or []:  # how the reading was made, e.g. one of two readings failed
         container.caption(str(note))
 

@@ -35,7 +35,7 @@ from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "refine_bodies", "cobb_measurement", "CornerTrainer", "train", "evaluate",
+__all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "refine_bodies", "cobb_measurement", "with_centreline", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
 ARCH = "vertebra_corners"
@@ -95,6 +95,57 @@ def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], read
     return {**res.to_dict(), "n_vertebrae": len(bodies), **_plausibility(bodies, res.max_angle, shape)}
 
 
+def _check_degree(value: Any, where: str) -> int | None:
+    """A card's ``centreline_degree``: None (no centreline reading) or an integer 1..6."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 6:
+        raise ConfigError(f"{where}={value!r}; use an integer 1-6 (3: one inflection) or leave it out")
+    return value
+
+
+def _check_margin(value: Any, where: str) -> float | None:
+    """A card's ``centreline_margin_deg``: None (the endplate reading stands alone) or degrees in [0, 90]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 90:
+        raise ConfigError(f"{where}={value!r}; use degrees in [0, 90] or leave it out")
+    return float(value)
+
+
+def with_centreline(cobb: dict[str, Any] | None, bodies: dict[str, np.ndarray], degree: int, *,
+                    margin: float | None = None) -> dict[str, Any] | None:
+    """The ``cobb`` measurement with the column's centreline reading beside it: ``centreline_deg`` (the Cobb angle of
+    a smooth curve through the body centres) and ``centreline`` (its points, for drawing).
+
+    Why: the endplate reading takes the two most tilted bodies, so one crooked body reads a curve on a straight
+    column; the centreline cannot follow one body. Findings call scoliosis only when both read a curve
+    (``report.findings``). The other way round, where the bodies at a severe curve's ends were not found the
+    endplate reading loses most of the curve while the centreline still follows it: with ``margin`` the shown angle
+    is raised to the centreline's reading less ``margin`` when it is below that (the endplate reading kept under
+    ``readings_deg.endplates``, a note saying so). Nothing is added to a failed measurement or when too few bodies
+    give no centreline."""
+    if not isinstance(cobb, dict) or cobb.get("failed"):
+        return cobb
+    from spine_models.measure import centreline_cobb
+
+    line = centreline_cobb(bodies, degree=degree)
+    if line is None:
+        return cobb
+    out = {**cobb, "centreline_deg": round(line.angle_deg, 2), "centreline": line.to_dict()["points"]}
+    value = cobb.get("cobb_deg")
+    if margin is not None and isinstance(value, (int, float)) and line.angle_deg - margin > value:
+        raised = round(min(line.angle_deg - margin, 90.0), 2)
+        band = cobb.get("band") or [value - 5, value + 5]
+        half = (band[1] - band[0]) / 2
+        out.update(cobb_deg=raised, band=[round(raised - half, 2), round(raised + half, 2)],
+                   readings_deg={**(cobb.get("readings_deg") or {}), "endplates": value},
+                   notes=[*(cobb.get("notes") or []),
+                          f"raised from the endplates' {value:.1f}° to the centreline's {line.angle_deg:.1f}° less "
+                          f"{margin:.0f}°: the endplate lines drawn miss part of the curve (bodies at its ends not found)"])
+    return out
+
+
 def _mean_read(own: dict[str, Any], other: dict[str, Any] | None, *, fallback: bool = False) -> dict[str, Any]:
     """The corners' Cobb reading with its angles replaced by the mean of its and the U-Net's own reading.
 
@@ -151,6 +202,10 @@ class VertebraCornerPredictor(BasePredictor):
         self.min_span = int(pre.get("min_span", 1))  # the fewest vertebrae a Cobb curve spans
         # the U-Net's own reading failed (e.g. one blob over the thoracic column): the corners' reading stands
         self.locator_fallback = bool(pre.get("locator_fallback", False))
+        # the column's centreline Cobb beside the endplate reading (measure.centreline_cobb; docs/tune_scoliosis_call.py)
+        self.centreline_degree = _check_degree(pre.get("centreline_degree"), f"model {card.id!r}: centreline_degree")
+        # the shown angle is never below the centreline's reading less this margin (None: the endplates alone)
+        self.centreline_margin = _check_margin(pre.get("centreline_margin_deg"), f"model {card.id!r}: centreline_margin_deg")
         self.structures = list(self.locator.structures)
         self.threshold = self.locator.threshold
 
@@ -210,14 +265,16 @@ class VertebraCornerPredictor(BasePredictor):
                                     self.fusion or None, min_span=self.min_span)
             if self.mean_with_locator:
                 meas["cobb"] = _mean_read(meas["cobb"], base.measurements.get("cobb"), fallback=self.locator_fallback)
+            if self.centreline_degree:
+                meas["cobb"] = with_centreline(meas["cobb"], refined, self.centreline_degree, margin=self.centreline_margin)
         return SegmentationResult(model_id=self.card.id, source=base.source, image_size=base.image_size,
                                   device=str(self.device), structures=list(base.structures), masks=base.masks,
                                   measurements=meas, vertebrae=vertebrae)
 
     def memo_settings(self) -> tuple:
         return (self.readout, tuple(sorted(self.fusion.items())), self.mean_with_locator, self.split_long,
-                tuple(sorted(self.tidy.items())), self.min_span, self.locator_fallback, self.side, self.height, self.patch,
-                self.locator.memo_settings())
+                tuple(sorted(self.tidy.items())), self.min_span, self.locator_fallback, self.centreline_degree,
+                self.centreline_margin, self.side, self.height, self.patch, self.locator.memo_settings())
 
 
 # ------------------------------------------------------------------------------------------ training

@@ -25,7 +25,7 @@ COBB_RANGE_DEG = (0.0, 90.0)  # the angle between two lines
 SLIP_RANGE_PERCENT = SLIP_PLAUSIBLE_PERCENT  # one range: the slip measurement flags the same one
 _VALUE = {"cobb": "cobb_deg", "slip": "slip_percent"}
 # fields that carry the number (or parts of it) and so are withheld when the read is not a finding
-_WITHHELD = {"cobb": ("cobb_deg", "band", "curves"),
+_WITHHELD = {"cobb": ("cobb_deg", "band", "curves", "centreline_deg", "centreline"),
              "slip": ("slip_percent", "meyerding_grade", "meyerding", "level", "levels")}
 
 

@@ -134,6 +134,7 @@ _PHRASES = {  # key -> (label, unit, digits)
     "map50": ("mAP50", "", 2), "map50_95": ("mAP50-95", "", 2), "pfirrmann_accuracy": ("Pfirrmann accuracy", "", 2),
     "dice_vertebra": ("Dice vertebra", "", 2), "disc_ap50": ("disc AP50", "", 2),
     "disc_level_accuracy": ("level names right", "", 2), "per_class_herniation_auc": ("herniation AUC", "", 2),
+    "scoliosis_call_balanced_accuracy": ("scoliosis call balanced accuracy", "", 2),
 }
 
 

@@ -13,8 +13,9 @@ __all__ = ["cobb_overlay"]
 
 
 def cobb_overlay(rgb: np.ndarray, cobb: dict[str, Any]) -> np.ndarray:
-    """Draw each curve's two end-plate lines (extended) and its angle with the ±5° band; nothing when the
-    read is not a finding (its lines would show a measurement that failed)."""
+    """Draw each curve's two end-plate lines (extended) and its angle with the ±5° band, and the column's
+    centreline where the read has one; nothing when the read is not a finding (its lines would show a
+    measurement that failed)."""
     import cv2
 
     from spine_models.measure import cobb_read
@@ -25,6 +26,16 @@ def cobb_overlay(rgb: np.ndarray, cobb: dict[str, Any]) -> np.ndarray:
     h, w = out.shape[:2]
     t = max(1, round(max(h, w) / 300))
     colors = [(255, 215, 0), (0, 229, 255), (255, 64, 129)]
+    line = cobb.get("centreline")
+    if line and len(line) >= 2 and isinstance(cobb.get("centreline_deg"), (int, float)):
+        # the column's centreline (measure.centreline_cobb): the curve the scoliosis call checks the endplates against
+        pts = np.round(np.asarray(line, np.float64)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(out, [pts], False, (124, 252, 0), max(1, t // 2), cv2.LINE_AA)
+        text = f"centreline {cobb['centreline_deg']:.1f} deg"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.3 * t, max(1, t // 2))
+        x = int(np.clip(pts[-1, 0, 0] - tw / 2, 0, max(0, w - tw)))  # centred under the line's end, inside the film
+        y = int(min(pts[-1, 0, 1] + th + 4 * t, h - 2))
+        cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.3 * t, (124, 252, 0), max(1, t // 2), cv2.LINE_AA)
     for i, c in enumerate(cobb.get("curves") or []):
         color = colors[i % len(colors)]
         for key in ("upper_line", "lower_line"):
