@@ -111,3 +111,14 @@ def test_a_margin_raises_an_endplate_reading_that_lost_the_curve_and_says_so() -
     kept = with_centreline(_cobb(55.0), col, 3, margin=15.0)  # the endplates read more: they stand
     assert kept["cobb_deg"] == 55.0 and "notes" not in kept
     assert with_centreline(lost, col, 3)["cobb_deg"] == 30.0  # no margin: no floor
+
+
+def test_the_collapsed_section_names_the_centreline_beside_the_angle() -> None:
+    from spine_models.results.segmentation import SegmentationResult
+    from ui.render import result_summary
+
+    res = SegmentationResult(model_id="m", structures=["pedicle", "vertebra"],
+                             measurements={"cobb": _cobb(36.0, centreline_deg=8.3)})
+    assert result_summary(res) == "Cobb 36.0°, centreline 8.3°"
+    res.measurements = {"cobb": _cobb(36.0)}
+    assert result_summary(res) == "Cobb 36.0°"

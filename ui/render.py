@@ -106,6 +106,9 @@ def result_summary(result: Any) -> str:
         m = result.measurements or {}
         if "cobb" in m or "pedicle" in result.structures:
             r = cobb_read(m.get("cobb"))
+            line = (m.get("cobb") or {}).get("centreline_deg")
+            if r.ok and isinstance(line, (int, float)):
+                return f"Cobb {r.text}, centreline {line:.1f}°"
             return f"Cobb {r.text}" if r.ok else "Cobb: cannot measure"
         if "slip" in m:
             r = slip_read(m.get("slip"))
