@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +123,43 @@ def test_the_collapsed_section_names_the_centreline_beside_the_angle() -> None:
     assert result_summary(res) == "Cobb 36.0°, centreline 8.3°"
     res.measurements = {"cobb": _cobb(36.0)}
     assert result_summary(res) == "Cobb 36.0°"
+
+
+def test_the_scoliosis_call_is_evaluated_on_labelled_films_and_no_answer_counts_as_normal(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import spine_models.engine.predictor as predictor_mod
+    from spine_models.report.evaluation import scoliosis_call_evaluation
+
+    reads = {"a": _cobb(30.0, centreline_deg=25.0), "b": _cobb(17.0, centreline_deg=6.0),  # present / absent
+             "c": {"cobb_deg": None, "note": "only 3 separate vertebral bodies found"}, "d": _cobb(4.0)}
+    films = [SimpleNamespace(id=k, path=k, patient_id=f"p{k}", label=lab)
+             for k, lab in (("a", "scoliosis"), ("b", "normal"), ("c", "scoliosis"), ("d", "normal"))]
+    fake = SimpleNamespace(predict=lambda path, **_: SimpleNamespace(measurements={"cobb": reads[path]}))
+    monkeypatch.setattr(predictor_mod, "shared_predictor", lambda card, *a, **k: fake)
+    out = scoliosis_call_evaluation(SimpleNamespace(id="m"), SimpleNamespace(samples=films), quiet=True, n_resamples=20)
+    call = out["metrics"]["scoliosis_call"]
+    assert call["confusion_matrix"] == [[2, 0], [1, 1]]  # the film with no answer is a missed scoliosis
+    assert call["balanced_accuracy"]["value"] == pytest.approx(0.75) and call["specificity"]["value"] == 1.0
+    assert out["metrics"]["cobb_not_shown_fraction"]["value"] == pytest.approx(0.25)
+    assert [p["pred"] for p in out["predictions"]] == ["scoliosis", "normal", "normal", "normal"]
+
+
+FRAIWAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "fraiwan-ap"
+
+
+@pytest.mark.skipif(not FRAIWAN.is_dir(), reason="../shared/data/fraiwan-ap not present")
+def test_evaluate_reads_class_folders_as_the_scoliosis_call_of_a_vertebra_model(tmp_path) -> None:
+    import shutil
+
+    from spine_models.report.evaluation import evaluate_command
+
+    for label in ("normal", "scoliosis"):
+        (tmp_path / label).mkdir()
+        for f in sorted((FRAIWAN / label).iterdir())[:2]:
+            shutil.copy(f, tmp_path / label / f.name)
+    rep = evaluate_command("seg_vertebra_corners_aasce", [tmp_path], tmp_path / "r.json", n_resamples=20, quiet=True,
+                           audit=False)
+    assert rep["data"]["classes"] == ["normal", "scoliosis"] and rep["data"]["n"] == 4
+    cm = rep["metrics"]["scoliosis_call"]["confusion_matrix"]
+    assert sum(map(sum, cm)) == 4 and len(rep["predictions"]) == 4 and (tmp_path / "r.json").is_file()

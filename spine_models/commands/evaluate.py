@@ -32,6 +32,10 @@ def _headline(report: dict) -> str:
             lo, hi = v["ci95"]
             ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
             parts.append(f"{key} {v['value']:.3f}{ci}")
+    call = m.get("scoliosis_call")
+    if isinstance(call, dict) and (call.get("balanced_accuracy") or {}).get("value") is not None:
+        lo, hi = call["balanced_accuracy"]["ci95"]
+        parts.append(f"scoliosis call balanced_accuracy {call['balanced_accuracy']['value']:.3f} [{lo:.3f}, {hi:.3f}]")
     for key in ("dice",):
         if isinstance(m.get(key), dict):
             parts += [f"dice[{s}] {v['value']:.3f}" for s, v in m[key].items() if v.get("value") is not None]

@@ -17,6 +17,9 @@ from spine_models.errors import DatasetError, SpineInputError, WeightsNotAvailab
 from spine_models.models.hub import resolve_card
 
 __all__ = [
+    "scoliosis_call_evaluation",
+    "reads_scoliosis",
+    "SCOLIOSIS_CALL_CLASSES",
     "REPORT_VERSION",
     "ReportSchemaError",
     "build_report",
@@ -284,6 +287,57 @@ def _class_index(card: Any, dataset: Any) -> list[str]:
     return list(card.classes or card.structures or dataset.classes or [])
 
 
+SCOLIOSIS_CALL_CLASSES = ("normal", "scoliosis")
+
+
+def reads_scoliosis(card: Any) -> bool:
+    """An AP vertebra model (it measures the Cobb angle, so the page calls scoliosis from it)."""
+    return card.task == "segment" and card.view != "lat" and "vertebra" in (card.structures or [])
+
+
+def scoliosis_call_evaluation(card: Any, dataset: Any, *, quiet: bool = False, n_resamples: int = 1000
+                              ) -> dict[str, Any]:
+    """The page's scoliosis call (``report.findings.cobb_call``) of an AP vertebra model on films labelled
+    normal / scoliosis: ``metrics.scoliosis_call`` (balanced accuracy, sensitivity, specificity with CIs over
+    patients, confusion matrix) and ``cobb_not_shown_fraction``; a film the page gives no answer for counts as
+    "normal", as a reader of the page would get no scoliosis call.
+
+    Why: the call is the answer a clinician reads, and a folder of labelled films from another hospital is the one
+    truth there is for it; this makes it measurable by the same ``spine-models evaluate`` as every other figure."""
+    import numpy as np
+
+    from spine_models._progress import progress
+    from spine_models.engine.predictor import shared_predictor
+    from spine_models.measure import cobb_read
+    from spine_models.metrics.classification import classification_metrics
+    from spine_models.metrics.bootstrap import bootstrap_ci
+    from spine_models.report.findings import PRESENT, cobb_call
+
+    pred = shared_predictor(card)
+    classes = list(SCOLIOSIS_CALL_CLASSES)
+    rows, calls, shown = [], [], []
+    for s in progress(dataset.samples, total=len(dataset.samples), desc="scoliosis call", quiet=quiet):
+        cobb = pred.predict(s.path).measurements.get("cobb")
+        r = cobb_read(cobb)
+        c = "scoliosis" if cobb_call(cobb) == PRESENT else "normal"
+        calls.append(classes.index(c))
+        shown.append(1.0 if r.ok else 0.0)
+        rows.append({"id": s.id, "patient_id": s.patient_id, "truth": s.label, "pred": c, "correct": c == s.label,
+                     "cobb_deg": r.value if r.ok else None,
+                     "centreline_deg": (cobb or {}).get("centreline_deg") if r.ok else None,
+                     **({} if r.ok else {"why": r.text})})
+    groups = [s.patient_id for s in dataset.samples]
+    m = classification_metrics([classes.index(s.label) for s in dataset.samples], np.eye(2)[calls], classes,
+                               groups=groups, n_resamples=n_resamples)
+    call = {"balanced_accuracy": m["balanced_accuracy"], "sensitivity": m["per_class"]["scoliosis"]["sensitivity"],
+            "specificity": m["per_class"]["scoliosis"]["specificity"], "confusion_matrix": m["confusion_matrix"],
+            "classes": classes, "rule": "Cobb angle shown and >= 10 deg (and the column's centreline >= 10 deg where "
+                                        "the model reads it); no answer counts as normal"}
+    not_shown = bootstrap_ci(lambda a: float(np.mean(a)), 1.0 - np.asarray(shown), groups=groups, n_resamples=n_resamples)
+    return {"metrics": {"dice": {}, "iou": {}, "scoliosis_call": call, "cobb_not_shown_fraction": not_shown},
+            "predictions": rows}
+
+
 def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str | Path, out: str | Path | None = None,
                      *, split: str = "all", n_resamples: int = 1000, compare_with: str | Path | None = None,
                      quiet: bool = False, audit: bool = True) -> dict[str, Any]:
@@ -306,7 +360,17 @@ def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str |
     if other is not None and other.task != card.task:  # before the long evaluation, not after it
         raise SpineInputError(f"--compare-with model {other.id!r} is a {other.task} model, {card.id!r} is {card.task}")
     paths = [data_paths] if isinstance(data_paths, (str, Path)) else list(data_paths)
-    dataset = load_dataset(paths, task=card.task)
+    call = False
+    try:
+        dataset = load_dataset(paths, task=card.task)
+    except DatasetError:
+        # an AP vertebra model on films labelled normal / scoliosis (class folders): the page's scoliosis call
+        if not reads_scoliosis(card):
+            raise
+        dataset = load_dataset(paths, task="classify")
+        if not dataset.classes or not set(dataset.classes) <= set(SCOLIOSIS_CALL_CLASSES):
+            raise
+        call = True
     if card.task == "classify":
         from spine_models.engine.classify import dataset_for_card
 
@@ -321,7 +385,13 @@ def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str |
     if len(dataset) == 0:
         raise DatasetError(f"no samples to evaluate (split {split!r}); check --data", ", ".join(map(str, paths)))
     engine = card_engine(card)
-    result = engine.evaluate(card, dataset, quiet=quiet, n_resamples=n_resamples)
+    if call:
+        if other is not None:
+            raise SpineInputError("--compare-with is not available for the scoliosis call of a vertebra model on "
+                                  "class folders; evaluate each model and run `spine-models compare A.json B.json`")
+        result = scoliosis_call_evaluation(card, dataset, quiet=quiet, n_resamples=n_resamples)
+    else:
+        result = engine.evaluate(card, dataset, quiet=quiet, n_resamples=n_resamples)
     metrics, predictions = result["metrics"], result.get("predictions", [])
     aud = shortcut_audit(dataset, n_resamples=n_resamples, quiet=quiet) if audit else \
         {"metadata_baseline": {"balanced_accuracy": {"value": None, "ci95": [None, None]}, "features": []},
@@ -330,7 +400,7 @@ def evaluate_command(model: str | Path, data_paths: Sequence[str | Path] | str |
         sha = card.sha256 or sha256_file(card.weights_path())
     except OSError:
         raise WeightsNotAvailableError(f"weight file of {card.id!r} is missing", card.weights_path()) from None
-    classes = _class_index(card, dataset)
+    classes = list(SCOLIOSIS_CALL_CLASSES) if call else _class_index(card, dataset)
     data_info = {
         "path": ", ".join(str(p) for p in paths),
         "n": len(dataset),
