@@ -147,3 +147,18 @@ def test_a_shipped_card_with_the_runtime_field_runs_on_onnxruntime_and_matches_t
         a, b = (p.infer(p.preprocess(p.read(np.clip(film, 0, 1)))) for p in (ref, fast))
     assert a.shape == b.shape and float(np.abs(a - b).max()) < TOL
     assert not np.allclose(a, a.mean())  # a real output, not a constant both runtimes agree on
+
+
+def test_torch_serves_when_the_onnx_cache_folder_cannot_be_made(weights: Path, monkeypatch) -> None:
+    """A card that asks for ONNX Runtime still loads where the cache folder is not writable: torch runs, and says why."""
+    pytest.importorskip("onnxruntime")
+    import spine_models._env as E
+    from spine_models.engine.classify import Predictor
+
+    def read_only() -> Path:
+        raise PermissionError(13, "Permission denied", "/nonexistent/.cache/spine_models")
+
+    monkeypatch.setattr(E, "cache_dir", read_only)
+    p = Predictor(_card(weights, "tiny-cls", runtime={"path": "onnxruntime"}), device="cpu")
+    assert p.net.path == "torch" and "PermissionError" in p.net.why
+    assert p.predict(_film(), cam=False).probs
