@@ -62,6 +62,11 @@ COMPARED = {"classify": "softmax probabilities", "segment": "sigmoid probabiliti
             "corners": "corner-network outputs (corners in patch half-widths, endplate angles in tens of degrees)"}
 
 
+def _shown(film: Path, display_name: Any) -> str:
+    """``folder/file-<hash>.jpg``: a film as the card records it (its class folder, its neutral id)."""
+    return f"{film.parent.name}/{display_name(film.name, kind='image')}"
+
+
 def _corner_patches(pred: Any, film_path: Path) -> tuple[torch.Tensor, list, float] | None:
     """(patches (N, 1, s, s), their matrices, the film's scale) of the bodies the composite's U-Net finds on a film
     (the blobs cut as the card says), as ``VertebraCornerPredictor.infer`` feeds its corner network; None without."""
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from spine_models.engine import predictor_class
     from spine_models.engine.composite import is_composite
+    from spine_models.io.deid import display_name  # films are recorded under neutral ids, as every output names files
     from spine_models.models.cards import list_cards
     from spine_models.models.onnx_runtime import OrtNetwork, export_onnx
 
@@ -196,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 flag += "  recorded"
                 _record(card, args, {"path": "onnxruntime", "tolerance": TOL,
                                      "compared": COMPARED["corners" if corner else card.task], "max_abs_diff": worst,
-                                     "agree": float(np.mean(agree)), "films": [f.parent.name + "/" + f.name for f in films],
+                                     "agree": float(np.mean(agree)), "films": [_shown(f, display_name) for f in films],
                                      "threads": args.threads, "torch_ms": round(t_ms, 1), "onnxruntime_ms": round(o_ms, 1),
                                      "load_average": round(os.getloadavg()[0], 2), "onnxruntime_version": onnxruntime.__version__,
                                      "command": "python bench/bench_onnx.py " + " ".join(sys.argv[1:] if argv is None else argv)})
