@@ -28,7 +28,7 @@ __all__ = ["main", "flat_metrics"]
 
 
 def flat_metrics(d: Any, pre: str = "") -> dict[str, float | None]:
-    """``{"dice.vertebra": 0.75, "dice.vertebra.ci95[0]": 0.73, ...}``: every number of a report's metrics."""
+    """``{"dice.vertebra": value, "dice.vertebra.ci95[0]": low, ...}``: every number of a report's metrics."""
     out: dict[str, float | None] = {}
     if isinstance(d, dict):
         for k, v in d.items():

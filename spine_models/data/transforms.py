@@ -393,8 +393,8 @@ class Geometry:
         m = self._unpad(m[None] if single else m)
         y0, y1, x0, x1 = self.box
         interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-        # each map resized straight into its slot of the film-sized array (no stacked copy: 3 maps of a 2048x1024
-        # film are 24 MB); a box inside the film gets zeros around it
+        # each map resized straight into its slot of the film-sized array (no stacked copy of every map at the film's
+        # full resolution); a box inside the film gets zeros around it
         full = self.region is not None
         out = np.zeros((len(m), *self.film_hw), np.float32) if full else np.empty((len(m), y1 - y0, x1 - x0), np.float32)
         for k, c in enumerate(m):
