@@ -2,7 +2,8 @@
 Prints figures; not a test.
 
     .venv/bin/python bench/bench_analysis.py                              # real AP films from ../shared, else made ones
-    .venv/bin/python bench/bench_analysis.py --film a.jpg --film b.png --reps 2
+    .venv/bin/python bench/bench_analysis.py --film a.jpg --film b.png --n 3
+    SPINE_MODELS_RUNTIME=torch .venv/bin/python bench/bench_analysis.py   # every network on torch (the cards' runtime off)
 
 Why apart from bench_app.py: that one times the page (AppTest: upload, every model, drawing); this one times the
 analysis the issue's target names — a 2048x1024 film, every model the page runs by default on it, Grad-CAM included,

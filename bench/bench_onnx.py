@@ -1,5 +1,5 @@
-"""Torch (the reference) against ONNX Runtime for each shipped classifier and U-Net: the largest difference on real
-films and both latencies, in one run. Prints figures; not a test.
+"""Torch (the reference) against ONNX Runtime for each shipped classifier, U-Net and corner network: the largest
+difference on real films and both latencies, in one run. Prints figures; not a test.
 
     nice -n 15 .venv/bin/python bench/bench_onnx.py                   # every shipped classify CNN and U-Net, 6 films per source
     .venv/bin/python bench/bench_onnx.py --films 12 --threads 2 --model seg_unet_ap
@@ -8,7 +8,9 @@ Why: the issue asks for a faster inference path chosen by measurement and checke
 within a stated tolerance. Each network is exported from its shipped weights (spine_models.models.onnx_runtime);
 each film goes through the model's own Predictor preprocessing (read, resize, normalise) and then through both
 runtimes. Reported: the largest absolute difference of the probabilities (softmax for classifiers, sigmoid for
-U-Nets), whether every classifier's top class and every U-Net mask pixel (at the card's threshold) agree, and the
+U-Nets; for the corner network of ``vertebra_corners`` its raw outputs — corners in patch half-widths, endplate angles
+in tens of degrees — on the patches of the bodies its U-Net finds on each film), whether every classifier's top class,
+every U-Net mask pixel (at the card's threshold) and every body's corners on the film (within 0.05 px) agree, and the
 median batch-1 latency of each runtime at --threads, with torch's channels_last and bfloat16-autocast variants
 beside them (bf16 only where the CPU has avx512_bf16). Tolerance used for "match": probabilities within 1e-4.
 Real films: ../shared/data/fraiwan-ap and aasce-ap (X-ray models), spider-mri (MRI models); skipped when absent.
@@ -55,6 +57,39 @@ def _median_ms(fn: Any, reps: int) -> float:
     return time_ms(fn, reps)[0]
 
 
+CORNER_PX = 0.05  # a body's corners on the film "agree" when every one moves less than this many pixels
+COMPARED = {"classify": "softmax probabilities", "segment": "sigmoid probabilities",
+            "corners": "corner-network outputs (corners in patch half-widths, endplate angles in tens of degrees)"}
+
+
+def _shown(film: Path, display_name: Any) -> str:
+    """``folder/file-<hash>.jpg``: a film as the card records it (its class folder, its neutral id)."""
+    return f"{film.parent.name}/{display_name(film.name, kind='image')}"
+
+
+def _corner_patches(pred: Any, film_path: Path) -> tuple[torch.Tensor, list, float] | None:
+    """(patches (N, 1, s, s), their matrices, the film's scale) of the bodies the composite's U-Net finds on a film
+    (the blobs cut as the card says), as ``VertebraCornerPredictor.infer`` feeds its corner network; None without."""
+    from spine_models.engine.landmarks import body_patches, split_bodies
+
+    film = pred.read(str(film_path))
+    base = pred.locator.predict(str(film_path))
+    bodies = {v["name"]: np.asarray(v["corners"], float) for v in base.vertebrae}
+    if not bodies:
+        return None
+    cut = split_bodies(base.masks["vertebra"], pred.locator.body_height) if pred.split_long else {}
+    _, x, mats, scale = body_patches(film.pixels, cut or bodies, side=pred.side, size=pred.patch, height=pred.height)
+    return x, mats, scale
+
+
+def _corners_agree(a: np.ndarray, b: np.ndarray, mats: list, scale: float, size: int) -> list[float]:
+    """Per body: 1.0 when the two outputs' four corners on the film are within ``CORNER_PX`` of each other."""
+    from spine_models.data.vertebra_patches import decode_outputs, to_film
+
+    film = [[to_film(decode_outputs(o, size)[0], m) / scale for o, m in zip(out, mats)] for out in (a, b)]
+    return [float(np.abs(p - q).max() < CORNER_PX) for p, q in zip(*film)]
+
+
 def _record(card, args: argparse.Namespace, runtime: dict) -> None:
     """The card's ``runtime`` field, written through the card writer into its own JSON (weights untouched)."""
     from spine_models.models.cards import ModelCard, weights_dir
@@ -83,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from spine_models.engine import predictor_class
     from spine_models.engine.composite import is_composite
+    from spine_models.io.deid import display_name  # films are recorded under neutral ids, as every output names files
     from spine_models.models.cards import list_cards
     from spine_models.models.onnx_runtime import OrtNetwork, export_onnx
 
@@ -100,37 +136,52 @@ def main(argv: list[str] | None = None) -> int:
         for card in list_cards(args.weights):
             if args.model and card.id not in args.model:
                 continue
+            corner = card.arch == "vertebra_corners"
             plain = (card.task == "classify" and not is_composite(card.arch)) or \
-                    (card.task == "segment" and card.arch.startswith("unet"))
+                    (card.task == "segment" and card.arch.startswith("unet")) or corner
             if not plain:
                 continue
             films = _films("mri" if card.view == "mri" else "xray", args.films)
             if not films:
                 print(f"{card.id:38s} skipped: no real films under {DATA}")
                 continue
-            if card.task == "segment":  # a disc locator's own Predictor builds on the U-Net Predictor: time that
+            if corner:  # the composite's own corner network, on the patches of the bodies its U-Net finds
+                pred = predictor_class(card)(card, device="cpu")
+            elif card.task == "segment":  # a disc locator's own Predictor builds on the U-Net Predictor: time that
                 from spine_models.engine.segment import Predictor as UNetPredictor
 
                 pred = UNetPredictor(card, device="cpu")
             else:
                 pred = predictor_class(card)(card, device="cpu")
             net = pred.model
-            xs = []
+            xs, frames = [], []
             for f in films:
+                if corner:
+                    patches = _corner_patches(pred, f)
+                    if patches is not None:
+                        xs.append(patches[0])
+                        frames.append(patches[1:])
+                    continue
                 film = pred.read(str(f))
                 x = pred.preprocess(film)
                 x = x[0] if isinstance(x, tuple) else x
                 xs.append(torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)[:1].float().cpu())
-            onnx_net = OrtNetwork(export_onnx(net, xs[0], Path(tmp) / f"{card.id}.onnx"), threads=args.threads)
-            squash = (lambda t: torch.softmax(t.float(), 1)) if card.task == "classify" else (lambda t: torch.sigmoid(t.float()))
+            if not xs:
+                print(f"{card.id:38s} skipped: its U-Net found no bodies on the {len(films)} films")
+                continue
+            onnx_net = OrtNetwork(export_onnx(net, xs[0][:1], Path(tmp) / f"{card.id}.onnx"), threads=args.threads)
+            squash = (lambda t: torch.softmax(t.float(), 1)) if card.task == "classify" else \
+                (lambda t: t.float()) if corner else (lambda t: torch.sigmoid(t.float()))
             worst, agree = 0.0, []
-            for x in xs:
+            for i, x in enumerate(xs):
                 with torch.inference_mode():
                     pt = squash(net(x))
                 po = squash(onnx_net(x))
                 worst = max(worst, float((pt - po).abs().max()))
                 if card.task == "classify":
                     agree.append(float(pt.argmax(1).eq(po.argmax(1)).float().mean()))
+                elif corner:
+                    agree += _corners_agree(pt.numpy(), po.numpy(), *frames[i], pred.patch)
                 else:
                     thr = float((card.thresholds or {}).get("mask", 0.5))
                     agree.append(float(((pt > thr) == (po > thr)).float().mean()))
@@ -149,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             flag = "" if worst <= TOL else "  (outside the tolerance)"
             if args.record and worst <= TOL and o_ms < t_ms:
                 flag += "  recorded"
-                _record(card, args, {"path": "onnxruntime", "tolerance": TOL, "max_abs_prob_diff": worst,
-                                     "agree": float(np.mean(agree)), "films": [f.parent.name + "/" + f.name for f in films],
+                _record(card, args, {"path": "onnxruntime", "tolerance": TOL,
+                                     "compared": COMPARED["corners" if corner else card.task], "max_abs_diff": worst,
+                                     "agree": float(np.mean(agree)), "films": [_shown(f, display_name) for f in films],
                                      "threads": args.threads, "torch_ms": round(t_ms, 1), "onnxruntime_ms": round(o_ms, 1),
                                      "load_average": round(os.getloadavg()[0], 2), "onnxruntime_version": onnxruntime.__version__,
                                      "command": "python bench/bench_onnx.py " + " ".join(sys.argv[1:] if argv is None else argv)})
@@ -158,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{bf_ms:7.1f} {bf_dp:8.1e} {o_ms:7.1f} {t_ms / o_ms:7.2f}x{flag}")
     print("max |dp|, agree: ONNX Runtime against torch fp32; ch-last: torch with channels_last weights and input; bf16: "
           "torch under CPU autocast to bfloat16, bf16 |dp| its largest probability difference")
-    print("agree: share of films whose top class (classifiers) / of mask pixels at the card's threshold (U-Nets) is the same")
+    print("agree: share of films whose top class (classifiers) / of mask pixels at the card's threshold (U-Nets) / of "
+          f"bodies whose four corners on the film (corner networks, within {CORNER_PX} px) are the same")
     return 0
 
 

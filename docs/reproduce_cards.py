@@ -298,10 +298,11 @@ def _num(x: Any) -> str:
 
 # ------------------------------------------------------------------------------------------------ running
 def _env() -> dict[str, str]:
-    """The offline environment the CLI runs in here."""
+    """The offline environment the CLI runs in here, on torch: the cards' figures are the reference runtime's (a card
+    whose ``runtime`` switches ONNX Runtime on records its own check against them; bench/runtime_heldout.py)."""
     env = dict(os.environ)
     env.update(PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1", YOLO_OFFLINE="1",
-               YOLO_AUTOINSTALL="False")
+               YOLO_AUTOINSTALL="False", SPINE_MODELS_RUNTIME="torch")
     return env
 
 

@@ -74,3 +74,42 @@ def test_shap_partition_budget_shape_and_progress():
 def test_shap_partition_rejects_tiny_budget():
     with pytest.raises(ValueError, match="max_evals"):
         shap_partition(lambda b: np.zeros((len(b), 2)), np.zeros((16, 16)), max_evals=1)
+
+
+def _stock_gradcam(model, x, target_class: int) -> np.ndarray:
+    """pytorch-grad-cam's own full run (gradients through every layer down to the input), as the reference."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from spine_models.explain.gradcam import _FixedOther
+    from spine_models.models.classification import cam_target_layer
+
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    net, inp = (_FixedOther(model, x[1]), x[0]) if isinstance(x, tuple) else (model, x)
+    with torch.no_grad():
+        one_logit = net(inp).shape[-1] == 1
+    target = (lambda out: (1.0 if target_class == 1 else -1.0) * out[..., 0]) if one_logit \
+        else ClassifierOutputTarget(target_class)
+    with GradCAM(model=net, target_layers=[cam_target_layer(model)]) as cam:
+        return np.clip(np.nan_to_num(cam(input_tensor=inp.clone(), targets=[target])[0].astype(np.float32)), 0, 1)
+
+
+@pytest.mark.parametrize("arch", list_models("classify"))
+def test_gradcam_from_the_target_layer_equals_the_full_backward(arch):
+    """The graph starting at the target layer (explain.gradcam) gives pytorch-grad-cam's map of the full backward."""
+    torch.manual_seed(1)
+    model = create_model(arch, task="classify", num_classes=2, in_chans=1).eval()
+    shipped = arch in ("mobilenet_v2", "resnet18")  # the shipped classifiers' archs: 96 px gives a 3x3 map, not 1x1
+    s = 96 if shipped else _size(arch)
+    x = (torch.rand(1, 1, s, s), torch.rand(1, 1, s, s)) if getattr(model, "two_view", False) else torch.rand(1, 1, s, s)
+    spread = []
+    for k in (0, 1):
+        ref = _stock_gradcam(model, x, k)
+        got = gradcam(model, x, target_class=k)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+        spread.append(float(ref.max() - ref.min()))
+    if shipped:  # a real map, not zeros both ways agree on
+        assert max(spread) > 0.1

@@ -98,3 +98,67 @@ def test_torch_serves_when_onnxruntime_is_missing(weights: Path, monkeypatch) ->
     p = Predictor(_card(weights, "tiny-cls", runtime={"path": "onnxruntime"}), device="cpu")
     assert p.net.path == "torch" and "not installed" in p.net.why
     assert p.predict(_film(), cam=False).probs
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "weights"
+# what the Analyse page runs by default on a real AP film: the view gate, the real AP classifier, the corner composite
+# and its AP U-Net (bench/bench_analysis.py); their cards switch ONNX Runtime on (bench/bench_onnx.py --record)
+ON_ORT = ("xray_view_mobilenet_v2_synth", "ap_scoliosis_mobilenet_v2_fraiwan", "seg_unet_ap", "seg_vertebra_corners_aasce")
+
+
+def test_the_shipped_cards_that_switch_onnxruntime_on_say_how_it_was_validated() -> None:
+    from spine_models.models.cards import list_cards
+
+    cards = {c.id: c for c in list_cards(SHIPPED)}
+    if not set(ON_ORT) <= set(cards):
+        pytest.skip("the shipped weights/ folder is not complete here")
+    for mid in ON_ORT:
+        rt = cards[mid].runtime
+        assert rt.get("path") == "onnxruntime", mid
+        assert float(rt["max_abs_diff"]) <= float(rt["tolerance"]) <= TOL, mid  # within bench_onnx's match tolerance
+        assert rt["films"] and rt["compared"] and "bench/bench_onnx.py" in rt["command"], mid
+        assert float(rt["onnxruntime_ms"]) < float(rt["torch_ms"]), mid
+
+
+@pytest.mark.parametrize("mid", ON_ORT)
+def test_a_shipped_card_with_the_runtime_field_runs_on_onnxruntime_and_matches_torch(mid: str, monkeypatch) -> None:
+    """The card alone (no environment switch) puts the network on ONNX Runtime; the answer is torch's within TOL."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from spine_models.engine import predictor_class
+
+    path = SHIPPED / f"{mid}.json"
+    if not path.is_file() or not Path(str(path).replace(".json", ".pt")).is_file():
+        pytest.skip(f"{mid} is not shipped here")
+    card = ModelCard.from_json(path)
+    fast = predictor_class(card)(card, device="cpu")
+    monkeypatch.setenv("SPINE_MODELS_RUNTIME", "torch")
+    ref = predictor_class(card)(card, device="cpu")
+    assert fast.net.path == "onnxruntime" and ref.net.path == "torch", fast.net.why
+    if card.arch == "vertebra_corners":  # the corner network on a batch of patches (the U-Net has its own card)
+        x = torch.rand(5, 1, fast.patch, fast.patch)
+        with torch.inference_mode():
+            a = ref.net(x).numpy()
+        b = fast.net(x).numpy()
+    else:
+        film = np.random.default_rng(5).random((160, 80)).astype(np.float32)
+        film[20:140, 30:50] += 0.5  # a bright column: a spine-like band, not noise only
+        a, b = (p.infer(p.preprocess(p.read(np.clip(film, 0, 1)))) for p in (ref, fast))
+    assert a.shape == b.shape and float(np.abs(a - b).max()) < TOL
+    assert not np.allclose(a, a.mean())  # a real output, not a constant both runtimes agree on
+
+
+def test_torch_serves_when_the_onnx_cache_folder_cannot_be_made(weights: Path, monkeypatch) -> None:
+    """A card that asks for ONNX Runtime still loads where the cache folder is not writable: torch runs, and says why."""
+    pytest.importorskip("onnxruntime")
+    import spine_models._env as E
+    from spine_models.engine.classify import Predictor
+
+    def read_only() -> Path:
+        raise PermissionError(13, "Permission denied", "/nonexistent/.cache/spine_models")
+
+    monkeypatch.setattr(E, "cache_dir", read_only)
+    p = Predictor(_card(weights, "tiny-cls", runtime={"path": "onnxruntime"}), device="cpu")
+    assert p.net.path == "torch" and "PermissionError" in p.net.why
+    assert p.predict(_film(), cam=False).probs

@@ -98,3 +98,22 @@ def test_torch_datasets(tmp_path):
     assert masks.min() >= 0 and masks.max() <= 1 and masks[1].sum() == 0  # soft targets; pedicle truly absent
     assert masks[0].sum() == pytest.approx(40 * 20 / (120 * 80) * 1600, rel=0.15)
     assert tuple(seg[1][1].shape) == (2, 40, 40) and float(seg[1][1].min()) < 0  # no masks at all: ignored
+
+
+def test_maps_to_film_resizes_each_map_into_its_box_with_zeros_around():
+    """Each map lands, bilinear (or nearest), in the crop box of a film-sized array; outside the box stays 0."""
+    from spine_models.data.transforms import Geometry
+
+    g = Geometry((300, 200), (64, 64), (64, 64), region=(10, 250, 20, 180))
+    x = np.random.default_rng(0).random((2, 64, 64)).astype(np.float32) + 0.1
+    for nearest, interp in ((False, cv2.INTER_LINEAR), (True, cv2.INTER_NEAREST)):
+        out = g.maps_to_film(x, nearest=nearest)
+        assert out.shape == (2, 300, 200) and out.dtype == np.float32
+        for k in range(2):
+            np.testing.assert_array_equal(out[k, 10:250, 20:180], cv2.resize(x[k], (160, 240), interpolation=interp))
+        inside = np.zeros((300, 200), bool)
+        inside[10:250, 20:180] = True
+        assert not out[:, ~inside].any() and out[:, inside].min() > 0
+    whole = Geometry((128, 64), (64, 32), (64, 32))
+    single = whole.maps_to_film(x[0, :, :32])
+    np.testing.assert_array_equal(single, cv2.resize(x[0, :, :32], (64, 128), interpolation=cv2.INTER_LINEAR))

@@ -10,6 +10,7 @@ import pytest
 
 from spine_models.data.vertebra_patches import (MIRROR_ORDER, body_frame, corner_targets, decode_outputs,
                                                 patch_matrix, to_film, to_patch)
+from spine_models.engine.base import Film
 from spine_models.measure.cobb import endplate_angles
 
 torch = pytest.importorskip("torch")
@@ -206,3 +207,46 @@ def test_the_corners_reading_stands_alone_only_with_the_fallback():
     alone = _mean_read(own, failed, fallback=True)
     assert alone["cobb_deg"] == 40.0 and "failed" in alone["notes"][0]
     assert _mean_read(own, {"cobb_deg": 30.0, "curves": [], "reliable": True, "warnings": []}, fallback=True)["cobb_deg"] == 35.0
+
+
+def test_the_card_runtime_runs_the_corner_network_on_onnxruntime_as_torch_does(tmp_path, tiny_locator, monkeypatch):
+    """A corner card with ``"runtime": {"path": "onnxruntime"}`` runs its corner network through ONNX Runtime
+    (engine.runtime), and the corners it reads match torch's (the U-Net follows its own card: torch here)."""
+    pytest.importorskip("onnxruntime")
+    from spine_models.engine.landmarks import VertebraCornerPredictor, refine_bodies
+    from spine_models.models.cards import ModelCard, save_checkpoint_file
+    from spine_models.models.registry import create_model
+
+    monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPINE_MODELS_RUNTIME", raising=False)
+    torch.manual_seed(1)
+    net = create_model("vertebra_corners", task="segment", width=4, patch=64)
+    for m in net.modules():  # batch-norm statistics away from the identity, so the exported graph folds real numbers
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    sha = save_checkpoint_file(tmp_path / "vc.pt", arch="vertebra_corners", task="segment", state_dict=net.state_dict(),
+                               arch_kwargs={}, half=False)
+    loc = ModelCard.from_json(tiny_locator)
+    card = ModelCard(id="tiny_corners", task="segment", arch="vertebra_corners", view="ap", trained_on="test",
+                     weights=str(tmp_path / "vc.pt"), sha256=sha, input_size=[64, 64], train_command="",
+                     license="Apache-2.0", structures=["vertebra"], thresholds={"mask": 0.5},
+                     arch_kwargs={"locator": str(tiny_locator), "locator_sha256": loc.sha256, "width": 4, "patch": 64})
+    ref = VertebraCornerPredictor(card)
+    card.runtime = {"path": "onnxruntime"}
+    fast = VertebraCornerPredictor(card)
+    assert ref.net.path == "torch" and fast.net.path == "onnxruntime", fast.net.why
+    assert fast.locator.net.path == "torch"
+    rng = np.random.default_rng(0)
+    film = rng.random((600, 300)).astype(np.float32)
+    bodies = {f"L{i}": BODY + [0.0, 60.0 * i] for i in range(1, 6)}
+    calls = []
+    forward = fast.net.forward
+    fast.net.forward = lambda x: calls.append(x.shape[0]) or forward(x)
+    a = refine_bodies(ref.net, film, bodies)
+    b = fast._refine(Film(film), bodies)
+    assert calls == [5]  # one ONNX Runtime call, the five bodies' patches as one batch
+    assert list(a) == list(b)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-3)  # corners on the film, pixels
+    assert np.ptp(np.stack(list(a.values()))[:, :, 0]) > 1  # real corners, not a constant both runtimes agree on

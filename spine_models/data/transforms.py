@@ -393,12 +393,17 @@ class Geometry:
         m = self._unpad(m[None] if single else m)
         y0, y1, x0, x1 = self.box
         interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-        placed = np.stack([cv2.resize(c, (x1 - x0, y1 - y0), interpolation=interp) for c in m]) if len(m) \
-            else np.zeros((0, y1 - y0, x1 - x0), np.float32)
-        if self.region is not None:
-            full = np.zeros((len(placed),) + tuple(self.film_hw), np.float32)
-            full[:, y0:y1, x0:x1] = placed
-            placed = full
+        # each map resized straight into its slot of the film-sized array (no stacked copy of every map at the film's
+        # full resolution); a box inside the film gets zeros around it
+        full = self.region is not None
+        out = np.zeros((len(m), *self.film_hw), np.float32) if full else np.empty((len(m), y1 - y0, x1 - x0), np.float32)
+        for k, c in enumerate(m):
+            dst = out[k, y0:y1, x0:x1] if full else out[k]
+            got = cv2.resize(np.ascontiguousarray(c), (x1 - x0, y1 - y0), dst=dst if dst.flags.c_contiguous else None,
+                             interpolation=interp)
+            if got is not dst:  # OpenCV wrote elsewhere (a view it cannot fill in place): copy it in
+                dst[...] = got
+        placed = out
         return placed[0] if single else placed
 
     def heatmap_to_film(self, heat: np.ndarray) -> np.ndarray:

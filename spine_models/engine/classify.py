@@ -617,7 +617,9 @@ def evaluate(card: ModelCard, dataset: Any, *, quiet: bool = False, n_resamples:
     else:
         ds = ClassificationTorchDataset(samples, classes, cfg=pred.pre, locate=pred._locate, two_view=pred.two_view, cache=False)
         loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False)
-        logits, y = predict_loader(pred.model, loader, pred.device, quiet=quiet, desc="evaluate")
+        # through the card's runtime (engine.runtime), as the app and `predict` run it; torch when the card says so
+        logits, y = predict_loader(pred.model, loader, pred.device, quiet=quiet, desc="evaluate",
+                                   run=None if pred.two_view else pred.net)
         probs = logits_to_probs(logits).numpy()
         y_true = y.numpy().astype(int)
     groups = [s.patient_id for s in samples]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from spine_models.data.vertebra_patches import (PATCH_SIDE, PATCH_SIZE, WORK_HEI
                                                 extract_patch, patch_films, patch_matrix, standardize, to_film, work_film)
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.predictor import segment_component, segment_predictor
+from spine_models.engine.runtime import network_for
 from spine_models.engine.trainer import BaseTrainer
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.measure.cobb import LEVELS
@@ -35,7 +36,8 @@ from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "refine_bodies", "cobb_measurement", "with_centreline", "CornerTrainer", "train", "evaluate",
+__all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
+           "with_centreline", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
 ARCH = "vertebra_corners"
@@ -52,15 +54,11 @@ def _check_readout(value: Any, where: str) -> str:
     return str(value)
 
 
-@torch.no_grad()
-def refine_bodies(model: nn.Module, pixels: np.ndarray, bodies: dict[str, Any], *, device: Any = "cpu",
-                  side: float = PATCH_SIDE, size: int = PATCH_SIZE, height: int = WORK_HEIGHT) -> dict[str, np.ndarray]:
-    """``{name: corners (4, 2) on the film}`` read by the corner network (in eval mode) from one patch per body.
-
-    ``bodies``: ``{name: 4 corners}`` at the film's resolution (the U-Net's bodies, full height). Each patch is cut
-    along the body's own tilt from the film resampled to ``height`` rows."""
-    if not bodies:
-        return {}
+def body_patches(pixels: np.ndarray, bodies: dict[str, Any], *, side: float = PATCH_SIDE, size: int = PATCH_SIZE,
+                 height: int = WORK_HEIGHT) -> tuple[list[str], torch.Tensor, list[np.ndarray], float]:
+    """(names, the corner network's input (N, 1, size, size), each patch's matrix, the film's scale): one patch per
+    body cut along its own tilt from the film resampled to ``height`` rows. Apart from :func:`refine_bodies` so that
+    bench/bench_onnx.py feeds both runtimes the very patches a film gives."""
     work, scale = work_film(pixels, height)
     names, xs, mats = list(bodies), [], []
     for name in names:
@@ -68,7 +66,22 @@ def refine_bodies(model: nn.Module, pixels: np.ndarray, bodies: dict[str, Any], 
         m = patch_matrix(c, tilt, side * max(w, 1.0), size=size)
         xs.append(standardize(extract_patch(work, m, size))[None])
         mats.append(m)
-    out = model(torch.from_numpy(np.stack(xs)).to(device)).float().cpu().numpy()
+    return names, torch.from_numpy(np.stack(xs)), mats, scale
+
+
+@torch.no_grad()
+def refine_bodies(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], pixels: np.ndarray, bodies: dict[str, Any],
+                  *, device: Any = "cpu", side: float = PATCH_SIDE, size: int = PATCH_SIZE,
+                  height: int = WORK_HEIGHT) -> dict[str, np.ndarray]:
+    """``{name: corners (4, 2) on the film}`` read by the corner network (in eval mode) from one patch per body.
+
+    ``model``: the network, or any callable running it (``engine.runtime.Network``: ONNX Runtime when the card asks).
+    ``bodies``: ``{name: 4 corners}`` at the film's resolution (the U-Net's bodies, full height); patches by
+    :func:`body_patches`."""
+    if not bodies:
+        return {}
+    names, x, mats, scale = body_patches(pixels, bodies, side=side, size=size, height=height)
+    out = model(x.to(device)).float().cpu().numpy()
     return {n: to_film(decode_outputs(o, size)[0], m) / scale for n, o, m in zip(names, out, mats)}
 
 
@@ -189,6 +202,8 @@ class VertebraCornerPredictor(BasePredictor):
         self.model = create_model(ARCH, task="segment", width=int(kw.get("width", 16)), patch=self.patch)
         self.model.load_state_dict(sd)
         self.model.to(self.device).eval()
+        # the corner network through the card's runtime (engine.runtime; the U-Net follows its own card)
+        self.net = network_for(card, self.model, (1, 1, self.patch, self.patch), self.device)
         pre = self.card.preprocessing or {}
         self.side = float(pre.get("patch_side", PATCH_SIDE))
         self.height = int(pre.get("work_height", WORK_HEIGHT))
@@ -235,7 +250,7 @@ class VertebraCornerPredictor(BasePredictor):
 
     def _refine(self, film: Film, bodies: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The corners' stage on ``bodies``, less duplicates and fragments when the card says ``tidy``."""
-        refined = refine_bodies(self.model, film.pixels, bodies, device=self.device, side=self.side,
+        refined = refine_bodies(self.net, film.pixels, bodies, device=self.device, side=self.side,
                                 size=self.patch, height=self.height)
         if self.tidy:
             from spine_models.measure import tidy_bodies

@@ -69,8 +69,8 @@ def network_for(card: ModelCard, model: nn.Module, in_shape: tuple[int, ...], de
 
     if not ort_available():
         return Network(model, "torch", "onnxruntime is not installed")
-    path = _onnx_file(card, in_shape)
     try:
+        path = _onnx_file(card, in_shape)  # inside: a cache folder that cannot be made (read-only home) -> torch serves
         if not path.is_file():
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             export_onnx(model, torch.rand(*in_shape), tmp)

@@ -174,8 +174,9 @@ def _batch_len(batch: Any) -> int:
 
 @torch.no_grad()
 def predict_loader(model: nn.Module, loader: Iterable, device: torch.device, *, quiet: bool = True,
-                   desc: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
-    """(outputs, targets) concatenated over ``loader`` in eval mode; the model's mode is restored."""
+                   desc: str = "predict", run: Callable[[Any], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(outputs, targets) concatenated over ``loader`` in eval mode; the model's mode is restored. ``run``: what runs
+    ``model`` on a batch when not torch itself (``engine.runtime.Network``: an evaluation runs the card's runtime)."""
     was = {m: m.training for m in model.modules()}
     model.eval()
     outs, ys = [], []
@@ -186,7 +187,7 @@ def predict_loader(model: nn.Module, loader: Iterable, device: torch.device, *, 
         else:
             total, count = (len(loader) if hasattr(loader, "__len__") else None), None
         for x, y in progress(loader, total=total, desc=desc, quiet=quiet, count=count):
-            outs.append(forward_batch(model, to_device(x, device)).float().cpu())
+            outs.append(forward_batch(run or model, to_device(x, device)).float().cpu())
             ys.append(y.cpu() if isinstance(y, torch.Tensor) else torch.as_tensor(y))
     finally:
         for m, t in was.items():

@@ -1,9 +1,15 @@
 """Grad-CAM through pytorch-grad-cam, with the right target layer per registered architecture.
 
 Why a wrapper: the layer to hook differs per architecture (``cam_target_layer`` in
-``models/classification.py``), one-logit (sigmoid) models need a signed target, frozen models have no
-gradients unless we switch them on, and the caller's model must come back exactly as it was (train/eval
-flag of every module, ``requires_grad`` of every parameter).
+``models/classification.py``), one-logit (sigmoid) models need a signed target, and the caller's model must come
+back exactly as it was (train/eval flag of every module, ``requires_grad`` of every parameter).
+
+Why the graph starts at the target layer: Grad-CAM needs the class score's gradient with respect to the target
+layer's activations only. Run as pytorch-grad-cam runs it on its own (a gradient-tracking forward through the whole
+network and a backward down to its first layer, after a plain forward to pick the target), it costs several
+forwards; here the layers below the target run without autograd, the target's output becomes the graph's leaf, and
+the backward crosses only the layers above it (the pooling and classifier of a CNN). The gradient it gives is the
+same (tests/test_explain.py compares the maps with pytorch-grad-cam's full run).
 """
 from __future__ import annotations
 
@@ -27,14 +33,23 @@ class _FixedOther(nn.Module):
         return self.model(ap, self.lat.expand(ap.shape[0], *self.lat.shape[1:]))
 
 
-class _Logit:
-    """Target for a one-logit model: the logit for class 1, its negative for class 0."""
+class _Target:
+    """The score explained: class ``k``'s logit (the top class when None); a one-logit (sigmoid) model's logit
+    signed for class 1, negated for class 0. Decided on the output itself, so no forward runs only to pick it."""
 
-    def __init__(self, sign: float) -> None:
-        self.sign = sign
+    def __init__(self, k: int | None) -> None:
+        self.k = k
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        return self.sign * output[..., 0]
+        if output.shape[-1] == 1:
+            cls = (1 if float(torch.sigmoid(output[..., 0])) >= 0.5 else 0) if self.k is None else self.k
+            return (1.0 if cls == 1 else -1.0) * output[..., 0]
+        return output[..., int(torch.argmax(output)) if self.k is None else self.k]
+
+
+def _graph_from_here(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+    """Forward hook on the target layer: its output as a fresh leaf that tracks gradients (see the module doc)."""
+    return output.detach().requires_grad_(True).clone()
 
 
 def gradcam(model: nn.Module, input_tensor: torch.Tensor | tuple[torch.Tensor, torch.Tensor], target_class: int | None = None,
@@ -44,16 +59,16 @@ def gradcam(model: nn.Module, input_tensor: torch.Tensor | tuple[torch.Tensor, t
     ``target_class=None`` explains the top class. Two-view models take ``(ap, lat)`` and get the AP map.
     """
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     from spine_models.models.classification import cam_target_layer
 
     modes = {m: m.training for m in model.modules()}
     grads = {p: p.requires_grad for p in model.parameters()}
+    cut = None
     try:
         model.eval()
         for p in model.parameters():
-            p.requires_grad_(True)
+            p.requires_grad_(False)  # no weight gradients: the backward stops at the target layer's output
         layer = target_layer if target_layer is not None else cam_target_layer(model, arch)
         net: nn.Module = model
         x = input_tensor
@@ -61,19 +76,14 @@ def gradcam(model: nn.Module, input_tensor: torch.Tensor | tuple[torch.Tensor, t
             net = _FixedOther(model, input_tensor[1].detach())
             x = input_tensor[0]
         x = x.detach().clone()
-        with torch.no_grad():
-            out = net(x)
-        if out.shape[-1] == 1:
-            p1 = float(torch.sigmoid(out[0, 0]))
-            cls = (1 if p1 >= 0.5 else 0) if target_class is None else int(target_class)
-            targets: Any = [_Logit(1.0 if cls == 1 else -1.0)]
-        else:
-            targets = None if target_class is None else [ClassifierOutputTarget(int(target_class))]
-        with GradCAM(model=net, target_layers=[layer]) as cam:
-            heat = cam(input_tensor=x, targets=targets)[0]
+        cut = layer.register_forward_hook(_graph_from_here)  # before GradCAM's own hooks, which then see the leaf
+        with torch.enable_grad(), GradCAM(model=net, target_layers=[layer]) as cam:
+            heat = cam(input_tensor=x, targets=[_Target(None if target_class is None else int(target_class))])[0]
         heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
         return np.clip(heat, 0.0, 1.0)
     finally:
+        if cut is not None:
+            cut.remove()
         for m, t in modes.items():
             m.training = t
         for p, g in grads.items():

@@ -58,6 +58,13 @@ class OrtNetwork:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())
         opts.inter_op_num_threads = 1
+        # no busy-waiting after a run: its threads would spin on the cores that the torch work which follows (Grad-CAM,
+        # the next model) needs
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # no memory arena: an arena keeps each session's peak activations (the AP U-Net's hflip pair is the largest)
+        # for the life of the server, which raised the peak memory of one full analysis far more than the weights do
+        # (``/usr/bin/time -f %M python bench/bench_analysis.py``); freeing them costs a little speed
+        opts.enable_cpu_mem_arena = False
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
 
