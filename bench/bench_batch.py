@@ -9,7 +9,9 @@ Why: issue 18's targets: >= 10 films/s for the real-film AP models on 2 cores, a
 memory than 10 (results are streamed to the CSV, films read ahead by a bounded DataLoader). Each run is a fresh
 `spine-models predict` process (model loading included in its wall time); its peak memory is the largest sum of
 proportional set size (PSS: shared pages split between the processes that share them) over the process and its
-reader workers, sampled every 0.1 s. The steady rate,
+reader workers, sampled every 0.1 s; beside it what the run holds at its end (the median of the last fifth of the
+samples): a peak is one film's transient and grows with the largest film in the folder, the held memory says whether
+results or buffers pile up with the number of films. The steady rate,
 (N_large - N_small) / (T_large - T_small), leaves the start-up (imports, model loading, workers) out; so does the
 CPU time per film (user + system of the process and its readers, the same difference), which says what the run
 would reach on cores nobody else uses: cores / CPU per film, an upper bound.
@@ -91,10 +93,16 @@ def run_once(folder: Path, n: int, models: list[str], workers: int, batch: int, 
     popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     proc = psutil.Process(popen.pid)
     peak = peak_rss = 0
+    held: list[int] = []
     while popen.poll() is None:
         pss, rss = _tree_rss(proc)
         peak, peak_rss = max(peak, pss), max(peak_rss, rss)
+        if pss:
+            held.append(pss)
         time.sleep(0.1)
+    # what the process holds at its end (median of the last fifth of the samples): the peak is one film's transient
+    # (the largest film read), this says whether memory accumulates with the number of films
+    late = sorted(held[-max(1, len(held) // 5):])[len(held[-max(1, len(held) // 5):]) // 2] if held else 0
     wall = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the process and its readers (joined, so counted)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
@@ -103,7 +111,7 @@ def run_once(folder: Path, n: int, models: list[str], workers: int, batch: int, 
     if popen.returncode not in (0, 2) or rows < n:
         raise SystemExit(f"predict failed (exit {popen.returncode}, {rows} rows of {n}):\n{err[-2000:]}")
     return {"n": n, "wall_s": wall, "cpu_s": cpu, "films_per_s": n / wall, "peak_pss_mb": peak / 2**20, "peak_rss_mb": peak_rss / 2**20,
-            "rows": rows}
+            "late_pss_mb": late / 2**20, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             r = run_once(folder, n, models, args.workers, args.batch_size, Path(tmp) / f"results_{n}.csv")
             results.append(r)
             print(f"{n:6d} films: {r['wall_s']:7.1f} s wall, {r['cpu_s']:6.1f} s CPU, {r['films_per_s']:6.2f} films/s (start-up included), "
-                  f"peak PSS {r['peak_pss_mb']:6.0f} MB (process + readers; RSS sum {r['peak_rss_mb']:.0f}), {r['rows']} CSV rows", flush=True)
+                  f"peak PSS {r['peak_pss_mb']:6.0f} MB (process + readers; RSS sum {r['peak_rss_mb']:.0f}), "
+                  f"held at the end {r['late_pss_mb']:.0f} MB, {r['rows']} CSV rows", flush=True)
     if len(results) >= 2:
         a, b = results[0], results[-1]
         steady = (b["n"] - a["n"]) / max(b["wall_s"] - a["wall_s"], 1e-9)
@@ -134,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CPU per film {cpu_per_film * 1000:.0f} ms (process + readers, start-up excluded): "
               f"{(os.cpu_count() or 1) / cpu_per_film:.1f} films/s if all {os.cpu_count()} cores were free for this run")
         print(f"steady rate {steady:.2f} films/s ({a['n']} -> {b['n']} films); peak PSS {b['peak_pss_mb']:.0f} MB for "
-              f"{b['n']} films vs {a['peak_pss_mb']:.0f} MB for {a['n']} ({b['peak_pss_mb'] / max(a['peak_pss_mb'], 1):.2f}x)")
+              f"{b['n']} films vs {a['peak_pss_mb']:.0f} MB for {a['n']} ({b['peak_pss_mb'] / max(a['peak_pss_mb'], 1):.2f}x); "
+              f"held at the end {b['late_pss_mb']:.0f} vs {a['late_pss_mb']:.0f} MB "
+              f"({b['late_pss_mb'] / max(a['late_pss_mb'], 1):.2f}x)")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 
