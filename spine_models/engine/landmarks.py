@@ -126,6 +126,15 @@ def _check_margin(value: Any, where: str) -> float | None:
     return float(value)
 
 
+def _band_about(reading: dict[str, Any], value: float) -> list[float] | None:
+    """The reading's band (its half-width kept) moved to a new angle ``value``; None when the reading has none."""
+    band = reading.get("band")
+    if not band:
+        return None
+    half = (band[1] - band[0]) / 2
+    return [round(value - half, 2), round(value + half, 2)]
+
+
 def with_centreline(cobb: dict[str, Any] | None, bodies: dict[str, np.ndarray], degree: int, *,
                     margin: float | None = None) -> dict[str, Any] | None:
     """The ``cobb`` measurement with the column's centreline reading beside it: ``centreline_deg`` (the Cobb angle of
@@ -149,9 +158,7 @@ def with_centreline(cobb: dict[str, Any] | None, bodies: dict[str, np.ndarray], 
     value = cobb.get("cobb_deg")
     if margin is not None and isinstance(value, (int, float)) and line.angle_deg - margin > value:
         raised = round(min(line.angle_deg - margin, 90.0), 2)
-        band = cobb.get("band") or [value - 5, value + 5]
-        half = (band[1] - band[0]) / 2
-        out.update(cobb_deg=raised, band=[round(raised - half, 2), round(raised + half, 2)],
+        out.update(cobb_deg=raised, band=_band_about(cobb, raised) or [round(raised - 5, 2), round(raised + 5, 2)],
                    readings_deg={**(cobb.get("readings_deg") or {}), "endplates": value},
                    notes=[*(cobb.get("notes") or []),
                           f"raised from the endplates' {value:.1f}° to the centreline's {line.angle_deg:.1f}° less "
@@ -179,9 +186,9 @@ def _mean_read(own: dict[str, Any], other: dict[str, Any] | None, *, fallback: b
         return {**own, "cobb_deg": None, "note": why}
     mean = (a.value + b.value) / 2
     out = {**own, "cobb_deg": round(mean, 2), "readings_deg": {"corners": a.value, "u_net": b.value}}
-    if "band" in own:
-        half = (own["band"][1] - own["band"][0]) / 2
-        out["band"] = [round(mean - half, 2), round(mean + half, 2)]
+    band = _band_about(own, mean)
+    if band:
+        out["band"] = band
     return out
 
 
