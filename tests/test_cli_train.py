@@ -273,3 +273,38 @@ def test_bad_imgsz_is_a_config_error_naming_the_value(class_folders, tmp_path, b
 
     with pytest.raises(ConfigError, match="imgsz"):
         classify.train(_cfg(class_folders, tmp_path / "run", imgsz=bad), tmp_path / "run", quiet=True)
+
+
+def test_two_threads_explaining_with_one_predictor_get_their_own_maps(run_dir):
+    """The app's warm-up thread and a page (or two sessions) call the same cached predictor at once: Grad-CAM hooks
+    the shared network, so without the predictor's lock one call's forward lands in the other's hooks ("grads is
+    None"). Every call must finish with the map its own film gives alone."""
+    import threading
+
+    from spine_models.engine.predictor import load_predictor
+
+    from spine_models.engine.film_memo import film_memo
+
+    pred = load_predictor(run_dir)
+    films = [_film(np.random.default_rng(100 + i), i % 2 == 0).astype(np.float32) / 255 for i in range(24)]
+    with film_memo.disabled():  # every call runs the network and Grad-CAM
+        alone = [load_predictor(run_dir).predict(f, cam=True).cam for f in films]
+    got: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(idx: range) -> None:
+        for i in idx:
+            try:
+                got[i] = pred.predict(films[i], cam=True).cam
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted on below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(range(k, 24, 3),)) for k in range(3)]
+    with film_memo.disabled():
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
+    for i, a in enumerate(alone):
+        np.testing.assert_allclose(got[i], a, atol=1e-5)

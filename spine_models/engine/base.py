@@ -16,6 +16,7 @@ films. Other tasks (composites, two-view inputs, detectors) keep ``infer`` and r
 from __future__ import annotations
 
 import difflib
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Hashable, Mapping, Sequence
@@ -81,6 +82,9 @@ class BasePredictor:
             raise ConfigError(f"model {card.id!r} is a {card.task} model; the {self.task} Predictor needs a {self.task} card")
         self.card = card
         self.device = resolve_device(device)
+        # one call at a time runs this predictor's networks: the app shares one predictor between sessions and its
+        # warm-up thread, and Grad-CAM hooks the shared network, so another call's forward would land in its hooks
+        self._run_lock = threading.RLock()
 
     # ------------------------------------------------------------------ the call
     def options(self, **options: Any) -> dict[str, Any]:
@@ -110,9 +114,10 @@ class BasePredictor:
                 out[i] = hit
                 continue
             todo.append((i, film, key, self.preprocess(film, **opts)))
-        raws = self.infer_many([x for *_, x in todo], batch_size=batch_size, **opts)
-        for (i, film, key, x), raw in zip(todo, raws):
-            res = self.postprocess(raw, film, x, **opts)
+        with self._run_lock:
+            raws = self.infer_many([x for *_, x in todo], batch_size=batch_size, **opts)
+            done = [self.postprocess(raw, film, x, **opts) for (_, film, _, x), raw in zip(todo, raws)]
+        for (i, _, key, _), res in zip(todo, done):
             out[i] = res
             if key is not None:
                 film_memo.put(key, res)
@@ -167,8 +172,9 @@ class BasePredictor:
             if hit is not None:
                 return hit
         x = self.preprocess(film, **opts)
-        raw = self.infer(x, **opts)
-        res = self.postprocess(raw, film, x, **opts)
+        with self._run_lock:
+            raw = self.infer(x, **opts)
+            res = self.postprocess(raw, film, x, **opts)
         res.elapsed_ms = (time.perf_counter() - t0) * 1000
         if key is not None:
             film_memo.put(key, res)
