@@ -250,3 +250,54 @@ def test_the_card_runtime_runs_the_corner_network_on_onnxruntime_as_torch_does(t
     for name in a:
         np.testing.assert_allclose(a[name], b[name], atol=1e-3)  # corners on the film, pixels
     assert np.ptp(np.stack(list(a.values()))[:, :, 0]) > 1  # real corners, not a constant both runtimes agree on
+
+
+def _shrinking_reader(shrink: float):
+    """A stand-in corner network that reads a body's in-patch tilt from the bright region's second moments but
+    answers only ``shrink`` of it (the real network's under-correction of a patch cut along the U-Net's level tilt)."""
+    import cv2
+
+    def net(x: "torch.Tensor") -> "torch.Tensor":
+        outs = []
+        for p in x[:, 0].numpy():
+            mo = cv2.moments((p > 0.5).astype(np.float32))
+            phi = 0.5 * np.degrees(np.arctan2(2 * mo["mu11"], mo["mu20"] - mo["mu02"]))  # the blob's angle, y down
+            a = np.radians(shrink * phi)
+            rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+            pc = np.array([[-12.0, -6.0], [12.0, -6.0], [12.0, 6.0], [-12.0, 6.0]]) @ rot.T + 32
+            up, low = endplate_angles(pc)
+            outs.append(np.r_[(pc.reshape(-1) - 32) / 32, up / 10, low / 10])
+        return torch.tensor(np.array(outs), dtype=torch.float32)
+
+    return net
+
+
+def test_more_corner_passes_read_a_tilted_body_closer_to_its_tilt_and_keep_its_centre():
+    """refine_bodies(passes=N) cuts each patch again along the tilt the previous pass read: with a reader that
+    answers only half the tilt it sees, one pass reads ~15 deg of a 30 deg body, four passes ~28 deg; the body's
+    centre stays where the U-Net put it (no drift onto a neighbour)."""
+    import cv2
+
+    from spine_models.engine.landmarks import refine_bodies
+
+    film = np.zeros((400, 400), np.float32)
+    box = cv2.boxPoints(((200.0, 200.0), (80.0, 30.0), 30.0))  # a bright body tilted 30 deg (y down)
+    cv2.fillPoly(film, [box.astype(np.int32)], 1.0)
+    level = {"T1": np.array([[160.0, 185.0], [240.0, 185.0], [240.0, 215.0], [160.0, 215.0]])}  # the U-Net's guess
+    net = _shrinking_reader(0.5)
+    tilts = {n: body_frame(refine_bodies(net, film, level, height=400, passes=n)["T1"])[2] for n in (1, 4)}
+    assert 12 < abs(tilts[1]) < 18 and 26 < abs(tilts[4]) < 31, tilts
+    np.testing.assert_allclose(refine_bodies(net, film, level, height=400, passes=4)["T1"].mean(axis=0), [200, 200],
+                               atol=1.0)
+    with pytest.raises(ValueError, match="passes=0"):
+        refine_bodies(net, film, level, passes=0)
+
+
+def test_a_card_names_its_corner_passes_or_gets_one_line_saying_what_is_valid():
+    from spine_models.engine.landmarks import _check_passes
+    from spine_models.errors import ConfigError
+
+    assert _check_passes(None, "x") == 1 and _check_passes(6, "x") == 6
+    for bad in (0, 13, 2.0, True, "4"):
+        with pytest.raises(ConfigError, match="corner_passes"):
+            _check_passes(bad, "model 'm': corner_passes")

@@ -60,29 +60,49 @@ def body_patches(pixels: np.ndarray, bodies: dict[str, Any], *, side: float = PA
     body cut along its own tilt from the film resampled to ``height`` rows. Apart from :func:`refine_bodies` so that
     bench/bench_onnx.py feeds both runtimes the very patches a film gives."""
     work, scale = work_film(pixels, height)
-    names, xs, mats = list(bodies), [], []
-    for name in names:
-        c, w, tilt = body_frame(np.asarray(bodies[name], float).reshape(4, 2) * scale)
+    names = list(bodies)
+    frames = [body_frame(np.asarray(bodies[n], float).reshape(4, 2) * scale) for n in names]
+    x, mats = _cut(work, frames, side=side, size=size)
+    return names, x, mats, scale
+
+
+def _cut(work: np.ndarray, frames: list[tuple[np.ndarray, float, float]], *, side: float,
+         size: int) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """The network's input and the patch matrices for body frames (centre, width, tilt) on the work film."""
+    xs, mats = [], []
+    for c, w, tilt in frames:
         m = patch_matrix(c, tilt, side * max(w, 1.0), size=size)
         xs.append(standardize(extract_patch(work, m, size))[None])
         mats.append(m)
-    return names, torch.from_numpy(np.stack(xs)), mats, scale
+    return torch.from_numpy(np.stack(xs)), mats
 
 
 @torch.no_grad()
 def refine_bodies(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], pixels: np.ndarray, bodies: dict[str, Any],
                   *, device: Any = "cpu", side: float = PATCH_SIDE, size: int = PATCH_SIZE,
-                  height: int = WORK_HEIGHT) -> dict[str, np.ndarray]:
+                  height: int = WORK_HEIGHT, passes: int = 1) -> dict[str, np.ndarray]:
     """``{name: corners (4, 2) on the film}`` read by the corner network (in eval mode) from one patch per body.
 
     ``model``: the network, or any callable running it (``engine.runtime.Network``: ONNX Runtime when the card asks).
     ``bodies``: ``{name: 4 corners}`` at the film's resolution (the U-Net's bodies, full height); patches by
-    :func:`body_patches`."""
+    :func:`body_patches`. ``passes`` > 1 cuts each patch again along the tilt the previous pass read, at the same
+    centre and width: why — a patch cut along the U-Net's tilt, which is shrunk towards level (about 0.6 of an
+    expert's tilt on AASCE films), is read only part of the way back (about 0.75-0.8 in one pass), so strongly tilted
+    bodies at a severe curve's ends read too level and the Cobb angle too small; re-cutting converges on the body's
+    own tilt (docs/tune_corner_passes.py). Centre and width stay the U-Net's so no body can drift onto a neighbour."""
     if not bodies:
         return {}
-    names, x, mats, scale = body_patches(pixels, bodies, side=side, size=size, height=height)
-    out = model(x.to(device)).float().cpu().numpy()
-    return {n: to_film(decode_outputs(o, size)[0], m) / scale for n, o, m in zip(names, out, mats)}
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"refine_bodies: passes={passes!r}; use an integer >= 1")
+    work, scale = work_film(pixels, height)
+    names = list(bodies)
+    frames = [body_frame(np.asarray(bodies[n], float).reshape(4, 2) * scale) for n in names]
+    for _ in range(passes):
+        x, mats = _cut(work, frames, side=side, size=size)
+        out = model(x.to(device)).float().cpu().numpy()
+        corners = [to_film(decode_outputs(o, size)[0], m) for o, m in zip(out, mats)]
+        frames = [(c, w, body_frame(k)[2]) for (c, w, _), k in zip(frames, corners)]
+    return {n: k / scale for n, k in zip(names, corners)}
 
 
 def split_bodies(mask: np.ndarray, body_height: float) -> dict[str, Any]:
@@ -114,6 +134,15 @@ def _check_degree(value: Any, where: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 6:
         raise ConfigError(f"{where}={value!r}; use an integer 1-6 (3: one inflection) or leave it out")
+    return value
+
+
+def _check_passes(value: Any, where: str) -> int:
+    """A card's ``corner_passes``: how often each body's patch is cut and read (1: once, along the U-Net's tilt)."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 12:
+        raise ConfigError(f"{where}={value!r}; use an integer 1-12 (1: one read along the U-Net's tilt) or leave it out")
     return value
 
 
@@ -214,6 +243,8 @@ class VertebraCornerPredictor(BasePredictor):
         pre = self.card.preprocessing or {}
         self.side = float(pre.get("patch_side", PATCH_SIDE))
         self.height = int(pre.get("work_height", WORK_HEIGHT))
+        # each patch re-cut along the tilt the previous pass read (refine_bodies; docs/tune_corner_passes.py)
+        self.passes = _check_passes(pre.get("corner_passes"), f"model {card.id!r}: corner_passes")
         self.readout = _check_readout(pre.get("cobb_angles", "fused"), f"model {card.id!r}: cobb_angles")
         self.fusion = {str(k): float(v) for k, v in (pre.get("fusion") or {}).items()}  # docs/tune_corner_readout.py
         self.mean_with_locator = bool(pre.get("mean_with_locator", False))
@@ -258,7 +289,7 @@ class VertebraCornerPredictor(BasePredictor):
     def _refine(self, film: Film, bodies: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The corners' stage on ``bodies``, less duplicates and fragments when the card says ``tidy``."""
         refined = refine_bodies(self.net, film.pixels, bodies, device=self.device, side=self.side,
-                                size=self.patch, height=self.height)
+                                size=self.patch, height=self.height, passes=self.passes)
         if self.tidy:
             from spine_models.measure import tidy_bodies
 
@@ -296,7 +327,7 @@ class VertebraCornerPredictor(BasePredictor):
     def memo_settings(self) -> tuple:
         return (self.readout, tuple(sorted(self.fusion.items())), self.mean_with_locator, self.split_long,
                 tuple(sorted(self.tidy.items())), self.min_span, self.locator_fallback, self.centreline_degree,
-                self.centreline_margin, self.side, self.height, self.patch, self.locator.memo_settings())
+                self.centreline_margin, self.side, self.height, self.patch, self.passes, self.locator.memo_settings())
 
 
 # ------------------------------------------------------------------------------------------ training
