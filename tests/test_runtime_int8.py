@@ -151,3 +151,22 @@ def test_the_ci_rule_of_the_int8_bench() -> None:
     assert rows["dice.vertebra"]["inside_ci"] and abs(rows["dice.vertebra"]["delta"] + 0.04) < 1e-12
     assert not rows["cobb_mae_deg"]["inside_ci"]
     assert set(rows) == {"dice.vertebra", "cobb_mae_deg"}
+
+
+def test_the_int8_decision_rule() -> None:
+    """Faster at batch 1 and at the batch a film runs, every metric inside its CI, same classes: else fp32 stays."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.bench_int8 import decide
+
+    ok = {"all_inside_ci": True, "outside_ci": [], "predictions_agree": True, "predictions_same_class": "26/26"}
+    assert decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0, "held_out": dict(ok)})["decision"] == "int8"
+    slow = decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0, "film_batch": 14, "int8_ms_film_batch": 2.6,
+                   "fp32_onnx_ms_film_batch": 2.5, "held_out": dict(ok)})
+    assert slow["decision"] == "stay on fp32 onnxruntime" and "14 patches" in slow["why"]
+    out = decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0,
+                  "held_out": {**ok, "all_inside_ci": False, "outside_ci": ["cobb_mae_deg"]}})
+    assert out["decision"] != "int8" and "cobb_mae_deg" in out["why"]
+    moved = decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0,
+                    "held_out": {**ok, "predictions_agree": False, "predictions_same_class": "25/26"}})
+    assert moved["decision"] != "int8" and "25/26" in moved["why"]
+    assert decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0})["decision"] == "not decided"
