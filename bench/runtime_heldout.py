@@ -9,6 +9,8 @@ evaluation. Here ``spine-models evaluate`` runs twice on the same data, with ``S
 reference: the card's figures) and ``=onnxruntime`` (each in its own process: a loaded model keeps its runtime), and
 every metric (values and CI bounds) and every per-film prediction is compared. ``--record`` adds the comparison to the
 card's ``runtime`` field as ``held_out`` (run bench_onnx.py --record first: it rewrites the whole field).
+``--runtime onnxruntime-int8`` compares the int8 network instead (its calibration must sit in the cache folder given by
+``--cache``: bench/bench_int8.py makes it and calls :func:`heldout` itself).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-__all__ = ["main", "flat_metrics"]
+__all__ = ["main", "flat_metrics", "heldout"]
 
 
 def flat_metrics(d: Any, pre: str = "") -> dict[str, float | None]:
@@ -43,15 +45,26 @@ def flat_metrics(d: Any, pre: str = "") -> dict[str, float | None]:
     return out
 
 
-def _evaluate(runtime: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def _evaluate(runtime: str, args: argparse.Namespace, out: Path, cache: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "spine_models.cli", "evaluate", "--quiet", "--model", args.model, "--split", args.split,
            "--out", str(out), *[a for d in args.data for a in ("--data", d)]]
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1",
                SPINE_MODELS_RUNTIME=runtime)
+    if cache:  # the int8 calibration of this one network lives there, so no other network of the model turns int8
+        env["SPINE_MODELS_CACHE"] = str(cache)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"evaluate on {runtime} failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
     return json.loads(out.read_text())
+
+
+def heldout(model: str, data: list[str], split: str, runtime: str = "onnxruntime", cache: str | None = None
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(torch report, ``runtime`` report) of ``spine-models evaluate`` on the same data, each in its own process."""
+    args = argparse.Namespace(model=model, data=data, split=split)
+    with tempfile.TemporaryDirectory() as tmp:
+        return (_evaluate("torch", args, Path(tmp) / "torch.json"),
+                _evaluate(runtime, args, Path(tmp) / "other.json", cache))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,10 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", action="append", required=True, help="the card's evaluation data (repeatable)")
     ap.add_argument("--split", default="all", choices=("all", "test"), help="as `spine-models evaluate --split`")
     ap.add_argument("--record", action="store_true", help="add the comparison to the card's runtime field (held_out)")
+    ap.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "onnxruntime-int8"),
+                    help="the runtime compared with torch (int8: see bench/bench_int8.py)")
+    ap.add_argument("--cache", help="SPINE_MODELS_CACHE for the compared run (where the int8 calibration is)")
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        ref = _evaluate("torch", args, Path(tmp) / "torch.json")
-        ort = _evaluate("onnxruntime", args, Path(tmp) / "ort.json")
+    if args.record and args.runtime != "onnxruntime":
+        raise SystemExit("--record writes the fp32 onnxruntime comparison only; int8 figures go to docs/int8_check.md")
+    ref, ort = heldout(args.model, args.data, args.split, args.runtime, args.cache)
     a, b = flat_metrics(ref["metrics"]), flat_metrics(ort["metrics"])
     keys = sorted(set(a) | set(b))
     diff = {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
@@ -75,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, (x, y) in diff.items():
         d = abs(x - y) if x is not None and y is not None else float("inf")
         worst[k] = d
-        print(f"  {k:45s} torch {x!s:>22s}  onnxruntime {y!s:>22s}  |diff| {d:.3g}")
+        print(f"  {k:45s} torch {x!s:>22s}  {args.runtime} {y!s:>22s}  |diff| {d:.3g}")
     for x, y in zip(pa, pb):
         if x != y:
             print("  first differing prediction:", {k: (x.get(k), y.get(k)) for k in x if x.get(k) != y.get(k)})

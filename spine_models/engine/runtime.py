@@ -11,6 +11,12 @@ ONNX Runtime is used only on CPU, for a one-input network, when ``onnxruntime`` 
 torch runs, and :attr:`Network.path` / :attr:`Network.why` say which ran and why. The ONNX file is exported once
 from the shipped weights into ``cache_dir()/onnx`` (named by the weights' sha256 and input size). Grad-CAM always
 runs on torch: it needs gradients.
+
+``onnxruntime-int8`` (a measured option, no shipped card asks for it: docs/int8_check.md): the fp32 export statically
+quantised (models.onnx_runtime.quantize_int8), cached beside it as ``<same name>-int8.onnx``. Static quantisation needs
+calibration inputs, which a deployment does not have: they are real training-part films preprocessed by
+bench/bench_int8.py into ``<same name>-calib.npy`` in the same cache folder. Without that file, or when quantisation
+fails, torch serves and :attr:`Network.why` says why in one line.
 """
 from __future__ import annotations
 
@@ -18,15 +24,18 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard
 
-__all__ = ["RUNTIMES", "ENV", "requested_runtime", "Network", "network_for"]
+__all__ = ["RUNTIMES", "ENV", "INT8", "requested_runtime", "Network", "network_for", "onnx_file", "calibration_file",
+           "int8_file"]
 
-RUNTIMES = ("torch", "onnxruntime")
+INT8 = "onnxruntime-int8"
+RUNTIMES = ("torch", "onnxruntime", INT8)
 ENV = "SPINE_MODELS_RUNTIME"
 
 
@@ -50,11 +59,31 @@ class Network:
         return self.forward(x)
 
 
-def _onnx_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
+def onnx_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
+    """The cached fp32 export of ``card``'s network for inputs of ``shape`` (named by the weights' sha256)."""
     from spine_models._env import cache_dir
 
     tag = "x".join(str(int(s)) for s in shape[1:])
     return cache_dir() / "onnx" / f"{card.id}-{(card.sha256 or 'nosha')[:16]}-{tag}.onnx"
+
+
+def calibration_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
+    """Where bench/bench_int8.py leaves the int8 calibration inputs ((N, C, H, W) float32 .npy) for this export."""
+    return onnx_file(card, shape).with_name(onnx_file(card, shape).stem + "-calib.npy")
+
+
+def int8_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
+    """The cached int8 model quantised from :func:`onnx_file` with :func:`calibration_file`'s inputs."""
+    return onnx_file(card, shape).with_name(onnx_file(card, shape).stem + "-int8.onnx")
+
+
+def _cached(path: Path, make: Callable[[Path], Any]) -> Path:
+    """``path``, made once through a per-process temporary name (two processes never read a half-written file)."""
+    if not path.is_file():
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        make(tmp)
+        os.replace(tmp, path)
+    return path
 
 
 def network_for(card: ModelCard, model: nn.Module, in_shape: tuple[int, ...], device: Any) -> Network:
@@ -65,17 +94,24 @@ def network_for(card: ModelCard, model: nn.Module, in_shape: tuple[int, ...], de
         return torch_net
     if torch.device(device).type != "cpu":
         return Network(model, "torch", "onnxruntime is used on CPU only; this model runs on " + str(device))
-    from spine_models.models.onnx_runtime import OrtNetwork, export_onnx, ort_available
+    from spine_models.models.onnx_runtime import (OrtNetwork, export_onnx, ort_available, ort_errors, quant_available,
+                                                  quantize_int8)
 
     if not ort_available():
         return Network(model, "torch", "onnxruntime is not installed")
+    if want == INT8 and not quant_available():
+        return Network(model, "torch", "onnxruntime quantisation is unavailable (it needs the onnx package)")
     try:
-        path = _onnx_file(card, in_shape)  # inside: a cache folder that cannot be made (read-only home) -> torch serves
-        if not path.is_file():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            export_onnx(model, torch.rand(*in_shape), tmp)
-            os.replace(tmp, path)
+        # inside: a cache folder that cannot be made (read-only home) -> torch serves
+        fp32 = path = _cached(onnx_file(card, in_shape), lambda p: export_onnx(model, torch.rand(*in_shape), p))
+        if want == INT8:
+            calib = calibration_file(card, in_shape)
+            if not int8_file(card, in_shape).is_file() and not calib.is_file():
+                return Network(model, "torch", f"no int8 calibration for {card.id} at {calib} "
+                                               f"(python bench/bench_int8.py --model {card.id} makes it)")
+            path = _cached(int8_file(card, in_shape), lambda p: quantize_int8(fp32, p, np.load(calib)))
         ort_net = OrtNetwork(path)
-    except (RuntimeError, OSError, ValueError, TypeError) as exc:  # an op the exporter cannot write: torch serves
-        return Network(model, "torch", f"ONNX export or load failed ({type(exc).__name__}: {str(exc)[:120]})")
-    return Network(ort_net, "onnxruntime")
+    except (RuntimeError, OSError, ValueError, TypeError, ImportError, *ort_errors()) as exc:  # an op it cannot write
+        step = "int8 quantisation, ONNX export or load" if want == INT8 else "ONNX export or load"
+        return Network(model, "torch", f"{step} failed ({type(exc).__name__}: {str(exc)[:120]})")
+    return Network(ort_net, want)

@@ -5,6 +5,11 @@ as its own pass, one dispatch per op); ONNX Runtime fuses convolution + batch-no
 graph once. A network is exported from its shipped weights (the TorchScript exporter, which needs no ``onnxscript``)
 and checked against torch on real films before anyone uses it (bench/bench_onnx.py prints the largest difference
 and both latencies). Nothing here changes what a Predictor runs.
+
+int8: :func:`quantize_int8` turns an fp32 export into a statically quantised one (ONNX Runtime's ``quantize_static``,
+QDQ format, int8 weights per output channel, uint8 activations — the U8S8 pairing ONNX Runtime recommends on x86,
+where VNNI/AMX run it), its activation ranges calibrated on inputs the caller gives (real training-part films:
+bench/bench_int8.py). Whether int8 may serve a card is decided by held-out metrics, not here (docs/int8_check.md).
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from torch import nn
 
 from spine_models.errors import ConfigError
 
-__all__ = ["ort_available", "export_onnx", "OrtNetwork", "OPSET"]
+__all__ = ["ort_available", "quant_available", "export_onnx", "quantize_int8", "OrtNetwork", "OPSET", "CALIBRATION_METHODS",
+           "ort_errors"]
 
 OPSET = 17
 
@@ -27,6 +33,69 @@ OPSET = 17
 def ort_available() -> bool:
     """True when ``onnxruntime`` is installed (requirements.txt pins it; torch is used without it)."""
     return importlib.util.find_spec("onnxruntime") is not None
+
+
+def quant_available() -> bool:
+    """True when ONNX Runtime's quantisation tools import (they need the ``onnx`` package as well)."""
+    return ort_available() and importlib.util.find_spec("onnx") is not None
+
+
+def ort_errors() -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's own exception classes (they derive from ``Exception`` directly, not ``RuntimeError``): what a
+    session or quantisation raises on a graph it cannot run, which the caller turns into the torch fallback."""
+    if not ort_available():
+        return ()
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException", "InvalidProtobuf",
+             "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
+    return tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
+
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray, method: str = "minmax") -> Path:
+    """``fp32`` (an :func:`export_onnx` file) statically quantised to int8 at ``out``, activation ranges from
+    ``calibration`` (N, C, H, W float32, fed one at a time as batch 1).
+
+    Why QDQ + per-channel weights: QDQ keeps the graph readable by every execution provider and lets ONNX Runtime
+    fuse each quantised convolution; per-channel scales keep the small-weight channels a per-tensor scale would crush
+    (depthwise convolutions of MobileNetV2 in particular)."""
+    if not quant_available():
+        raise ConfigError("onnxruntime quantisation needs onnx and onnxruntime; pip install -r requirements.txt")
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"int8 calibration method {method!r}; valid: {', '.join(CALIBRATION_METHODS)}")
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    data = np.ascontiguousarray(np.asarray(calibration, dtype=np.float32))
+    if data.ndim != 4 or len(data) == 0:
+        raise ValueError(f"int8 calibration wants (N, C, H, W) inputs with N >= 1, got shape {data.shape}")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(data[i:i + 1] for i in range(len(data)))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.items, None)
+            return None if x is None else {"x": x}
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pre = out.with_suffix(".pre.onnx")
+    try:
+        # the recommended pre-processing: shape inference and graph optimisation, so that quantisation sees the fused
+        # convolutions ONNX Runtime will run (batch-norm folded), not the exported ops one by one
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                                          "entropy": CalibrationMethod.Entropy}[method])
+    finally:
+        pre.unlink(missing_ok=True)
+    return out
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> Path:

@@ -1,0 +1,172 @@
+"""The int8 inference path (engine.runtime ``onnxruntime-int8``): a statically quantised ONNX model, calibrated on
+inputs left in the cache, answers close to torch; torch serves, saying why in one line, when there is no calibration
+or quantisation is unavailable or fails. bench/bench_int8.py's CI rule is checked on hand-made reports."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spine_models.errors import ConfigError
+from spine_models.models.cards import ModelCard
+
+sys.path.insert(0, str(Path(__file__).parent))
+from app_fixtures import make_weights  # noqa: E402
+
+# int8 against torch, on the probabilities (softmax / sigmoid) of the tiny random-weight fixtures: the largest
+# difference stays within 5 % of the spread of torch's own outputs on the film (measured: 0.2-0.3 %; the random
+# fixtures' probabilities span only 0.02-0.09, so an absolute bound would be empty). The real networks' figures:
+# docs/int8_check.md (bench/bench_int8.py)
+INT8_TOL = 0.05
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    return make_weights(tmp_path_factory.mktemp("w"), detect=False)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPINE_MODELS_RUNTIME", raising=False)
+
+
+def _film(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = rng.random((200, 100)).astype(np.float32) * 0.4
+    a[:, 30 + seed % 20:50 + seed % 20] = 0.9  # a bright column that moves from film to film
+    return a
+
+
+def _card(weights: Path, mid: str, **changes) -> ModelCard:
+    card = ModelCard.from_json(weights / f"{mid}.json")
+    for k, v in changes.items():
+        setattr(card, k, v)
+    return card
+
+
+def _calibrate(weights: Path, mid: str, n: int = 12) -> tuple[ModelCard, object]:
+    """Leave ``n`` preprocessed films where the int8 path looks for its calibration; (card, torch Predictor)."""
+    from spine_models.engine import predictor_class
+    from spine_models.engine.runtime import calibration_file
+
+    card = _card(weights, mid)
+    ref = predictor_class(card)(card, device="cpu")
+    xs = [np.asarray(ref.preprocess(ref.read(_film(s))), dtype=np.float32) for s in range(n)]
+    path = calibration_file(card, xs[0].shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.concatenate(xs))
+    return card, ref
+
+
+@pytest.mark.parametrize("mid", ["tiny-cls", "tiny-seg"])
+def test_int8_from_the_card_is_close_to_torch_and_cached(weights: Path, mid: str) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import onnx
+
+    from spine_models.engine import predictor_class
+    from spine_models.engine.runtime import int8_file
+
+    card, ref = _calibrate(weights, mid)
+    fast = predictor_class(card)(_card(weights, mid, runtime={"path": "onnxruntime-int8"}), device="cpu")
+    assert ref.net.path == "torch" and fast.net.path == "onnxruntime-int8", fast.net.why
+    film = _film(99)  # not one of the calibration films
+    a, b = (p.infer(p.preprocess(p.read(film))) for p in (ref, fast))
+    assert a.shape == b.shape and float(np.abs(a - b).max()) < INT8_TOL * float(a.max() - a.min())
+    assert float(np.abs(a - b).max()) > 0  # it is another computation, not torch again
+    assert not np.allclose(a, a.mean())
+    x = np.asarray(ref.preprocess(ref.read(film)), dtype=np.float32)
+    ops = {n.op_type for n in onnx.load(str(int8_file(card, x.shape))).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ int8, as built once and cached
+
+
+def test_the_environment_asks_for_int8_and_torch_serves_without_calibration(weights: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from spine_models.engine.classify import Predictor
+
+    monkeypatch.setenv("SPINE_MODELS_RUNTIME", "onnxruntime-int8")
+    p = Predictor(_card(weights, "tiny-cls"), device="cpu")
+    assert p.net.path == "torch" and "no int8 calibration for tiny-cls" in p.net.why and "\n" not in p.net.why
+    assert "bench/bench_int8.py" in p.net.why
+    assert p.predict(_film(1), cam=False).probs
+
+
+def test_torch_serves_when_quantisation_is_unavailable_or_fails(weights: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    import spine_models.models.onnx_runtime as O
+    from spine_models.engine.classify import Predictor
+
+    _calibrate(weights, "tiny-cls", n=2)
+    card = _card(weights, "tiny-cls", runtime={"path": "onnxruntime-int8"})
+    monkeypatch.setattr(O, "quant_available", lambda: False)
+    p = Predictor(card, device="cpu")
+    assert p.net.path == "torch" and "quantisation is unavailable" in p.net.why
+
+    monkeypatch.setattr(O, "quant_available", lambda: True)
+
+    def broken(*_a, **_k):
+        raise RuntimeError("Unsupported op in calibration\nsecond line")
+
+    monkeypatch.setattr(O, "quantize_int8", broken)
+    p = Predictor(card, device="cpu")
+    assert p.net.path == "torch" and p.net.why.startswith("int8 quantisation, ONNX export or load failed (RuntimeError")
+    assert p.predict(_film(1), cam=False).probs
+
+
+def test_an_unknown_runtime_names_every_valid_one(weights: Path, monkeypatch) -> None:
+    from spine_models.engine.classify import Predictor
+
+    with pytest.raises(ConfigError, match="runtime.path='int4'; valid: torch, onnxruntime, onnxruntime-int8$"):
+        Predictor(_card(weights, "tiny-cls", runtime={"path": "int4"}), device="cpu")
+    monkeypatch.setenv("SPINE_MODELS_RUNTIME", "int8")
+    with pytest.raises(ConfigError, match="SPINE_MODELS_RUNTIME='int8'.*onnxruntime-int8"):
+        Predictor(_card(weights, "tiny-cls"), device="cpu")
+
+
+def test_quantize_int8_refuses_bad_calibration_and_methods(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import torch
+
+    from spine_models.models.onnx_runtime import export_onnx, quantize_int8
+
+    fp32 = export_onnx(torch.nn.Conv2d(1, 2, 3).eval(), torch.rand(1, 1, 8, 8), tmp_path / "c.onnx")
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\).*\(8, 8\)"):
+        quantize_int8(fp32, tmp_path / "q.onnx", np.zeros((8, 8), np.float32))
+    with pytest.raises(ConfigError, match="'kl'; valid: minmax, percentile, entropy"):
+        quantize_int8(fp32, tmp_path / "q.onnx", np.zeros((1, 1, 8, 8), np.float32), method="kl")
+
+
+def test_the_ci_rule_of_the_int8_bench() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.bench_int8 import ci_check
+
+    ref = {"dice": {"vertebra": {"value": 0.80, "ci95": [0.75, 0.85]}}, "cobb_mae_deg": {"value": 5.0, "ci95": [4, 6]},
+           "auc_macro": None}
+    rows = {r["metric"]: r for r in ci_check(ref, {"dice": {"vertebra": {"value": 0.76, "ci95": [0.7, 0.8]}},
+                                                   "cobb_mae_deg": {"value": 6.5, "ci95": [5, 8]}})}
+    assert rows["dice.vertebra"]["inside_ci"] and abs(rows["dice.vertebra"]["delta"] + 0.04) < 1e-12
+    assert not rows["cobb_mae_deg"]["inside_ci"]
+    assert set(rows) == {"dice.vertebra", "cobb_mae_deg"}
+
+
+def test_the_int8_decision_rule() -> None:
+    """Faster at batch 1 and at the batch a film runs, every metric inside its CI, same classes: else fp32 stays."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.bench_int8 import decide
+
+    ok = {"all_inside_ci": True, "outside_ci": [], "predictions_agree": True, "predictions_same_class": "26/26"}
+    assert decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0, "held_out": dict(ok)})["decision"] == "int8"
+    slow = decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0, "film_batch": 14, "int8_ms_film_batch": 2.6,
+                   "fp32_onnx_ms_film_batch": 2.5, "held_out": dict(ok)})
+    assert slow["decision"] == "stay on fp32 onnxruntime" and "14 patches" in slow["why"]
+    out = decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0,
+                  "held_out": {**ok, "all_inside_ci": False, "outside_ci": ["cobb_mae_deg"]}})
+    assert out["decision"] != "int8" and "cobb_mae_deg" in out["why"]
+    moved = decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0,
+                    "held_out": {**ok, "predictions_agree": False, "predictions_same_class": "25/26"}})
+    assert moved["decision"] != "int8" and "25/26" in moved["why"]
+    assert decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0})["decision"] == "not decided"
