@@ -3,9 +3,9 @@
     .venv/bin/python docs/tune_corner_passes.py --model seg_vertebra_corners_aasce --data ../shared/data/aasce-ap \
         --out docs/corner_passes_tuning.json [--write weights/seg_vertebra_corners_aasce.json]
 
-Why: each body's patch is cut along the AP U-Net's tilt, and the U-Net's tilts are shrunk towards level (a line
-through matched bodies, model tilt against the experts', has slope ~0.6 on AASCE films); one read of the corner network
-brings a tilt only part of the way back (slope ~0.75-0.8), so the bodies at a severe curve's ends read too level and
+Why: each body's patch is cut along the AP U-Net's tilt, and the U-Net's tilts are shrunk towards level; one read of
+the corner network brings a tilt only part of the way back (``tilt_slope`` below: the slope of a line through matched
+bodies, model tilt against the experts', 1 when unshrunk), so the bodies at a severe curve's ends read too level and
 the Cobb angle too small — which the shipped read-out hid by averaging with the U-Net's own reading, whose noise reads
 curves too large. Re-cutting each patch along the tilt the previous pass read (``engine.landmarks.refine_bodies``,
 centre and width kept) converges on the body's own tilt. This script measures, per setting (passes x whether the

@@ -86,10 +86,10 @@ def refine_bodies(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], pix
     ``model``: the network, or any callable running it (``engine.runtime.Network``: ONNX Runtime when the card asks).
     ``bodies``: ``{name: 4 corners}`` at the film's resolution (the U-Net's bodies, full height); patches by
     :func:`body_patches`. ``passes`` > 1 cuts each patch again along the tilt the previous pass read, at the same
-    centre and width: why — a patch cut along the U-Net's tilt, which is shrunk towards level (about 0.6 of an
-    expert's tilt on AASCE films), is read only part of the way back (about 0.75-0.8 in one pass), so strongly tilted
-    bodies at a severe curve's ends read too level and the Cobb angle too small; re-cutting converges on the body's
-    own tilt (docs/tune_corner_passes.py). Centre and width stay the U-Net's so no body can drift onto a neighbour."""
+    centre and width: why — a patch cut along the U-Net's tilt, which is shrunk towards level, is read only part of
+    the way back in one pass, so strongly tilted bodies at a severe curve's ends read too level and the Cobb angle too
+    small; re-cutting converges on the body's own tilt (the slopes per pass: docs/corner_passes_tuning.json). Centre
+    and width stay the U-Net's so no body can drift onto a neighbour."""
     if not bodies:
         return {}
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
