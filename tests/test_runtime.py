@@ -12,27 +12,9 @@ from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from app_fixtures import make_weights  # noqa: E402
+from runtime_fixtures import column_film as _film, private_cache, weights  # noqa: E402,F401 - fixtures used by name
 
 TOL = 1e-4  # the match tolerance of bench/bench_onnx.py (probabilities)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    return make_weights(tmp_path_factory.mktemp("w"), detect=False)
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SPINE_MODELS_RUNTIME", raising=False)
-
-
-def _film() -> np.ndarray:
-    rng = np.random.default_rng(3)
-    a = rng.random((200, 100)).astype(np.float32) * 0.4
-    a[:, 40:60] = 0.9
-    return a
 
 
 def _card(weights: Path, mid: str, **changes) -> ModelCard:

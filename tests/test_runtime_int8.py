@@ -13,7 +13,7 @@ from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from app_fixtures import make_weights  # noqa: E402
+from runtime_fixtures import column_film, private_cache, weights  # noqa: E402,F401 - fixtures used by name
 
 # int8 against torch, on the probabilities (softmax / sigmoid) of the tiny random-weight fixtures: the largest
 # difference stays within 5 % of the spread of torch's own outputs on the film (measured: 0.2-0.3 %; the random
@@ -22,22 +22,8 @@ from app_fixtures import make_weights  # noqa: E402
 INT8_TOL = 0.05
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    return make_weights(tmp_path_factory.mktemp("w"), detect=False)
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("SPINE_MODELS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SPINE_MODELS_RUNTIME", raising=False)
-
-
 def _film(seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    a = rng.random((200, 100)).astype(np.float32) * 0.4
-    a[:, 30 + seed % 20:50 + seed % 20] = 0.9  # a bright column that moves from film to film
-    return a
+    return column_film(seed, 30 + seed % 20)  # a bright column that moves from film to film
 
 
 def _card(weights: Path, mid: str, **changes) -> ModelCard:
