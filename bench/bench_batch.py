@@ -15,8 +15,10 @@ results or buffers pile up with the number of films. The steady rate,
 (N_large - N_small) / (T_large - T_small), leaves the start-up (imports, model loading, workers) out; so does the
 CPU time per film (user + system of the process and its readers, the same difference), which says what the run
 would reach on cores nobody else uses: cores / CPU per film, an upper bound.
-Films: ../shared/data/fraiwan-ap (cycled to reach N; a film seen again is read and run again: the per-film memo
-holds only a few films), else phantom AP films made with `spine-models synth`.
+Films: ../shared/data/fraiwan-ap (largest first, cycled to reach N; a film seen again is read and run again: the
+per-film memo holds only a few films), else phantom AP films made with `spine-models synth`. Largest first: a process
+keeps the pages of the largest film it has read, so a 10-film folder of small films would hold less for that reason
+alone; every folder starts with the same largest films.
 """
 from __future__ import annotations
 
@@ -34,14 +36,27 @@ sys.path.insert(0, str(REPO))
 __all__ = ["main"]
 
 
+def _largest_first(paths: list[Path]) -> list[Path]:
+    """The films by pixel count, largest first (names break ties): every folder, the smallest too, starts with the
+    sources' largest films, so a small and a large run meet the same largest film and what the large one holds
+    beyond the small one is what piles up with the number of films, not a larger film's pages."""
+    from PIL import Image
+
+    def pixels(p: Path) -> int:
+        with Image.open(p) as im:  # the header only
+            return im.width * im.height
+
+    return sorted(paths, key=lambda p: (-pixels(p), p.name))
+
+
 def _sources() -> list[Path]:
     real = REPO.parent / "shared" / "data" / "fraiwan-ap"
     if real.is_dir():
-        return sorted(p for p in real.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        return _largest_first([p for p in real.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
     out = Path(tempfile.mkdtemp()) / "ap"
     subprocess.run([sys.executable, "-m", "spine_models.cli", "synth", "xray-ap", "--n", "20", "--out", str(out),
                     "--seed", "5", "--quiet"], check=True, capture_output=True, env=_env())
-    return sorted((out / "images").glob("*.png"))
+    return _largest_first(list((out / "images").glob("*.png")))
 
 
 def _env() -> dict[str, str]:

@@ -233,3 +233,21 @@ def test_leaving_the_analysis_slot_gives_freed_memory_back(monkeypatch):
     if sys.platform.startswith("linux"):
         monkeypatch.undo()
         assert models.give_back_memory() is True  # glibc: malloc_trim exists and ran
+
+
+def test_a_batch_run_gives_freed_memory_back_after_each_batch(weights_env, tmp_path, capsys, monkeypatch):
+    """glibc keeps the pages of the largest film a process has read: `predict DIR` hands them back after every batch
+    (spine_models._memory) in the main process, and the reader does after reading each batch (workers 0: the same
+    process, so both count here)."""
+    import spine_models._memory as memory
+    import spine_models.commands.predict as pred
+
+    _toy_card(weights_env)
+    monkeypatch.setattr(pred, "get_predictor", lambda card, device=None: _Fake(card))
+    calls: list[str] = []
+    monkeypatch.setattr(pred, "give_back_memory", lambda: calls.append("main") or True)
+    monkeypatch.setattr(memory, "give_back_memory", lambda: calls.append("reader") or True)
+    folder = _folder(tmp_path / "films", 5)  # 6 files with broken.png: 3 batches of 2
+    main(["predict", str(folder), "--json", "--workers", "0", "--batch-size", "2", "--quiet"])
+    capsys.readouterr()
+    assert calls.count("main") == 3 and calls.count("reader") == 3

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spine_models"
 
 # area (the first name under spine_models) -> rank; a module may import its own rank or lower ones
 LAYERS: dict[str, int] = {
-    "": 0, "errors": 0, "_env": 0, "_progress": 0, "_atomic": 0, "config": 0,  # the package root and what everything uses
+    "": 0, "errors": 0, "_env": 0, "_progress": 0, "_atomic": 0, "_memory": 0, "config": 0,  # the package root and what everything uses
     "io": 1, "results": 1,
     "data": 2, "models": 2, "metrics": 2, "measure": 2, "explain": 2,
     "engine": 3,

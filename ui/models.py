@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 import streamlit as st
 
+from spine_models._memory import give_back_memory  # noqa: F401 - re-exported: the slots call it, tests patch it here
+
 __all__ = ["warm_up", "shipped_cards", "get_predictor", "device_label", "job_store", "run_cards",
            "all_cards", "NO_MODELS_HINT", "max_upload_mb", "architectures", "analysis_slot", "max_analyses",
            "give_back_memory"]
@@ -40,34 +42,6 @@ def max_analyses() -> int:
     if n < 1:
         raise ValueError(f"SPINE_MODELS_MAX_ANALYSES={raw!r}: use a whole number >= 1 (sessions that run models at once)")
     return n
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim() -> Any:
-    """glibc's ``malloc_trim`` (None where the C library has none: macOS, musl, Windows)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    except OSError:
-        return None
-
-
-def give_back_memory() -> bool:
-    """Hand the C heap's free pages back to the system (glibc ``malloc_trim(0)``); False where unavailable.
-
-    Why: an analysis frees its temporaries (film copies, network activations, CAM maps), but glibc keeps the
-    freed pages mapped in the session threads' arenas, so the server's RSS stayed at its high-water mark and
-    grew with every session; in two runs of bench/trim_heap.py (20 real films each) 109-169 MB came back after each
-    analysis (medians 145 and 137 MB) in a median 10-11 ms, at most 54 ms.
-    """
-    trim = _malloc_trim()
-    if trim is None:
-        return False
-    trim(0)  # its return value only says whether any page was free to give back
-    return True
 
 
 class _Slots(threading.BoundedSemaphore):

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from spine_models._memory import give_back_memory
 from spine_models.errors import SpineInputError
 
 HELP = ("predict with the shipped models (or --model ID/RUNDIR) on image files or folders of them; --json / "
@@ -290,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
                 plans.append((item, shown, image, kind, view, use))
             _predict_plans(plans, predictor, opts, args, pending, fail)
             flush()
+            give_back_memory()  # the batch's films and activations are freed: their pages go back (spine_models._memory)
             if bar is not None:
                 bar.update(len(batch))
     finally:

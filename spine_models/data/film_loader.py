@@ -57,6 +57,11 @@ class FilmFiles:
 
 
 def _as_list(batch: list[FilmItem]) -> list[FilmItem]:
+    """The batch as read; the reader gives the pages its last films' decoding freed back (``_memory``): a reader
+    otherwise holds the pages of the largest film it met."""
+    from spine_models._memory import give_back_memory
+
+    give_back_memory()
     return batch
 
 
