@@ -6,7 +6,6 @@ when present (``get_device()`` inside each Predictor).
 """
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from typing import Any, Sequence
