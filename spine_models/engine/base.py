@@ -60,6 +60,9 @@ TASK_OPTIONS: dict[str, dict[str, Any]] = {
 ALL_OPTIONS: frozenset[str] = frozenset(name for opts in TASK_OPTIONS.values() for name in opts)
 
 
+_LOCK_GUARD = threading.Lock()  # makes a predictor's run lock once when __init__ did not
+
+
 class BasePredictor:
     """A model ready to run on films; subclasses set ``task`` and ``OPTIONS`` and override the stages.
 
@@ -87,6 +90,15 @@ class BasePredictor:
         self._run_lock = threading.RLock()
 
     # ------------------------------------------------------------------ the call
+    def run_lock(self) -> Any:
+        """The lock one call holds while this predictor's networks run (made here for a predictor built without
+        ``__init__``, e.g. a test's stand-in)."""
+        lock = self.__dict__.get("_run_lock")
+        if lock is None:
+            with _LOCK_GUARD:
+                lock = self.__dict__.setdefault("_run_lock", threading.RLock())
+        return lock
+
     def options(self, **options: Any) -> dict[str, Any]:
         """``OPTIONS`` with the given values; an option of another task is ignored, an unknown one raises."""
         return predict_options(type(self), options)
@@ -114,7 +126,7 @@ class BasePredictor:
                 out[i] = hit
                 continue
             todo.append((i, film, key, self.preprocess(film, **opts)))
-        with self._run_lock:
+        with self.run_lock():
             raws = self.infer_many([x for *_, x in todo], batch_size=batch_size, **opts)
             done = [self.postprocess(raw, film, x, **opts) for (_, film, _, x), raw in zip(todo, raws)]
         for (i, _, key, _), res in zip(todo, done):
@@ -172,7 +184,7 @@ class BasePredictor:
             if hit is not None:
                 return hit
         x = self.preprocess(film, **opts)
-        with self._run_lock:
+        with self.run_lock():
             raw = self.infer(x, **opts)
             res = self.postprocess(raw, film, x, **opts)
         res.elapsed_ms = (time.perf_counter() - t0) * 1000
