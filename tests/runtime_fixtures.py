@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spine_models.models.cards import ModelCard
+
 sys.path.insert(0, str(Path(__file__).parent))
 from app_fixtures import make_weights  # noqa: E402
 
-__all__ = ["weights", "private_cache", "column_film"]
+__all__ = ["weights", "private_cache", "column_film", "card_with"]
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +34,11 @@ def column_film(seed: int = 3, column: int = 40) -> np.ndarray:
     a = rng.random((200, 100)).astype(np.float32) * 0.4
     a[:, column:column + 20] = 0.9
     return a
+
+
+def card_with(weights: Path, mid: str, **changes) -> ModelCard:
+    """The tiny card ``mid`` with attributes changed (e.g. ``runtime={"path": "onnxruntime"}``)."""
+    card = ModelCard.from_json(weights / f"{mid}.json")
+    for k, v in changes.items():
+        setattr(card, k, v)
+    return card

@@ -12,16 +12,10 @@ from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from runtime_fixtures import column_film as _film, private_cache, weights  # noqa: E402,F401 - fixtures used by name
+from runtime_fixtures import card_with as _card, column_film as _film  # noqa: E402
+from runtime_fixtures import private_cache, weights  # noqa: E402,F401 - fixtures used by name
 
 TOL = 1e-4  # the match tolerance of bench/bench_onnx.py (probabilities)
-
-
-def _card(weights: Path, mid: str, **changes) -> ModelCard:
-    card = ModelCard.from_json(weights / f"{mid}.json")
-    for k, v in changes.items():
-        setattr(card, k, v)
-    return card
 
 
 def test_torch_is_the_default_and_a_card_without_runtime_reads_as_torch(weights: Path) -> None:
@@ -65,10 +59,10 @@ def test_the_environment_overrides_the_card(weights: Path, monkeypatch) -> None:
 def test_an_unknown_runtime_is_named_with_the_valid_ones(weights: Path, monkeypatch) -> None:
     from spine_models.engine.classify import Predictor
 
-    with pytest.raises(ConfigError, match="runtime.path='tensorrt'.*torch, onnxruntime"):
+    with pytest.raises(ConfigError, match="runtime.path='tensorrt'; valid: torch, onnxruntime, onnxruntime-int8$"):
         Predictor(_card(weights, "tiny-cls", runtime={"path": "tensorrt"}), device="cpu")
     monkeypatch.setenv("SPINE_MODELS_RUNTIME", "fast")
-    with pytest.raises(ConfigError, match="SPINE_MODELS_RUNTIME='fast'"):
+    with pytest.raises(ConfigError, match="SPINE_MODELS_RUNTIME='fast'.*onnxruntime-int8"):
         Predictor(_card(weights, "tiny-cls"), device="cpu")
 
 

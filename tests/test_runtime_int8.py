@@ -13,7 +13,8 @@ from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from runtime_fixtures import column_film, private_cache, weights  # noqa: E402,F401 - fixtures used by name
+from runtime_fixtures import card_with as _card, column_film  # noqa: E402
+from runtime_fixtures import private_cache, weights  # noqa: E402,F401 - fixtures used by name
 
 # int8 against torch, on the probabilities (softmax / sigmoid) of the tiny random-weight fixtures: the largest
 # difference stays within 5 % of the spread of torch's own outputs on the film (measured: 0.2-0.3 %; the random
@@ -24,13 +25,6 @@ INT8_TOL = 0.05
 
 def _film(seed: int) -> np.ndarray:
     return column_film(seed, 30 + seed % 20)  # a bright column that moves from film to film
-
-
-def _card(weights: Path, mid: str, **changes) -> ModelCard:
-    card = ModelCard.from_json(weights / f"{mid}.json")
-    for k, v in changes.items():
-        setattr(card, k, v)
-    return card
 
 
 def _calibrate(weights: Path, mid: str, n: int = 12) -> tuple[ModelCard, object]:
@@ -100,16 +94,6 @@ def test_torch_serves_when_quantisation_is_unavailable_or_fails(weights: Path, m
     p = Predictor(card, device="cpu")
     assert p.net.path == "torch" and p.net.why.startswith("int8 quantisation, ONNX export or load failed (RuntimeError")
     assert p.predict(_film(1), cam=False).probs
-
-
-def test_an_unknown_runtime_names_every_valid_one(weights: Path, monkeypatch) -> None:
-    from spine_models.engine.classify import Predictor
-
-    with pytest.raises(ConfigError, match="runtime.path='int4'; valid: torch, onnxruntime, onnxruntime-int8$"):
-        Predictor(_card(weights, "tiny-cls", runtime={"path": "int4"}), device="cpu")
-    monkeypatch.setenv("SPINE_MODELS_RUNTIME", "int8")
-    with pytest.raises(ConfigError, match="SPINE_MODELS_RUNTIME='int8'.*onnxruntime-int8"):
-        Predictor(_card(weights, "tiny-cls"), device="cpu")
 
 
 def test_quantize_int8_refuses_bad_calibration_and_methods(tmp_path: Path) -> None:

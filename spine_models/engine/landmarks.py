@@ -59,11 +59,17 @@ def body_patches(pixels: np.ndarray, bodies: dict[str, Any], *, side: float = PA
     """(names, the corner network's input (N, 1, size, size), each patch's matrix, the film's scale): one patch per
     body cut along its own tilt from the film resampled to ``height`` rows. Apart from :func:`refine_bodies` so that
     bench/bench_onnx.py feeds both runtimes the very patches a film gives."""
-    work, scale = work_film(pixels, height)
-    names = list(bodies)
-    frames = [body_frame(np.asarray(bodies[n], float).reshape(4, 2) * scale) for n in names]
+    work, scale, names, frames = _body_frames(pixels, bodies, height)
     x, mats = _cut(work, frames, side=side, size=size)
     return names, x, mats, scale
+
+
+def _body_frames(pixels: np.ndarray, bodies: dict[str, Any],
+                 height: int) -> tuple[np.ndarray, float, list[str], list[tuple[np.ndarray, float, float]]]:
+    """(the work film, its scale, the body names, each body's frame (centre, width, tilt) in work pixels)."""
+    work, scale = work_film(pixels, height)
+    names = list(bodies)
+    return work, scale, names, [body_frame(np.asarray(bodies[n], float).reshape(4, 2) * scale) for n in names]
 
 
 def _cut(work: np.ndarray, frames: list[tuple[np.ndarray, float, float]], *, side: float,
@@ -94,9 +100,7 @@ def refine_bodies(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], pix
         return {}
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise ValueError(f"refine_bodies: passes={passes!r}; use an integer >= 1")
-    work, scale = work_film(pixels, height)
-    names = list(bodies)
-    frames = [body_frame(np.asarray(bodies[n], float).reshape(4, 2) * scale) for n in names]
+    work, scale, names, frames = _body_frames(pixels, bodies, height)
     for _ in range(passes):
         x, mats = _cut(work, frames, side=side, size=size)
         out = model(x.to(device)).float().cpu().numpy()

@@ -67,14 +67,19 @@ def onnx_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
     return cache_dir() / "onnx" / f"{card.id}-{(card.sha256 or 'nosha')[:16]}-{tag}.onnx"
 
 
+def _beside_export(card: ModelCard, shape: tuple[int, ...], suffix: str) -> Path:
+    fp32 = onnx_file(card, shape)
+    return fp32.with_name(fp32.stem + suffix)
+
+
 def calibration_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
     """Where bench/bench_int8.py leaves the int8 calibration inputs ((N, C, H, W) float32 .npy) for this export."""
-    return onnx_file(card, shape).with_name(onnx_file(card, shape).stem + "-calib.npy")
+    return _beside_export(card, shape, "-calib.npy")
 
 
 def int8_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
     """The cached int8 model quantised from :func:`onnx_file` with :func:`calibration_file`'s inputs."""
-    return onnx_file(card, shape).with_name(onnx_file(card, shape).stem + "-int8.onnx")
+    return _beside_export(card, shape, "-int8.onnx")
 
 
 def _cached(path: Path, make: Callable[[Path], Any]) -> Path:
