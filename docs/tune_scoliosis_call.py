@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from spine_models.data.adapters import load_dataset
     from spine_models.engine.landmarks import VertebraCornerPredictor
     from spine_models.models.hub import resolve_card
-    from spine_models.report.evaluation import split_part, test_part
+    from spine_models.report.evaluation import outside_test_parts, split_part
     from spine_models.report.findings import PRESENT
 
     card = resolve_card(args.model)
@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     aasce = [s for s in split_part(card, load_dataset(args.aasce, task="segment"), "val").samples
              if s.meta.get("cobb_deg") is not None]
     fraiwan = load_dataset(args.fraiwan, task="classify")
-    held = {s.id for s in test_part(card, fraiwan).samples} | {
-        s.id for s in test_part(resolve_card(args.classifier), fraiwan).samples}
-    tune = [s for s in fraiwan.samples if s.id not in held]
+    tune = outside_test_parts(fraiwan, card, resolve_card(args.classifier))
     a_reads = [_reads(pred, s.path) for s in aasce]
     f_reads = [_reads(pred, s.path) for s in tune]
     truth = np.array([float(s.meta["cobb_deg"]) for s in aasce])

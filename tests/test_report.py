@@ -180,3 +180,25 @@ def test_pdf_pages_put_the_film_beside_no_text_and_findings_first(copies):
         for t in texts:  # every line stays on its page
             assert t.y0 >= 0 and t.y1 <= fig.bbox.height
     assert n_images == 1
+
+
+def test_outside_test_parts_keeps_the_films_in_no_cards_test_part():
+    """Tuning films for a read-out: every sample outside each card's recorded test part (patients kept whole)."""
+    from spine_models.data.records import Sample, SpineDataset
+    from spine_models.models.cards import ModelCard
+    from spine_models.report.evaluation import outside_test_parts, test_part
+
+    ds = SpineDataset(name="d", samples=[Sample(id=f"s{i}", patient_id=f"p{i // 2}", label="normal" if i % 3 else "scoliosis")
+                                         for i in range(60)], classes=["normal", "scoliosis"])
+
+    def card(seed: int) -> ModelCard:
+        return ModelCard(id=f"m{seed}", task="classify", arch="mobilenet_v2", view="ap", trained_on="t", weights="w.pt",
+                         sha256="", input_size=[64, 64], train_command="", license="x", classes=["normal", "scoliosis"],
+                         data={"split": {"method": "hash", "ratios": [0.6, 0.2, 0.2], "seed": seed, "stratify": False}})
+
+    a, b = card(0), card(1)
+    held = {s.id for c in (a, b) for s in test_part(c, ds).samples}
+    kept = outside_test_parts(ds, a, b)
+    assert held and kept and {s.id for s in kept}.isdisjoint(held)
+    assert len(kept) + len(held) == len(ds)
+    assert {s.patient_id for s in kept}.isdisjoint({s.patient_id for s in ds.samples if s.id in held})

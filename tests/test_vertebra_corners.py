@@ -244,7 +244,7 @@ def test_the_card_runtime_runs_the_corner_network_on_onnxruntime_as_torch_does(t
     forward = fast.net.forward
     fast.net.forward = lambda x: calls.append(x.shape[0]) or forward(x)
     a = refine_bodies(ref.net, film, bodies)
-    b = fast._refine(Film(film), bodies)
+    b = fast._refine(film, bodies)
     assert calls == [5]  # one ONNX Runtime call, the five bodies' patches as one batch
     assert list(a) == list(b)
     for name in a:
@@ -301,3 +301,72 @@ def test_a_card_names_its_corner_passes_or_gets_one_line_saying_what_is_valid():
     for bad in (0, 13, 2.0, True, "4"):
         with pytest.raises(ConfigError, match="corner_passes"):
             _check_passes(bad, "model 'm': corner_passes")
+
+
+def _quad(cx: float, cy: float, w: float = 30.0, h: float = 16.0) -> np.ndarray:
+    return np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2], [cx + w / 2, cy + h / 2], [cx - w / 2, cy + h / 2]])
+
+
+def test_the_column_crop_spans_the_bodies_with_room_above_and_none_when_the_column_fills_the_film():
+    """column_crop: a column in the middle third of a head-to-pelvis film is cut out with ``up`` of its height above,
+    ``down`` below, at least half as wide as high; a film already cut to the spine gets no second look."""
+    from spine_models.engine.landmarks import column_crop
+
+    bodies = {f"V{i}": _quad(200.0, 300.0 + 25.0 * i) for i in range(12)}  # y 292..583, x 185..215
+    zoom = {"up": 0.3, "down": 0.1, "min_width": 1.5}
+    x0, y0, x1, y1 = column_crop(bodies, (1000, 400), zoom)
+    h = 583.0 - 292.0
+    assert y0 == int(292 - 0.3 * h) and y1 == int(np.ceil(583 + 0.1 * h))
+    assert x1 - x0 >= (y1 - y0) / 2 - 1 and x0 < 185 and x1 > 215  # the U-Net's 2:1 aspect; the bodies inside
+    assert abs((x0 + x1) / 2 - 200) <= 1  # centred on the column
+    wide = {n: c * [6.0, 1.0] - [1000.0, 0.0] for n, c in bodies.items()}  # a column 180 px wide: min_width rules
+    a, _, b, _ = column_crop(wide, (1000, 2000), zoom)
+    assert b - a >= 1.5 * 180 - 1
+    spine = {f"V{i}": _quad(100.0, 30.0 + 40.0 * i) for i in range(12)}  # a film already cut to the spine
+    assert column_crop(spine, (500, 200), zoom) is None  # nothing to gain
+
+
+def test_a_card_names_its_column_zoom_or_gets_one_line_saying_what_is_valid():
+    from spine_models.engine.landmarks import _check_zoom
+    from spine_models.errors import ConfigError
+
+    assert _check_zoom(None, "x") is None
+    assert _check_zoom({"up": 0.3, "down": 0.1, "min_width": 2}, "x") == {"up": 0.3, "down": 0.1, "min_width": 2.0}
+    for bad in ({"up": 0.3}, {"up": 3.0, "down": 0.1, "min_width": 1.5}, {"up": 0.3, "down": 0.1, "min_width": 0.5},
+                {"up": True, "down": 0.1, "min_width": 1.5}, 0.3, "yes"):
+        with pytest.raises(ConfigError, match="column_zoom.*min_width in"):
+            _check_zoom(bad, "model 'm': column_zoom")
+
+
+def test_the_second_look_maps_its_bodies_masks_and_boxes_back_onto_the_film():
+    """The zoom runs the U-Net on the crop; what it finds comes back in film pixels: corners and boxes shifted by
+    the crop's corner, masks pasted into the first look's at the crop (the first look's stays outside it)."""
+    from spine_models.engine.landmarks import VertebraCornerPredictor
+    from spine_models.results import SegmentationResult
+
+    film = np.zeros((400, 200), np.float32)
+    first = np.zeros((400, 200), bool)
+    first[10:20, 10:20] = True  # a blob outside the crop, kept
+    base = SegmentationResult(model_id="u", source="f", image_size=(400, 200), device="cpu", structures=["vertebra"],
+                              masks={"vertebra": first}, vertebrae=[])
+    seen = {}
+
+    class Locator:
+        def predict(self, image, **_):
+            seen["shape"] = image.shape
+            m = np.zeros(image.shape, bool)
+            m[40:56, 20:50] = True
+            return SegmentationResult(model_id="u", source="crop", image_size=image.shape, device="cpu",
+                                      structures=["vertebra"], masks={"vertebra": m},
+                                      vertebrae=[{"name": "T5", "corners": _quad(35.0, 48.0).tolist(),
+                                                  "box": [20.0, 40.0, 50.0, 56.0], "score": 0.9}])
+
+    pred = VertebraCornerPredictor.__new__(VertebraCornerPredictor)
+    pred.locator = Locator()
+    pred._bodies = lambda pixels, res: {v["name"]: np.asarray(v["corners"], float) for v in res.vertebrae}
+    out, bodies = pred._zoomed(Film(film), base, (50, 100, 150, 300), None)
+    assert seen["shape"] == (200, 100)
+    np.testing.assert_allclose(bodies["T5"], _quad(85.0, 148.0))
+    assert out.vertebrae[0]["box"] == [70.0, 140.0, 100.0, 156.0]
+    m = out.masks["vertebra"]
+    assert m.shape == (400, 200) and m[10:20, 10:20].all() and m[140:156, 70:100].all() and m.sum() == 100 + 16 * 30

@@ -37,7 +37,7 @@ from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
 __all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
-           "with_centreline", "CornerTrainer", "train", "evaluate",
+           "with_centreline", "column_crop", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
 ARCH = "vertebra_corners"
@@ -159,6 +159,44 @@ def _check_margin(value: Any, where: str) -> float | None:
     return float(value)
 
 
+ZOOM_KEYS = {"up": (0.0, 2.0), "down": (0.0, 2.0), "min_width": (1.0, 5.0)}  # column_zoom key -> allowed range
+ZOOM_MIN_BODIES = 3  # the fewest bodies that make a column worth a second look (and a second look worth keeping)
+
+
+def _check_zoom(value: Any, where: str) -> dict[str, float] | None:
+    """A card's ``column_zoom``: None (one look at the whole film) or {up, down, min_width} (see :func:`column_crop`)."""
+    if value is None:
+        return None
+    ok = isinstance(value, dict) and set(value) == set(ZOOM_KEYS) and all(
+        not isinstance(v, bool) and isinstance(v, (int, float)) and ZOOM_KEYS[k][0] <= v <= ZOOM_KEYS[k][1]
+        for k, v in value.items())
+    if not ok:
+        raise ConfigError(f"{where}={value!r}; use " + ", ".join(f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in ZOOM_KEYS.items())
+                          + " (e.g. {\"up\": 0.3, \"down\": 0.1, \"min_width\": 1.5}) or leave it out")
+    return {k: float(v) for k, v in value.items()}
+
+
+def column_crop(bodies: dict[str, Any], shape: tuple[int, ...], zoom: dict[str, float]) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1): the film cut about the column ``bodies`` span, for a second look; None when that keeps at least
+    90 % of both sides (nothing to gain).
+
+    Why: the AP U-Net reads every film stretched to 512x256; on a film framed head to pelvis (cadma-vertebra, many
+    Fraiwan films) the column is a narrow strip of it, the upper thoracic bodies are missed and the found ones are
+    read coarsely. The crop spans the bodies' height plus ``up`` / ``down`` shares of it above and below (the missed
+    bodies are mostly at the top) and is at least half as wide as high (the U-Net's own aspect: no extra stretch) and
+    ``min_width`` times the bodies' width (a curve stays inside)."""
+    pts = np.concatenate([np.asarray(c, float).reshape(4, 2) for c in bodies.values()])
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    H, W = int(shape[0]), int(shape[1])
+    top, bottom = max(0.0, y0 - zoom["up"] * (y1 - y0)), min(float(H), y1 + zoom["down"] * (y1 - y0))
+    half = max((bottom - top) / 2, (x1 - x0) * zoom["min_width"]) / 2
+    left, right = max(0.0, (x0 + x1) / 2 - half), min(float(W), (x0 + x1) / 2 + half)
+    box = int(left), int(top), int(np.ceil(right)), int(np.ceil(bottom))
+    if box[2] - box[0] < 8 or box[3] - box[1] < 8 or (box[3] - box[1] >= 0.9 * H and box[2] - box[0] >= 0.9 * W):
+        return None
+    return box
+
+
 def _band_about(reading: dict[str, Any], value: float) -> list[float] | None:
     """The reading's band (its half-width kept) moved to a new angle ``value``; None when the reading has none."""
     band = reading.get("band")
@@ -249,6 +287,8 @@ class VertebraCornerPredictor(BasePredictor):
         self.height = int(pre.get("work_height", WORK_HEIGHT))
         # each patch re-cut along the tilt the previous pass read (refine_bodies; docs/tune_corner_passes.py)
         self.passes = _check_passes(pre.get("corner_passes"), f"model {card.id!r}: corner_passes")
+        # a second look at the column cut out of a film framed wider than it (column_crop; docs/tune_column_zoom.py)
+        self.zoom = _check_zoom(pre.get("column_zoom"), f"model {card.id!r}: column_zoom")
         self.readout = _check_readout(pre.get("cobb_angles", "fused"), f"model {card.id!r}: cobb_angles")
         self.fusion = {str(k): float(v) for k, v in (pre.get("fusion") or {}).items()}  # docs/tune_corner_readout.py
         self.mean_with_locator = bool(pre.get("mean_with_locator", False))
@@ -280,19 +320,51 @@ class VertebraCornerPredictor(BasePredictor):
                                     threshold=threshold)
         if not measure or not base.vertebrae:
             return base, {}
+        refined = self._bodies(film.pixels, base)
+        crop = column_crop(refined, film.pixels.shape, self.zoom) if self.zoom and len(refined) >= ZOOM_MIN_BODIES else None
+        if crop is not None:
+            zoomed, again = self._zoomed(film, base, crop, threshold)
+            if len(again) >= ZOOM_MIN_BODIES:  # the second look found a column: it stands
+                return zoomed, again
+        return base, refined
+
+    def _bodies(self, pixels: np.ndarray, base: SegmentationResult) -> dict[str, np.ndarray]:
+        """The refined bodies of one U-Net result on ``pixels`` (the film, or the crop the zoom looks at)."""
         bodies = {v["name"]: np.asarray(v["corners"], float) for v in base.vertebrae}
         cut = split_bodies(base.masks["vertebra"], self.locator.body_height) if (
             self.split_long and "vertebra" in base.masks) else {}
-        refined = self._refine(film, cut or bodies)
+        refined = self._refine(pixels, cut or bodies)
         if cut and len(refined) > len(LEVELS) + 1 >= len(bodies):
             # cutting gave more bodies than a column has (T1-L5 and the sacrum): the cut pieces are not bodies
             # (cervical or pelvic blobs, a cut through one body); the U-Net's own bodies stand
-            refined = self._refine(film, bodies)
-        return base, refined
+            refined = self._refine(pixels, bodies)
+        return refined
 
-    def _refine(self, film: Film, bodies: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _zoomed(self, film: Film, base: SegmentationResult, crop: tuple[int, int, int, int],
+                threshold: float | None) -> tuple[SegmentationResult, dict[str, np.ndarray]]:
+        """The U-Net and the corners again on the film cut to ``crop`` (x0, y0, x1, y1), mapped back onto the film:
+        masks pasted into the first look's, bodies and boxes shifted."""
+        import dataclasses
+
+        x0, y0, x1, y1 = crop
+        sub = np.ascontiguousarray(film.pixels[y0:y1, x0:x1])
+        zb = self.locator.predict(sub, pixel_spacing_mm=film.spacing, measure=True, threshold=threshold)
+        if not zb.vertebrae:
+            return base, {}
+        again = self._bodies(sub, zb)
+        shift = np.array([x0, y0], float)
+        masks = {}
+        for k, m in base.masks.items():
+            full = np.array(m, copy=True)
+            full[y0:y1, x0:x1] = zb.masks[k]
+            masks[k] = full
+        verts = [{**v, "corners": [[a + x0, b + y0] for a, b in v["corners"]],
+                  "box": [v["box"][0] + x0, v["box"][1] + y0, v["box"][2] + x0, v["box"][3] + y0]} for v in zb.vertebrae]
+        return dataclasses.replace(base, masks=masks, vertebrae=verts), {n: c + shift for n, c in again.items()}
+
+    def _refine(self, pixels: np.ndarray, bodies: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The corners' stage on ``bodies``, less duplicates and fragments when the card says ``tidy``."""
-        refined = refine_bodies(self.net, film.pixels, bodies, device=self.device, side=self.side,
+        refined = refine_bodies(self.net, pixels, bodies, device=self.device, side=self.side,
                                 size=self.patch, height=self.height, passes=self.passes)
         if self.tidy:
             from spine_models.measure import tidy_bodies
@@ -331,7 +403,8 @@ class VertebraCornerPredictor(BasePredictor):
     def memo_settings(self) -> tuple:
         return (self.readout, tuple(sorted(self.fusion.items())), self.mean_with_locator, self.split_long,
                 tuple(sorted(self.tidy.items())), self.min_span, self.locator_fallback, self.centreline_degree,
-                self.centreline_margin, self.side, self.height, self.patch, self.passes, self.locator.memo_settings())
+                self.centreline_margin, self.side, self.height, self.patch, self.passes,
+                tuple(sorted((self.zoom or {}).items())), self.locator.memo_settings())
 
 
 # ------------------------------------------------------------------------------------------ training

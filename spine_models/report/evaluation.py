@@ -30,6 +30,7 @@ __all__ = [
     "paired_table",
     "test_part",
     "split_part",
+    "outside_test_parts",
 ]
 
 REPORT_VERSION = 1
@@ -281,6 +282,13 @@ def split_part(card: Any, dataset: Any, part: str = "test") -> Any:
 
     parts = split_by_box_classes(dataset, ratios, seed, card.classes or [], **kwargs)
     return dataclasses.replace(dataset, samples=parts[part])
+
+
+def outside_test_parts(dataset: Any, *cards: Any) -> list[Any]:
+    """The samples of ``dataset`` in none of ``cards``' test parts (each card's recorded split re-made on it): films a
+    read-out may be tuned on while every later comparison on those cards' test films stays unseen."""
+    held = {s.id for card in cards for s in test_part(card, dataset).samples}
+    return [s for s in dataset.samples if s.id not in held]
 
 
 def _class_index(card: Any, dataset: Any) -> list[str]:
