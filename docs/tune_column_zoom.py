@@ -126,14 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"best {best['column_zoom']}")
     if args.write:
-        path = Path(args.write)
-        d = json.loads(path.read_text())
-        if best["column_zoom"] is None:
-            d.setdefault("preprocessing", {}).pop("column_zoom", None)
-        else:
-            d.setdefault("preprocessing", {})["column_zoom"] = best["column_zoom"]
-        path.write_text(json.dumps(d, indent=2) + "\n")
-        print(f"wrote column_zoom={best['column_zoom']} into {path}")
+        from spine_models.models.cards import write_preprocessing
+
+        write_preprocessing(args.write, {"column_zoom": best["column_zoom"]})
+        print(f"wrote column_zoom={best['column_zoom']} into {args.write}")
     return 0
 
 

@@ -248,3 +248,13 @@ def test_models_page_shows_validation_and_credit_lines(app_env: Path) -> None:
     assert "Credits (data sources and licences)" in md and "doi:10.17632/xkt857dsxk.1, CC BY 4.0" in md
     assert "`fraiwan-ap` — CC BY 4.0" in md and "validated on fraiwan-ap (real): balanced accuracy 0.50 [0.40, 0.60]" in md
     assert f"**Validation:** {PHANTOM_ONLY_LABEL}" in md and "the card names no data sources" in md
+
+
+def test_a_tuning_script_writes_its_choice_into_the_card_and_nothing_else(tmp_path) -> None:
+    from spine_models.models.cards import write_preprocessing
+
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps({"id": "m", "metrics": {"x": 1}, "preprocessing": {"tta": "hflip", "old": 3}}))
+    write_preprocessing(path, {"column_zoom": {"up": 0.3}, "old": None})
+    assert json.loads(path.read_text()) == {"id": "m", "metrics": {"x": 1},
+                                            "preprocessing": {"tta": "hflip", "column_zoom": {"up": 0.3}}}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,17 +133,13 @@ def test_evaluate_on_a_landmark_folder_reports_the_spec_keys_with_cis(tiny_ap_ru
     assert 0 <= m["cobb_within_5deg"]["value"] <= 1
 
 
-def test_evaluate_on_a_yolo_folder_reports_per_class_vertebra_ap50(tiny_ap_run, tmp_path):
+def _yolo_from_landmarks(root, yolo):
+    """The landmark folder's films as a YOLO vertebra folder: one box per body, the corners' extent."""
+    import csv as _csv
     import shutil
 
-    from spine_models.report.evaluation import evaluate_command, read_report
-
-    root, card = tiny_ap_run
-    yolo = tmp_path / "yolo"
     (yolo / "images").mkdir(parents=True)
     (yolo / "labels").mkdir()
-    import csv as _csv
-
     by_id: dict[str, list] = {}
     with open(root / "landmarks.csv") as f:
         for r in _csv.DictReader(f):
@@ -157,10 +154,59 @@ def test_evaluate_on_a_yolo_folder_reports_per_class_vertebra_ap50(tiny_ap_run, 
             lines.append(f"0 {cx:.5f} {cy:.5f} {(max(xs) - min(xs)) / 128:.5f} {(max(ys) - min(ys)) / 256:.5f}")
         (yolo / "labels" / f"f{i}.txt").write_text("\n".join(lines) + "\n")
     (yolo / "data.yaml").write_text("train: images\nval: images\nnames: [vertebra]\nnc: 1\n")
+    return yolo
+
+
+def test_evaluate_on_a_yolo_folder_reports_per_class_vertebra_ap50(tiny_ap_run, tmp_path):
+    from spine_models.report.evaluation import evaluate_command, read_report
+
+    root, card = tiny_ap_run
+    yolo = _yolo_from_landmarks(root, tmp_path / "yolo")
     out = tmp_path / "r.json"
     evaluate_command(card.parent, yolo, out=out, n_resamples=30, quiet=True, audit=False)
     m = read_report(out)["metrics"]
     assert "ap50" in m["per_class"]["vertebra"] and "vertebra_ap50" in m
+
+
+def test_a_landmark_folder_scores_the_bodies_boxes_and_a_yolo_folder_the_models_vertebra_box(tiny_ap_run, tmp_path):
+    """Like with like: expert corners are bodies, so on a landmark folder AP50 compares the predicted corners' extent;
+    a YOLO folder's boxes are compared with each vertebra's ``box`` (a corner model may draw it wider than the body)."""
+    from spine_models.data.adapters import load_dataset
+    from spine_models.engine.base import BasePredictor
+    from spine_models.engine.segment import evaluate
+    from spine_models.models.cards import ModelCard
+    from spine_models.results import SegmentationResult
+
+    root, _ = tiny_ap_run
+    films = {s.path.name: s.landmarks for s in load_dataset(root, task="segment").samples}
+
+    class Exact(BasePredictor):  # the experts' corners back, each box moved off its body
+        structures = ["vertebra"]
+
+        def __init__(self, by_name, shift=60.0):
+            self.card = ModelCard(id="exact", task="segment", arch="vertebra_corners", view="ap", trained_on="t",
+                                  weights="w.pt", sha256="", input_size=[64, 64], train_command="", license="x",
+                                  structures=["vertebra"])
+            self.by_name, self.shift = by_name, shift
+
+        def predict(self, path, **_):
+            lm = self.by_name[Path(path).name]
+            verts = [{"name": n, "corners": [list(p) for p in c], "score": 0.9,
+                      "box": [min(p[0] for p in c) + self.shift, min(p[1] for p in c), max(p[0] for p in c) + self.shift,
+                              max(p[1] for p in c)]}
+                     for n, c in lm.items()]
+            return SegmentationResult(model_id="exact", source=str(path), image_size=(256, 128), device="cpu",
+                                      structures=["vertebra"], masks={"vertebra": np.zeros((256, 128), bool)},
+                                      measurements={}, vertebrae=verts)
+
+    landmark = evaluate(Exact(films), load_dataset(root, task="segment"), quiet=True, n_resamples=10)
+    assert landmark["metrics"]["vertebra_ap50"]["value"] == pytest.approx(1.0)
+    yolo = _yolo_from_landmarks(root, tmp_path / "yolo")
+    names = {f"f{i}.png": lm for i, lm in enumerate(films.values())}
+    boxed = evaluate(Exact(names), load_dataset(yolo, task="segment"), quiet=True, n_resamples=10)
+    assert boxed["metrics"]["per_class"]["vertebra"]["ap50"]["value"] == pytest.approx(0.0)
+    same = evaluate(Exact(names, shift=0.0), load_dataset(yolo, task="segment"), quiet=True, n_resamples=10)
+    assert same["metrics"]["per_class"]["vertebra"]["ap50"]["value"] == pytest.approx(1.0)  # the films line up
 
 
 def test_cobb_from_predicted_corners_equals_cobb_from_the_same_corners_as_truth(tiny_ap_run):

@@ -370,3 +370,27 @@ def test_the_second_look_maps_its_bodies_masks_and_boxes_back_onto_the_film():
     assert out.vertebrae[0]["box"] == [70.0, 140.0, 100.0, 156.0]
     m = out.masks["vertebra"]
     assert m.shape == (400, 200) and m[10:20, 10:20].all() and m[140:156, 70:100].all() and m.sum() == 100 + 16 * 30
+
+
+def test_the_vertebra_box_is_the_bodys_extent_or_drawn_about_the_body_by_the_cards_convention():
+    """vertebra_box: no convention -> the corners' extent; a convention widens the box about the body's centre along
+    its own axis and adds only the given share of what the tilt adds (a vertebra-box dataset's whole vertebra)."""
+    import cv2
+
+    from spine_models.engine.landmarks import _check_box, vertebra_box
+    from spine_models.errors import ConfigError
+    from spine_models.metrics.landmarks import quad_box
+
+    assert vertebra_box(BODY) == quad_box(BODY)
+    level = _quad(100.0, 50.0, 40.0, 20.0)
+    assert vertebra_box(level, {"width": 1.25, "height": 1.1, "tilt_share": 0.0}) == pytest.approx((75.0, 39.0, 125.0, 61.0))
+    tilted = cv2.boxPoints(((100.0, 50.0), (40.0, 20.0), 20.0))[[1, 2, 3, 0]]  # TL, TR, BR, BL of a body tilted 20 deg
+    full = vertebra_box(tilted, {"width": 1.0, "height": 1.0, "tilt_share": 1.0})
+    np.testing.assert_allclose(full, quad_box(tilted), atol=0.5)  # the tilted body's own extent
+    none = vertebra_box(tilted, {"width": 1.0, "height": 1.0, "tilt_share": 0.0})
+    assert none[3] - none[1] < full[3] - full[1] and np.mean(none[::2]) == pytest.approx(100.0, abs=0.5)
+    assert _check_box({"width": 1.2, "height": 1, "tilt_share": 0.5}, "x") == {"width": 1.2, "height": 1.0, "tilt_share": 0.5}
+    for bad in ({"width": 1.2}, {"width": 3.0, "height": 1.0, "tilt_share": 0.5}, {"width": 1.2, "height": 1.0, "tilt_share": 2},
+                [1.2, 1.0, 0.5]):
+        with pytest.raises(ConfigError, match="vertebra_box.*tilt_share in"):
+            _check_box(bad, "model 'm': vertebra_box")

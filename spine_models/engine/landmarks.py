@@ -37,7 +37,7 @@ from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
 __all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
-           "with_centreline", "column_crop", "CornerTrainer", "train", "evaluate",
+           "with_centreline", "column_crop", "vertebra_box", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
 ARCH = "vertebra_corners"
@@ -163,17 +163,22 @@ ZOOM_KEYS = {"up": (0.0, 2.0), "down": (0.0, 2.0), "min_width": (1.0, 5.0)}  # c
 ZOOM_MIN_BODIES = 3  # the fewest bodies that make a column worth a second look (and a second look worth keeping)
 
 
-def _check_zoom(value: Any, where: str) -> dict[str, float] | None:
-    """A card's ``column_zoom``: None (one look at the whole film) or {up, down, min_width} (see :func:`column_crop`)."""
+def _check_ranges(value: Any, where: str, keys: dict[str, tuple[float, float]], example: str) -> dict[str, float] | None:
+    """A card's dict of numbers, each key of ``keys`` within its (low, high) range: None when left out, else floats;
+    anything else gets one line naming the valid keys and ranges."""
     if value is None:
         return None
-    ok = isinstance(value, dict) and set(value) == set(ZOOM_KEYS) and all(
-        not isinstance(v, bool) and isinstance(v, (int, float)) and ZOOM_KEYS[k][0] <= v <= ZOOM_KEYS[k][1]
-        for k, v in value.items())
+    ok = isinstance(value, dict) and set(value) == set(keys) and all(
+        not isinstance(v, bool) and isinstance(v, (int, float)) and keys[k][0] <= v <= keys[k][1] for k, v in value.items())
     if not ok:
-        raise ConfigError(f"{where}={value!r}; use " + ", ".join(f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in ZOOM_KEYS.items())
-                          + " (e.g. {\"up\": 0.3, \"down\": 0.1, \"min_width\": 1.5}) or leave it out")
+        raise ConfigError(f"{where}={value!r}; use " + ", ".join(f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in keys.items())
+                          + f" (e.g. {example}) or leave it out")
     return {k: float(v) for k, v in value.items()}
+
+
+def _check_zoom(value: Any, where: str) -> dict[str, float] | None:
+    """A card's ``column_zoom``: None (one look at the whole film) or {up, down, min_width} (see :func:`column_crop`)."""
+    return _check_ranges(value, where, ZOOM_KEYS, '{"up": 0.3, "down": 0.1, "min_width": 1.5}')
 
 
 def column_crop(bodies: dict[str, Any], shape: tuple[int, ...], zoom: dict[str, float]) -> tuple[int, int, int, int] | None:
@@ -195,6 +200,41 @@ def column_crop(bodies: dict[str, Any], shape: tuple[int, ...], zoom: dict[str, 
     if box[2] - box[0] < 8 or box[3] - box[1] < 8 or (box[3] - box[1] >= 0.9 * H and box[2] - box[0] >= 0.9 * W):
         return None
     return box
+
+
+BOX_KEYS = {"width": (0.5, 2.0), "height": (0.5, 2.0), "tilt_share": (0.0, 1.0)}  # vertebra_box key -> allowed range
+
+
+def _check_box(value: Any, where: str) -> dict[str, float] | None:
+    """A card's ``vertebra_box``: None (a vertebra's box is its body's) or {width, height, tilt_share} (see
+    :func:`vertebra_box`)."""
+    return _check_ranges(value, where, BOX_KEYS, '{"width": 1.25, "height": 1.1, "tilt_share": 0.5}')
+
+
+def vertebra_box(corners: Any, convention: dict[str, float] | None = None) -> tuple[float, float, float, float]:
+    """(x1, y1, x2, y2) of the vertebra whose body has ``corners`` (TL, TR, BR, BL).
+
+    Why two boxes: the corners are the vertebral *body's* (AASCE's expert corners); a vertebra-box dataset (the YOLO
+    layout: cadma-vertebra, SPEC's external vertebra tests) draws the whole vertebra -- wider than its body (pedicles,
+    processes) and, on a tilted vertebra, not the full axis-aligned extent of the tilted body. ``convention`` None: the
+    body's own box (the corners' extent, ``metrics.landmarks.quad_box``). Else a box centred on the body, ``width`` /
+    ``height`` times the body's own width / height measured along its axis, grown by ``tilt_share`` of what the tilt
+    adds to an axis-aligned box (1: the tilted body's full extent, 0: none); fitted on training films by
+    docs/tune_vertebra_box.py."""
+    from spine_models.metrics.landmarks import quad_box
+
+    c = np.asarray(corners, float).reshape(4, 2)
+    if not convention:
+        return quad_box(c)
+    top, bottom = c[1] - c[0], c[2] - c[3]
+    w = (np.hypot(*top) + np.hypot(*bottom)) / 2
+    h = (np.hypot(*(c[3] - c[0])) + np.hypot(*(c[2] - c[1]))) / 2
+    tilt = np.arctan2(top[1] + bottom[1], top[0] + bottom[0])
+    cos, sin, share = abs(np.cos(tilt)), abs(np.sin(tilt)), convention["tilt_share"]
+    bw = convention["width"] * (w * cos + share * h * sin)
+    bh = convention["height"] * (h * cos + share * w * sin)
+    mx, my = c.mean(axis=0)
+    return float(mx - bw / 2), float(my - bh / 2), float(mx + bw / 2), float(my + bh / 2)
 
 
 def _band_about(reading: dict[str, Any], value: float) -> list[float] | None:
@@ -289,6 +329,8 @@ class VertebraCornerPredictor(BasePredictor):
         self.passes = _check_passes(pre.get("corner_passes"), f"model {card.id!r}: corner_passes")
         # a second look at the column cut out of a film framed wider than it (column_crop; docs/tune_column_zoom.py)
         self.zoom = _check_zoom(pre.get("column_zoom"), f"model {card.id!r}: column_zoom")
+        # each vertebra's box as vertebra-box datasets draw it, from its body's corners (docs/tune_vertebra_box.py)
+        self.box = _check_box(pre.get("vertebra_box"), f"model {card.id!r}: vertebra_box")
         self.readout = _check_readout(pre.get("cobb_angles", "fused"), f"model {card.id!r}: cobb_angles")
         self.fusion = {str(k): float(v) for k, v in (pre.get("fusion") or {}).items()}  # docs/tune_corner_readout.py
         self.mean_with_locator = bool(pre.get("mean_with_locator", False))
@@ -374,8 +416,6 @@ class VertebraCornerPredictor(BasePredictor):
 
     def postprocess(self, raw: tuple[SegmentationResult, dict[str, np.ndarray]], film: Film, x: Any, *,
                     measure: bool = True, **_: Any) -> SegmentationResult:
-        from spine_models.metrics.landmarks import quad_box
-
         base, refined = raw
         meas = dict(base.measurements)
         vertebrae = base.vertebrae
@@ -386,7 +426,7 @@ class VertebraCornerPredictor(BasePredictor):
 
                 score = {v["name"]: v["score"] for v in vertebra_instances(refined, base.masks["vertebra"].astype(np.float32))}
             vertebrae = [{"name": n, "corners": [[round(float(a), 1), round(float(b), 1)] for a, b in c],
-                          "box": [round(float(v), 1) for v in quad_box(c)], "score": score[n]} for n, c in refined.items()]
+                          "box": [round(float(v), 1) for v in vertebra_box(c, self.box)], "score": score[n]} for n, c in refined.items()]
             from spine_models.measure import measured
 
             # a read that raises on degenerate corners is this film's failed measurement, not the end of the result
@@ -404,7 +444,8 @@ class VertebraCornerPredictor(BasePredictor):
         return (self.readout, tuple(sorted(self.fusion.items())), self.mean_with_locator, self.split_long,
                 tuple(sorted(self.tidy.items())), self.min_span, self.locator_fallback, self.centreline_degree,
                 self.centreline_margin, self.side, self.height, self.patch, self.passes,
-                tuple(sorted((self.zoom or {}).items())), self.locator.memo_settings())
+                tuple(sorted((self.zoom or {}).items())), tuple(sorted((self.box or {}).items())),
+                self.locator.memo_settings())
 
 
 # ------------------------------------------------------------------------------------------ training

@@ -616,14 +616,15 @@ def evaluate(card: ModelCard | str | Path, dataset: SpineDataset, *, quiet: bool
     counts as 0 deg, so failures raise the error instead of leaving the average -- and
     ``cobb_not_shown_fraction``, the share of films the app answers "cannot measure" on. Corners
     (landmark layout): ``landmark_mre_px`` / ``landmark_mre_rel`` over the bodies matched to truth,
-    ``vertebrae_matched_fraction``, ``vertebra_ap50`` and Dice/IoU of the vertebra mask against the
-    filled corner quadrilaterals; YOLO vertebra boxes: ``per_class.vertebra.ap50`` (and ``vertebra_ap50``).
+    ``vertebrae_matched_fraction``, ``vertebra_ap50`` (the predicted bodies' boxes, their corners' extent) and
+    Dice/IoU of the vertebra mask against the filled corner quadrilaterals; YOLO vertebra boxes:
+    ``per_class.vertebra.ap50`` (and ``vertebra_ap50``) of each vertebra's ``box``.
     Lateral slip truth: ``slip_mae_percent``."""
     from spine_models._progress import progress
     from spine_models.data.vertebra_targets import has_vertebra_truth
     from spine_models.measure import cobb_angle, cobb_read
     from spine_models.metrics.detection import ImageBoxes, detection_map_ci
-    from spine_models.metrics.landmarks import LandmarkAccumulator
+    from spine_models.metrics.landmarks import LandmarkAccumulator, quad_box
 
     pred = card if isinstance(card, BasePredictor) else Predictor(card)  # a composite's Predictor (engine.landmarks) too
     view = pred.card.view
@@ -679,8 +680,10 @@ def evaluate(card: ModelCard | str | Path, dataset: SpineDataset, *, quiet: bool
             if tb:
                 any_yolo = any_yolo or not s.landmarks
                 box_true.append(ImageBoxes.make(tb, ["vertebra"] * len(tb)))
-                box_pred.append(ImageBoxes.make([v["box"] for v in res.vertebrae], ["vertebra"] * len(res.vertebrae),
-                                                [v["score"] for v in res.vertebrae]))
+                # like with like: expert corners are the bodies', so a landmark folder's boxes are compared with the
+                # bodies' boxes (the corners' extent); a YOLO folder's boxes with the model's vertebra box
+                pb = [quad_box(v["corners"]) if s.landmarks else v["box"] for v in res.vertebrae]
+                box_pred.append(ImageBoxes.make(pb, ["vertebra"] * len(res.vertebrae), [v["score"] for v in res.vertebrae]))
                 box_groups.append(s.patient_id)
                 row.update(vertebrae_found=len(res.vertebrae), vertebrae_true=len(tb))
         if "slip" in res.measurements:

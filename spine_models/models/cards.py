@@ -17,7 +17,7 @@ from spine_models.errors import ConfigError, WeightsNotAvailableError
 from spine_models.io.digest import sha256_file  # re-exported: cards pin weights by it
 
 __all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file", "load_state",
-           "is_real_validated", "validation_badge", "dequantize_state", "INT8_SCALE"]
+           "is_real_validated", "validation_badge", "dequantize_state", "INT8_SCALE", "write_preprocessing"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,6 +150,22 @@ def validation_badge(card: ModelCard | dict[str, Any]) -> str:
     if view == "mri":  # MR images are not films: the same words a radiologist would use
         return "validated on real images: " + ", ".join(parts) if parts else PHANTOM_ONLY_LABEL_MRI
     return "validated on real films: " + ", ".join(parts) if parts else PHANTOM_ONLY_LABEL
+
+
+def write_preprocessing(path: str | Path, values: dict[str, Any]) -> None:
+    """Set read-out keys in a card file's ``preprocessing`` (a value None removes its key): how a tuning script
+    (docs/tune_*.py ``--write``) stores what it chose, the rest of the card untouched."""
+    import json
+
+    path = Path(path)
+    card = json.loads(path.read_text())
+    pre = card.setdefault("preprocessing", {})
+    for key, value in values.items():
+        if value is None:
+            pre.pop(key, None)
+        else:
+            pre[key] = value
+    path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 def list_cards(directory: str | Path | None = None) -> list[ModelCard]:
