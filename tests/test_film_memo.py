@@ -37,7 +37,12 @@ def test_full_analysis_of_one_ap_film_runs_the_ap_unet_once(monkeypatch: pytest.
     users = {"seg_unet_ap", "seg_vertebra_corners_aasce", "xray_ap_cobb_measure_synth", "xray_3class_routed_synth"}
     assert users <= ids, ids
 
+    from spine_models.engine.landmarks import VertebraCornerPredictor
+
     calls: list[int] = []
+    looks: list[int] = []  # the corner model's second looks at the column: the U-Net runs on that crop too
+    zoomed = VertebraCornerPredictor._zoomed
+    monkeypatch.setattr(VertebraCornerPredictor, "_zoomed", lambda self, *a, **k: looks.append(1) or zoomed(self, *a, **k))
     unet = shared_predictor("seg_unet_ap")
     run = unet.net.forward  # the network on whichever runtime its card chose (engine.runtime): torch or ONNX Runtime
     unet.net.forward = lambda x: calls.append(1) or run(x)
@@ -45,11 +50,12 @@ def test_full_analysis_of_one_ap_film_runs_the_ap_unet_once(monkeypatch: pytest.
         with monkeypatch.context() as m:  # before: nothing kept, every user of the U-Net runs it
             m.setattr(film_memo, "max_entries", 0)
             before, _ = analysis.run_models(rad, chosen)
-        assert len(calls) == len(users)  # each model that reads the U-Net's masks ran it again
+        assert len(calls) == len(users) + len(looks)  # each model that reads the U-Net's masks ran it again
         calls.clear()
+        looks.clear()
         film_memo.clear()
         after, _ = analysis.run_models(rad, chosen)
-        assert len(calls) == 1
+        assert len(calls) == 1 + len(looks)  # once on the film (and once on a crop the corner model looked at again)
         assert film_memo.hits >= 2
     finally:
         unet.net.forward = run
