@@ -11,8 +11,9 @@ ones are coarse (on cadma-vertebra's validation films 88 % of the experts' boxes
 59 % at IoU 0.5). ``engine.landmarks.column_crop`` cuts the film about the column the first look found and the U-Net
 and the corner network look again. Each setting (None: one look) is scored on
 
-- the *validation* part of the U-Net's recorded patient split of cadma-vertebra: vertebra AP50 (the YOLO layout's
-  ``per_class.vertebra.ap50``, as ``spine-models evaluate`` computes it) -- the figure the zoom is for;
+- the *validation* part of the model's recorded patient split (the U-Net's, which the corner model must train on)
+  of cadma-vertebra: vertebra AP50 (the YOLO layout's ``per_class.vertebra.ap50``, by ``engine.segment.evaluate``) --
+  the figure the zoom is for;
 - the validation part of aasce-ap: the Cobb MAE the page shows (films already cut to the spine: it must not get worse);
 - the fraiwan-ap films in neither test part (the vertebra model's split re-made on fraiwan-ap, and ``--classifier``'s):
   balanced accuracy of the page's scoliosis call (``report.findings.cobb_call``).
@@ -49,25 +50,17 @@ MAX_MAE_LOSS = 0.5  # deg of AASCE validation Cobb MAE a setting may add to one 
 MAX_CALL_LOSS = 0.02  # Fraiwan tuning films' call balanced accuracy a setting may lose against one look's
 
 
-def _score(card: Any, zoom: dict[str, float] | None, cadma: list[Any], aasce: list[Any], tune: list[Any],
+def _score(card: Any, zoom: dict[str, float] | None, cadma: Any, aasce: list[Any], tune: list[Any],
            n_resamples: int) -> dict[str, Any]:
     from spine_models.engine.landmarks import VertebraCornerPredictor
-    from spine_models.engine.segment import _truth_boxes
+    from spine_models.engine.segment import evaluate
     from spine_models.measure import cobb_read
-    from spine_models.metrics.detection import ImageBoxes, detection_map_ci
     from spine_models.metrics.landmarks import smape_percent
     from spine_models.report.findings import PRESENT, cobb_call
 
     pre = {k: v for k, v in (card.preprocessing or {}).items() if k != "column_zoom"}
     pred = VertebraCornerPredictor(dataclasses.replace(card, preprocessing={**pre, **({"column_zoom": zoom} if zoom else {})}))
-    bp, bt = [], []
-    for s in cadma:
-        res = pred.predict(s.path)
-        tb = _truth_boxes(s)
-        bt.append(ImageBoxes.make(tb, ["vertebra"] * len(tb)))
-        bp.append(ImageBoxes.make([v["box"] for v in res.vertebrae], ["vertebra"] * len(res.vertebrae),
-                                  [v["score"] for v in res.vertebrae]))
-    ap50 = detection_map_ci(bp, bt, ["vertebra"], n_resamples=n_resamples, groups=[s.patient_id for s in cadma])["ap50"]["vertebra"]
+    ap50 = evaluate(pred, cadma, quiet=True, n_resamples=n_resamples)["metrics"]["per_class"]["vertebra"]["ap50"]
     shown = []
     for s in aasce:
         r = cobb_read(pred.predict(s.path).measurements.get("cobb"))
@@ -102,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from spine_models.report.evaluation import outside_test_parts, split_part
 
     card = resolve_card(args.model)
-    split_card = resolve_card(card.arch_kwargs["locator"]) if (card.arch_kwargs or {}).get("locator") else card
-    cadma = split_part(split_card, load_dataset(args.cadma, task="segment"), "val").samples
+    cadma = split_part(card, load_dataset(args.cadma, task="segment"), "val")  # spine-models evaluate's own AP50
     aasce = [s for s in split_part(card, load_dataset(args.aasce, task="segment"), "val").samples
              if s.meta.get("cobb_deg") is not None]
     fraiwan = load_dataset(args.fraiwan, task="classify")
@@ -119,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                     -sum((r["column_zoom"] or {}).values())))
     out = {"model": card.id, "sha256": card.sha256, "rule": __doc__.split("Rule (fixed before the first run): ")[1].split(" ``--write")[0],
            "max_mae_loss_deg": MAX_MAE_LOSS, "max_call_loss": MAX_CALL_LOSS,
-           "films": {"cadma-vertebra validation part": {"n": len(cadma)},
+           "films": {"cadma-vertebra validation part": {"n": len(cadma.samples)},
                      "aasce-ap validation part": {"n": len(aasce), "n_patients": len({s.patient_id for s in aasce})},
                      "fraiwan-ap outside both test parts": {"n": len(tune), "scoliosis": sum(s.label == "scoliosis" for s in tune)}},
            "best": best, "rows": rows}

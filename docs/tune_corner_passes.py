@@ -123,12 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows}, indent=1) + "\n")
     print(f"best: {best['corner_passes']} passes, mean_with_locator {best['mean_with_locator']}")
     if args.write:
-        path = Path(args.write)
-        d = json.loads(path.read_text())
-        d.setdefault("preprocessing", {})["corner_passes"] = best["corner_passes"]
-        d["preprocessing"]["mean_with_locator"] = best["mean_with_locator"]
-        path.write_text(json.dumps(d, indent=2) + "\n")
-        print(f"wrote corner_passes and mean_with_locator into {path}")
+        from spine_models.models.cards import write_preprocessing
+
+        write_preprocessing(args.write, {"corner_passes": best["corner_passes"], "mean_with_locator": best["mean_with_locator"]})
+        print(f"wrote corner_passes and mean_with_locator into {args.write}")
     return 0
 
 

@@ -116,21 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             path = path / "card.json"
         if not path.is_file():
             raise SystemExit(f"--write needs a card file or run folder, not {args.model!r}")
-        d = json.loads(path.read_text())
-        d.setdefault("preprocessing", {})["cobb_angles"] = best["angles"]
-        d["preprocessing"]["mean_with_locator"] = bool(best.get("mean_with_locator"))
-        d["preprocessing"]["locator_fallback"] = bool(best.get("locator_fallback"))
-        d["preprocessing"]["min_span"] = int(best.get("min_span", 1))
-        d["preprocessing"]["split_long"] = stage["split_long"]
-        if stage["tidy"]:
-            d["preprocessing"]["tidy"] = stage["tidy"]
-        else:
-            d["preprocessing"].pop("tidy", None)
-        if best.get("fusion"):
-            d["preprocessing"]["fusion"] = best["fusion"]
-        else:
-            d["preprocessing"].pop("fusion", None)
-        path.write_text(json.dumps(d, indent=2) + "\n")
+        from spine_models.models.cards import write_preprocessing
+
+        write_preprocessing(path, {"cobb_angles": best["angles"], "mean_with_locator": bool(best.get("mean_with_locator")),
+                                   "locator_fallback": bool(best.get("locator_fallback")),
+                                   "min_span": int(best.get("min_span", 1)), "split_long": stage["split_long"],
+                                   "tidy": stage["tidy"] or None, "fusion": best.get("fusion") or None})  # None: removed
         print(f"wrote the read-out into {path}")
     return 0
 

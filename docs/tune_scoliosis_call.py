@@ -152,16 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"best {best}")
     if args.write:
-        path = Path(args.write)
-        d = json.loads(path.read_text())
-        d.setdefault("preprocessing", {})["centreline_degree"] = best["centreline_degree"]
-        if best_margin["centreline_margin_deg"] is None:
-            d["preprocessing"].pop("centreline_margin_deg", None)
-        else:
-            d["preprocessing"]["centreline_margin_deg"] = best_margin["centreline_margin_deg"]
-        path.write_text(json.dumps(d, indent=2) + "\n")
+        from spine_models.models.cards import write_preprocessing
+
+        write_preprocessing(args.write, {"centreline_degree": best["centreline_degree"],
+                                         "centreline_margin_deg": best_margin["centreline_margin_deg"]})  # None: removed
         print(f"wrote centreline_degree={best['centreline_degree']}, centreline_margin_deg="
-              f"{best_margin['centreline_margin_deg']} into {path}")
+              f"{best_margin['centreline_margin_deg']} into {args.write}")
     return 0
 
 

@@ -11,7 +11,7 @@ along its axis, and on tilted vertebrae they do not span the tilted body's full 
 IoU 0.5 (88 % of the boxes had a predicted box at IoU 0.1, 59 % at 0.5). ``engine.landmarks.vertebra_box`` draws the
 box about the body with a width and a height factor and a share of the tilt's growth; the grid below is scored by
 vertebra AP50 (``metrics.detection``, as ``spine-models evaluate`` computes ``per_class.vertebra.ap50``) on the
-*training* part of the U-Net's recorded patient split of the folder (the boxes' convention, not the model, is fitted:
+*training* part of the model's recorded patient split of the folder (the U-Net's) (the boxes' convention, not the model, is fitted:
 the model's own reading of these films is what it is), the best setting (ties: nearer the body's own box) is then
 reported on the validation part beside the body's own box. Landmark folders are unaffected: there ``spine-models
 evaluate`` compares the bodies' boxes with the expert corners' extent.
@@ -76,10 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
     card = resolve_card(args.model)
     card = dataclasses.replace(card, preprocessing={k: v for k, v in (card.preprocessing or {}).items() if k != "vertebra_box"})
-    split_card = resolve_card(card.arch_kwargs["locator"]) if (card.arch_kwargs or {}).get("locator") else card
     data = load_dataset(args.data, task="segment")
     pred = VertebraCornerPredictor(card)
-    train, val = (_reads(pred, split_part(split_card, data, part).samples) for part in ("train", "val"))
+    train, val = (_reads(pred, split_part(card, data, part).samples) for part in ("train", "val"))
     rows = []
     for w, h, t in itertools.product(WIDTHS, HEIGHTS, TILT_SHARES):
         conv = {"width": w, "height": h, "tilt_share": t}
