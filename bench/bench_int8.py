@@ -1,6 +1,6 @@
 """int8 static quantisation (ONNX Runtime) against fp32 ONNX Runtime and torch, for each network whose card runs it on
 ONNX Runtime: latency, the largest output difference on real films, and (``--heldout``) the card's held-out metrics.
-Prints figures and, with ``--doc``, writes them to a generated doc; never edits a card.
+Prints figures and, with ``--doc``, writes them to a generated doc; edits a card only with ``--ship``.
 
     nice -n 15 .venv/bin/python bench/bench_int8.py --heldout --doc docs/int8_check     # the doc (tens of minutes)
     nice -n 15 .venv/bin/python bench/bench_int8.py --model seg_unet_ap                  # latency + differences only
@@ -15,6 +15,17 @@ that one network alone in a cache folder of its own (so a composite's other netw
 int8 only where it is faster than fp32 ONNX Runtime AND every metric of the int8 run lies inside the 95 % CI of the torch
 run and of the card (AND every classifier prediction on the held-out films is the same class). Latencies on a shared machine are noisy:
 the load average is printed beside each; re-measure on a quiet machine before quoting.
+
+``--ship`` (one network, with ``--heldout``): calibrates on the inputs as they are shipped (uint8,
+engine.runtime.save_calibration) and, where the rule says int8 AND no headline figure (models.provenance.
+headline_metrics) of the card, nor of any shipped composite that runs the network (measured with the card switched),
+gets worse on the held-out films by more than 5 % of torch's value, writes them beside the weights
+(``weights/<id>.calib.npz``) and switches the card's ``runtime`` to ``onnxruntime-int8`` with the figures measured
+here (``runtime.calibration``, ``runtime.int8``); the fp32 export's own check stays in the field. Then re-record the
+held-out comparison of this card and of its composites (bench/runtime_heldout.py --runtime card --record).
+Measured this way and not shipped: seg_unet_ap (int8 78 ms against fp32 ONNX Runtime 181 ms and torch 245 ms per
+film on a loaded machine, its own 11 held-out metrics inside their CIs, but within 5 deg 0.44 -> 0.41, and inside
+seg_vertebra_corners_aasce Cobb MAE 5.64 -> 6.46 deg on the same 118 test films).
 """
 from __future__ import annotations
 
@@ -186,6 +197,8 @@ def measure(mid: str, args: argparse.Namespace, cache_root: Path) -> dict[str, A
     calib = [x for x, _ in (_inputs(pred, corner, f) for f in calib_films) if x is not None]
     checks = [(x, fr) for x, fr in (_inputs(pred, corner, f) for f in check_films) if x is not None]
     calib_x = torch.cat(calib).numpy()
+    if args.ship:  # calibrate on exactly what is shipped: the inputs as uint8 (engine.runtime.save_calibration)
+        calib_x = np.round(np.clip(calib_x, 0, 1) * 255).astype(np.float32) / 255
     in_shape = (1, *calib_x.shape[1:])
     cache = cache_root / mid  # this network's calibration alone: the held-out run turns no other network int8
     old = os.environ.get("SPINE_MODELS_CACHE")
@@ -256,6 +269,8 @@ def measure(mid: str, args: argparse.Namespace, cache_root: Path) -> dict[str, A
         ref, other = heldout(mid, [str(DATA / folder)], "test", INT8, str(cache))
         rows = ci_check(ref["metrics"], other["metrics"], card.metrics)
         same, n = _prediction_agreement(ref, other)
+        if args.ship:  # the reports themselves, for ship()'s headline check (not kept in the doc)
+            row["_reports"] = (ref["metrics"], other["metrics"])
         row["held_out"] = {"data": folder, "split": "test", "n": ref["data"]["n"], "metrics": rows,
                            "all_inside_ci": all(r["inside_ci"] for r in rows),
                            "outside_ci": [r["metric"] for r in rows if not r["inside_ci"]]}
@@ -266,7 +281,82 @@ def measure(mid: str, args: argparse.Namespace, cache_root: Path) -> dict[str, A
               f"the torch and card CIs" + (f"; same class {same}/{n}" if card.task == "classify" else ""), flush=True)
     decide(row)
     print(f"  decision: {row['decision']} ({row['why']})", flush=True)
+    if args.ship:
+        row["_calibration"] = calib_x
     return row
+
+
+LOWER_IS_BETTER = ("mae", "smape", "mre", "not_shown", "ece")  # metric-name parts whose smaller value is the better
+HEADLINE_SLACK = 0.05  # --ship: no headline figure may get worse by more than this share of torch's value
+
+
+def headline_losses(ref: dict[str, Any], other: dict[str, Any], slack: float = HEADLINE_SLACK) -> list[str]:
+    """The headline figures (models.provenance.headline_metrics) of a torch report that ``other`` makes worse by more
+    than ``slack`` of torch's value, as "name torch -> other". Why beside the CI rule: a held-out CI of 26-118 films is
+    wide enough to hold a change a clinician would not accept on the figure the card leads with."""
+    from spine_models.models.provenance import headline_metrics
+
+    a, b = headline_metrics(ref), headline_metrics(other)
+    out = []
+    for k, m in a.items():
+        v, w = float(m["value"]), (b.get(k) or {}).get("value")
+        if w is None:
+            out.append(f"{k} {v:.4g} -> not reported")
+            continue
+        loss = (float(w) - v) if any(t in k for t in LOWER_IS_BETTER) else (v - float(w))
+        if loss > slack * abs(v):
+            out.append(f"{k} {v:.4g} -> {float(w):.4g}")
+    return out
+
+
+def ship(row: dict[str, Any], args: argparse.Namespace, command: str) -> None:
+    """Where the rule said int8 and no headline figure of the card, or of a shipped composite that runs the network,
+    gets worse on held-out films by more than HEADLINE_SLACK: the calibration beside the weights and the card's
+    runtime switched (see --ship). A composite is measured with the card switched (each network on its own card's
+    runtime, as the app runs it); when it loses, the card and the calibration file are put back."""
+    from bench.runtime_heldout import heldout
+    from spine_models.engine.runtime import INT8, save_calibration
+    from spine_models.models.cards import ModelCard, list_cards, weights_dir
+
+    calib, (torch_metrics, int8_metrics) = row.pop("_calibration"), row.pop("_reports")
+    if row["decision"] != "int8":
+        print(f"{row['model']}: not shipped ({row['decision']}: {row['why']})")
+        return
+    lost = headline_losses(torch_metrics, int8_metrics)
+    if lost:
+        row["ship"] = f"not shipped: headline figures worse by more than {HEADLINE_SLACK:.0%}: " + "; ".join(lost)
+        print(f"{row['model']}: {row['ship']}")
+        return
+    path = weights_dir() / f"{row['model']}.json"
+    before = path.read_text()
+    card = ModelCard.from_json(path)
+    name = f"{row['model']}.calib.npz"
+    sha = save_calibration(calib, weights_dir() / name)
+    ho = row["held_out"]
+    card.runtime = {**(card.runtime or {}), "path": INT8,
+                    "calibration": {"file": name, "sha256": sha, **row["calibration"], "inputs": int(len(calib)),
+                                    "stored": "the network's [0, 1] inputs as uint8"},
+                    "int8": {k: row[k] for k in ("compared", "max_abs_diff_int8_vs_torch", "torch_ms", "fp32_onnx_ms",
+                                                 "int8_ms", "load_average", "int8_file_mb", "mask_pixels_agree",
+                                                 "top_class_agree", "corner_px_max") if k in row}
+                    | {"held_out": {"data": ho["data"], "split": ho["split"], "n": ho["n"],
+                                    "metrics_inside_ci": f"{sum(r['inside_ci'] for r in ho['metrics'])}/{len(ho['metrics'])}"},
+                       "decision": row["why"], "command": command}}
+    card.to_json(path)
+    for comp in [c for c in list_cards() if (c.arch_kwargs or {}).get("locator") == row["model"]]:
+        ref, other = heldout(comp.id, [str(DATA / NETWORKS.get(comp.id, (row["held_out"]["data"],))[0])], "test", "card")
+        lost = headline_losses(ref["metrics"], other["metrics"])
+        row.setdefault("composites", {})[comp.id] = {"n": ref["data"]["n"], "worse": lost, "rows": ci_check(
+            ref["metrics"], other["metrics"])}
+        if lost:
+            path.write_text(before)
+            (weights_dir() / name).unlink()
+            row["ship"] = (f"not shipped: composite {comp.id} on held-out films, headline figures worse by more than "
+                           f"{HEADLINE_SLACK:.0%}: " + "; ".join(lost) + " (card and calibration put back)")
+            print(f"{row['model']}: {row['ship']}")
+            return
+    row["ship"] = f"shipped {name}; card switched to {INT8}"
+    print(f"shipped {name} (sha256 {sha[:12]}…) and switched {path.name} to {INT8}")
 
 
 def decide(row: dict[str, Any]) -> dict[str, Any]:
@@ -296,6 +386,18 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _int8_cards() -> str:
+    """Which shipped cards run int8 now, read from the cards when the doc is written."""
+    from spine_models.models.cards import list_cards
+
+    on = [c for c in list_cards() if (c.runtime or {}).get("path") == "onnxruntime-int8"]
+    if not on:
+        return "No shipped card runs int8 today."
+    return "Shipped cards running int8 today: " + "; ".join(
+        f"`{c.id}` (its card's `runtime.int8` and `runtime.calibration`: "
+        f"`{(c.runtime.get('int8') or {}).get('command', '?')}`)" for c in on) + "."
+
+
 def write_doc(stem: Path, rows: list[dict[str, Any]], env: dict[str, Any]) -> None:
     """``stem``.json (every figure) and ``stem``.md (the tables a reader wants), both from this run."""
     stem.with_suffix(".json").write_text(json.dumps({"environment": env, "networks": rows}, indent=1) + "\n")
@@ -313,11 +415,11 @@ def write_doc(stem: Path, rows: list[dict[str, Any]], env: dict[str, Any]) -> No
            "output differences: films of its validation part (not used for calibration); held out: its test part "
            "(`spine-models evaluate --split test`, torch and `SPINE_MODELS_RUNTIME=onnxruntime-int8` in separate "
            "processes, with only this network calibrated, so a composite's U-Net stays on torch in both). "
-           "No card was changed: the lead decides.", "",
-           "Switching int8 on for a card (its `runtime.path` = `onnxruntime-int8`) also needs its calibration inputs, "
-           "or the int8 file itself, where engine/runtime.py looks (the cache folder): today only this bench writes "
-           "them, so a fresh install would run torch and say why. Shipping them (file sizes in the JSON: "
-           "`int8_file_mb`) is part of that decision.", "",
+           "This measurement changes no card.", "",
+           "Switching int8 on for a card (its `runtime.path` = `onnxruntime-int8`) also needs its calibration inputs "
+           "where engine/runtime.py looks: `python bench/bench_int8.py --model ID --heldout --ship` measures one "
+           "network again on the inputs as shipped (uint8) and, where the rule says int8, writes them beside the "
+           "weights and switches the card. " + _int8_cards(), "",
            "Read with care: the CIs of a 26- or 118-film test part are wide, so \"inside the CI\" is a permissive bar; "
            "the deltas below are the figures to weigh. torch ms is the eager reference measured in the same run; "
            "under a load average above the core count torch's intra-op threads wait on each other far more than "
@@ -373,7 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, help="folder for the per-network int8 caches (default: a temporary one)")
     ap.add_argument("--render", action="store_true",
                     help="measure nothing: re-apply the rule (decide) to the figures in --doc STEM.json and rewrite STEM.md")
+    ap.add_argument("--ship", action="store_true",
+                    help="one --model with --heldout: where the rule says int8, ship its calibration and switch its card")
     args = ap.parse_args(argv)
+    if args.ship and (not args.heldout or len(args.model or []) != 1):
+        raise SystemExit("--ship needs --heldout and exactly one --model (the decision rests on its held-out figures)")
     if args.render:
         if not args.doc:
             raise SystemExit("--render needs --doc STEM (the STEM.json of an earlier run)")
@@ -418,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     env["load_average_end"] = _load()
+    for row in rows:
+        if "_calibration" in row:  # the card records the command that remakes its figures (no --doc, --cache)
+            ship(row, args, f"python bench/bench_int8.py --model {row['model']} --heldout --ship --calib {args.calib} "
+                            f"--films {args.films} --method {args.method} --reps {args.reps} --seed {args.seed}")
     if args.doc:
         write_doc(args.doc, rows, env)
         print(f"wrote {args.doc.with_suffix('.md')} and .json")

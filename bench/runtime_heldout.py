@@ -10,7 +10,9 @@ reference: the card's figures) and ``=onnxruntime`` (each in its own process: a 
 every metric (values and CI bounds) and every per-film prediction is compared. ``--record`` adds the comparison to the
 card's ``runtime`` field as ``held_out`` (run bench_onnx.py --record first: it rewrites the whole field).
 ``--runtime onnxruntime-int8`` compares the int8 network instead (its calibration must sit in the cache folder given by
-``--cache``: bench/bench_int8.py makes it and calls :func:`heldout` itself).
+``--cache``: bench/bench_int8.py makes it and calls :func:`heldout` itself). ``--runtime card`` compares each network
+on the runtime its own card names (no environment override: each network as the app runs it, e.g. a U-Net on int8 and a corner network on fp32
+ONNX Runtime, as the app runs them); ``--record`` with it records what the card really serves.
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ def _evaluate(runtime: str, args: argparse.Namespace, out: Path, cache: str | No
            "--out", str(out), *[a for d in args.data for a in ("--data", d)]]
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1",
                SPINE_MODELS_RUNTIME=runtime)
+    if runtime == "card":  # every network on its own card's runtime
+        env.pop("SPINE_MODELS_RUNTIME")
     if cache:  # the int8 calibration of this one network lives there, so no other network of the model turns int8
         env["SPINE_MODELS_CACHE"] = str(cache)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -73,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", action="append", required=True, help="the card's evaluation data (repeatable)")
     ap.add_argument("--split", default="all", choices=("all", "test"), help="as `spine-models evaluate --split`")
     ap.add_argument("--record", action="store_true", help="add the comparison to the card's runtime field (held_out)")
-    ap.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "onnxruntime-int8"),
-                    help="the runtime compared with torch (int8: see bench/bench_int8.py)")
+    ap.add_argument("--runtime", default="onnxruntime", choices=("onnxruntime", "onnxruntime-int8", "card"),
+                    help="the runtime compared with torch (int8: see bench/bench_int8.py; card: each network's own)")
     ap.add_argument("--cache", help="SPINE_MODELS_CACHE for the compared run (where the int8 calibration is)")
     args = ap.parse_args(argv)
-    if args.record and args.runtime != "onnxruntime":
-        raise SystemExit("--record writes the fp32 onnxruntime comparison only; int8 figures go to docs/int8_check.md")
+    if args.record and args.runtime == "onnxruntime-int8":
+        raise SystemExit("--record writes what a card serves: --runtime onnxruntime or card (int8 measurements go to "
+                         "docs/int8_check.md; bench/bench_int8.py --ship switches a card)")
     ref, ort = heldout(args.model, args.data, args.split, args.runtime, args.cache)
     a, b = flat_metrics(ref["metrics"]), flat_metrics(ort["metrics"])
     keys = sorted(set(a) | set(b))
@@ -101,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
 
         path = weights_dir() / f"{args.model}.json"
         card = ModelCard.from_json(path)
-        if (card.runtime or {}).get("path") != "onnxruntime":
-            raise SystemExit(f"{args.model}: its card's runtime is not onnxruntime; run bench/bench_onnx.py --record first")
-        card.runtime = {**card.runtime, "held_out": {
+        if args.runtime == "onnxruntime" and (card.runtime or {}).get("path") != "onnxruntime":
+            raise SystemExit(f"{args.model}: its card's runtime is not onnxruntime; run bench/bench_onnx.py --record "
+                             "first, or compare with --runtime card")
+        card.runtime = {**(card.runtime or {}), "held_out": {
+            "compared": "torch against " + ("each network on its card's runtime" if args.runtime == "card" else args.runtime),
             "data": [Path(d).name for d in args.data], "split": args.split, "n": ref["data"]["n"],
             "metric_numbers": len(keys), "metric_numbers_equal": len(keys) - len(diff),
             "largest_differences": dict(sorted(worst.items(), key=lambda kv: -kv[1])[:6]),

@@ -251,3 +251,22 @@ def test_a_batch_run_gives_freed_memory_back_after_each_batch(weights_env, tmp_p
     main(["predict", str(folder), "--json", "--workers", "0", "--batch-size", "2", "--quiet"])
     capsys.readouterr()
     assert calls.count("main") == 3 and calls.count("reader") == 3
+
+
+def test_default_readers_leave_the_cores_to_the_networks_on_cpu(monkeypatch):
+    """Readers only where cores are free of the networks' threads (bench/bench_batch.py measured them slower and
+    holding more memory on a CPU torch already fills); a GPU run keeps up to 2; a handful of files never pays for one."""
+    import torch
+
+    from spine_models.data import film_loader
+
+    monkeypatch.setattr(film_loader.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert film_loader.default_workers(100, "cpu") == 0
+    assert film_loader.default_workers(100, "cuda:0") == 2
+    assert film_loader.default_workers(5, "cuda:0") == 0
+    monkeypatch.setattr(film_loader.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)
+    assert film_loader.default_workers(100, "cpu") == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert film_loader.default_workers(100, "cpu") == 2

@@ -140,3 +140,61 @@ def test_the_int8_decision_rule() -> None:
                     "held_out": {**ok, "predictions_agree": False, "predictions_same_class": "25/26"}})
     assert moved["decision"] != "int8" and "25/26" in moved["why"]
     assert decide({"int8_ms": 3.0, "fp32_onnx_ms": 6.0})["decision"] == "not decided"
+
+
+def _moved(folder: Path, weights_file: str, sha: str) -> ModelCard:
+    """tiny-seg from ``folder`` with its weights there and a shipped calibration of ``sha``."""
+    card = ModelCard.from_json(folder / "tiny-seg.json")
+    card.weights = weights_file
+    card.runtime = {"path": "onnxruntime-int8", "calibration": {"file": "tiny-seg.calib.npz", "sha256": sha}}
+    return card
+
+
+def test_int8_from_a_calibration_shipped_beside_the_weights(weights: Path, tmp_path: Path) -> None:
+    """A card that ships its calibration (runtime.calibration, uint8 beside the weights) serves int8 on a fresh cache;
+    a file that does not match the card's sha256 is not used: torch serves and says why in one line."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import shutil
+
+    from spine_models.engine import predictor_class
+    from spine_models.engine.runtime import calibration_inputs, int8_file, save_calibration
+
+    card = _card(weights, "tiny-seg")
+    ref = predictor_class(card)(card, device="cpu")
+    xs = np.concatenate([np.asarray(ref.preprocess(ref.read(_film(s))), dtype=np.float32) for s in range(8)])
+    folder = tmp_path / "w"
+    shutil.copytree(weights, folder)
+    sha = save_calibration(xs, folder / "tiny-seg.calib.npz")
+    moved = str(folder / Path(card.weights).name)  # the copy's weights: the calibration is looked for beside them
+    shipped = _moved(folder, moved, sha)
+    back = calibration_inputs(shipped, xs[:1].shape)
+    assert back.dtype == np.float32 and back.shape == xs.shape and float(np.abs(back - xs).max()) <= 0.5 / 255 + 1e-6
+    fast = predictor_class(shipped)(shipped, device="cpu")
+    assert fast.net.path == "onnxruntime-int8", fast.net.why
+    assert int8_file(shipped, xs[:1].shape).name.endswith(f"-int8-{sha[:12]}.onnx")  # named by its calibration
+    film = _film(99)
+    a, b = (p.infer(p.preprocess(p.read(film))) for p in (ref, fast))
+    assert float(np.abs(a - b).max()) < INT8_TOL * float(a.max() - a.min())
+
+    wrong = _moved(folder, moved, "0" * 64)
+    p = predictor_class(wrong)(wrong, device="cpu")
+    assert p.net.path == "torch" and "sha256 differs" in p.net.why and "\n" not in p.net.why
+    with pytest.raises(ValueError, match=r"in \[0, 1\] are stored; got shape \(8, 1, .*range \[0, 2\]"):
+        save_calibration(xs * 2, tmp_path / "bad.npz")
+
+
+def test_the_headline_gate_of_int8_shipping() -> None:
+    """--ship keeps a network off int8 when a headline figure gets worse by more than 5 % of torch's value, in the
+    direction that is worse for that figure (a larger error, a smaller accuracy); better or equal figures pass."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.bench_int8 import headline_losses
+
+    ref = {"cobb_mae_deg": {"value": 5.64, "ci95": [3.75, 8.33]}, "cobb_within_5deg": {"value": 0.65, "ci95": [0.5, 0.8]},
+           "vertebra_ap50": {"value": 0.72, "ci95": [0.64, 0.79]}}
+    worse = {"cobb_mae_deg": {"value": 6.46}, "cobb_within_5deg": {"value": 0.66}, "vertebra_ap50": {"value": 0.70}}
+    assert headline_losses(ref, worse) == ["cobb_mae_deg 5.64 -> 6.46"]  # AP50 -0.02 is within 5 % of 0.72
+    better = {"cobb_mae_deg": {"value": 5.0}, "cobb_within_5deg": {"value": 0.60}, "vertebra_ap50": {"value": 0.72}}
+    assert headline_losses(ref, better) == ["cobb_within_5deg 0.65 -> 0.6"]
+    assert headline_losses(ref, {"cobb_mae_deg": {"value": 5.64}}) == ["cobb_within_5deg 0.65 -> not reported",
+                                                                       "vertebra_ap50 0.72 -> not reported"]

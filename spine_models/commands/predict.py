@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="PATH", default=None,
                         help="write the results to PATH: .csv (one row per film and model) or .json (the --json array)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="processes reading films ahead (default: 0 for under 8 files, else 2)")
+                        help="processes reading films ahead (default: 0 for under 8 files or when the networks' CPU threads "
+                             "take every core, else up to 2)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="films per network call (default 8)")
 
 
@@ -263,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        for batch in film_batches(files, read, batch_size=args.batch_size, num_workers=args.workers):
+        for batch in film_batches(files, read, batch_size=args.batch_size, num_workers=args.workers,
+                                  device=args.device):
             plans = []  # (item, shown, image, kind, view, cards)
             for item in batch:
                 shown = display_name(Path(item.path).name or item.path, show=show)  # what the JSON and reports carry

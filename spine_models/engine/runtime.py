@@ -12,11 +12,13 @@ torch runs, and :attr:`Network.path` / :attr:`Network.why` say which ran and why
 from the shipped weights into ``cache_dir()/onnx`` (named by the weights' sha256 and input size). Grad-CAM always
 runs on torch: it needs gradients.
 
-``onnxruntime-int8`` (a measured option, no shipped card asks for it: docs/int8_check.md): the fp32 export statically
-quantised (models.onnx_runtime.quantize_int8), cached beside it as ``<same name>-int8.onnx``. Static quantisation needs
-calibration inputs, which a deployment does not have: they are real training-part films preprocessed by
-bench/bench_int8.py into ``<same name>-calib.npy`` in the same cache folder. Without that file, or when quantisation
-fails, torch serves and :attr:`Network.why` says why in one line.
+``onnxruntime-int8`` (chosen per network by measurement: docs/int8_check.md): the fp32 export statically quantised
+(models.onnx_runtime.quantize_int8) on first use, cached beside it as ``<same name>-int8[-<calibration sha>].onnx``.
+Static quantisation needs calibration inputs: real training-part films preprocessed by bench/bench_int8.py, either
+left in the cache folder as ``<same name>-calib.npy`` (a measurement) or shipped beside the weights, named by the
+card's ``runtime.calibration`` (``{"file", "sha256", ...}``: the network's [0, 1] inputs as uint8, checked by
+sha256; bench/bench_int8.py --ship writes both). Without either, or when quantisation fails, torch serves and
+:attr:`Network.why` says why in one line.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard
 
 __all__ = ["RUNTIMES", "ENV", "INT8", "requested_runtime", "Network", "network_for", "onnx_file", "calibration_file",
-           "int8_file"]
+           "int8_file", "shipped_calibration", "calibration_inputs", "save_calibration"]
 
 INT8 = "onnxruntime-int8"
 RUNTIMES = ("torch", "onnxruntime", INT8)
@@ -78,8 +80,52 @@ def calibration_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
 
 
 def int8_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
-    """The cached int8 model quantised from :func:`onnx_file` with :func:`calibration_file`'s inputs."""
-    return _beside_export(card, shape, "-int8.onnx")
+    """The cached int8 model quantised from :func:`onnx_file` with :func:`calibration_inputs` (named by the shipped
+    calibration's sha256 when the card ships one, so a new calibration never meets an old int8 file)."""
+    sha = str(((getattr(card, "runtime", None) or {}).get("calibration") or {}).get("sha256") or "")
+    return _beside_export(card, shape, f"-int8-{sha[:12]}.onnx" if sha else "-int8.onnx")
+
+
+def shipped_calibration(card: ModelCard) -> Path | None:
+    """The calibration file a card ships beside its weights (``runtime.calibration.file``), or None."""
+    name = ((getattr(card, "runtime", None) or {}).get("calibration") or {}).get("file")
+    return card.weights_path().parent / str(name) if name else None
+
+
+def save_calibration(x: np.ndarray, path: str | Path) -> str:
+    """Store calibration inputs in [0, 1] as uint8 (a quarter of float32's size: weights/ stays small); returns the
+    file's sha256. Why uint8 is enough: the inputs are min-max normalised films, themselves 8-bit in most sources, and
+    static quantisation only takes each activation's range from them."""
+    from spine_models.models.cards import sha256_file
+
+    x = np.asarray(x, np.float32)
+    if x.ndim != 4 or len(x) == 0 or float(x.min()) < 0 or float(x.max()) > 1:
+        raise ValueError(f"calibration inputs: (N, C, H, W) in [0, 1] are stored; got shape {x.shape}, "
+                         f"range [{float(x.min()) if x.size else 0:.3g}, {float(x.max()) if x.size else 0:.3g}]")
+    path = Path(path)
+    with path.open("wb") as fh:
+        np.savez_compressed(fh, x=np.round(x * 255).astype(np.uint8))
+    return sha256_file(path)
+
+
+def calibration_inputs(card: ModelCard, shape: tuple[int, ...]) -> np.ndarray | None:
+    """(N, C, H, W) float32 calibration inputs: a measurement's file in the cache folder, else the card's shipped file
+    (its sha256 checked), else None."""
+    cached = calibration_file(card, shape)
+    if cached.is_file():
+        return np.load(cached)
+    path = shipped_calibration(card)
+    if path is None:
+        return None
+    from spine_models.models.cards import sha256_file
+
+    want = str(card.runtime["calibration"].get("sha256") or "")
+    if not path.is_file():
+        raise OSError(f"int8 calibration of {card.id} missing: {path}")
+    if want and sha256_file(path) != want:
+        raise OSError(f"int8 calibration of {card.id}: sha256 differs from its card (file replaced?): {path}")
+    with np.load(path) as z:
+        return z["x"].astype(np.float32) / 255.0
 
 
 def _cached(path: Path, make: Callable[[Path], Any]) -> Path:
@@ -110,11 +156,12 @@ def network_for(card: ModelCard, model: nn.Module, in_shape: tuple[int, ...], de
         # inside: a cache folder that cannot be made (read-only home) -> torch serves
         fp32 = path = _cached(onnx_file(card, in_shape), lambda p: export_onnx(model, torch.rand(*in_shape), p))
         if want == INT8:
-            calib = calibration_file(card, in_shape)
-            if not int8_file(card, in_shape).is_file() and not calib.is_file():
-                return Network(model, "torch", f"no int8 calibration for {card.id} at {calib} "
-                                               f"(python bench/bench_int8.py --model {card.id} makes it)")
-            path = _cached(int8_file(card, in_shape), lambda p: quantize_int8(fp32, p, np.load(calib)))
+            q8 = int8_file(card, in_shape)
+            calib = None if q8.is_file() else calibration_inputs(card, in_shape)
+            if not q8.is_file() and calib is None:
+                return Network(model, "torch", f"no int8 calibration for {card.id} at {calibration_file(card, in_shape)} "
+                                               f"or in its card (python bench/bench_int8.py --model {card.id} makes it)")
+            path = _cached(q8, lambda p: quantize_int8(fp32, p, calib))
         ort_net = OrtNetwork(path)
     except (RuntimeError, OSError, ValueError, TypeError, ImportError, *ort_errors()) as exc:  # an op it cannot write
         step = "int8 quantisation, ONNX export or load" if want == INT8 else "ONNX export or load"
