@@ -11,8 +11,8 @@ every metric (values and CI bounds) and every per-film prediction is compared. `
 card's ``runtime`` field as ``held_out`` (run bench_onnx.py --record first: it rewrites the whole field).
 ``--runtime onnxruntime-int8`` compares the int8 network instead (its calibration must sit in the cache folder given by
 ``--cache``: bench/bench_int8.py makes it and calls :func:`heldout` itself). ``--runtime card`` compares each network
-on the runtime its own card names (no environment override: each network as the app runs it, e.g. a U-Net on int8 and a corner network on fp32
-ONNX Runtime, as the app runs them); ``--record`` with it records what the card really serves.
+on the runtime its own card names (no environment override: each network as the app runs it, e.g. a U-Net on int8
+beside a corner network on fp32 ONNX Runtime); ``--record`` with it records what the card really serves.
 """
 from __future__ import annotations
 
