@@ -8,7 +8,8 @@ Why: issue 14's target is AP50 >= 0.90 on a YOLO vertebra folder, and the model 
 stage (a learned box refinement was tried ad hoc: validation AP50 0.600 -> 0.605, it learned nothing beyond the mean
 offset) one should know what a perfect box would give. On the validation part of the model's recorded split this
 reports: AP50 as the model draws its boxes; the share of annotated boxes with a predicted box at IoU 0.1 / 0.3 / 0.5
-(found at all / found but drawn otherwise); AP50 when every predicted box matched to an annotated one (IoU >= 0.2)
+(found at all / found but drawn otherwise), and where the missed ones sit (above the highest or below the lowest
+found vertebra, or between found ones); AP50 when every predicted box matched to an annotated one (IoU >= 0.2)
 is replaced by that box (the ceiling of any box re-drawing, with the same found vertebrae and scores); AP50 with
 each film's boxes scaled by the one height (and width) factor that fits that film best (an oracle of a per-film
 drawing style); and how annotators' boxes sit against the model's: the spread of log(annotated / predicted height)
@@ -71,11 +72,14 @@ def _scaled(f: dict[str, Any], by_height: bool, by_width: bool) -> np.ndarray:
 def ceiling(films: list[dict[str, Any]]) -> dict[str, Any]:
     """The figures of the module docstring for films ``{"boxes", "scores", "truth"}`` (boxes as (N, 4) arrays)."""
     best_truth, log_h, within, overlaps = [], [], [], []
-    redrawn = []
+    redrawn, missed = [], {"beyond_the_ends": 0, "between_found": 0}
     for f in films:
         p, t = f["boxes"], f["truth"]
         best, idx = _matches(t, p)  # each annotated box's best predicted box
         best_truth += best.tolist() if len(p) else [0.0] * len(t)
+        found = (best >= 0.1)[np.argsort(t[:, 1])] if len(p) else np.zeros(len(t), bool)  # top to bottom
+        for i in np.flatnonzero(~found):
+            missed["between_found" if found[:i].any() and found[i + 1:].any() else "beyond_the_ends"] += 1
         pb, pi = _matches(p, t)
         keep = pb >= MATCH_IOU
         redrawn.append(np.where(keep[:, None], t[pi] if len(t) else p, p) if len(p) else p)
@@ -91,6 +95,7 @@ def ceiling(films: list[dict[str, Any]]) -> dict[str, Any]:
     return {"films": len(films), "annotated_boxes": int(len(bt)), "predicted_boxes": int(sum(len(f["boxes"]) for f in films)),
             "ap50": _ap50(films, [f["boxes"] for f in films]),
             "annotated_found_at_iou": {str(k): round(float((bt >= k).mean()), 4) for k in (0.1, 0.3, 0.5)},
+            "annotated_missed_at_iou_0.1": missed,
             "ap50_matched_boxes_redrawn_as_annotated": _ap50(films, redrawn),
             "ap50_per_film_height_factor": _ap50(films, [_scaled(f, True, False) for f in films]),
             "ap50_per_film_height_and_width_factor": _ap50(films, [_scaled(f, True, True) for f in films]),

@@ -44,5 +44,8 @@ def test_a_missed_vertebra_caps_even_the_redrawn_boxes():
     t = _column()
     r = ceiling_doc.ceiling([_film(t[:4].copy(), t)])  # the lowest two never found
     assert r["annotated_found_at_iou"]["0.1"] == round(4 / 6, 4)
+    assert r["annotated_missed_at_iou_0.1"] == {"beyond_the_ends": 2, "between_found": 0}
+    gap = ceiling_doc.ceiling([_film(np.delete(t, 2, axis=0), t)])  # the third one never found
+    assert gap["annotated_missed_at_iou_0.1"] == {"beyond_the_ends": 0, "between_found": 1}
     assert r["ap50_matched_boxes_redrawn_as_annotated"] < 0.7
     assert r["consecutive_annotated_boxes_overlap_median"] == 0.0  # touching boxes
