@@ -4,14 +4,17 @@ folder of real AP films. Prints figures; not a test.
     .venv/bin/python bench/bench_batch.py                                   # 10 and 200 films, the Fraiwan classifier
     .venv/bin/python bench/bench_batch.py --n 10 --n 1000 --workers 2
     .venv/bin/python bench/bench_batch.py --model seg_vertebra_corners_aasce --n 10 --n 50
+    .venv/bin/python bench/bench_batch.py --n 10 --n 1000 --held   # + what one process holds after each size
 
 Why: issue 18's targets: >= 10 films/s for the real-film AP models on 2 cores, and 1,000 films must not hold more
 memory than 10 (results are streamed to the CSV, films read ahead by a bounded DataLoader). Each run is a fresh
 `spine-models predict` process (model loading included in its wall time); its peak memory is the largest sum of
 proportional set size (PSS: shared pages split between the processes that share them) over the process and its
 reader workers, sampled every 0.1 s; beside it what the run holds at its end (the median of the last fifth of the
-samples): a peak is one film's transient and grows with the largest film in the folder, the held memory says whether
-results or buffers pile up with the number of films. The steady rate,
+samples): a peak is one film's transient and grows with the largest film in the folder. Both are sampled while films
+are in flight, so they also depend on what the last samples caught; ``--held`` adds the clean check of whether
+anything piles up with the number of films: one process runs predict on each folder size in turn and reports what
+it holds after each run (``held_after_runs``). The steady rate,
 (N_large - N_small) / (T_large - T_small), leaves the start-up (imports, model loading, workers) out; so does the
 CPU time per film (user + system of the process and its readers, the same difference), which says what the run
 would reach on cores nobody else uses: cores / CPU per film, an upper bound.
@@ -93,12 +96,17 @@ def _tree_rss(proc) -> tuple[int, int]:
     return pss, rss
 
 
-def run_once(folder: Path, n: int, models: list[str], workers: int, batch: int, out: Path) -> dict[str, float]:
+def _workers(workers: int | None) -> list[str]:
+    """The --workers argument (none: predict's own default, data.film_loader.default_workers)."""
+    return [] if workers is None else ["--workers", str(workers)]
+
+
+def run_once(folder: Path, n: int, models: list[str], workers: int | None, batch: int, out: Path) -> dict[str, float]:
     """One `spine-models predict` process over ``folder``: wall seconds, films/s and peak tree RSS (MB)."""
     import psutil
 
     cmd = [sys.executable, "-m", "spine_models.cli", "predict", str(folder), "--out", str(out), "--quiet",
-           "--workers", str(workers), "--batch-size", str(batch), "--device", "cpu"]
+           *_workers(workers), "--batch-size", str(batch), "--device", "cpu"]
     for m in models:
         cmd += ["--model", m]
     import resource
@@ -134,13 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", action="append", default=None,
                     help="model id (repeatable; default ap_scoliosis_mobilenet_v2_fraiwan)")
     ap.add_argument("--n", action="append", type=int, default=None, help="folder sizes (default 10 and 200)")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None,
+                    help="reader processes (default: predict's own choice, data.film_loader.default_workers)")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--held", action="store_true",
+                    help="also what one process holds after each folder size, run one after another (held_after_runs)")
     args = ap.parse_args(argv)
     models = args.model or ["ap_scoliosis_mobilenet_v2_fraiwan"]
     sizes = sorted(set(args.n or [10, 200]))
     sources = _sources()
-    print(f"models {', '.join(models)}; {len(sources)} source films; workers {args.workers}, batch {args.batch_size}; "
+    print(f"models {', '.join(models)}; {len(sources)} source films; workers {'predict default' if args.workers is None else args.workers}, batch {args.batch_size}; "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,8 +172,51 @@ def main(argv: list[str] | None = None) -> int:
               f"{b['n']} films vs {a['peak_pss_mb']:.0f} MB for {a['n']} ({b['peak_pss_mb'] / max(a['peak_pss_mb'], 1):.2f}x); "
               f"held at the end {b['late_pss_mb']:.0f} vs {a['late_pss_mb']:.0f} MB "
               f"({b['late_pss_mb'] / max(a['late_pss_mb'], 1):.2f}x)")
+        if args.held:
+            held = held_after_runs(sources, sizes, models, args.workers, args.batch_size, Path(tmp))
+            print("held between runs, one process (RSS after each run, runs one after another): " + "; ".join(
+                f"after {n} more films {mb:.0f} MB" for n, mb in held)
+                + f" ({held[-1][1] / max(held[0][1], 1):.2f}x)")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
+
+
+_HELD_CHILD = """
+import contextlib, gc, json, os, sys
+import psutil
+from spine_models.cli import main
+from spine_models._memory import give_back_memory
+proc = psutil.Process()
+for folder, argv in json.loads(sys.argv[1]):
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        main(["predict", folder, *argv])
+    gc.collect()
+    give_back_memory()
+    print(proc.memory_info().rss, flush=True)
+"""
+
+
+def held_after_runs(sources: list[Path], sizes: list[int], models: list[str], workers: int | None, batch: int,
+                    root: Path) -> list[tuple[int, float]]:
+    """[(films, RSS MB)]: one fresh process runs ``spine-models predict`` (``cli.main``) on a folder of each size in
+    turn and reports its RSS after each run, freed pages given back as predict gives them after each batch. Why beside
+    the runs above: their memory is sampled while films are in flight, so it depends on what the last samples caught;
+    what a process holds after the films are done says whether anything piles up with the number of films."""
+    import json
+
+    runs = []
+    (root / "held").mkdir(parents=True, exist_ok=True)
+    for n in sizes:
+        folder = _folder(sources, n, root / "held")
+        argv = ["--out", str(root / "held" / f"r_{n}.csv"), "--quiet", *_workers(workers), "--batch-size",
+                str(batch), "--device", "cpu", *[a for m in models for a in ("--model", m)]]
+        runs.append((str(folder), argv))
+    proc = subprocess.run([sys.executable, "-c", _HELD_CHILD, json.dumps(runs)], env=_env(), capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"held-memory run failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    rss = [int(x) for x in proc.stdout.split()]
+    return [(n, b / 2**20) for n, b in zip(sizes, rss)]
 
 
 if __name__ == "__main__":
