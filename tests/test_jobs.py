@@ -123,3 +123,29 @@ def test_cancel_queued_job_never_starts(tmp_path: Path, data_dir: Path) -> None:
     assert store.cancel(job_id).status == "cancelled"
     store.tick()
     assert store.get(job_id).status == "cancelled" and store.get(job_id).pid is None
+
+
+def test_a_job_another_runner_is_starting_is_not_taken_for_dead(tmp_path: Path, data_dir: Path) -> None:
+    """A runner starts the next queued job when its own ends; until the new process has exec'd it shows its parent's
+    command line (a runner of the same store, another job id). Another process's tick must not mark that job failed,
+    while a pid now used by an unrelated process still counts as dead (PID reuse after a restart)."""
+    import subprocess
+    import sys
+
+    store = JobStore(tmp_path / "runs")
+    job_id = store.submit({**TINY, "data": [str(data_dir)]}, start=False)
+    # a process whose command line is that of a runner of this store for another job: the fork-to-exec window
+    forked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-m", "spine_models.engine.jobs",
+                               "run", str(store.db_path), "job-that-ended"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        store._update(job_id, status="running", pid=forked.pid, started=time.time())
+        JobStore(tmp_path / "runs").tick()  # another process's store: the job is not one of its children
+        assert store.get(job_id).status == "running"
+        store._update(job_id, pid=other.pid)
+        JobStore(tmp_path / "runs").tick()
+        assert store.get(job_id).status == "failed" and "ended without a result" in store.get(job_id).error
+    finally:
+        for p in (forked, other):
+            p.kill()
+            p.wait()

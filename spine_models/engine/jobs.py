@@ -42,6 +42,7 @@ __all__ = ["Job", "JobStore", "STATUSES", "cfg_to_argv", "argv_to_config", "defa
            "tail", "ProgressFile"]
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
+_RUNNER = "spine_models.engine.jobs"  # the runner module every job process runs (python -m ... run DB JOB)
 # cfg keys that map to `spine-models train` flags; every other key goes through --set key=value
 _FLAGS = tuple(TRAIN_FLAGS)
 _SCHEMA = """
@@ -220,17 +221,23 @@ def tail(path: str | Path, n: int = 20) -> str:
     return "\n".join(lines[-n:])
 
 
-def _pid_alive(pid: int | None, job_id: str) -> bool:
-    """Is ``pid`` still our runner for ``job_id``? (guards against PID reuse after a restart)."""
+def _pid_alive(pid: int | None, job_id: str, store_db: str | None = None) -> bool:
+    """Is ``pid`` still our runner for ``job_id``? (guards against PID reuse after a restart).
+
+    ``store_db`` (the store's database path): a process that still shows a runner command line of the same store is
+    taken as this job's too. Why: a job's runner starts the next queued job when it ends (:func:`run_job`), and
+    between that fork and the exec the new process carries its parent's command line, not the new job's id; under
+    load that window lasted long enough for another process's ``tick`` to mark a just-started job failed."""
     if not pid or not _pid_running(pid):
         return False
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.parent.exists():  # no /proc: the pid is all we can check
         return True
     try:
-        return job_id in cmdline.read_bytes().decode("utf-8", "replace")
+        text = cmdline.read_bytes().decode("utf-8", "replace")
     except OSError:
         return False
+    return job_id in text or (store_db is not None and _RUNNER in text and store_db in text)
 
 
 def _pid_running(pid: int) -> bool:
@@ -337,7 +344,7 @@ class JobStore:
         log = open(job.log_path, "ab")
         try:
             env = dict(os.environ, PYTHONUNBUFFERED="1")
-            proc = subprocess.Popen([self.python, "-m", "spine_models.engine.jobs", "run", str(self.db_path), job.id],
+            proc = subprocess.Popen([self.python, "-m", _RUNNER, "run", str(self.db_path), job.id],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, env=env, cwd=os.getcwd())
         finally:
@@ -349,7 +356,7 @@ class JobStore:
         proc = _CHILDREN.get(job.id)
         if proc is not None and proc.pid == job.pid:
             return proc.poll() is None
-        return _pid_alive(job.pid, job.id)
+        return _pid_alive(job.pid, job.id, str(self.db_path))
 
     def _settle(self, job: Job) -> None:
         """A running job whose process ended: done/failed from result.json, else failed with its log tail. Ranks
@@ -561,7 +568,7 @@ def _run_group(store: "JobStore", job: Job, nproc: int) -> dict[str, Any]:
     cfg = argv_to_config(job.argv)
     if not trains_distributed(cfg["task"], cfg.get("model")):
         raise ConfigError(f"nproc={nproc}: {cfg['task']} model {cfg.get('model')!r} trains in one process; set nproc 1")
-    rc = subprocess.call(torchrun_argv(nproc, ["spine_models.engine.jobs", "run", str(store.db_path), job.id]),
+    rc = subprocess.call(torchrun_argv(nproc, [_RUNNER, "run", str(store.db_path), job.id]),
                          stdin=subprocess.DEVNULL)
     result = _read_json(job.run_dir / "result.json", None)
     if rc == 0 and isinstance(result, dict) and result.get("status") == "done":
