@@ -77,11 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     per_model: dict[str, list[float]] = {}
     for i, (name, data) in enumerate(films):
         t0 = time.perf_counter()
-        rad = analysis.read_upload(data, name)
-        rad, _ = analysis.infer_view(rad, cards)
-        fitting = analysis.fitting_cards(cards, rad)
-        ids, _ = analysis.default_models(fitting, uploaded=True)
-        _, timings = analysis.run_models(rad, [c for c in fitting if c.id in ids])
+        rad, run = _prepared(data, name, cards)
+        _, timings = analysis.run_models(rad, run)
         took = time.perf_counter() - t0
         if i == 0:
             print(f"warm-up {rad.width}x{rad.height}, view {rad.view}: {took:.2f} s; models {', '.join(timings)}", flush=True)
@@ -100,6 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _prepared(data: bytes, name: str, cards: list) -> tuple:
+    """(the upload read and its view inferred, the models the page runs on it by default), as ``ui.analysis`` does."""
+    from ui import analysis
+
+    rad = analysis.read_upload(data, name)
+    rad, _ = analysis.infer_view(rad, cards)
+    fitting = analysis.fitting_cards(cards, rad)
+    ids, _ = analysis.default_models(fitting, uploaded=True)
+    return rad, [c for c in fitting if c.id in ids]
+
+
 def concurrent_models(films: list[tuple[str, bytes]], cards: list) -> None:
     """Each film's default models one after another (as ``ui.analysis.run_models`` runs them) and in two threads,
     in alternating order, each under a new name (the per-film memo keys on it, so neither answers from the other).
@@ -107,7 +115,6 @@ def concurrent_models(films: list[tuple[str, bytes]], cards: list) -> None:
     helps; whether it helps depends on the cores the networks' own threads leave idle."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ui import analysis
     from ui.models import get_predictor
 
     pool = ThreadPoolExecutor(2)
@@ -116,12 +123,9 @@ def concurrent_models(films: list[tuple[str, bytes]], cards: list) -> None:
     took: dict[str, list[float]] = {k: [] for k in ways}
     for i, (name, data) in enumerate(films):
         for way in (list(ways) if i % 2 else list(ways)[::-1]):
-            rad = analysis.read_upload(data, f"{way[:3]}-{name}")
-            rad, _ = analysis.infer_view(rad, cards)
-            fitting = analysis.fitting_cards(cards, rad)
-            ids, _ = analysis.default_models(fitting, uploaded=True)
+            rad, run = _prepared(data, f"{way[:3]}-{name}", cards)
             t0 = time.perf_counter()
-            ways[way](rad, [c for c in fitting if c.id in ids])
+            ways[way](rad, run)
             took[way].append(time.perf_counter() - t0)
     pool.shutdown()
     print("default models of a film, " + "; ".join(

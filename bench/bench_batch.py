@@ -96,19 +96,18 @@ def _tree_rss(proc) -> tuple[int, int]:
     return pss, rss
 
 
-def _workers(workers: int | None) -> list[str]:
-    """The --workers argument (none: predict's own default, data.film_loader.default_workers)."""
-    return [] if workers is None else ["--workers", str(workers)]
+def _predict_args(out: Path, models: list[str], workers: int | None, batch: int) -> list[str]:
+    """``spine-models predict``'s options after the folder, the same for every run here (no --workers: predict's own
+    default, data.film_loader.default_workers)."""
+    return ["--out", str(out), "--quiet", *([] if workers is None else ["--workers", str(workers)]),
+            "--batch-size", str(batch), "--device", "cpu", *[a for m in models for a in ("--model", m)]]
 
 
 def run_once(folder: Path, n: int, models: list[str], workers: int | None, batch: int, out: Path) -> dict[str, float]:
     """One `spine-models predict` process over ``folder``: wall seconds, films/s and peak tree RSS (MB)."""
     import psutil
 
-    cmd = [sys.executable, "-m", "spine_models.cli", "predict", str(folder), "--out", str(out), "--quiet",
-           *_workers(workers), "--batch-size", str(batch), "--device", "cpu"]
-    for m in models:
-        cmd += ["--model", m]
+    cmd = [sys.executable, "-m", "spine_models.cli", "predict", str(folder), *_predict_args(out, models, workers, batch)]
     import resource
 
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -204,13 +203,9 @@ def held_after_runs(sources: list[Path], sizes: list[int], models: list[str], wo
     what a process holds after the films are done says whether anything piles up with the number of films."""
     import json
 
-    runs = []
-    (root / "held").mkdir(parents=True, exist_ok=True)
-    for n in sizes:
-        folder = _folder(sources, n, root / "held")
-        argv = ["--out", str(root / "held" / f"r_{n}.csv"), "--quiet", *_workers(workers), "--batch-size",
-                str(batch), "--device", "cpu", *[a for m in models for a in ("--model", m)]]
-        runs.append((str(folder), argv))
+    held = root / "held"
+    held.mkdir(parents=True, exist_ok=True)
+    runs = [(str(_folder(sources, n, held)), _predict_args(held / f"r_{n}.csv", models, workers, batch)) for n in sizes]
     proc = subprocess.run([sys.executable, "-c", _HELD_CHILD, json.dumps(runs)], env=_env(), capture_output=True,
                           text=True)
     if proc.returncode != 0:

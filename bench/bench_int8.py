@@ -184,7 +184,7 @@ def _prediction_agreement(ref: dict[str, Any], other: dict[str, Any]) -> tuple[i
 
 def measure(mid: str, args: argparse.Namespace, cache_root: Path) -> dict[str, Any]:
     """One network: calibrate, quantise, time, compare outputs; with ``args.heldout`` the held-out metrics too."""
-    from spine_models.engine.runtime import INT8, calibration_file, int8_file, onnx_file
+    from spine_models.engine.runtime import INT8, calibration_file, int8_file, onnx_file, stored_calibration
     from spine_models.models.cards import list_cards
     from spine_models.models.onnx_runtime import OrtNetwork, export_onnx, quantize_int8
 
@@ -197,8 +197,8 @@ def measure(mid: str, args: argparse.Namespace, cache_root: Path) -> dict[str, A
     calib = [x for x, _ in (_inputs(pred, corner, f) for f in calib_films) if x is not None]
     checks = [(x, fr) for x, fr in (_inputs(pred, corner, f) for f in check_films) if x is not None]
     calib_x = torch.cat(calib).numpy()
-    if args.ship:  # calibrate on exactly what is shipped: the inputs as uint8 (engine.runtime.save_calibration)
-        calib_x = np.round(np.clip(calib_x, 0, 1) * 255).astype(np.float32) / 255
+    if args.ship:  # calibrate on exactly what is shipped: the inputs as uint8 (engine.runtime.stored_calibration)
+        calib_x = stored_calibration(calib_x)
     in_shape = (1, *calib_x.shape[1:])
     cache = cache_root / mid  # this network's calibration alone: the held-out run turns no other network int8
     old = os.environ.get("SPINE_MODELS_CACHE")

@@ -35,14 +35,12 @@ MATCH_IOU = 0.2  # a predicted box this close to an annotated one is "the same v
 
 def _matches(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(best IoU of each predicted box with an annotated one, its index)."""
-    import torch
-    from torchvision.ops import box_iou
+    from spine_models.metrics.detection import box_iou
 
     if not len(pred) or not len(truth):
         return np.zeros(len(pred)), np.zeros(len(pred), int)
-    m = box_iou(torch.as_tensor(pred, dtype=torch.float32), torch.as_tensor(truth, dtype=torch.float32))
-    best, idx = m.max(1)
-    return best.numpy(), idx.numpy()
+    m = box_iou(pred, truth)
+    return m.max(1), m.argmax(1)
 
 
 def _ap50(films: list[dict[str, Any]], boxes: list[np.ndarray]) -> float:

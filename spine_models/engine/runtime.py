@@ -34,7 +34,7 @@ from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard
 
 __all__ = ["RUNTIMES", "ENV", "INT8", "requested_runtime", "Network", "network_for", "onnx_file", "calibration_file",
-           "int8_file", "shipped_calibration", "calibration_inputs", "save_calibration"]
+           "int8_file", "shipped_calibration", "calibration_inputs", "stored_calibration", "save_calibration"]
 
 INT8 = "onnxruntime-int8"
 RUNTIMES = ("torch", "onnxruntime", INT8)
@@ -82,29 +82,49 @@ def calibration_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
 def int8_file(card: ModelCard, shape: tuple[int, ...]) -> Path:
     """The cached int8 model quantised from :func:`onnx_file` with :func:`calibration_inputs` (named by the shipped
     calibration's sha256 when the card ships one, so a new calibration never meets an old int8 file)."""
-    sha = str(((getattr(card, "runtime", None) or {}).get("calibration") or {}).get("sha256") or "")
+    sha = str(_calibration_entry(card).get("sha256") or "")
     return _beside_export(card, shape, f"-int8-{sha[:12]}.onnx" if sha else "-int8.onnx")
+
+
+def _calibration_entry(card: ModelCard) -> dict[str, Any]:
+    """The card's ``runtime.calibration`` ({} when it ships none)."""
+    return dict((getattr(card, "runtime", None) or {}).get("calibration") or {})
 
 
 def shipped_calibration(card: ModelCard) -> Path | None:
     """The calibration file a card ships beside its weights (``runtime.calibration.file``), or None."""
-    name = ((getattr(card, "runtime", None) or {}).get("calibration") or {}).get("file")
+    name = _calibration_entry(card).get("file")
     return card.weights_path().parent / str(name) if name else None
 
 
-def save_calibration(x: np.ndarray, path: str | Path) -> str:
-    """Store calibration inputs in [0, 1] as uint8 (a quarter of float32's size: weights/ stays small); returns the
-    file's sha256. Why uint8 is enough: the inputs are min-max normalised films, themselves 8-bit in most sources, and
-    static quantisation only takes each activation's range from them."""
-    from spine_models.models.cards import sha256_file
-
+def _encoded(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) inputs in [0, 1] as the uint8 a card ships; anything else is refused in one line."""
     x = np.asarray(x, np.float32)
     if x.ndim != 4 or len(x) == 0 or float(x.min()) < 0 or float(x.max()) > 1:
         raise ValueError(f"calibration inputs: (N, C, H, W) in [0, 1] are stored; got shape {x.shape}, "
                          f"range [{float(x.min()) if x.size else 0:.3g}, {float(x.max()) if x.size else 0:.3g}]")
+    return np.round(x * 255).astype(np.uint8)
+
+
+def _decoded(stored: np.ndarray) -> np.ndarray:
+    return stored.astype(np.float32) / 255.0
+
+
+def stored_calibration(x: np.ndarray) -> np.ndarray:
+    """Calibration inputs as they are shipped and read back (float32): what :func:`save_calibration` writes and
+    :func:`calibration_inputs` returns. Why uint8 is enough: the inputs are min-max normalised films, themselves 8-bit
+    in most sources, and static quantisation only takes each activation's range from them."""
+    return _decoded(_encoded(x))
+
+
+def save_calibration(x: np.ndarray, path: str | Path) -> str:
+    """Store calibration inputs as uint8 (a quarter of float32's size, so weights/ stays small); returns the file's
+    sha256."""
+    from spine_models.models.cards import sha256_file
+
     path = Path(path)
     with path.open("wb") as fh:
-        np.savez_compressed(fh, x=np.round(x * 255).astype(np.uint8))
+        np.savez_compressed(fh, x=_encoded(x))
     return sha256_file(path)
 
 
@@ -119,13 +139,13 @@ def calibration_inputs(card: ModelCard, shape: tuple[int, ...]) -> np.ndarray | 
         return None
     from spine_models.models.cards import sha256_file
 
-    want = str(card.runtime["calibration"].get("sha256") or "")
+    want = str(_calibration_entry(card).get("sha256") or "")
     if not path.is_file():
         raise OSError(f"int8 calibration of {card.id} missing: {path}")
     if want and sha256_file(path) != want:
         raise OSError(f"int8 calibration of {card.id}: sha256 differs from its card (file replaced?): {path}")
     with np.load(path) as z:
-        return z["x"].astype(np.float32) / 255.0
+        return _decoded(z["x"])
 
 
 def _cached(path: Path, make: Callable[[Path], Any]) -> Path:
