@@ -17,6 +17,14 @@ card's metrics, audit and evaluation provenance are replaced by the new report's
 
     .venv/bin/python docs/ship_model.py --refresh --id seg_unet_ap --inference tta=hflip
 
+    .venv/bin/python docs/ship_model.py --run RUN --id vertebra_levels_aasce --component-of seg_vertebra_corners_aasce \
+        --key level_reader --trained-on "..." --source aasce-ap
+
+``--component-of ID --key KEY`` ships a run that only works inside another shipped model (the level reader of a corner
+model) into ``weights/components/<id>.pt`` + ``.json`` (a folder the app does not list as models) and stores
+``{"card": "weights/components/<id>.json", "sha256": ...}`` under the named card's ``preprocessing.KEY``. That card's
+metrics are then stale: evaluate it again and ``--refresh --report`` it.
+
 ``--inference KEY=VALUE`` (with ``--refresh``) changes an inference-only setting of a shipped card (e.g. a
 segment model's ``tta``): it goes into the card's preprocessing and, as ``--set KEY=VALUE``, into its
 train command (training with it gives the same weights and this card). The card's metrics are then
@@ -53,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --refresh: drop limitations / notes containing TEXT (no longer true)")
     ap.add_argument("--view", choices=("ap", "lat", "mri", "any"), help="override the card's view")
     ap.add_argument("--extra", help="JSON file merged into the card's 'data' (e.g. pretraining provenance)")
+    ap.add_argument("--component-of", metavar="ID", help="ship into weights/components/ as a component of this shipped card")
+    ap.add_argument("--key", help="with --component-of: the preprocessing key of that card that names the component")
     ap.add_argument("--inference", action="append", default=[], metavar="KEY=VALUE",
                     help="with --refresh: set an inference-only setting (segment: tta=none|hflip); then re-evaluate")
     args = ap.parse_args(argv)
@@ -65,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--run, --trained-on and --license (or --source) are required (or use --refresh)")
     run = Path(args.run)
     card = ModelCard.from_json(run / "card.json")
-    dst = REPO / "weights" / f"{args.id}.pt"
+    if bool(args.component_of) != bool(args.key):
+        ap.error("--component-of and --key go together")
+    home = "weights/components" if args.component_of else "weights"
+    dst = REPO / home / f"{args.id}.pt"
     dst.parent.mkdir(exist_ok=True)
     shutil.copyfile(run / "model.pt", dst)
     sha = sha256_file(dst)
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if size_mb > 50:
         raise SystemExit(f"{dst}: {size_mb:.1f} MB is over the 50 MB limit for shipped weights")
     card.id = args.id
-    card.weights = f"weights/{args.id}.pt"
+    card.weights = f"{home}/{args.id}.pt"
     card.trained_on = args.trained_on
     card.license = args.license
     if args.source:
@@ -88,8 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         card.data = {**(card.data or {}), **json.loads(Path(args.extra).read_text())}
     card.limitations = list(card.limitations) + args.limitation
     card.notes = list(card.notes) + args.note
-    card.to_json(REPO / "weights" / f"{args.id}.json")
-    print(f"weights/{args.id}.pt ({size_mb:.1f} MB, sha256 {sha[:12]}…) + weights/{args.id}.json")
+    card.to_json(REPO / home / f"{args.id}.json")
+    print(f"{home}/{args.id}.pt ({size_mb:.1f} MB, sha256 {sha[:12]}…) + {home}/{args.id}.json")
+    if args.component_of:
+        owner_path = REPO / "weights" / f"{args.component_of}.json"
+        owner = ModelCard.from_json(owner_path)
+        owner.preprocessing = {**(owner.preprocessing or {}), args.key: {"card": f"{home}/{args.id}.json", "sha256": sha}}
+        owner.to_json(owner_path)
+        print(f"weights/{args.component_of}.json: preprocessing.{args.key} names it; its metrics are stale until you "
+              f"evaluate it and run --refresh --id {args.component_of} --report REPORT.json")
     return 0
 
 

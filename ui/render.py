@@ -360,7 +360,12 @@ def card_summary(card: Any) -> None:
     labels = card.classes or card.structures or []
     cols[1].markdown(f"**{'Classes' if card.classes else 'Structures'}:** {', '.join(labels)}  \n"
                      f"**Intended use:** {card.intended_use}")
-    parts = (card.preprocessing or {}).get("components") or {}
+    parts = dict((card.preprocessing or {}).get("components") or {})
+    if (card.arch_kwargs or {}).get("locator"):
+        parts["locator"] = str(card.arch_kwargs["locator"])
+    reader = (card.preprocessing or {}).get("level_reader")
+    if isinstance(reader, dict) and reader.get("card"):
+        parts["level reader"] = str(reader["card"])
     if parts:
         st.markdown("**Built from:** " + ", ".join(f"{role} `{mid}`" for role, mid in parts.items()))
     st.markdown(provenance_markdown(card))

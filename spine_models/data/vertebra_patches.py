@@ -21,7 +21,7 @@ from spine_models.measure.cobb import endplate_angles
 
 __all__ = ["PATCH_SIZE", "PATCH_SIDE", "WORK_HEIGHT", "body_frame", "patch_matrix", "extract_patch", "to_patch",
            "to_film", "corner_targets", "decode_outputs", "standardize", "work_film", "MIRROR_ORDER", "PatchFilm",
-           "patch_films"]
+           "patch_films", "LevelFilm", "level_patches", "extended_column"]
 
 PATCH_SIZE = 64      # patch pixels a side
 PATCH_SIDE = 2.0     # patch side / body width: the body and half a neighbour above and below
@@ -132,3 +132,36 @@ def patch_films(samples: Sequence[Any], *, height: int = WORK_HEIGHT, quiet: boo
         if len(c):
             out.append(PatchFilm((np.clip(work, 0, 1) * 255).round().astype(np.uint8), c, str(s.patient_id)))
     return out
+
+
+@dataclass
+class LevelFilm:
+    """One film for the level reader at the work height (uint8): bodies as a model found them and as the experts
+    marked them (N, 4, 2 work pixels, top to bottom), each with its level index (-1: no level known)."""
+
+    image: np.ndarray
+    bodies: np.ndarray
+    labels: np.ndarray
+    patient_id: str
+
+
+def extended_column(corners: np.ndarray) -> np.ndarray:
+    """The experts' T1..L5 bodies (N >= 2, top to bottom) with one body more at each end, shifted by the end's
+    step (where C7 and the sacrum lie): the reader learns what lies beyond the column, which the experts did not mark."""
+    c = np.asarray(corners, float)
+    if len(c) < 2:
+        raise ValueError(f"extended_column: {len(c)} bodies; the column's ends need at least 2")
+    return np.concatenate([[c[0] - (c[1] - c[0])], c, [c[-1] + (c[-1] - c[-2])]])
+
+
+def level_patches(work: np.ndarray, bodies: np.ndarray, *, side: float, size: int = PATCH_SIZE,
+                  mirror: bool = False) -> np.ndarray:
+    """(N, 1, size, size) float32: one standardized patch per body (work pixels), cut along the body's tilt and
+    ``side`` body widths wide (``mirror``: flipped left-right): the level reader's input at inference (training
+    draws its own, jittered)."""
+    out = []
+    for b in np.asarray(bodies, float).reshape(-1, 4, 2):
+        c, w, tilt = body_frame(b)
+        m = patch_matrix(c, tilt, side * max(w, 1.0), size=size, mirror=mirror)
+        out.append(standardize(extract_patch(work, m, size))[None])
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, 1, size, size), np.float32)

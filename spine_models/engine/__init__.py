@@ -25,7 +25,8 @@ __all__ = ["task_module", "card_engine", "predictor_class", "trains_distributed"
 
 TASKS = ("classify", "detect", "segment")
 # architectures with an engine module of their own (trained and run there; their cards keep a SPEC task)
-ARCH_ENGINES = {"disc_grading": "spine_models.engine.discs", "vertebra_corners": "spine_models.engine.landmarks"}
+ARCH_ENGINES = {"disc_grading": "spine_models.engine.discs", "vertebra_corners": "spine_models.engine.landmarks",
+                "vertebra_levels": "spine_models.engine.levels"}
 
 
 def task_module(task: str, arch: str | None = None) -> ModuleType:

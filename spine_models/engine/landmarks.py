@@ -36,11 +36,12 @@ from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["ARCH", "READOUTS", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
+__all__ = ["ARCH", "READOUTS", "LevelReader", "level_reader", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
            "with_centreline", "column_crop", "vertebra_box", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
 ARCH = "vertebra_corners"
+LEVELS_ARCH = "vertebra_levels"  # the level reader a corner card can carry (engine.levels trains it)
 READOUTS = ("fused", "body_tilt", "endplates")  # measure.cobb_angle's ``angles`` on the refined corners
 
 
@@ -129,7 +130,8 @@ def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], read
         return {"cobb_deg": None, "n_vertebrae": len(bodies),
                 "note": f"only {len(bodies)} separate vertebral bodies found; Cobb needs {MIN_BODIES_COBB}"}
     res = cobb_angle(bodies, pixel_spacing_mm=pixel_spacing_mm, angles=readout, fusion=fusion, min_span=min_span)
-    return {**res.to_dict(), "n_vertebrae": len(bodies), **_plausibility(bodies, res.max_angle, shape)}
+    column = {k: v for k, v in bodies.items() if k != "C7"}  # a body the level reader named C7 lies above the column
+    return {**res.to_dict(), "n_vertebrae": len(bodies), **_plausibility(column, res.max_angle, shape)}
 
 
 def _check_degree(value: Any, where: str) -> int | None:
@@ -303,6 +305,84 @@ def _mean_read(own: dict[str, Any], other: dict[str, Any] | None, *, fallback: b
     return out
 
 
+class LevelReader:
+    """A ``vertebra_levels`` network (:class:`~spine_models.models.corners.VertebraLevelNet`) naming the bodies a corner
+    model found: one wide patch per body (``data.vertebra_patches.level_patches``), level log-probabilities, and
+    ``measure.decode_levels`` down the column. Why: counting up from the lowest body found names the whole column
+    wrong when the film shows C7 or the sacrum as one body more, or a body is missed (the figures: the corner card's notes)."""
+
+    def __init__(self, card: ModelCard, device: Any = "cpu") -> None:
+        sd, kw = load_state(card)
+        self.card, self.device = card, device
+        self.classes = [str(c) for c in (card.classes or [])]
+        if len(self.classes) < 2:
+            raise ConfigError(f"level reader {card.id!r}: card classes {card.classes!r}; a level reader names levels "
+                              "(e.g. C7, T1..L5, S1)")
+        self.net = create_model(LEVELS_ARCH, task="segment", n_levels=len(self.classes), width=int(kw.get("width", 16)))
+        self.net.load_state_dict(sd)
+        self.net.to(device).eval()
+        pre = card.preprocessing or {}
+        self.side = float(pre.get("level_side", 7.0))
+        self.size = int(pre.get("level_patch", PATCH_SIZE))
+        self.height = int(pre.get("work_height", WORK_HEIGHT))
+        self.skip = float(pre.get("skip_log_prob", -3.0))
+        self.tta = str(pre.get("tta", "none"))  # hflip: log-probabilities averaged with the mirrored patches'
+        if self.tta not in ("none", "hflip"):
+            raise ConfigError(f"level reader {card.id!r}: tta={self.tta!r}; use none or hflip")
+
+    @torch.no_grad()
+    def log_probs(self, pixels: np.ndarray, corners: np.ndarray) -> np.ndarray:
+        """(N, levels) log-probabilities for bodies (N, 4, 2) at the film's resolution."""
+        from spine_models.data.vertebra_patches import level_patches
+
+        work, scale = work_film(pixels, self.height)
+        out = []
+        for mirror in ((False, True) if self.tta == "hflip" else (False,)):  # a level is the same mirrored
+            x = torch.from_numpy(level_patches(work, np.asarray(corners, float) * scale, side=self.side, size=self.size,
+                                               mirror=mirror))
+            out.append(torch.log_softmax(self.net(x.to(self.device)).float(), dim=1).cpu().numpy())
+        return np.mean(out, axis=0)
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the bodies' names come from, for the reader of a finding: this reader's id and the share of bodies
+        it names as experts do on held-out films (its card's ``vertebra_level_accuracy``; None when not measured)."""
+        acc = (self.card.metrics or {}).get("vertebra_level_accuracy")
+        value = acc.get("value") if isinstance(acc, dict) else None
+        return {"by": "level reader", "model": self.card.id,
+                "held_out_accuracy": None if value is None else round(float(value), 3)}
+
+    def name(self, pixels: np.ndarray, bodies: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``bodies`` renamed top to bottom by their decoded levels; as given when there are more bodies than levels."""
+        from spine_models.measure import decode_levels
+
+        if not bodies or len(bodies) > len(self.classes):
+            return bodies
+        order = sorted(bodies, key=lambda k: float(np.asarray(bodies[k], float).reshape(4, 2)[:, 1].mean()))
+        corners = np.stack([np.asarray(bodies[k], float).reshape(4, 2) for k in order])
+        idx = decode_levels(self.log_probs(pixels, corners), skip_log_prob=self.skip)
+        return {self.classes[i]: c for i, c in zip(idx, corners)}
+
+
+def level_reader(value: Any, where: str, device: Any = "cpu") -> LevelReader | None:
+    """A corner card's ``level_reader`` (``{"card": path of the reader's card, repo-relative or absolute, "sha256":
+    its weights'}``, or a ModelCard) as a :class:`LevelReader`; None when absent."""
+    from spine_models.engine.predictor import check_component
+    from spine_models.models.cards import REPO_ROOT
+
+    if value is None or value == {}:
+        return None
+    if isinstance(value, ModelCard):
+        return LevelReader(value, device)
+    if not isinstance(value, dict) or not value.get("card"):
+        raise ConfigError(f"{where}={value!r}; use {{\"card\": \"weights/components/<id>.json\", \"sha256\": \"...\"}}")
+    path = Path(str(value["card"]))
+    card = ModelCard.from_json(path if path.is_absolute() else REPO_ROOT / path)
+    if card.arch != LEVELS_ARCH:
+        raise ConfigError(f"{where}: {path} is a {card.arch!r} model, not a {LEVELS_ARCH!r} level reader")
+    check_component("level_reader", card, str(value.get("sha256", "")))
+    return LevelReader(card, device)
+
+
 class VertebraCornerPredictor(BasePredictor):
     """``predict(image, pixel_spacing_mm=None, measure=True, threshold=None) -> SegmentationResult``: the U-Net's
     masks, each body with corners read at the film's resolution, and the Cobb angle measured from them."""
@@ -310,7 +390,7 @@ class VertebraCornerPredictor(BasePredictor):
     task = "segment"
     OPTIONS = TASK_OPTIONS["segment"]
 
-    def __init__(self, card: ModelCard, device: Any = None) -> None:
+    def __init__(self, card: ModelCard, device: Any = None, *, levels: ModelCard | None = None) -> None:
         if not is_corner_model(card):
             raise ConfigError(f"model {card.id!r}: arch {card.arch!r} is not {ARCH!r}")
         super().__init__(card, device)
@@ -347,6 +427,9 @@ class VertebraCornerPredictor(BasePredictor):
         self.centreline_margin = _check_margin(pre.get("centreline_margin_deg"), f"model {card.id!r}: centreline_margin_deg")
         self.structures = list(self.locator.structures)
         self.threshold = self.locator.threshold
+        # bodies named by a learned level reader instead of counted from the bottom (``levels`` overrides the card's)
+        self.levels = level_reader(levels if levels is not None else pre.get("level_reader"),
+                                   f"model {card.id!r}: level_reader", self.device)
 
     def read(self, image: Any, **options: Any) -> Film:
         film = self.locator.read(image, **options)
@@ -412,6 +495,8 @@ class VertebraCornerPredictor(BasePredictor):
             from spine_models.measure import tidy_bodies
 
             refined = tidy_bodies(refined, **self.tidy)
+        if self.levels is not None:
+            refined = self.levels.name(pixels, refined)
         return refined
 
     def postprocess(self, raw: tuple[SegmentationResult, dict[str, np.ndarray]], film: Film, x: Any, *,
@@ -421,7 +506,7 @@ class VertebraCornerPredictor(BasePredictor):
         vertebrae = base.vertebrae
         if refined:
             score = {v["name"]: v["score"] for v in base.vertebrae}
-            if self.split_long or self.tidy:  # bodies cut out of blobs or renamed: the share of the U-Net's mask they cover
+            if self.split_long or self.tidy or self.levels is not None:  # bodies cut out of blobs or renamed: the share of the U-Net's mask they cover
                 from spine_models.engine.segment import vertebra_instances
 
                 score = {v["name"]: v["score"] for v in vertebra_instances(refined, base.masks["vertebra"].astype(np.float32))}
@@ -436,6 +521,8 @@ class VertebraCornerPredictor(BasePredictor):
                 meas["cobb"] = _mean_read(meas["cobb"], base.measurements.get("cobb"), fallback=self.locator_fallback)
             if self.centreline_degree:
                 meas["cobb"] = with_centreline(meas["cobb"], refined, self.centreline_degree, margin=self.centreline_margin)
+            if self.levels is not None and isinstance(meas["cobb"], dict):
+                meas["cobb"] = {**meas["cobb"], "level_names": self.levels.provenance()}
         return SegmentationResult(model_id=self.card.id, source=base.source, image_size=base.image_size,
                                   device=str(self.device), structures=list(base.structures), masks=base.masks,
                                   measurements=meas, vertebrae=vertebrae)
@@ -445,6 +532,8 @@ class VertebraCornerPredictor(BasePredictor):
                 tuple(sorted(self.tidy.items())), self.min_span, self.locator_fallback, self.centreline_degree,
                 self.centreline_margin, self.side, self.height, self.patch, self.passes,
                 tuple(sorted((self.zoom or {}).items())), tuple(sorted((self.box or {}).items())),
+                None if self.levels is None else (self.levels.card.sha256, self.levels.card.weights, self.levels.skip,
+                                                  self.levels.tta),
                 self.locator.memo_settings())
 
 

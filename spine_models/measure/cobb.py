@@ -29,6 +29,9 @@ import numpy as np
 
 __all__ = [
     "LEVELS",
+    "COLUMN_LEVELS",
+    "NOT_IN_CURVES",
+    "decode_levels",
     "tidy_bodies",
     "level_names",
     "CobbCurve",
@@ -49,6 +52,10 @@ __all__ = [
 
 # Vertebral levels a spine film shows, top to bottom (the phantom's T1..L5; S1 is the sacrum).
 LEVELS: tuple[str, ...] = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
+# What a learned level reader can call a body on an AP film: the last cervical body above T1, the sacrum below L5.
+COLUMN_LEVELS: tuple[str, ...] = ("C7",) + LEVELS + ("S1",)
+# Bodies no Cobb curve ends on (the sacrum's top and C7 are not endplates of the thoracolumbar curves measured).
+NOT_IN_CURVES: tuple[str, ...] = ("C7", "S1")
 
 Point = tuple[float, float]
 INTER_OBSERVER_DEG = 5.0  # the published +-5 deg inter-observer variability of manual Cobb angles
@@ -396,7 +403,7 @@ def _robust_polyfit(t: np.ndarray, x: np.ndarray, degree: int, iterations: int =
 
 
 def centreline_cobb(landmarks: Mapping[str, Sequence[Sequence[float]]], *, degree: int = CENTRELINE_DEGREE,
-                    exclude: Sequence[str] = ("S1",), min_curve_deg: float = 5.0, samples: int = 100
+                    exclude: Sequence[str] = NOT_IN_CURVES, min_curve_deg: float = 5.0, samples: int = 100
                     ) -> Centreline | None:
     """The Cobb angle of the column's centreline: a robust polynomial ``x(y)`` of ``degree`` through the body
     centres, its tangent's tilt along the column read by the same turning-point rule as endplates. None when
@@ -555,13 +562,13 @@ def tidy_bodies(landmarks: Mapping[str, Sequence[Sequence[float]]], *, close: fl
 
 
 def cobb_angle(landmarks: Mapping[str, Sequence[Sequence[float]]], *, min_curve_deg: float = 5.0,
-               max_curves: int = 3, exclude: Sequence[str] = ("S1",),
+               max_curves: int = 3, exclude: Sequence[str] = NOT_IN_CURVES,
                pixel_spacing_mm: tuple[float, float] | None = None, angles: str = "endplates",
                body_weights: Mapping[str, float] | None = None, fusion: Mapping[str, float] | None = None,
                min_span: int = 1) -> CobbResult:
     """Cobb curves from ``{vertebra: 4 corners (TL, TR, BR, BL)}`` (e.g. landmarks.csv or a mask).
 
-    The sacrum (``S1``) is left out by default: its top is not a vertebral endplate of the curve.
+    The sacrum (``S1``) and ``C7`` are left out by default: neither is an end vertebra of the curves measured.
     ``angles="endplates"`` (default) uses each endplate's own slope, the clinical definition, right for
     landmarks placed by hand or known exactly. ``angles="body_tilt"`` gives both endplates of a body
     its mean tilt: corners read off a predicted mask carry a degree or two of noise per endplate, and
@@ -891,3 +898,32 @@ def level_names(k: int, levels: Sequence[str] = LEVELS) -> list[str]:
     if k == len(levels) + 1:  # the whole column plus the sacrum, the usual extra body on a spine film
         return list(levels) + ["S1"]
     return [f"V{i + 1}" for i in range(k)]  # Cobb names curves by position
+
+
+def decode_levels(log_probs: np.ndarray, *, skip_log_prob: float = -3.0) -> list[int]:
+    """The most likely level index per body, bodies given top to bottom: ``log_probs`` (n, K) from a level reader
+    over K ordered levels (e.g. :data:`COLUMN_LEVELS`). Why a decode and not each body's own best level: single
+    mid-thoracic bodies look alike, while the column's ends (first rib, last rib, pelvis) do not; levels must rise
+    strictly down the column, so the distinctive bodies name the others. Each level skipped between two bodies (a
+    body the detector missed) costs ``skip_log_prob``. Viterbi over n x K states."""
+    lp = np.asarray(log_probs, float)
+    if lp.ndim != 2 or not lp.size:
+        raise ValueError(f"decode_levels: log_probs of shape {lp.shape}; pass (bodies, levels) with at least one body")
+    n, k = lp.shape
+    if n > k:
+        raise ValueError(f"decode_levels: {n} bodies cannot take {k} distinct levels; drop duplicate bodies first")
+    if skip_log_prob > 0:
+        raise ValueError(f"decode_levels: skip_log_prob={skip_log_prob}; a skipped level must cost (use a value <= 0)")
+    score = lp[0].copy()
+    back = np.zeros((n, k), int)
+    idx = np.arange(k)
+    for i in range(1, n):
+        # from level j at body i-1 to level m > j at body i: (m - j - 1) levels skipped
+        cand = score[None, :] + skip_log_prob * (idx[:, None] - idx[None, :] - 1)
+        cand[idx[:, None] <= idx[None, :]] = -np.inf
+        back[i] = np.argmax(cand, axis=1)
+        score = cand[idx, back[i]] + lp[i]
+    out = [int(np.argmax(score))]
+    for i in range(n - 1, 0, -1):
+        out.append(int(back[i, out[-1]]))
+    return out[::-1]

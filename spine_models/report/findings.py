@@ -148,6 +148,16 @@ def real_cobb_error(card: Any) -> float | None:
     return max(vals) if vals else None
 
 
+def _levels_source(names: Any) -> str:
+    """How far a curve's level names can be trusted, in the finding's words: a level reader's held-out accuracy
+    (``measurements.cobb.level_names``), else the count from the lowest body."""
+    if isinstance(names, dict) and names.get("by") == "level reader":
+        acc = names.get("held_out_accuracy")
+        return ("levels named by a learned reader" + (f", right for {acc:.0%} of bodies on held-out films" if
+                                                      isinstance(acc, (int, float)) else "") + ": approximate")
+    return "levels counted up from the lowest body found: approximate"
+
+
 def _cobb_vote(cobb: dict[str, Any] | None, real_error: float | None = None) -> tuple[str, str, bool]:
     """(says, detail, borderline): a measured angle is borderline when the 10° cut-off lies within the ±5°
     inter-observer band — two expert readers could call the film either way — or within the model's own mean
@@ -168,7 +178,7 @@ def _cobb_vote(cobb: dict[str, Any] | None, real_error: float | None = None) -> 
     detail = f"Cobb {r.value:.1f}° (manual reads ±5°: {band[0]:.0f}–{band[1]:.0f}°)"
     if major and r.value >= SCOLIOSIS_COBB_DEG:
         detail += (f", {major.get('name') or 'curve'} {major.get('upper_end')}–{major.get('lower_end')}, apex {major.get('apex')}"
-                   " (levels counted up from the lowest body found: approximate)")
+                   f" ({_levels_source((cobb or {}).get('level_names'))})")
     line = (cobb or {}).get("centreline_deg")
     if r.value >= SCOLIOSIS_COBB_DEG and isinstance(line, (int, float)) and line < SCOLIOSIS_COBB_DEG:
         # the two most tilted bodies read a curve the column itself does not make (measure.centreline_cobb)
