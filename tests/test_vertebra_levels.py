@@ -165,6 +165,9 @@ def test_train_one_epoch_and_a_corner_card_carries_the_reader(tmp_path, tiny_cor
     with pytest.raises(WeightsNotAvailableError, match="retrain"):
         VertebraCornerPredictor(ModelCard.from_dict({**corner.to_dict(), "preprocessing": {
             **corner.preprocessing, "level_reader": {**ref, "sha256": "0" * 64}}}))
+    with pytest.raises(WeightsNotAvailableError, match="no level reader card"):
+        VertebraCornerPredictor(ModelCard.from_dict({**corner.to_dict(), "preprocessing": {
+            **corner.preprocessing, "level_reader": {**ref, "card": str(tmp_path / "gone.json")}}}))
     with pytest.raises(ConfigError, match="level_reader"):
         VertebraCornerPredictor(ModelCard.from_dict({**corner.to_dict(), "preprocessing": {
             **corner.preprocessing, "level_reader": "reader.json"}}))

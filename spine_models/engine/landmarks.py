@@ -367,7 +367,8 @@ def level_reader(value: Any, where: str, device: Any = "cpu") -> LevelReader | N
     """A corner card's ``level_reader`` (``{"card": path of the reader's card, repo-relative or absolute, "sha256":
     its weights'}``, or a ModelCard) as a :class:`LevelReader`; None when absent."""
     from spine_models.engine.predictor import check_component
-    from spine_models.models.cards import REPO_ROOT
+    from spine_models.errors import WeightsNotAvailableError
+    from spine_models.models.cards import REPO_ROOT, weights_dir
 
     if value is None or value == {}:
         return None
@@ -376,7 +377,13 @@ def level_reader(value: Any, where: str, device: Any = "cpu") -> LevelReader | N
     if not isinstance(value, dict) or not value.get("card"):
         raise ConfigError(f"{where}={value!r}; use {{\"card\": \"weights/components/<id>.json\", \"sha256\": \"...\"}}")
     path = Path(str(value["card"]))
-    card = ModelCard.from_json(path if path.is_absolute() else REPO_ROOT / path)
+    if not path.is_absolute():  # beside the shipped cards ($SPINE_MODELS_WEIGHTS deployments), else under the repo
+        moved = weights_dir() / path.relative_to("weights") if path.parts[:1] == ("weights",) else None
+        path = moved if moved is not None and moved.is_file() else REPO_ROOT / path
+    if not path.is_file():
+        raise WeightsNotAvailableError(f"{where}: no level reader card at {path}; ship it with docs/ship_model.py "
+                                       "--component-of or drop the card's level_reader")
+    card = ModelCard.from_json(path)
     if card.arch != LEVELS_ARCH:
         raise ConfigError(f"{where}: {path} is a {card.arch!r} model, not a {LEVELS_ARCH!r} level reader")
     check_component("level_reader", card, str(value.get("sha256", "")))
