@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="a mean with the U-Net's reading falls back to the corners' own where the U-Net's fails "
                          "(card key locator_fallback; it fails where one blob covers several bodies, which --split-long cuts)")
     args = ap.parse_args(argv)
+    from spine_models.models.cards import card_file
+
+    try:  # before the validation run, not after it
+        path = card_file(args.model) if args.write else None
+    except ValueError as e:
+        ap.error(str(e))
 
     from spine_models.data.adapters import load_dataset
     from spine_models.engine.landmarks import VertebraCornerPredictor
@@ -111,11 +117,6 @@ def main(argv: list[str] | None = None) -> int:
                                          indent=1) + "\n")
     print(f"{len(films)} validation films; best {best}")
     if args.write:
-        path = Path(args.model)
-        if path.is_dir():
-            path = path / "card.json"
-        if not path.is_file():
-            raise SystemExit(f"--write needs a card file or run folder, not {args.model!r}")
         from spine_models.models.cards import write_preprocessing
 
         write_preprocessing(path, {"cobb_angles": best["angles"], "mean_with_locator": bool(best.get("mean_with_locator")),

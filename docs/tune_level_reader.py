@@ -47,12 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     from spine_models.engine.landmarks import VertebraCornerPredictor
     from spine_models.engine.levels import Predictor
     from spine_models.engine.segment import evaluate
+    from spine_models.models.cards import card_file
     from spine_models.models.hub import resolve_card
     from spine_models.report.evaluation import split_part
 
     card = resolve_card(args.model)
     if card.arch != "vertebra_levels":
-        raise SystemExit(f"--model {args.model}: a {card.arch!r} model; pass a vertebra_levels run folder")
+        ap.error(f"--model {args.model}: a {card.arch!r} model; pass a vertebra_levels run folder")
+    try:  # before the validation runs, not after them
+        path = card_file(args.model) if args.write else None
+    except ValueError as e:
+        ap.error(str(e))
     val = split_part(card, load_dataset(args.data, task="segment"), "val")
     val = dataclasses.replace(val, samples=[s for s in val.samples if s.landmarks])
     corner = resolve_card(card.arch_kwargs["locator"])
@@ -73,11 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         "rule": "highest vertebra_level_accuracy (ties: lower Cobb MAE)", "best": best, "rows": rows}, indent=1) + "\n")
     print(f"{len(val.samples)} validation films; best {best}")
     if args.write:
-        path = Path(args.model)
-        if path.is_dir():
-            path = path / "card.json"
-        if not path.is_file():
-            raise SystemExit(f"--write needs a card file or run folder, not {args.model!r}")
         from spine_models.models.cards import write_preprocessing
 
         write_preprocessing(path, dict(best["setting"]))

@@ -346,7 +346,22 @@ def detection_collate(batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor
     return [b[0] for b in batch], [b[1] for b in batch]
 
 
-class VertebraPatchDataset(Dataset):
+class _BodyPatches(Dataset):
+    """One item per (film, body) in ``self.index``; each item's random draws from its own generator (``seed`` fixes
+    every draw, for validation; else torch's generator, so DataLoader workers differ)."""
+
+    index: list[tuple[int, int]]
+    seed: int | None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _rng(self, k: int) -> np.random.Generator:
+        return np.random.default_rng(self.seed * 1_000_003 + k if self.seed is not None
+                                     else int(torch.randint(0, 2**31 - 1, (1,))))
+
+
+class VertebraPatchDataset(_BodyPatches):
     """(patch (1, P, P), targets (10,)) per body of ``data.vertebra_patches.patch_films``: the corner network's data.
     Each patch is cut around the expert's body with the AP U-Net's errors drawn in (tilt off by N(0, ``jitter_deg``),
     a quarter uniform within 2.5 times that; centre +-8 % of the width; size +-15 %); ``augment`` adds mirroring
@@ -357,13 +372,9 @@ class VertebraPatchDataset(Dataset):
         self.films, self.size, self.side, self.jitter, self.augment, self.seed = films, size, side, jitter_deg, augment, seed
         self.index = [(i, j) for i, f in enumerate(films) for j in range(len(f.corners))]
 
-    def __len__(self) -> int:
-        return len(self.index)
-
     def __getitem__(self, k: int):
         i, j = self.index[k]
-        rng = np.random.default_rng(self.seed * 1_000_003 + k if self.seed is not None
-                                    else int(torch.randint(0, 2**31 - 1, (1,))))
+        rng = self._rng(k)
         f = self.films[i]
         c, w, tilt = body_frame(f.corners[j])
         # the U-Net's tilt error: mostly a few degrees, sometimes far more (merged or cut bodies at the apex)
@@ -386,7 +397,7 @@ class VertebraPatchDataset(Dataset):
         return torch.from_numpy(standardize(x)[None]), torch.from_numpy(y)
 
 
-class LevelPatchDataset(Dataset):
+class LevelPatchDataset(_BodyPatches):
     """(patch (1, P, P), level index) per labelled body of ``LevelFilm`` films: the level reader's data. Each patch is
     cut ``side`` body widths wide around the body with the locator's errors drawn in (centre +-12 % of width and
     height, size +-12 %, tilt N(0, 4 deg)); ``augment`` adds mirroring (a level is the same mirrored) and the sources'
@@ -396,13 +407,9 @@ class LevelPatchDataset(Dataset):
         self.films, self.size, self.side, self.augment, self.seed = films, size, side, augment, seed
         self.index = [(i, j) for i, f in enumerate(films) for j in range(len(f.bodies)) if f.labels[j] >= 0]
 
-    def __len__(self) -> int:
-        return len(self.index)
-
     def __getitem__(self, k: int):
         i, j = self.index[k]
-        rng = np.random.default_rng(self.seed * 1_000_003 + k if self.seed is not None
-                                    else int(torch.randint(0, 2**31 - 1, (1,))))
+        rng = self._rng(k)
         f = self.films[i]
         b = f.bodies[j]
         c, w, tilt = body_frame(b)

@@ -36,7 +36,7 @@ from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["ARCH", "READOUTS", "LevelReader", "level_reader", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
+__all__ = ["ARCH", "READOUTS", "LevelReader", "level_reader", "same_split", "landmark_parts", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
            "with_centreline", "column_crop", "vertebra_box", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
@@ -556,6 +556,35 @@ def _split_record(card: ModelCard) -> dict[str, Any]:
     return rec if isinstance(rec, dict) else {}
 
 
+def landmark_parts(arch: str, whose: str, rec: dict[str, Any], cfg: dict[str, Any],
+                   seed: int) -> tuple[tuple[float, ...], str, dict[str, Any]]:
+    """(ratios, method, parts): ``cfg["data"]`` (films with expert corners) split per patient as the component's
+    recorded split ``rec`` (:func:`same_split`), so a stage trained behind a component never sees its held-out patients."""
+    from spine_models.data.adapters import load_dataset
+    from spine_models.data.splits import split_dataset
+
+    ratios, method = same_split(arch, whose, rec, cfg, seed)
+    ds = load_dataset(cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]], task="segment")
+    if not any(s.landmarks for s in ds.samples):
+        raise DatasetError(f"no vertebra corners in the data; {arch} needs the landmark layout (landmarks.csv)",
+                           str(cfg["data"]))
+    return ratios, method, split_dataset(ds, ratios=ratios, seed=seed, stratify=False, method=method)
+
+
+def same_split(arch: str, whose: str, rec: dict[str, Any], cfg: dict[str, Any], seed: int) -> tuple[tuple[float, ...], str]:
+    """(ratios, method) of ``cfg``'s split, refused unless it is the component's recorded split ``rec`` (same method,
+    ratios and seed): a stage trained on another split would see the patients its component holds out."""
+    from spine_models.data.splits import parse_ratios
+
+    ratios, method = parse_ratios(cfg["split"]), str(cfg["split_method"])
+    if rec and (tuple(parse_ratios(rec.get("ratios", ratios))) != tuple(ratios) or rec.get("method", method) != method
+                or int(rec.get("seed", seed)) != seed):
+        raise ConfigError(f"{arch}: the split must be the {whose}'s (method {rec.get('method')}, ratios "
+                          f"{rec.get('ratios')}, seed {rec.get('seed')}) so its held-out patients stay unseen; got "
+                          f"{method} {cfg['split']} seed {seed}: pass --set split_method=... --set 'split=\"...\"' --seed ...")
+    return ratios, method
+
+
 class CornerTrainer(BaseTrainer):
     """The corner network on the one Trainer contract (``engine.trainer.BaseTrainer``): patches around the experts'
     bodies with the U-Net's errors drawn in, corner + angle Smooth L1, validation by the endplate-angle error.
@@ -572,8 +601,6 @@ class CornerTrainer(BaseTrainer):
 
     def get_dataset(self) -> None:
         from spine_models._env import get_device
-        from spine_models.data.adapters import load_dataset
-        from spine_models.data.splits import parse_ratios, split_dataset
         from spine_models.engine.trainer import make_generator, seed_everything, seed_worker
 
         cfg, quiet = self.cfg, self.quiet
@@ -586,18 +613,9 @@ class CornerTrainer(BaseTrainer):
         if "vertebra" not in locator.structures or locator.card.view == "lat":
             raise ConfigError(f"{ARCH}: locator {locator.card.id!r} (view {locator.card.view}, structures "
                               f"{locator.structures}) is no AP vertebra U-Net")
-        rec = self.locator_split = _split_record(locator.card)
-        self.ratios, self.method = ratios, method = parse_ratios(cfg["split"]), str(cfg["split_method"])
-        if rec and (tuple(parse_ratios(rec.get("ratios", ratios))) != tuple(ratios) or rec.get("method", method) != method
-                    or int(rec.get("seed", self.seed)) != self.seed):
-            raise ConfigError(f"{ARCH}: the split must be the locator's (method {rec.get('method')}, ratios "
-                              f"{rec.get('ratios')}, seed {rec.get('seed')}) so its held-out patients stay unseen; got "
-                              f"{method} {cfg['split']} seed {self.seed}: pass --set split_method=... --set 'split=\"...\"' --seed ...")
-        ds = load_dataset(cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]], task="segment")
-        if not any(s.landmarks for s in ds.samples):
-            raise DatasetError(f"no vertebra corners in the data; {ARCH} needs the landmark layout (landmarks.csv)",
-                               str(cfg["data"]))
-        self.parts = parts = split_dataset(ds, ratios=ratios, seed=self.seed, stratify=False, method=method)
+        self.locator_split = _split_record(locator.card)
+        self.ratios, self.method, self.parts = landmark_parts(ARCH, "locator", self.locator_split, cfg, self.seed)
+        parts = self.parts
         t0 = time.perf_counter()
         self.tr = tr = patch_films(parts["train"].samples, quiet=quiet)
         va = patch_films(parts["val"].samples, quiet=quiet)

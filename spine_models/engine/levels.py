@@ -26,7 +26,7 @@ from torch import nn
 
 from spine_models.data.torch_datasets import LevelPatchDataset
 from spine_models.data.vertebra_patches import LevelFilm, extended_column, level_patches, work_film, WORK_HEIGHT
-from spine_models.engine.landmarks import LEVELS_ARCH, VertebraCornerPredictor, is_corner_model
+from spine_models.engine.landmarks import LEVELS_ARCH, VertebraCornerPredictor, is_corner_model, landmark_parts
 from spine_models.engine.trainer import BaseTrainer
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.measure.cobb import COLUMN_LEVELS, LEVELS, decode_levels
@@ -110,8 +110,6 @@ class LevelTrainer(BaseTrainer):
 
     def get_dataset(self) -> None:
         from spine_models._env import get_device
-        from spine_models.data.adapters import load_dataset
-        from spine_models.data.splits import parse_ratios, split_dataset
         from spine_models.engine.trainer import make_generator, seed_everything, seed_worker
         from spine_models.models.hub import resolve_card
 
@@ -129,18 +127,10 @@ class LevelTrainer(BaseTrainer):
         plain = dataclasses.replace(corner, preprocessing={k: v for k, v in (corner.preprocessing or {}).items()
                                                            if k != "level_reader"})
         self.locator = VertebraCornerPredictor(plain, self.device)
-        rec = ((corner.data or {}).get("split") or {}) if isinstance((corner.data or {}).get("split"), dict) else {}
-        self.ratios, self.method = ratios, method = parse_ratios(cfg["split"]), str(cfg["split_method"])
-        if rec and (tuple(parse_ratios(rec.get("ratios", ratios))) != tuple(ratios) or rec.get("method", method) != method
-                    or int(rec.get("seed", self.seed)) != self.seed):
-            raise ConfigError(f"{ARCH}: the split must be the corner model's (method {rec.get('method')}, ratios "
-                              f"{rec.get('ratios')}, seed {rec.get('seed')}) so its held-out patients stay unseen; got "
-                              f"{method} {cfg['split']} seed {self.seed}: pass --set split_method=... --set 'split=\"...\"' --seed ...")
-        ds = load_dataset(cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]], task="segment")
-        if not any(s.landmarks for s in ds.samples):
-            raise DatasetError(f"no vertebra corners in the data; {ARCH} needs the landmark layout (landmarks.csv)",
-                               str(cfg["data"]))
-        self.parts = parts = split_dataset(ds, ratios=ratios, seed=self.seed, stratify=False, method=method)
+        rec = (corner.data or {}).get("split")
+        self.ratios, self.method, self.parts = landmark_parts(ARCH, "corner model", rec if isinstance(rec, dict) else {},
+                                                              cfg, self.seed)
+        parts = self.parts
         t0 = time.perf_counter()
         self.tr = tr = self._films(parts["train"].samples, with_truth=True)
         self.va = va = self._films(parts["val"].samples, with_truth=False)

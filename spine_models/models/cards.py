@@ -16,7 +16,7 @@ from typing import Any
 from spine_models.errors import ConfigError, WeightsNotAvailableError
 from spine_models.io.digest import sha256_file  # re-exported: cards pin weights by it
 
-__all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file", "load_state",
+__all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file", "load_state", "card_file",
            "is_real_validated", "validation_badge", "dequantize_state", "INT8_SCALE", "write_preprocessing"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -150,6 +150,17 @@ def validation_badge(card: ModelCard | dict[str, Any]) -> str:
     if view == "mri":  # MR images are not films: the same words a radiologist would use
         return "validated on real images: " + ", ".join(parts) if parts else PHANTOM_ONLY_LABEL_MRI
     return "validated on real films: " + ", ".join(parts) if parts else PHANTOM_ONLY_LABEL
+
+
+def card_file(model: str | Path) -> Path:
+    """The card file of a run folder (its ``card.json``) or of a card path: what a tuning script's ``--write``
+    edits. Raises ValueError naming the reference when there is none (a shipped id is not edited this way)."""
+    path = Path(model)
+    if path.is_dir():
+        path = path / "card.json"
+    if not path.is_file():
+        raise ValueError(f"--write needs a card file or run folder, not {str(model)!r}")
+    return path
 
 
 def write_preprocessing(path: str | Path, values: dict[str, Any]) -> None:
