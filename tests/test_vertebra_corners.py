@@ -362,7 +362,7 @@ def test_the_second_look_maps_its_bodies_masks_and_boxes_back_onto_the_film():
                                                   "box": [20.0, 40.0, 50.0, 56.0], "score": 0.9}])
 
     pred = VertebraCornerPredictor.__new__(VertebraCornerPredictor)
-    pred.locator = Locator()
+    pred.locator, pred.levels = Locator(), None  # no level reader: the bodies keep their names
     pred._bodies = lambda pixels, res: {v["name"]: np.asarray(v["corners"], float) for v in res.vertebrae}
     out, bodies = pred._zoomed(Film(film), base, (50, 100, 150, 300), None)
     assert seen["shape"] == (200, 100)
@@ -370,6 +370,16 @@ def test_the_second_look_maps_its_bodies_masks_and_boxes_back_onto_the_film():
     assert out.vertebrae[0]["box"] == [70.0, 140.0, 100.0, 156.0]
     m = out.masks["vertebra"]
     assert m.shape == (400, 200) and m[10:20, 10:20].all() and m[140:156, 70:100].all() and m.sum() == 100 + 16 * 30
+
+    class Reader:  # a level reader names the second look's bodies on the crop they were read on, then they move
+        def name(self, pixels, bodies):
+            seen["named_on"] = pixels.shape
+            return {"T9": c for c in bodies.values()}
+
+    pred.levels = Reader()
+    _, bodies = pred._zoomed(Film(film), base, (50, 100, 150, 300), None)
+    assert seen["named_on"] == (200, 100) and list(bodies) == ["T9"]
+    np.testing.assert_allclose(bodies["T9"], _quad(85.0, 148.0))
 
 
 def test_the_vertebra_box_is_the_bodys_extent_or_drawn_about_the_body_by_the_cards_convention():
