@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is in requirements.txt; install it to run the property tests")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from spine_models.errors import ConfigError, SpineInputError  # noqa: E402
@@ -164,6 +164,7 @@ def test_header_dict_scrubs_identifying_values_from_allowed_fields(patient_id, n
 
 @FAST
 @given(st.text(max_size=120))
+@example("FILE")  # the neutral prefix itself: no leak (found by hypothesis in CI)
 def test_display_name_is_neutral_and_one_line(name):
     from spine_models.io.deid import display_name
 
@@ -171,7 +172,7 @@ def test_display_name_is_neutral_and_one_line(name):
     assert re.fullmatch(r"file-[0-9a-f]{8}(\.[a-z]+)?", shown), shown
     stem = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     if len(stem) >= 4 and not re.fullmatch(r"[0-9a-f.]*", stem.lower()):
-        assert stem.lower() not in shown.lower()
+        assert stem.lower() not in shown.lower()[len("file-"):]  # the fixed prefix carries nothing of the name
     opted = display_name(name, show=True)
     assert opted.isprintable() and len(opted) <= 80
 
