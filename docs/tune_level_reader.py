@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from spine_models.data.adapters import load_dataset
-    from spine_models.engine.landmarks import VertebraCornerPredictor
+    from spine_models.engine.landmarks import VertebraCornerPredictor, without_level_reader
     from spine_models.engine.levels import Predictor
     from spine_models.engine.segment import evaluate
     from spine_models.models.cards import card_file
@@ -61,10 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     val = split_part(card, load_dataset(args.data, task="segment"), "val")
     val = dataclasses.replace(val, samples=[s for s in val.samples if s.landmarks])
     corner = resolve_card(card.arch_kwargs["locator"])
-    plain = dataclasses.replace(corner, preprocessing={k: v for k, v in (corner.preprocessing or {}).items()
-                                                       if k != "level_reader"})
     rows = [{"setting": "counted from the lowest body (the corner model alone)",
-             **_figures(evaluate(VertebraCornerPredictor(plain), val, quiet=True, n_resamples=200))}]
+             **_figures(evaluate(VertebraCornerPredictor(without_level_reader(corner)), val, quiet=True, n_resamples=200))}]
     print(json.dumps(rows[-1]), flush=True)
     for st in SETTINGS:
         c = dataclasses.replace(card, preprocessing={**(card.preprocessing or {}), **st})

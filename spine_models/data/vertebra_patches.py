@@ -21,7 +21,7 @@ from spine_models.measure.cobb import endplate_angles
 
 __all__ = ["PATCH_SIZE", "PATCH_SIDE", "WORK_HEIGHT", "body_frame", "patch_matrix", "extract_patch", "to_patch",
            "to_film", "corner_targets", "decode_outputs", "standardize", "work_film", "MIRROR_ORDER", "PatchFilm",
-           "patch_films", "LevelFilm", "level_patches", "extended_column"]
+           "patch_films", "work_image", "LevelFilm", "level_patches", "extended_column"]
 
 PATCH_SIZE = 64      # patch pixels a side
 PATCH_SIDE = 2.0     # patch side / body width: the body and half a neighbour above and below
@@ -107,6 +107,13 @@ def work_film(pixels: np.ndarray, height: int = WORK_HEIGHT) -> tuple[np.ndarray
     return cv2.resize(px, (w, height), interpolation=interp), scale
 
 
+def work_image(pixels: np.ndarray, height: int = WORK_HEIGHT) -> tuple[np.ndarray, float]:
+    """(the film at ``height`` rows as uint8, scale work/film): what a training film holds in memory for the patch
+    networks (a quarter of float32's), read back as ``image / 255``."""
+    work, scale = work_film(pixels, height)
+    return (np.clip(work, 0, 1) * 255).round().astype(np.uint8), scale
+
+
 @dataclass
 class PatchFilm:
     """One training film at the work height (uint8) and its bodies' expert corners (N, 4, 2) in work pixels."""
@@ -127,10 +134,10 @@ def patch_films(samples: Sequence[Any], *, height: int = WORK_HEIGHT, quiet: boo
         if not s.landmarks or s.path is None:
             continue
         px, _, _ = as_pixels(s.path)
-        work, scale = work_film(px, height)
+        work, scale = work_image(px, height)
         c = np.array([np.asarray(v, float).reshape(4, 2) for k, v in s.landmarks.items() if k != "S1"]) * scale
         if len(c):
-            out.append(PatchFilm((np.clip(work, 0, 1) * 255).round().astype(np.uint8), c, str(s.patient_id)))
+            out.append(PatchFilm(work, c, str(s.patient_id)))
     return out
 
 

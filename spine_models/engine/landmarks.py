@@ -36,7 +36,7 @@ from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["ARCH", "READOUTS", "LevelReader", "level_reader", "same_split", "landmark_parts", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
+__all__ = ["ARCH", "READOUTS", "LevelReader", "level_reader", "without_level_reader", "same_split", "landmark_parts", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
            "with_centreline", "column_crop", "vertebra_box", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
@@ -361,6 +361,15 @@ class LevelReader:
         corners = np.stack([np.asarray(bodies[k], float).reshape(4, 2) for k in order])
         idx = decode_levels(self.log_probs(pixels, corners), skip_log_prob=self.skip)
         return {self.classes[i]: c for i, c in zip(idx, corners)}
+
+
+def without_level_reader(card: ModelCard) -> ModelCard:
+    """A corner card as the corner model alone (its bodies counted up from the lowest): what a level reader trains
+    behind and is compared with."""
+    import dataclasses
+
+    return dataclasses.replace(card, preprocessing={k: v for k, v in (card.preprocessing or {}).items()
+                                                    if k != "level_reader"})
 
 
 def level_reader(value: Any, where: str, device: Any = "cpu") -> LevelReader | None:

@@ -14,7 +14,6 @@ by sha256); a run folder of this architecture runs as its corner model with the 
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -25,8 +24,9 @@ import torch
 from torch import nn
 
 from spine_models.data.torch_datasets import LevelPatchDataset
-from spine_models.data.vertebra_patches import LevelFilm, extended_column, level_patches, work_film, WORK_HEIGHT
-from spine_models.engine.landmarks import LEVELS_ARCH, VertebraCornerPredictor, is_corner_model, landmark_parts
+from spine_models.data.vertebra_patches import WORK_HEIGHT, LevelFilm, extended_column, level_patches, work_image
+from spine_models.engine.landmarks import (LEVELS_ARCH, VertebraCornerPredictor, is_corner_model, landmark_parts,
+                                          without_level_reader)
 from spine_models.engine.trainer import BaseTrainer
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.measure.cobb import COLUMN_LEVELS, LEVELS, decode_levels
@@ -92,8 +92,7 @@ class LevelTrainer(BaseTrainer):
             res = self.locator.predict(s.path)
             found = sorted((np.asarray(v["corners"], float).reshape(4, 2) for v in res.vertebrae),
                            key=lambda c: float(c[:, 1].mean()))
-            film = self.locator.read(s.path)
-            work, scale = work_film(film.pixels, WORK_HEIGHT)
+            work, scale = work_image(self.locator.read(s.path).pixels, WORK_HEIGHT)
             truth = np.stack([np.asarray(s.landmarks[n], float).reshape(4, 2) for n in names])
             levels = [COLUMN_LEVELS.index(n) for n in names]
             bodies = np.stack(found) if found else np.zeros((0, 4, 2))
@@ -104,8 +103,7 @@ class LevelTrainer(BaseTrainer):
                 keep = [i for i, lv in enumerate(ext_levels) if 0 <= lv < len(COLUMN_LEVELS)]
                 bodies = np.concatenate([bodies, ext[keep]]) if len(bodies) else ext[keep]
                 labels = np.concatenate([labels, np.asarray(ext_levels, int)[keep]])
-            out.append(LevelFilm((np.clip(work, 0, 1) * 255).round().astype(np.uint8), bodies * scale, labels,
-                                 str(s.patient_id)))
+            out.append(LevelFilm(work, bodies * scale, labels, str(s.patient_id)))
         return out
 
     def get_dataset(self) -> None:
@@ -124,9 +122,7 @@ class LevelTrainer(BaseTrainer):
             raise ConfigError(f"{ARCH}: locator {corner.id!r} is a {corner.arch!r} model; the level reader names the "
                               "bodies of a vertebra_corners model")
         # its own names must not matter: the bodies are read as the corner model finds them, without a reader
-        plain = dataclasses.replace(corner, preprocessing={k: v for k, v in (corner.preprocessing or {}).items()
-                                                           if k != "level_reader"})
-        self.locator = VertebraCornerPredictor(plain, self.device)
+        self.locator = VertebraCornerPredictor(without_level_reader(corner), self.device)
         rec = (corner.data or {}).get("split")
         self.ratios, self.method, self.parts = landmark_parts(ARCH, "corner model", rec if isinstance(rec, dict) else {},
                                                               cfg, self.seed)
