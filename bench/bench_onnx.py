@@ -9,8 +9,10 @@ within a stated tolerance. Each network is exported from its shipped weights (sp
 each film goes through the model's own Predictor preprocessing (read, resize, normalise) and then through both
 runtimes. Reported: the largest absolute difference of the probabilities (softmax for classifiers, sigmoid for
 U-Nets; for the corner network of ``vertebra_corners`` its raw outputs — corners in patch half-widths, endplate angles
-in tens of degrees — on the patches of the bodies its U-Net finds on each film), whether every classifier's top class,
-every U-Net mask pixel (at the card's threshold) and every body's corners on the film (within 0.05 px) agree, and the
+in tens of degrees — on the patches of the bodies its U-Net finds on each film; for a corner card's level reader
+(``--model`` its component id) its log-probabilities on the wide patches of the bodies the corner model reads), whether
+every classifier's top class, every U-Net mask pixel (at the card's threshold), every body's corners on the film (within
+0.05 px) and every film's decoded level names agree, and the
 median batch-1 latency of each runtime at --threads, with torch's channels_last and bfloat16-autocast variants
 beside them (bf16 only where the CPU has avx512_bf16). Tolerance used for "match": probabilities within 1e-4.
 Real films: ../shared/data/fraiwan-ap and aasce-ap (X-ray models), spider-mri (MRI models); skipped when absent.
@@ -59,7 +61,8 @@ def _median_ms(fn: Any, reps: int) -> float:
 
 CORNER_PX = 0.05  # a body's corners on the film "agree" when every one moves less than this many pixels
 COMPARED = {"classify": "softmax probabilities", "segment": "sigmoid probabilities",
-            "corners": "corner-network outputs (corners in patch half-widths, endplate angles in tens of degrees)"}
+            "corners": "corner-network outputs (corners in patch half-widths, endplate angles in tens of degrees)",
+            "levels": "level log-probabilities (log-softmax) of the bodies the corner model reads, mirrored patches too"}
 
 
 def _shown(film: Path, display_name: Any) -> str:
@@ -82,6 +85,32 @@ def _corner_patches(pred: Any, film_path: Path) -> tuple[torch.Tensor, list, flo
     return x, mats, scale
 
 
+def _level_patches(pred: Any, film_path: Path) -> tuple[torch.Tensor, int] | None:
+    """(the level reader's input batch: each body's wide patch and, with its ``hflip``, their mirrors; the number of
+    bodies) for the bodies a corner composite ``pred`` reads on a film (first look), as ``LevelReader.log_probs``
+    builds it; None without bodies."""
+    from spine_models.data.vertebra_patches import level_patches, work_film
+
+    reader = pred.levels
+    film = pred.read(str(film_path))
+    bodies = pred._bodies(film.pixels, pred.locator.predict(str(film_path)))
+    if not bodies:
+        return None
+    corners = np.stack([np.asarray(c, float).reshape(4, 2) for c in bodies.values()])
+    work, scale = work_film(film.pixels, reader.height)
+    views = (False, True) if reader.tta == "hflip" else (False,)
+    x = np.concatenate([level_patches(work, corners * scale, side=reader.side, size=reader.size, mirror=m) for m in views])
+    return torch.from_numpy(x), len(corners)
+
+
+def _levels_agree(a: np.ndarray, b: np.ndarray, n: int, skip: float) -> list[float]:
+    """1.0 when the two runtimes' log-probabilities decode to the same level names down the film's column."""
+    from spine_models.measure import decode_levels
+
+    mean = [o.reshape(-1, n, o.shape[-1]).mean(axis=0) for o in (a, b)]
+    return [float(list(decode_levels(mean[0], skip_log_prob=skip)) == list(decode_levels(mean[1], skip_log_prob=skip)))]
+
+
 def _corners_agree(a: np.ndarray, b: np.ndarray, mats: list, scale: float, size: int) -> list[float]:
     """Per body: 1.0 when the two outputs' four corners on the film are within ``CORNER_PX`` of each other."""
     from spine_models.data.vertebra_patches import decode_outputs, to_film
@@ -90,14 +119,61 @@ def _corners_agree(a: np.ndarray, b: np.ndarray, mats: list, scale: float, size:
     return [float(np.abs(p - q).max() < CORNER_PX) for p, q in zip(*film)]
 
 
-def _record(card, args: argparse.Namespace, runtime: dict) -> None:
+def _record(card, args: argparse.Namespace, runtime: dict, path: Path | None = None) -> None:
     """The card's ``runtime`` field, written through the card writer into its own JSON (weights untouched)."""
     from spine_models.models.cards import ModelCard, weights_dir
 
-    path = (args.weights or weights_dir()) / f"{card.id}.json"
+    path = path or (args.weights or weights_dir()) / f"{card.id}.json"
     stored = ModelCard.from_json(path)
     stored.runtime = runtime
     stored.to_json(path)
+
+
+def _bench_levels(card: Any, corner: Any, args: argparse.Namespace, tmp: str) -> None:
+    """The level reader ``card`` of the corner card ``corner``: torch against ONNX Runtime on the wide patches of the
+    bodies the corner model reads on real films (both views of its ``hflip`` in one batch, as it runs); agree = the
+    film's decoded level names are the same. ``--record`` writes the reader card's ``runtime``."""
+    import onnxruntime
+
+    from spine_models.engine import predictor_class
+    from spine_models.engine.landmarks import level_reader_file
+    from spine_models.io.deid import display_name
+    from spine_models.models.onnx_runtime import OrtNetwork, export_onnx
+
+    films = _films("xray", args.films)
+    if not films:
+        print(f"{card.id:38s} skipped: no real films under {DATA}")
+        return
+    pred = predictor_class(corner)(corner, device="cpu")
+    net, reader = pred.levels.model, pred.levels
+    batches = [b for b in (_level_patches(pred, f) for f in films) if b is not None]
+    if not batches:
+        print(f"{card.id:38s} skipped: the corner model found no bodies on the {len(films)} films")
+        return
+    onnx_net = OrtNetwork(export_onnx(net, batches[0][0][:1], Path(tmp) / f"{card.id}.onnx"), threads=args.threads)
+    worst, agree = 0.0, []
+    for x, n in batches:
+        with torch.inference_mode():
+            pt = torch.log_softmax(net(x).float(), 1)
+        po = torch.log_softmax(onnx_net(x).float(), 1)
+        worst = max(worst, float((pt - po).abs().max()))
+        agree += _levels_agree(pt.numpy(), po.numpy(), n, reader.skip)
+    x0 = batches[0][0]
+    with torch.inference_mode():
+        t_ms = _median_ms(lambda: net(x0), args.reps)
+    o_ms = _median_ms(lambda: onnx_net(x0), args.reps)
+    flag = "" if worst <= TOL else "  (outside the tolerance)"
+    if args.record and worst <= TOL and o_ms < t_ms:
+        flag += "  recorded"
+        _record(card, args, {"path": "onnxruntime", "tolerance": TOL, "compared": COMPARED["levels"], "max_abs_diff": worst,
+                             "agree": float(np.mean(agree)), "films": [_shown(f, display_name) for f in films],
+                             "batch": f"one film's bodies and their mirrors ({len(x0)} patches)", "threads": args.threads,
+                             "torch_ms": round(t_ms, 1), "onnxruntime_ms": round(o_ms, 1),
+                             "load_average": round(os.getloadavg()[0], 2), "onnxruntime_version": onnxruntime.__version__,
+                             "command": "python bench/bench_onnx.py " + " ".join(sys.argv[1:])},
+                path=level_reader_file(corner.preprocessing["level_reader"], corner.id))
+    print(f"{card.id:38s} {len(batches):5d} {worst:9.2e} {100 * float(np.mean(agree)):6.2f}% {t_ms:9.1f} {'':>7s} "
+          f"{'':>7s} {'':>8s} {o_ms:7.1f} {t_ms / o_ms:7.2f}x{flag}  (a film's {len(x0)} patches)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from spine_models.engine import predictor_class
     from spine_models.engine.composite import is_composite
     from spine_models.io.deid import display_name  # films are recorded under neutral ids, as every output names files
-    from spine_models.models.cards import list_cards
+    from spine_models.models.cards import ModelCard, list_cards
     from spine_models.models.onnx_runtime import OrtNetwork, export_onnx
 
     print(f"threads {args.threads}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, load average "
@@ -132,9 +208,18 @@ def main(argv: list[str] | None = None) -> int:
               "under contention far more than ONNX Runtime's; the speed-up here overstates a quiet machine's")
     print(f"{'model':38s} {'films':>5s} {'max |dp|':>9s} {'agree':>7s} {'torch ms':>9s} {'ch-last':>7s} {'bf16 ms':>7s} "
           f"{'bf16 |dp|':>8s} {'ort ms':>7s} {'ort vs torch':>8s}")
+    from spine_models.engine.landmarks import level_reader_file
+
+    entries = [(c, None) for c in list_cards(args.weights)]
+    # a corner card's level reader (a component, not listed with the cards): (its card, the corner card it serves)
+    entries += [(ModelCard.from_json(level_reader_file(c.preprocessing["level_reader"], c.id)), c)
+                for c, _ in list(entries) if c.arch == "vertebra_corners" and (c.preprocessing or {}).get("level_reader")]
     with tempfile.TemporaryDirectory() as tmp:
-        for card in list_cards(args.weights):
+        for card, serves in entries:
             if args.model and card.id not in args.model:
+                continue
+            if serves is not None:
+                _bench_levels(card, serves, args, tmp)
                 continue
             corner = card.arch == "vertebra_corners"
             plain = (card.task == "classify" and not is_composite(card.arch)) or \
@@ -211,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     print("max |dp|, agree: ONNX Runtime against torch fp32; ch-last: torch with channels_last weights and input; bf16: "
           "torch under CPU autocast to bfloat16, bf16 |dp| its largest probability difference")
     print("agree: share of films whose top class (classifiers) / of mask pixels at the card's threshold (U-Nets) / of "
-          f"bodies whose four corners on the film (corner networks, within {CORNER_PX} px) are the same")
+          f"bodies whose four corners on the film (corner networks, within {CORNER_PX} px) / of films whose decoded "
+          "level names (level readers) are the same")
     return 0
 
 

@@ -125,6 +125,36 @@ def test_a_shipped_card_with_the_runtime_field_runs_on_onnxruntime_and_matches_t
     assert not np.allclose(a, a.mean())  # a real output, not a constant both runtimes agree on
 
 
+def test_the_shipped_level_reader_runs_on_onnxruntime_as_its_card_records_and_matches_torch(monkeypatch) -> None:
+    """The corner card's level reader (a component) carries its own runtime record (bench/bench_onnx.py --model
+    vertebra_levels_aasce --record) and runs on ONNX Runtime with torch's log-probabilities."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from spine_models.engine.landmarks import LevelReader, level_reader_file
+
+    path = SHIPPED / "seg_vertebra_corners_aasce.json"
+    if not path.is_file():
+        pytest.skip("the corner model is not shipped here")
+    ref = (ModelCard.from_json(path).preprocessing or {}).get("level_reader")
+    if not ref:
+        pytest.skip("the shipped corner model carries no level reader")
+    card = ModelCard.from_json(level_reader_file(ref, "seg_vertebra_corners_aasce"))
+    rt = card.runtime
+    assert rt.get("path") == "onnxruntime" and float(rt["max_abs_diff"]) <= float(rt["tolerance"]) <= TOL
+    assert rt["films"] and float(rt["agree"]) == 1.0 and "bench/bench_onnx.py" in rt["command"]
+    assert float(rt["onnxruntime_ms"]) < float(rt["torch_ms"])
+    fast = LevelReader(card)
+    monkeypatch.setenv("SPINE_MODELS_RUNTIME", "torch")
+    slow = LevelReader(card)
+    assert (fast.net.path, slow.net.path) == ("onnxruntime", "torch"), fast.net.why
+    x = torch.rand(6, 1, fast.size, fast.size)
+    with torch.inference_mode():
+        a = slow.net(x).numpy()
+    b = fast.net(x).numpy()
+    assert a.shape == b.shape and float(np.abs(a - b).max()) < TOL and not np.allclose(a, a.mean())
+
+
 def test_torch_serves_when_the_onnx_cache_folder_cannot_be_made(weights: Path, monkeypatch) -> None:
     """A card that asks for ONNX Runtime still loads where the cache folder is not writable: torch runs, and says why."""
     pytest.importorskip("onnxruntime")

@@ -2,6 +2,8 @@
 experts', one tiny training run behind a tiny corner model, and a corner card carrying the reader."""
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -69,11 +71,11 @@ def test_found_bodies_take_the_experts_levels_and_the_ones_beyond_the_column_c7_
 def test_the_reader_renames_bodies_top_to_bottom_and_leaves_too_many_alone():
     from spine_models.engine.landmarks import LevelReader
 
-    class Fixed(torch.nn.Module):  # sure of T11, T12, L1 for the 1st, 2nd, 3rd patch it is given
+    class Fixed(torch.nn.Module):  # sure of T11, T12, L1 for the 1st, 2nd, 3rd body (its patch and its mirror, one batch)
         def forward(self, x):
             n = x.shape[0]
             out = torch.full((n, K), -10.0)
-            out[torch.arange(n), torch.arange(n) + COLUMN_LEVELS.index("T11")] = 10.0
+            out[torch.arange(n), torch.arange(n) % (n // 2) + COLUMN_LEVELS.index("T11")] = 10.0
             return out
 
     reader = LevelReader.__new__(LevelReader)
@@ -162,6 +164,19 @@ def test_train_one_epoch_and_a_corner_card_carries_the_reader(tmp_path, tiny_cor
         **corner.preprocessing, "level_reader": ref}}))
     assert pred.levels is not None and pred.levels.classes == list(COLUMN_LEVELS)
     assert pred.levels.provenance() == {"by": "level reader", "model": card["id"], "held_out_accuracy": None}
+    # the reader card's runtime puts its network on ONNX Runtime; the levels it reads are torch's
+    if importlib.util.find_spec("onnxruntime") is not None:
+        from spine_models.engine.landmarks import LevelReader
+
+        from PIL import Image
+
+        pixels = np.asarray(Image.open(film).convert("L"), np.float32) / 255
+        body = np.array([[100, 200], [160, 200], [160, 240], [100, 240]], float)
+        bodies = np.stack([body + [0, 50 * i] for i in range(5)])
+        fast = LevelReader(dataclasses.replace(reader_card, runtime={"path": "onnxruntime"}))
+        slow = LevelReader(reader_card)
+        assert (slow.net.path, fast.net.path) == ("torch", "onnxruntime"), fast.net.why
+        np.testing.assert_allclose(fast.log_probs(pixels, bodies), slow.log_probs(pixels, bodies), atol=1e-4)
     with pytest.raises(WeightsNotAvailableError, match="retrain"):
         VertebraCornerPredictor(ModelCard.from_dict({**corner.to_dict(), "preprocessing": {
             **corner.preprocessing, "level_reader": {**ref, "sha256": "0" * 64}}}))

@@ -36,7 +36,7 @@ from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["ARCH", "READOUTS", "LevelReader", "level_reader", "without_level_reader", "same_split", "landmark_parts", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
+__all__ = ["ARCH", "READOUTS", "LevelReader", "level_reader", "level_reader_file", "without_level_reader", "same_split", "landmark_parts", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
            "with_centreline", "column_crop", "vertebra_box", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
@@ -318,12 +318,14 @@ class LevelReader:
         if len(self.classes) < 2:
             raise ConfigError(f"level reader {card.id!r}: card classes {card.classes!r}; a level reader names levels "
                               "(e.g. C7, T1..L5, S1)")
-        self.net = create_model(LEVELS_ARCH, task="segment", n_levels=len(self.classes), width=int(kw.get("width", 16)))
-        self.net.load_state_dict(sd)
-        self.net.to(device).eval()
+        self.model = create_model(LEVELS_ARCH, task="segment", n_levels=len(self.classes), width=int(kw.get("width", 16)))
+        self.model.load_state_dict(sd)
+        self.model.to(device).eval()
         pre = card.preprocessing or {}
         self.side = float(pre.get("level_side", 7.0))
         self.size = int(pre.get("level_patch", PATCH_SIZE))
+        # through the reader card's runtime (engine.runtime: ONNX Runtime where bench/bench_onnx.py recorded it)
+        self.net = network_for(card, self.model, (1, 1, self.size, self.size), device)
         self.height = int(pre.get("work_height", WORK_HEIGHT))
         self.skip = float(pre.get("skip_log_prob", -3.0))
         self.tta = str(pre.get("tta", "none"))  # hflip: log-probabilities averaged with the mirrored patches'
@@ -336,12 +338,11 @@ class LevelReader:
         from spine_models.data.vertebra_patches import level_patches
 
         work, scale = work_film(pixels, self.height)
-        out = []
-        for mirror in ((False, True) if self.tta == "hflip" else (False,)):  # a level is the same mirrored
-            x = torch.from_numpy(level_patches(work, np.asarray(corners, float) * scale, side=self.side, size=self.size,
-                                               mirror=mirror))
-            out.append(torch.log_softmax(self.net(x.to(self.device)).float(), dim=1).cpu().numpy())
-        return np.mean(out, axis=0)
+        views = (False, True) if self.tta == "hflip" else (False,)  # a level is the same mirrored
+        x = np.concatenate([level_patches(work, np.asarray(corners, float) * scale, side=self.side, size=self.size,
+                                          mirror=mirror) for mirror in views])
+        out = torch.log_softmax(self.net(torch.from_numpy(x).to(self.device)).float(), dim=1).cpu().numpy()
+        return out.reshape(len(views), len(corners), -1).mean(axis=0)  # one batch: the patches and their mirrors
 
     def provenance(self) -> dict[str, Any]:
         """Where the bodies' names come from, for the reader of a finding: this reader's id and the share of bodies
@@ -372,26 +373,34 @@ def without_level_reader(card: ModelCard) -> ModelCard:
                                                     if k != "level_reader"})
 
 
-def level_reader(value: Any, where: str, device: Any = "cpu") -> LevelReader | None:
-    """A corner card's ``level_reader`` (``{"card": path of the reader's card, repo-relative or absolute, "sha256":
-    its weights'}``, or a ModelCard) as a :class:`LevelReader`; None when absent."""
-    from spine_models.engine.predictor import check_component
+def level_reader_file(value: Any, where: str) -> Path:
+    """The card file a corner card's ``level_reader`` entry names (``{"card": path, repo-relative or absolute, ...}``):
+    beside the shipped cards (``$SPINE_MODELS_WEIGHTS`` deployments), else under the repo."""
     from spine_models.errors import WeightsNotAvailableError
     from spine_models.models.cards import REPO_ROOT, weights_dir
 
-    if value is None or value == {}:
-        return None
-    if isinstance(value, ModelCard):
-        return LevelReader(value, device)
     if not isinstance(value, dict) or not value.get("card"):
         raise ConfigError(f"{where}={value!r}; use {{\"card\": \"weights/components/<id>.json\", \"sha256\": \"...\"}}")
     path = Path(str(value["card"]))
-    if not path.is_absolute():  # beside the shipped cards ($SPINE_MODELS_WEIGHTS deployments), else under the repo
+    if not path.is_absolute():
         moved = weights_dir() / path.relative_to("weights") if path.parts[:1] == ("weights",) else None
         path = moved if moved is not None and moved.is_file() else REPO_ROOT / path
     if not path.is_file():
         raise WeightsNotAvailableError(f"{where}: no level reader card at {path}; ship it with docs/ship_model.py "
                                        "--component-of or drop the card's level_reader")
+    return path
+
+
+def level_reader(value: Any, where: str, device: Any = "cpu") -> LevelReader | None:
+    """A corner card's ``level_reader`` (``{"card": path of the reader's card, repo-relative or absolute, "sha256":
+    its weights'}``, or a ModelCard) as a :class:`LevelReader`; None when absent."""
+    from spine_models.engine.predictor import check_component
+
+    if value is None or value == {}:
+        return None
+    if isinstance(value, ModelCard):
+        return LevelReader(value, device)
+    path = level_reader_file(value, where)
     card = ModelCard.from_json(path)
     if card.arch != LEVELS_ARCH:
         raise ConfigError(f"{where}: {path} is a {card.arch!r} model, not a {LEVELS_ARCH!r} level reader")
@@ -471,7 +480,8 @@ class VertebraCornerPredictor(BasePredictor):
 
     def _named(self, pixels: np.ndarray, bodies: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``bodies`` named by the card's level reader on the ``pixels`` they were read on (as counted without one).
-        Only the look that stands is named: the reader costs ~40 ms a film on 2 CPU cores."""
+        Only the look that stands is named: the reader costs ~30 ms a film on 2 CPU cores (its network
+        on ONNX Runtime: its card's runtime)."""
         return self.levels.name(pixels, bodies) if self.levels is not None else bodies
 
     def _bodies(self, pixels: np.ndarray, base: SegmentationResult) -> dict[str, np.ndarray]:
