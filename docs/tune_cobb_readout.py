@@ -7,7 +7,8 @@ Why: the read-out after the network (threshold the vertebra map, cut bodies, fus
 line, drop fragments) was tuned on phantom masks, whose errors differ from a real film's. This script runs the
 network once per film of the *validation* part of the card's recorded patient split (the part that chose the
 epoch; the test part stays untouched), caches the vertebra probability maps, and scores each read-out setting
-by the same Cobb figures ``spine-models evaluate`` reports (a film whose angle is not shown counts 0 deg). The
+by the Cobb figures ``spine-models evaluate`` reports, stricter: here a film whose angle is not shown counts 0 deg
+(evaluate counts a withheld reading at its value and reports the share withheld apart). The
 winning setting is then checked once on the test part with ``spine-models evaluate --split test``.
 """
 from __future__ import annotations

@@ -64,7 +64,9 @@ def _score(card: Any, zoom: dict[str, float] | None, cadma: Any, aasce: list[Any
     shown = []
     for s in aasce:
         r = cobb_read(pred.predict(s.path).measurements.get("cobb"))
-        shown.append(float(r.value) if r.ok else 0.0)  # as spine-models evaluate counts a film it shows no angle on
+        # a film it shows no angle on counts 0 deg (spine-models evaluate counts a withheld reading at its value and
+        # reports the share withheld apart; an angle it could not read at all counts 0 deg there too)
+        shown.append(float(r.value) if r.ok else 0.0)
     truth = np.array([float(s.meta["cobb_deg"]) for s in aasce])
     err = np.abs(np.array(shown) - truth)
     called = np.array([cobb_call(pred.predict(s.path).measurements.get("cobb")) == PRESENT for s in tune])

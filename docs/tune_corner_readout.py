@@ -7,8 +7,8 @@ Why: the ``vertebra_corners`` composite reads each body's corners again at film 
 those corners into the angle best — each endplate's own slope (``endplates``, the clinical rule), each body's mean
 tilt (``body_tilt``), or tilts fused with the line through the body centres (``fused``, with its two sigmas) — is an
 empirical question about the corners' errors. This script runs the model once per film of the *validation* part of
-the card's recorded patient split and scores every rule by the figures ``spine-models evaluate`` reports (a film whose
-angle is not shown counts 0 deg). ``--split-long``, ``--tidy`` and ``--fallback`` choose the stage the rules read
+the card's recorded patient split and scores every rule by the figures ``spine-models evaluate`` reports, stricter: here
+a film whose angle is not shown counts 0 deg (evaluate counts a withheld reading at its value). ``--split-long``, ``--tidy`` and ``--fallback`` choose the stage the rules read
 (blobs of several bodies cut, duplicate and fragment bodies dropped, the corners' reading standing alone where the
 U-Net's failed); each rule also runs with ``min_span`` 1, 3 and 4 (the fewest vertebrae a curve spans). ``--write`` stores the winner (lowest MAE) in the card's
 ``preprocessing.cobb_angles`` (and ``fusion``); the test part is then measured once with

@@ -67,6 +67,36 @@ def test_cobb_from_read_corners_equals_cobb_from_the_same_corners_as_truth():
     assert short["cobb_deg"] is None and "Cobb needs" in short["note"]
 
 
+def test_a_column_with_a_large_gap_is_withheld_or_read_with_a_note_as_the_card_says():
+    """``column_gaps``: withhold (the U-Net's rule: "cannot measure") or note (the same reading shown, with a note
+    and a flag the finding turns into "reads low")."""
+    from spine_models.engine.landmarks import GAP_NOTE, cobb_measurement
+    from spine_models.errors import ConfigError
+    from spine_models.measure import LEVELS, cobb_read
+    from spine_models.report.findings import _cobb_vote
+
+    def column(places: list[int]) -> dict[str, np.ndarray]:  # bodies at these places of T1..L5, on a curve
+        out = {}
+        for k in places:
+            a = np.radians(25 * np.sin(k / 4.0))
+            rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+            out[LEVELS[k]] = (np.array([[-30, -20], [30, -20], [30, 20], [-30, 20]]) @ rot.T
+                              + [300 + 40 * np.sin(k / 4.0), 100 + 50 * k])
+        return out
+
+    bodies = column([0, 1, 2, 3, 4, 10, 11, 12, 13, 14, 15, 16])  # T6-T10 not found
+    held = cobb_measurement(bodies, (1000, 600), "body_tilt", None)
+    noted = cobb_measurement(bodies, (1000, 600), "body_tilt", None, gaps="note")
+    assert not cobb_read(held).ok and "large gaps" in cobb_read(held).reason
+    assert cobb_read(noted).ok and noted["cobb_deg"] == held["cobb_deg"] > 20
+    assert GAP_NOTE in noted["notes"] and noted["gaps_in_column"] and not noted["warnings"]
+    assert "reads low" in _cobb_vote(noted)[1] and "reads low" not in _cobb_vote({**noted, "gaps_in_column": False})[1]
+    whole = cobb_measurement(column(list(range(17))), (1000, 600), "body_tilt", None, gaps="note")
+    assert cobb_read(whole).ok and "gaps_in_column" not in whole and GAP_NOTE not in (whole.get("notes") or [])
+    with pytest.raises(ConfigError, match="withhold, note"):
+        cobb_measurement(bodies, (1000, 600), "body_tilt", None, gaps="show")
+
+
 @pytest.fixture(scope="module")
 def tiny_locator(tmp_path_factory) -> Path:
     """A tiny AP U-Net card with a recorded hash split, as a shipped AP U-Net has."""

@@ -36,7 +36,7 @@ from spine_models.models.cards import ModelCard, load_state
 from spine_models.models.registry import create_model
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["ARCH", "READOUTS", "LevelReader", "level_reader", "level_reader_file", "without_level_reader", "same_split", "landmark_parts", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement",
+__all__ = ["ARCH", "READOUTS", "LevelReader", "level_reader", "level_reader_file", "without_level_reader", "same_split", "landmark_parts", "VertebraCornerPredictor", "Predictor", "body_patches", "refine_bodies", "cobb_measurement", "COLUMN_GAPS", "GAP_NOTE",
            "with_centreline", "column_crop", "vertebra_box", "CornerTrainer", "train", "evaluate",
            "is_corner_model"]
 
@@ -119,11 +119,21 @@ def split_bodies(mask: np.ndarray, body_height: float) -> dict[str, Any]:
     return full_height(vertebrae_from_mask(mask, orientation="moments", split_long=True), body_height)
 
 
+COLUMN_GAPS = ("withhold", "note")  # what a gap in the found column does to the reading (card key column_gaps)
+GAP_NOTE = ("parts of the column were not found (large gaps between bodies): a curve whose end vertebrae lie in a gap "
+            "reads low")
+
+
 def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], readout: str,
                      pixel_spacing_mm: tuple[float, float] | None, fusion: dict[str, float] | None = None, *,
-                     min_span: int = 1) -> dict[str, Any]:
-    """The page's ``cobb`` measurement dict from refined corners (an explained "cannot measure" when too few)."""
-    from spine_models.engine.segment import MIN_BODIES_COBB, _plausibility
+                     min_span: int = 1, gaps: str = "withhold") -> dict[str, Any]:
+    """The page's ``cobb`` measurement dict from refined corners (an explained "cannot measure" when too few).
+
+    ``gaps`` (card key ``column_gaps``): ``withhold`` -- a column with large gaps between its found bodies is no
+    reading (the U-Net's rule, ``engine.segment._plausibility``: made for specks far from the column); ``note`` -- the
+    reading stands with a note that it may read low (the corner model's bodies are tidied and named, so a gap is
+    missed bodies, not a speck: docs/tune_column_gaps.py)."""
+    from spine_models.engine.segment import GAP_WARNING, MIN_BODIES_COBB, _plausibility
     from spine_models.measure import cobb_angle
 
     if len(bodies) < MIN_BODIES_COBB:
@@ -131,7 +141,21 @@ def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], read
                 "note": f"only {len(bodies)} separate vertebral bodies found; Cobb needs {MIN_BODIES_COBB}"}
     res = cobb_angle(bodies, pixel_spacing_mm=pixel_spacing_mm, angles=readout, fusion=fusion, min_span=min_span)
     column = {k: v for k, v in bodies.items() if k != "C7"}  # a body the level reader named C7 lies above the column
-    return {**res.to_dict(), "n_vertebrae": len(bodies), **_plausibility(column, res.max_angle, shape)}
+    out = {**res.to_dict(), "n_vertebrae": len(bodies), **_plausibility(column, res.max_angle, shape)}
+    if _check_gaps(gaps, "cobb_measurement: gaps") == "note" and GAP_WARNING in out["warnings"]:
+        warnings = [w for w in out["warnings"] if w != GAP_WARNING]
+        out.update(warnings=warnings, reliable=not warnings, gaps_in_column=True,
+                   notes=[*(out.get("notes") or []), GAP_NOTE])
+    return out
+
+
+def _check_gaps(value: Any, where: str) -> str:
+    """A card's ``column_gaps``: ``withhold`` (left out) or ``note`` (see :func:`cobb_measurement`)."""
+    if value is None:
+        return "withhold"
+    if value not in COLUMN_GAPS:
+        raise ConfigError(f"{where}={value!r}; use one of {', '.join(COLUMN_GAPS)} or leave it out")
+    return str(value)
 
 
 def _check_degree(value: Any, where: str) -> int | None:
@@ -444,6 +468,8 @@ class VertebraCornerPredictor(BasePredictor):
         # duplicates and fragments out of the refined bodies (measure.tidy_bodies keywords: close, fragment)
         self.tidy = {str(k): float(v) for k, v in (pre.get("tidy") or {}).items()}
         self.min_span = int(pre.get("min_span", 1))  # the fewest vertebrae a Cobb curve spans
+        # a column with large gaps between its bodies: no reading, or the reading with a note (docs/tune_column_gaps.py)
+        self.gaps = _check_gaps(pre.get("column_gaps"), f"model {card.id!r}: column_gaps")
         # the U-Net's own reading failed (e.g. one blob over the thoracic column): the corners' reading stands
         self.locator_fallback = bool(pre.get("locator_fallback", False))
         # the column's centreline Cobb beside the endplate reading (measure.centreline_cobb; docs/tune_scoliosis_call.py)
@@ -545,7 +571,7 @@ class VertebraCornerPredictor(BasePredictor):
 
             # a read that raises on degenerate corners is this film's failed measurement, not the end of the result
             meas["cobb"] = measured("cobb", cobb_measurement, refined, film.pixels.shape, self.readout, film.spacing,
-                                    self.fusion or None, min_span=self.min_span)
+                                    self.fusion or None, min_span=self.min_span, gaps=self.gaps)
             if self.mean_with_locator:
                 meas["cobb"] = _mean_read(meas["cobb"], base.measurements.get("cobb"), fallback=self.locator_fallback)
             if self.centreline_degree:
@@ -559,7 +585,7 @@ class VertebraCornerPredictor(BasePredictor):
     def memo_settings(self) -> tuple:
         return (self.readout, tuple(sorted(self.fusion.items())), self.mean_with_locator, self.split_long,
                 tuple(sorted(self.tidy.items())), self.min_span, self.locator_fallback, self.centreline_degree,
-                self.centreline_margin, self.side, self.height, self.patch, self.passes,
+                self.centreline_margin, self.gaps, self.side, self.height, self.patch, self.passes,
                 tuple(sorted((self.zoom or {}).items())), tuple(sorted((self.box or {}).items())),
                 None if self.levels is None else (self.levels.card.sha256, self.levels.card.weights, self.levels.skip,
                                                   self.levels.tta),

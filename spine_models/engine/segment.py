@@ -433,6 +433,9 @@ def _slip_measurement(masks: dict[str, np.ndarray], pixel_spacing_mm: tuple[floa
     return slip
 
 
+GAP_WARNING = "large gaps between bodies: parts of the column were not found"  # a plausibility warning (_plausibility)
+
+
 def _plausibility(lm: dict[str, Any], cobb_deg: float, shape: tuple[int, ...]) -> dict[str, Any]:
     """``{"reliable": bool, "warnings": [...]}`` for a Cobb read off a predicted mask.
 
@@ -451,7 +454,7 @@ def _plausibility(lm: dict[str, Any], cobb_deg: float, shape: tuple[int, ...]) -
             warnings.append(f"the bodies span {span / shape[0]:.0%} of the film height; a spine column spans more")
         gaps = np.diff(np.sort(cs[:, 1]))
         if len(gaps) and float(gaps.max()) > 4 * max(float(np.median(gaps)), 1.0):
-            warnings.append("large gaps between bodies: parts of the column were not found")
+            warnings.append(GAP_WARNING)
     if cobb_deg > 90:
         warnings.append(f"Cobb {cobb_deg:.0f} deg is beyond what the measurement can mean (> 90)")
     return {"reliable": not warnings, "warnings": warnings}

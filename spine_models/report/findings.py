@@ -185,6 +185,8 @@ def _cobb_vote(cobb: dict[str, Any] | None, real_error: float | None = None) -> 
         return ABSENT, (f"Cobb {r.value:.1f}° between single endplates, but the column's centreline bends only "
                         f"{line:.1f}° (< {SCOLIOSIS_COBB_DEG:.0f}°): tilted single bodies, not a curve of the column"
                         " · borderline"), True
+    if (cobb or {}).get("gaps_in_column"):  # the reading stands with gaps in the column (landmarks.cobb_measurement)
+        detail += " · parts of the column were not found: a curve ending there reads low"
     margin = max(INTER_OBSERVER_DEG, real_error or 0.0)
     border = abs(r.value - SCOLIOSIS_COBB_DEG) < margin
     if border and margin > INTER_OBSERVER_DEG:
