@@ -69,18 +69,12 @@ def _score(card: Any, gaps: str, aasce: dict[str, list[Any]], tune: list[Any]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="the corner model (shipped id or card)")
-    ap.add_argument("--aasce", required=True)
-    ap.add_argument("--fraiwan", required=True)
-    ap.add_argument("--classifier", required=True, help="its test part of fraiwan-ap stays out too")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--write", help="card file to store the chosen column_gaps in")
-    args = ap.parse_args(argv)
-
     from spine_models.data.adapters import load_dataset
+    from spine_models.models.cards import store_choice
     from spine_models.models.hub import resolve_card
-    from spine_models.report.evaluation import outside_test_parts, split_part
+    from spine_models.report.evaluation import corner_tuning_args, outside_test_parts, split_part
+
+    args = corner_tuning_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "column_gaps").parse_args(argv)
 
     card = resolve_card(args.model)
     ds = load_dataset(args.aasce, task="segment")
@@ -103,13 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                         for part, f in aasce.items()},
                      "fraiwan-ap outside both test parts": {"n": len(tune), "scoliosis": sum(s.label == "scoliosis" for s in tune)}},
            "best": best["column_gaps"], "rows": rows}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"best {best['column_gaps']}")
-    if args.write:
-        from spine_models.models.cards import write_preprocessing
-
-        write_preprocessing(args.write, {"column_gaps": best["column_gaps"]})
-        print(f"wrote column_gaps={best['column_gaps']} into {args.write}")
+    store_choice(args.out, out, args.write, {"column_gaps": best["column_gaps"]})
     return 0
 
 

@@ -81,20 +81,14 @@ def _score(card: Any, zoom: dict[str, float] | None, cadma: Any, aasce: list[Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="the corner model (shipped id or card)")
-    ap.add_argument("--aasce", required=True)
-    ap.add_argument("--cadma", required=True)
-    ap.add_argument("--fraiwan", required=True)
-    ap.add_argument("--classifier", required=True, help="its test part of fraiwan-ap stays out too")
-    ap.add_argument("--resamples", type=int, default=1000)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--write", help="card file to store the chosen column_zoom in")
-    args = ap.parse_args(argv)
-
     from spine_models.data.adapters import load_dataset
+    from spine_models.models.cards import store_choice
     from spine_models.models.hub import resolve_card
-    from spine_models.report.evaluation import outside_test_parts, split_part
+    from spine_models.report.evaluation import corner_tuning_args, outside_test_parts, split_part
+
+    ap = corner_tuning_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "column_zoom", cadma=True)
+    ap.add_argument("--resamples", type=int, default=1000)
+    args = ap.parse_args(argv)
 
     card = resolve_card(args.model)
     cadma = split_part(card, load_dataset(args.cadma, task="segment"), "val")  # spine-models evaluate's own AP50
@@ -117,13 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                      "aasce-ap validation part": {"n": len(aasce), "n_patients": len({s.patient_id for s in aasce})},
                      "fraiwan-ap outside both test parts": {"n": len(tune), "scoliosis": sum(s.label == "scoliosis" for s in tune)}},
            "best": best, "rows": rows}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"best {best['column_zoom']}")
-    if args.write:
-        from spine_models.models.cards import write_preprocessing
-
-        write_preprocessing(args.write, {"column_zoom": best["column_zoom"]})
-        print(f"wrote column_zoom={best['column_zoom']} into {args.write}")
+    store_choice(args.out, out, args.write, {"column_zoom": best["column_zoom"]})
     return 0
 
 

@@ -83,19 +83,13 @@ def _shown(cobb: dict[str, Any]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="the corner model (shipped id or card)")
-    ap.add_argument("--aasce", required=True)
-    ap.add_argument("--fraiwan", required=True)
-    ap.add_argument("--classifier", required=True, help="its test part of fraiwan-ap stays out too")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--write", help="card file to store the chosen centreline_degree in")
-    args = ap.parse_args(argv)
-
     from spine_models.data.adapters import load_dataset
     from spine_models.engine.landmarks import VertebraCornerPredictor
+    from spine_models.models.cards import store_choice
     from spine_models.models.hub import resolve_card
-    from spine_models.report.evaluation import outside_test_parts, split_part
+    from spine_models.report.evaluation import corner_tuning_args, outside_test_parts, split_part
+
+    args = corner_tuning_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "centreline_degree").parse_args(argv)
     from spine_models.report.findings import PRESENT
 
     card = resolve_card(args.model)
@@ -149,15 +143,9 @@ def main(argv: list[str] | None = None) -> int:
            "min_aasce_sensitivity": MIN_AASCE_SENSITIVITY,
            "call": "scoliosis when the shown Cobb angle is >= 10 deg and (with a centreline) its centreline reads >= 10 deg",
            "best": best, "rows": rows, "best_margin": best_margin, "margin_rows": margins}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"best {best}")
-    if args.write:
-        from spine_models.models.cards import write_preprocessing
-
-        write_preprocessing(args.write, {"centreline_degree": best["centreline_degree"],
-                                         "centreline_margin_deg": best_margin["centreline_margin_deg"]})  # None: removed
-        print(f"wrote centreline_degree={best['centreline_degree']}, centreline_margin_deg="
-              f"{best_margin['centreline_margin_deg']} into {args.write}")
+    store_choice(args.out, out, args.write, {"centreline_degree": best["centreline_degree"],  # None: removed
+                                             "centreline_margin_deg": best_margin["centreline_margin_deg"]})
     return 0
 
 

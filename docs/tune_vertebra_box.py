@@ -91,13 +91,10 @@ def main(argv: list[str] | None = None) -> int:
            "body_box": {"train_ap50": round(body, 4), "val_ap50": _ap50(val, None, args.resamples)},
            "best": {**best, "val_ap50": _ap50(val, best["vertebra_box"], args.resamples)},
            "rows": sorted(rows, key=lambda r: -r["train_ap50"])}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: out[k] for k in ("films", "body_box", "best")}))
-    if args.write:
-        from spine_models.models.cards import write_preprocessing
+    from spine_models.models.cards import store_choice
 
-        write_preprocessing(args.write, {"vertebra_box": best["vertebra_box"]})
-        print(f"wrote vertebra_box={best['vertebra_box']} into {args.write}")
+    store_choice(args.out, out, args.write, {"vertebra_box": best["vertebra_box"]})
     return 0
 
 

@@ -258,3 +258,11 @@ def test_a_tuning_script_writes_its_choice_into_the_card_and_nothing_else(tmp_pa
     write_preprocessing(path, {"column_zoom": {"up": 0.3}, "old": None})
     assert json.loads(path.read_text()) == {"id": "m", "metrics": {"x": 1},
                                             "preprocessing": {"tta": "hflip", "column_zoom": {"up": 0.3}}}
+    # store_choice: the tuning record written, and the card only with --write
+    from spine_models.models.cards import store_choice
+
+    store_choice(tmp_path / "rec.json", {"best": "note"}, None, {"column_gaps": "note"})
+    assert json.loads((tmp_path / "rec.json").read_text()) == {"best": "note"}
+    assert "column_gaps" not in json.loads(path.read_text())["preprocessing"]
+    store_choice(tmp_path / "rec.json", {"best": "note"}, path, {"column_gaps": "note"})
+    assert json.loads(path.read_text())["preprocessing"]["column_gaps"] == "note"

@@ -17,7 +17,7 @@ from spine_models.errors import ConfigError, WeightsNotAvailableError
 from spine_models.io.digest import sha256_file  # re-exported: cards pin weights by it
 
 __all__ = ["ModelCard", "sha256_file", "weights_dir", "list_cards", "find_card", "save_checkpoint_file", "load_state", "card_file",
-           "is_real_validated", "validation_badge", "dequantize_state", "INT8_SCALE", "write_preprocessing"]
+           "is_real_validated", "validation_badge", "dequantize_state", "INT8_SCALE", "write_preprocessing", "store_choice"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,6 +177,15 @@ def write_preprocessing(path: str | Path, values: dict[str, Any]) -> None:
         else:
             pre[key] = value
     path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def store_choice(out: str | Path, record: dict[str, Any], card_path: str | Path | None, values: dict[str, Any]) -> None:
+    """A tuning script's record written to ``out`` (JSON) and, with ``card_path`` (its ``--write``), the chosen read-out
+    ``values`` into that card's preprocessing (:func:`write_preprocessing`): how every docs/tune_*.py stores its choice."""
+    Path(out).write_text(json.dumps(record, indent=1) + "\n")
+    if card_path:
+        write_preprocessing(card_path, values)
+        print(f"wrote {', '.join(f'{k}={v}' for k, v in values.items())} into {card_path}")
 
 
 def list_cards(directory: str | Path | None = None) -> list[ModelCard]:

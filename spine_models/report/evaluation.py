@@ -16,7 +16,7 @@ from spine_models.measure.cobb import INTER_OBSERVER_DEG
 from spine_models.errors import DatasetError, SpineInputError, WeightsNotAvailableError
 from spine_models.models.hub import resolve_card
 
-__all__ = [
+__all__ = ["corner_tuning_args", 
     "scoliosis_call_evaluation",
     "reads_scoliosis",
     "SCOLIOSIS_CALL_CLASSES",
@@ -289,6 +289,22 @@ def outside_test_parts(dataset: Any, *cards: Any) -> list[Any]:
     read-out may be tuned on while every later comparison on those cards' test films stays unseen."""
     held = {s.id for card in cards for s in test_part(card, dataset).samples}
     return [s for s in dataset.samples if s.id not in held]
+
+
+def corner_tuning_args(ap: Any, key: str, *, cadma: bool = False) -> Any:
+    """The arguments of a script that tunes a corner model's read-out on films outside the test parts (docs/tune_*.py):
+    the model, the real folders it reads (aasce-ap, cadma-vertebra when ``cadma``, fraiwan-ap), the classifier whose
+    fraiwan-ap test part stays out too (:func:`outside_test_parts`), the record's path and the card ``--write`` stores
+    ``key`` in."""
+    ap.add_argument("--model", required=True, help="the corner model (shipped id or card)")
+    ap.add_argument("--aasce", required=True)
+    if cadma:
+        ap.add_argument("--cadma", required=True)
+    ap.add_argument("--fraiwan", required=True)
+    ap.add_argument("--classifier", required=True, help="its test part of fraiwan-ap stays out too")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--write", help=f"card file to store the chosen {key} in")
+    return ap
 
 
 def _class_index(card: Any, dataset: Any) -> list[str]:
