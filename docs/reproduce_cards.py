@@ -470,13 +470,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="+", metavar="ID", help="only these card ids")
     ap.add_argument("--work", default="/tmp/spine_repro_cache", help="cache folder for phantom data and reports")
-    ap.add_argument("--out", default=str(REPO / "docs" / "reproduce_cards"), help="output stem (.md and .json)")
+    ap.add_argument("--out", help="output stem (.md and .json); default docs/reproduce_cards, which --only may not "
+                                  "overwrite (its table would lose every other card's row)")
     ap.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="stop one evaluation after this long and record it as not run (default: no limit)")
     ap.add_argument("--reuse-reports", action="store_true",
                     help="compare the reports an earlier (interrupted) run left in --work instead of re-evaluating; "
                          "only for resuming a run of the same code: a refactor needs a fresh run")
     args = ap.parse_args(argv)
+    if args.only and not args.out:
+        ap.error("--only checks some cards: give --out STEM (docs/reproduce_cards is the table of every card)")
+    args.out = args.out or str(REPO / "docs" / "reproduce_cards")
     ids = {p.stem for p in WEIGHTS.glob("*.json")}
     if args.only:
         unknown = sorted(set(args.only) - ids)
