@@ -85,21 +85,14 @@ def _corner_patches(pred: Any, film_path: Path) -> tuple[torch.Tensor, list, flo
 
 
 def _level_patches(pred: Any, film_path: Path) -> tuple[torch.Tensor, int] | None:
-    """(the level reader's input batch: each body's wide patch and, with its ``hflip``, their mirrors; the number of
-    bodies) for the bodies a corner composite ``pred`` reads on a film (first look), as ``LevelReader.log_probs``
-    builds it; None without bodies."""
-    from spine_models.data.vertebra_patches import level_patches, work_film
-
-    reader = pred.levels
+    """(the level reader's input batch, as ``LevelReader.inputs`` builds it; the number of bodies) for the bodies a
+    corner composite ``pred`` reads on a film (first look); None without bodies."""
     film = pred.read(str(film_path))
     bodies = pred._bodies(film.pixels, pred.locator.predict(str(film_path)))
     if not bodies:
         return None
     corners = np.stack([np.asarray(c, float).reshape(4, 2) for c in bodies.values()])
-    work, scale = work_film(film.pixels, reader.height)
-    views = (False, True) if reader.tta == "hflip" else (False,)
-    x = np.concatenate([level_patches(work, corners * scale, side=reader.side, size=reader.size, mirror=m) for m in views])
-    return torch.from_numpy(x), len(corners)
+    return torch.from_numpy(pred.levels.inputs(film.pixels, corners)[0]), len(corners)
 
 
 def _levels_agree(a: np.ndarray, b: np.ndarray, n: int, skip: float) -> list[float]:

@@ -359,14 +359,19 @@ class LevelReader:
     @torch.no_grad()
     def log_probs(self, pixels: np.ndarray, corners: np.ndarray) -> np.ndarray:
         """(N, levels) log-probabilities for bodies (N, 4, 2) at the film's resolution."""
+        x, views = self.inputs(pixels, corners)
+        out = torch.log_softmax(self.net(torch.from_numpy(x).to(self.device)).float(), dim=1).cpu().numpy()
+        return out.reshape(views, len(corners), -1).mean(axis=0)  # one batch: the patches and their mirrors
+
+    def inputs(self, pixels: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, int]:
+        """(the network's one batch: each body's wide patch, then with ``hflip`` their mirrors; the number of views)."""
         from spine_models.data.vertebra_patches import level_patches
 
         work, scale = work_film(pixels, self.height)
         views = (False, True) if self.tta == "hflip" else (False,)  # a level is the same mirrored
         x = np.concatenate([level_patches(work, np.asarray(corners, float) * scale, side=self.side, size=self.size,
                                           mirror=mirror) for mirror in views])
-        out = torch.log_softmax(self.net(torch.from_numpy(x).to(self.device)).float(), dim=1).cpu().numpy()
-        return out.reshape(len(views), len(corners), -1).mean(axis=0)  # one batch: the patches and their mirrors
+        return x, len(views)
 
     def provenance(self) -> dict[str, Any]:
         """Where the bodies' names come from, for the reader of a finding: this reader's id and the share of bodies
