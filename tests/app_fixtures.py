@@ -109,7 +109,7 @@ def point_app_at(weights: Path, tmp_path: Path, monkeypatch) -> Path:
     return tmp_path
 
 
-def make_disc_weights(folder: Path) -> Path:
+def make_disc_weights(folder: Path, members: int = 1) -> Path:
     """weights/ with a random-init disc locator (unet_tiny; disc, disc_caudal) and a disc grader composite on it."""
     import torch
 
@@ -127,9 +127,10 @@ def make_disc_weights(folder: Path) -> Path:
                     structures=["disc", "disc_caudal"], thresholds={"mask": 0.5})
     loc.to_json(folder / "tiny-disc-loc.json")
     gkw = {"locator": str(folder / "tiny-disc-loc.json"), "locator_sha256": sha,
-           "findings": ["herniation", "bulging", "narrowing"], "width": 4}
+           "findings": ["herniation", "bulging", "narrowing"], "width": 4, **({"members": members} if members > 1 else {})}
     gsha = save_checkpoint_file(folder / "tiny-disc-grader.pt", arch="disc_grading", task="segment",
-                                state_dict=create_model("disc_grading", task="segment", findings=gkw["findings"], width=4).state_dict(),
+                                state_dict=create_model("disc_grading", task="segment", findings=gkw["findings"], width=4,
+                                                        members=members).state_dict(),
                                 arch_kwargs=gkw)
     ModelCard(id="tiny-disc-grader", task="segment", arch="disc_grading", view="mri", trained_on="random init (test)",
               weights=str((folder / "tiny-disc-grader.pt").resolve()), sha256=gsha, input_size=[64, 128],

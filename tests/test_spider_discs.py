@@ -201,8 +201,10 @@ def test_grading_metrics_on_known_values():
 
 
 @pytest.mark.slow
-def test_tiny_locator_and_grader_train_and_evaluate(spider_folder: Path, tmp_path: Path):
-    """One-step locator + one-epoch grader on the made folder; evaluate reports the disc-grading keys with CIs."""
+@pytest.mark.parametrize("members", [1, 2])
+def test_tiny_locator_and_grader_train_and_evaluate(spider_folder: Path, tmp_path: Path, members: int):
+    """One-step locator + one-epoch grader (one, or an ensemble of two) on the made folder; evaluate reports the
+    disc-grading keys with CIs."""
     from spine_models.config import train_config
     from spine_models.engine import segment
     from spine_models.report.evaluation import evaluate_command
@@ -217,13 +219,15 @@ def test_tiny_locator_and_grader_train_and_evaluate(spider_folder: Path, tmp_pat
     gr_cfg = train_config("segment", flags={"model": "disc_grading", "epochs": 1, "batch": 4}, data=[str(spider_folder)],
                           out=str(tmp_path / "gr"), sets=[f"locator={tmp_path / 'loc'}", "split_method=hash",
                                                           "split=\"4:1:1\"", "augment=mri-disc", "grader_width=4",
-                                                          "grader_loss=sord", "grader_margin=[0.15,0.6]"])
+                                                          "grader_loss=sord", "grader_margin=[0.15,0.6]",
+                                                          f"grader_members={members}"])
     from spine_models.engine import task_module
 
     gcard = task_module("segment", arch="disc_grading").train(gr_cfg, tmp_path / "gr", quiet=True)
     g = json.loads(Path(gcard).read_text())
     assert g["arch"] == "disc_grading" and set(g["thresholds"]) == {"herniation", "bulging", "narrowing"}
     assert g["preprocessing"]["crop_margin"] == [0.15, 0.6]  # the Predictor cuts with what training cut
+    assert g["arch_kwargs"].get("members", 1) == members
     assert g["sources"] == [] or g["sources"][0]["data"] in ("spider-mri",)
     rep = evaluate_command(tmp_path / "gr", [str(spider_folder)], n_resamples=20, quiet=True, audit=False)
     m = rep["metrics"]
@@ -315,6 +319,55 @@ def test_ordinal_soft_targets_respect_the_grade_order():
 
 
 FINDINGS3 = ("herniation", "bulging", "narrowing")
+
+
+def test_grader_ensemble_averages_independent_members(tmp_path: Path):
+    """``grader_members`` > 1: in training each member's logits come out stacked and each gets its own loss (the
+    sum); in eval the output is the members' mean, which the Predictor grades and Grad-CAMs over every member;
+    ``members=1`` keeps the single grader's state-dict layout (shipped cards load unchanged)."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from app_fixtures import make_disc_weights
+
+    from spine_models.engine.discs import _loss
+    from spine_models.engine.predictor import load_predictor
+    from spine_models.models.grading import DiscGrader, DiscGraderEnsemble
+    from spine_models.models.registry import create_model
+
+    single = create_model("disc_grading", task="segment", findings=FINDINGS3, width=4)
+    assert isinstance(single, DiscGrader) and not any(k.startswith("members.") for k in single.state_dict())
+    torch.manual_seed(0)
+    ens = create_model("disc_grading", task="segment", findings=FINDINGS3, width=4, members=3)
+    assert isinstance(ens, DiscGraderEnsemble)
+    x = torch.rand(2, 1, 64, 128)
+    ens.eval()
+    each = torch.stack([m(x) for m in ens.members])
+    assert not torch.allclose(each[0], each[1])  # members start from their own initialisations
+    torch.testing.assert_close(ens(x), each.mean(0))
+    ens.train()
+    for m in ens.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    with torch.no_grad():
+        out = ens(x)
+        assert out.shape == (3, 2, 8)
+        y = torch.tensor([[3.0, 1, 0, 1], [0.0, 0, 1, 0]])
+        f = _loss(FINDINGS3, torch.ones(3), "sord")
+        assert float(f(out, y)) == pytest.approx(sum(float(f(o, y)) for o in out), rel=1e-5)
+    with pytest.raises(ValueError, match="members"):
+        DiscGraderEnsemble(FINDINGS3, width=4, members=1)
+
+    w = make_disc_weights(tmp_path / "w", members=2)
+    pred = load_predictor(w / "tiny-disc-grader.json")
+    assert isinstance(pred.model, DiscGraderEnsemble) and len(pred.model.members) == 2
+    crops = np.random.default_rng(1).random((2, 64, 128)).astype(np.float32)
+    pf, fi = pred.grade_crops(crops)
+    assert pf.shape == (2, 5) and np.allclose(pf.sum(1), 1, atol=1e-5) and fi.shape == (2, 3)
+    cams = pred._cams(crops, pf.argmax(1))
+    assert cams[0].shape == (64, 128) and np.isfinite(cams[0]).all() and 0 <= cams[0].min() <= cams[0].max() <= 1
 
 
 def test_grader_crops_with_the_cards_margin(tmp_path: Path):

@@ -32,7 +32,7 @@ from spine_models.engine.trainer import BaseTrainer, new_card, write_card
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.measure.discs import DiscRead, discs_from_probs
 from spine_models.models.cards import ModelCard, load_state
-from spine_models.models.grading import PFIRRMANN_GRADES, split_outputs
+from spine_models.models.grading import PFIRRMANN_GRADES, cam_layers, split_outputs
 from spine_models.models.registry import create_model
 from spine_models.results.discs import DiscGrade, DiscGradingResult
 
@@ -96,7 +96,8 @@ class DiscGradingPredictor(BasePredictor):
             sd, kw = load_state(card)
             self.locator = segment_component(kw, "locator", device)
             self.findings = list(kw.get("findings", FINDINGS))
-            self.model = create_model(ARCH, task="segment", findings=self.findings, width=int(kw.get("width", 24)))
+            self.model = create_model(ARCH, task="segment", findings=self.findings, width=int(kw.get("width", 24)),
+                                      members=int(kw.get("members", 1)))
             self.model.load_state_dict(sd)
             self.model.to(self.device).eval()
         self.size = tuple(card.input_size) if isinstance(card.input_size, (list, tuple)) else CROP_SIZE
@@ -108,11 +109,12 @@ class DiscGradingPredictor(BasePredictor):
         return grade(self.model, crops, len(self.findings), self.device)
 
     def _cams(self, crops: np.ndarray, grades: np.ndarray) -> list[np.ndarray]:
-        """Grad-CAM of each crop's predicted Pfirrmann grade (its logit, not a finding's) on the last conv block."""
+        """Grad-CAM of each crop's predicted Pfirrmann grade (its logit, not a finding's) on the last conv block
+        (every member's, averaged, for an ensemble)."""
         from spine_models.explain.gradcam import gradcam
 
         return [gradcam(self.model, torch.from_numpy(c[None, None].astype(np.float32)).to(self.device),
-                        target_class=int(g), target_layer=self.model.features[-1]).astype(np.float32)
+                        target_class=int(g), target_layer=cam_layers(self.model)).astype(np.float32)
                 for c, g in zip(crops, grades)]
 
     def read(self, image: Any, **_: Any) -> Film:
@@ -243,6 +245,8 @@ def _loss(findings: Sequence[str], pos_weight: torch.Tensor, kind: str = "ce", p
     bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
     def f(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if logits.dim() == 3:  # an ensemble in training: each member's own loss (models.grading.DiscGraderEnsemble)
+            return torch.stack([f(m, y) for m in logits]).sum()
         pf, fi = split_outputs(logits, len(findings))
         if kind == "sord":
             lp = -(ordinal_soft_targets(y[:, 0], pf.shape[-1], phi) * torch.log_softmax(pf, -1)).sum(-1).mean()
@@ -292,10 +296,10 @@ def grade(model: nn.Module, crops: Any, n_findings: int, device: Any, batch: int
     with torch.inference_mode():
         for i in range(0, len(crops), batch):
             x = torch.from_numpy(np.asarray(crops[i:i + batch], np.float32)[:, None]).to(device)
-            a, b = split_outputs(model(x).float(), n_findings)
-            a2, b2 = split_outputs(model(torch.flip(x, dims=[-1])).float(), n_findings)
-            pfs.append(torch.softmax((a + a2) / 2, -1).cpu().numpy())
-            fis.append(torch.sigmoid((b + b2) / 2).cpu().numpy())
+            out = model(torch.cat([x, torch.flip(x, dims=[-1])])).float()  # crops and mirrors in one pass
+            a, b = split_outputs((out[:len(x)] + out[len(x):]) / 2, n_findings)
+            pfs.append(torch.softmax(a, -1).cpu().numpy())
+            fis.append(torch.sigmoid(b).cpu().numpy())
     if not pfs:
         return np.zeros((0, 5), np.float32), np.zeros((0, n_findings), np.float32)
     return np.concatenate(pfs), np.concatenate(fis)
@@ -364,6 +368,9 @@ class DiscGraderTrainer(BaseTrainer):
         pos = ftr.sum(0).clip(1)
         self.pos_weight = torch.tensor(np.clip((len(tr) - pos) / pos, 1.0, 10.0), dtype=torch.float32)
         self.width = int(cfg.get("grader_width", 24))
+        self.members = int(cfg.get("grader_members", 1))
+        if self.members < 1:
+            raise ConfigError(f"grader_members={self.members}: give 1 (one grader) or more (an ensemble)")
         self.generator = make_generator(self.seed)
         self.train_loader = torch.utils.data.DataLoader(
             _CropDataset(tr, findings, _augmenter(cfg.get("augment", "mri-disc"))), batch_size=int(cfg.get("batch", 32)),
@@ -374,7 +381,8 @@ class DiscGraderTrainer(BaseTrainer):
                              float(cfg.get("grader_sord_phi", 1.0)))
 
     def get_model(self) -> nn.Module:
-        return create_model(ARCH, task="segment", findings=self.findings, width=self.width).to(self.device)
+        return create_model(ARCH, task="segment", findings=self.findings, width=self.width,
+                             members=self.members).to(self.device)
 
     def get_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(model.parameters(), lr=float(self.cfg.get("lr", 1e-3)),
@@ -409,7 +417,7 @@ class DiscGraderTrainer(BaseTrainer):
         p, f = _predict_discs(model, va, findings, self.device)
         thresholds = {n: float(youden_threshold(self.fv[:, j].astype(bool), f[:, j])[0]) for j, n in enumerate(findings)}
         kw = {"locator": str(cfg["locator"]), "locator_sha256": locator.card.sha256 or "", "findings": findings,
-              "width": self.width}
+              "width": self.width, **({"members": self.members} if self.members > 1 else {})}
         srcs = sources_in_text(str(cfg["data"]))
         card = new_card(
             out, task="segment", arch=ARCH, state_dict=model.state_dict(), arch_kwargs=kw,

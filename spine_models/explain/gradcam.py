@@ -13,7 +13,7 @@ same (tests/test_explain.py compares the maps with pytorch-grad-cam's full run).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -53,10 +53,11 @@ def _graph_from_here(module: nn.Module, args: Any, output: torch.Tensor) -> torc
 
 
 def gradcam(model: nn.Module, input_tensor: torch.Tensor | tuple[torch.Tensor, torch.Tensor], target_class: int | None = None,
-            arch: str | None = None, target_layer: nn.Module | None = None) -> np.ndarray:
+            arch: str | None = None, target_layer: nn.Module | Sequence[nn.Module] | None = None) -> np.ndarray:
     """Grad-CAM of ``input_tensor`` (1, C, H, W) -> HxW float32 in [0, 1] at the input size.
 
-    ``target_class=None`` explains the top class. Two-view models take ``(ap, lat)`` and get the AP map.
+    ``target_class=None`` explains the top class. Two-view models take ``(ap, lat)`` and get the AP map. Several
+    target layers (an ensemble's members) give pytorch-grad-cam's mean of their maps.
     """
     from pytorch_grad_cam import GradCAM
 
@@ -64,26 +65,28 @@ def gradcam(model: nn.Module, input_tensor: torch.Tensor | tuple[torch.Tensor, t
 
     modes = {m: m.training for m in model.modules()}
     grads = {p: p.requires_grad for p in model.parameters()}
-    cut = None
+    cuts: list[Any] = []
     try:
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)  # no weight gradients: the backward stops at the target layer's output
         layer = target_layer if target_layer is not None else cam_target_layer(model, arch)
+        layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
         net: nn.Module = model
         x = input_tensor
         if isinstance(input_tensor, (tuple, list)):
             net = _FixedOther(model, input_tensor[1].detach())
             x = input_tensor[0]
         x = x.detach().clone()
-        cut = layer.register_forward_hook(_graph_from_here)  # before GradCAM's own hooks, which then see the leaf
-        with torch.enable_grad(), GradCAM(model=net, target_layers=[layer]) as cam:
+        # before GradCAM's own hooks, which then see the leaf
+        cuts = [m.register_forward_hook(_graph_from_here) for m in layers]
+        with torch.enable_grad(), GradCAM(model=net, target_layers=layers) as cam:
             heat = cam(input_tensor=x, targets=[_Target(None if target_class is None else int(target_class))])[0]
         heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
         return np.clip(heat, 0.0, 1.0)
     finally:
-        if cut is not None:
-            cut.remove()
+        for c in cuts:
+            c.remove()
         for m, t in modes.items():
             m.training = t
         for p, g in grads.items():
