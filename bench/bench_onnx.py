@@ -10,9 +10,10 @@ each film goes through the model's own Predictor preprocessing (read, resize, no
 runtimes. Reported: the largest absolute difference of the probabilities (softmax for classifiers, sigmoid for
 U-Nets; for the corner network of ``vertebra_corners`` its raw outputs — corners in patch half-widths, endplate angles
 in tens of degrees — on the patches of the bodies its U-Net finds on each film; for a corner card's level reader
-(``--model`` its component id) its log-probabilities on the wide patches of the bodies the corner model reads), whether
+(``--model`` its component id) its log-probabilities on the wide patches of the bodies the corner model reads; for a
+disc grader its Pfirrmann and finding probabilities on the crops of the discs its locator names), whether
 every classifier's top class, every U-Net mask pixel (at the card's threshold), every body's corners on the film (within
-0.05 px) and every film's decoded level names agree, and the
+0.05 px), every film's decoded level names and every disc's grade and finding calls agree, and the
 median batch-1 latency of each runtime at --threads, with torch's channels_last and bfloat16-autocast variants
 beside them (bf16 only where the CPU has avx512_bf16). Tolerance used for "match": probabilities within 1e-4.
 Real films: ../shared/data/fraiwan-ap and aasce-ap (X-ray models), spider-mri (MRI models); skipped when absent.
@@ -61,7 +62,9 @@ def _median_ms(fn: Any, reps: int) -> float:
 CORNER_PX = 0.05  # a body's corners on the film "agree" when every one moves less than this many pixels
 COMPARED = {"classify": "softmax probabilities", "segment": "sigmoid probabilities",
             "corners": "corner-network outputs (corners in patch half-widths, endplate angles in tens of degrees)",
-            "levels": "level log-probabilities (log-softmax) of the bodies the corner model reads, mirrored patches too"}
+            "levels": "level log-probabilities (log-softmax) of the bodies the corner model reads, mirrored patches too",
+            "grader": "Pfirrmann softmax and finding sigmoid probabilities of the discs the locator names (crop and mirror "
+                      "averaged)"}
 
 
 def _shown(film: Path, display_name: Any) -> str:
@@ -168,6 +171,59 @@ def _bench_levels(card: Any, corner: Any, args: argparse.Namespace, tmp: str) ->
           f"{'':>7s} {'':>8s} {o_ms:7.1f} {t_ms / o_ms:7.2f}x{flag}  (a film's {len(x0)} patches)")
 
 
+def _bench_grader(card: Any, args: argparse.Namespace, tmp: str) -> None:
+    """A disc grader (``disc_grading``): torch against ONNX Runtime on the crops (and their mirrors, one batch, as
+    ``engine.discs.grade`` runs) of the discs its locator names on real sagittal slices; agree = share of discs whose
+    Pfirrmann grade and finding calls (at the card's thresholds) are the same. ``--record`` writes its card's
+    ``runtime``."""
+    import onnxruntime
+
+    from spine_models.engine import predictor_class
+    from spine_models.engine.discs import grader_batch, grades_from_logits
+    from spine_models.engine.segment import read_pixels
+    from spine_models.io.deid import display_name
+    from spine_models.models.onnx_runtime import OrtNetwork, export_onnx
+
+    films = _films("mri", args.films)
+    if not films:
+        print(f"{card.id:38s} skipped: no real slices under {DATA}")
+        return
+    pred = predictor_class(card)(card, device="cpu")
+    net, nf = pred.model, len(pred.findings)
+    thr = np.array([float(card.thresholds.get(f, 0.5)) for f in pred.findings])
+    xs = []
+    for f in films:
+        crops = pred.infer(read_pixels(str(f))[0])["crops"]
+        if crops is not None:
+            xs.append(grader_batch(crops))
+    if not xs:
+        print(f"{card.id:38s} skipped: its locator named no discs on the {len(films)} slices")
+        return
+    onnx_net = OrtNetwork(export_onnx(net, xs[0][:1], Path(tmp) / f"{card.id}.onnx"), threads=args.threads)
+    worst, agree = 0.0, []
+    for x in xs:
+        with torch.inference_mode():
+            pt = grades_from_logits(net(x), nf)
+        po = grades_from_logits(onnx_net(x), nf)
+        worst = max(worst, *(float(np.abs(a - b).max()) for a, b in zip(pt, po)))
+        agree += list(((pt[0].argmax(1) == po[0].argmax(1)) & ((pt[1] >= thr) == (po[1] >= thr)).all(1)).astype(float))
+    x0 = xs[0]
+    with torch.inference_mode():
+        t_ms = _median_ms(lambda: net(x0), args.reps)
+    o_ms = _median_ms(lambda: onnx_net(x0), args.reps)
+    flag = "" if worst <= TOL else "  (outside the tolerance)"
+    if args.record and worst <= TOL and o_ms < t_ms:
+        flag += "  recorded"
+        _record(card, args, {"path": "onnxruntime", "tolerance": TOL, "compared": COMPARED["grader"], "max_abs_diff": worst,
+                             "agree": float(np.mean(agree)), "films": [_shown(f, display_name) for f in films],
+                             "batch": f"one slice's discs and their mirrors ({len(x0)} crops)", "threads": args.threads,
+                             "torch_ms": round(t_ms, 1), "onnxruntime_ms": round(o_ms, 1),
+                             "load_average": round(os.getloadavg()[0], 2), "onnxruntime_version": onnxruntime.__version__,
+                             "command": "python bench/bench_onnx.py " + " ".join(sys.argv[1:])})
+    print(f"{card.id:38s} {len(xs):5d} {worst:9.2e} {100 * float(np.mean(agree)):6.2f}% {t_ms:9.1f} {'':>7s} "
+          f"{'':>7s} {'':>8s} {o_ms:7.1f} {t_ms / o_ms:7.2f}x{flag}  (a slice's {len(x0)} crops)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--films", type=int, default=6, help="real films per view")
@@ -212,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if serves is not None:
                 _bench_levels(card, serves, args, tmp)
+                continue
+            if card.arch == "disc_grading":
+                _bench_grader(card, args, tmp)
                 continue
             corner = card.arch == "vertebra_corners"
             plain = (card.task == "classify" and not is_composite(card.arch)) or \
@@ -289,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
           "torch under CPU autocast to bfloat16, bf16 |dp| its largest probability difference")
     print("agree: share of films whose top class (classifiers) / of mask pixels at the card's threshold (U-Nets) / of "
           f"bodies whose four corners on the film (corner networks, within {CORNER_PX} px) / of films whose decoded "
-          "level names (level readers) are the same")
+          "level names (level readers) / of discs whose Pfirrmann grade and finding calls (disc graders) are the same")
     return 0
 
 

@@ -21,7 +21,8 @@ folder, study = None, None
 disc_models = analysis.disc_cards(shipped_cards())
 if source == SLICE:
     st.caption("One sagittal lumbar slice, in any orientation: every disc is found, named from the lumbosacral disc "
-               "upwards and graded (Pfirrmann, herniation, bulging, narrowing).")
+               "upwards and graded (Pfirrmann and the findings the grader's card names: the shipped grader reads "
+               "herniation, bulging, narrowing, Modic change and endplate changes).")
     up = st.file_uploader("Sagittal slice", type=["png", "jpg", "jpeg", "dcm"], key=K.MRI_SLICE,
                           help=f"Up to {max_upload_mb()} MB. Headers are de-identified on reading; the file name is not kept.")
     if up is None:

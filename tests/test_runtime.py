@@ -12,7 +12,7 @@ from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from runtime_fixtures import card_with as _card, column_film as _film  # noqa: E402
+from runtime_fixtures import card_with, card_with as _card, column_film as _film  # noqa: E402
 from runtime_fixtures import private_cache, weights  # noqa: E402,F401 - fixtures used by name
 
 TOL = 1e-4  # the match tolerance of bench/bench_onnx.py (probabilities)
@@ -44,6 +44,24 @@ def test_onnxruntime_from_the_card_matches_torch(weights: Path, mid: str) -> Non
     a, b = (p.infer(p.preprocess(p.read(_film()))) for p in (ref, fast))
     assert a.shape == b.shape and float(np.abs(a - b).max()) < TOL
     assert not np.allclose(a, a.mean())  # a real output, not a constant both runtimes agree on
+
+
+def test_a_disc_grader_ensemble_on_onnxruntime_grades_as_torch(tmp_path: Path) -> None:
+    """The disc grader (here a tiny ensemble of two) on ONNX Runtime when its card asks: the crops' Pfirrmann and
+    finding probabilities are torch's within TOL; Grad-CAM still runs on torch."""
+    pytest.importorskip("onnxruntime")
+    from app_fixtures import make_disc_weights
+
+    from spine_models.engine.discs import DiscGradingPredictor
+
+    w = make_disc_weights(tmp_path / "w", members=2)
+    ref = DiscGradingPredictor(ModelCard.from_json(w / "tiny-disc-grader.json"), device="cpu")
+    fast = DiscGradingPredictor(card_with(w, "tiny-disc-grader", runtime={"path": "onnxruntime"}), device="cpu")
+    assert (ref.net.path, fast.net.path) == ("torch", "onnxruntime"), fast.net.why
+    crops = np.random.default_rng(2).random((3, *fast.size)).astype(np.float32)
+    a, b = (np.concatenate(p.grade_crops(crops), 1) for p in (ref, fast))
+    assert a.shape == b.shape == (3, 8) and float(np.abs(a - b).max()) < TOL and not np.allclose(a, a.mean())
+    assert fast._cams(crops[:1], a[:1, :5].argmax(1))[0].shape == fast.size
 
 
 def test_the_environment_overrides_the_card(weights: Path, monkeypatch) -> None:
@@ -79,7 +97,8 @@ def test_torch_serves_when_onnxruntime_is_missing(weights: Path, monkeypatch) ->
 SHIPPED = Path(__file__).resolve().parents[1] / "weights"
 # what the Analyse page runs by default on a real AP film: the view gate, the real AP classifier, the corner composite
 # and its AP U-Net (bench/bench_analysis.py); their cards switch ONNX Runtime on (bench/bench_onnx.py --record)
-ON_ORT = ("xray_view_mobilenet_v2_synth", "ap_scoliosis_mobilenet_v2_fraiwan", "seg_unet_ap", "seg_vertebra_corners_aasce")
+ON_ORT = ("xray_view_mobilenet_v2_synth", "ap_scoliosis_mobilenet_v2_fraiwan", "seg_unet_ap", "seg_vertebra_corners_aasce",
+          "mri_disc_grader_spider")
 
 
 def test_the_shipped_cards_that_switch_onnxruntime_on_say_how_it_was_validated() -> None:
@@ -117,6 +136,9 @@ def test_a_shipped_card_with_the_runtime_field_runs_on_onnxruntime_and_matches_t
         with torch.inference_mode():
             a = ref.net(x).numpy()
         b = fast.net(x).numpy()
+    elif card.arch == "disc_grading":  # the grader on disc crops (its locator has its own card)
+        crops = np.random.default_rng(5).random((4, *fast.size)).astype(np.float32)
+        a, b = (np.concatenate(p.grade_crops(crops), 1) for p in (ref, fast))
     else:
         film = np.random.default_rng(5).random((160, 80)).astype(np.float32)
         film[20:140, 30:50] += 0.5  # a bright column: a spine-like band, not noise only

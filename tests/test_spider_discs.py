@@ -220,12 +220,15 @@ def test_tiny_locator_and_grader_train_and_evaluate(spider_folder: Path, tmp_pat
                           out=str(tmp_path / "gr"), sets=[f"locator={tmp_path / 'loc'}", "split_method=hash",
                                                           "split=\"4:1:1\"", "augment=mri-disc", "grader_width=4",
                                                           "grader_loss=sord", "grader_margin=[0.15,0.6]",
-                                                          f"grader_members={members}"])
+                                                          f"grader_members={members}",
+                                                          *(["grader_findings=[herniation,bulging,narrowing,modic]"]
+                                                            if members > 1 else [])])
     from spine_models.engine import task_module
 
     gcard = task_module("segment", arch="disc_grading").train(gr_cfg, tmp_path / "gr", quiet=True)
     g = json.loads(Path(gcard).read_text())
-    assert g["arch"] == "disc_grading" and set(g["thresholds"]) == {"herniation", "bulging", "narrowing"}
+    named = {"herniation", "bulging", "narrowing"} | ({"modic"} if members > 1 else set())
+    assert g["arch"] == "disc_grading" and set(g["thresholds"]) == named and set(g["arch_kwargs"]["findings"]) == named
     assert g["preprocessing"]["crop_margin"] == [0.15, 0.6]  # the Predictor cuts with what training cut
     assert g["arch_kwargs"].get("members", 1) == members
     assert g["sources"] == [] or g["sources"][0]["data"] in ("spider-mri",)
@@ -237,7 +240,7 @@ def test_tiny_locator_and_grader_train_and_evaluate(spider_folder: Path, tmp_pat
         for k in ("pfirrmann_accuracy", "pfirrmann_within1"):
             assert set(m[k]) == {"value", "ci95"}
         assert len(m["pfirrmann_confusion_matrix"]) == 5
-        assert set(m["per_class"]) == {"herniation", "bulging", "narrowing"}
+        assert set(m["per_class"]) == named
 
 
 def test_real_spider_boxes_and_levels():
@@ -319,6 +322,28 @@ def test_ordinal_soft_targets_respect_the_grade_order():
 
 
 FINDINGS3 = ("herniation", "bulging", "narrowing")
+
+
+def test_grader_findings_are_the_folders_gradings_and_the_table_shows_each(tmp_path: Path):
+    """``grader_findings`` takes the folder's binary gradings only (a bad or repeated name: one line with the valid
+    ones); targets carry every gradable finding (Modic: any type); the per-level table has a column per finding."""
+    from spine_models.data.spider import GRADABLE_FINDINGS, grading_targets
+    from spine_models.engine.discs import DiscGraderTrainer
+    from spine_models.errors import ConfigError
+    from spine_models.results.discs import DiscGrade, DiscGradingResult
+
+    t = grading_targets({"pfirrmann": 4, "herniation": 0, "bulging": 1, "narrowing": 0, "modic": 2, "up_endplate": 1,
+                         "low_endplate": 0, "spondylolisthesis": 0})
+    assert t["pfirrmann"] == 3 and t["modic"] == 1 and t["up_endplate"] == 1 and set(GRADABLE_FINDINGS) <= set(t)
+    for bad in (["herniation", "osteophytes"], ["modic", "modic"]):
+        with pytest.raises(ConfigError, match="grader_findings.*spondylolisthesis"):
+            DiscGraderTrainer({"locator": "x", "data": str(tmp_path), "grader_findings": bad}, tmp_path / "run", quiet=True)
+    d = DiscGrade(level="L4-L5", box=(0, 0, 10, 5), score=0.9, pfirrmann=3, pfirrmann_probs=[0.1, 0.2, 0.5, 0.1, 0.1],
+                  findings={"herniation": 0.1, "bulging": 0.7, "narrowing": 0.2, "modic": 0.8},
+                  calls={"herniation": False, "bulging": True, "narrowing": False, "modic": True})
+    row = DiscGradingResult(model_id="m", source="s", image_size=(20, 20), device="cpu", structures=["disc"], masks={},
+                            measurements={}, discs=[d], levels_reliable=True).table()[0]
+    assert row["Modic change"] == "yes (0.80)" and row["bulging"] == "yes (0.70)"
 
 
 def test_grader_ensemble_averages_independent_members(tmp_path: Path):

@@ -35,13 +35,16 @@ import numpy as np
 from spine_models.data.records import BoxLabel, Sample, SpineDataset
 from spine_models.errors import DatasetError
 
-__all__ = ["IVD_LEVELS", "LUMBAR_LEVELS", "FINDINGS", "MATCH_MIN", "SeriesDiscs", "is_spider_layout",
+__all__ = ["IVD_LEVELS", "LUMBAR_LEVELS", "FINDINGS", "GRADABLE_FINDINGS", "MATCH_MIN", "SeriesDiscs", "is_spider_layout",
            "recover_disc_boxes", "load_spider", "level_of_ivd", "grading_targets", "dihedral", "undo_dihedral_box"]
 
 IVD_LEVELS: dict[int, str] = {1: "L5-S1", 2: "L4-L5", 3: "L3-L4", 4: "L2-L3", 5: "L1-L2", 6: "T12-L1",
                               7: "T11-T12", 8: "T10-T11", 9: "T9-T10"}
 LUMBAR_LEVELS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")  # SPEC's MRI disc levels
-FINDINGS = ("herniation", "bulging", "narrowing")  # binary gradings the grader predicts (with Pfirrmann)
+FINDINGS = ("herniation", "bulging", "narrowing")  # binary gradings a grader predicts by default (with Pfirrmann)
+#: every binary grading the folder gives per disc (Modic: any type, 1-3; endplates: upper / lower changed), the
+#: findings a grader can be trained for (``--set grader_findings=[...]``)
+GRADABLE_FINDINGS = (*FINDINGS, "modic", "up_endplate", "low_endplate", "spondylolisthesis")
 _COLUMNS = {"herniation": "Disc herniation", "bulging": "Disc bulging", "narrowing": "Disc narrowing",
             "pfirrmann": "Pfirrman grade", "modic": "Modic", "up_endplate": "UP endplate",
             "low_endplate": "LOW endplate", "spondylolisthesis": "Spondylolisthesis"}
@@ -216,8 +219,9 @@ def _gradings(root: Path) -> dict[tuple[str, int], dict[str, int]]:
 
 
 def grading_targets(g: dict[str, int]) -> dict[str, int]:
-    """The grader's targets from one disc's gradings: Pfirrmann as class 0-4 (grade 1-5) and the binary findings."""
-    return {"pfirrmann": int(g["pfirrmann"]) - 1, **{f: int(g[f] > 0) for f in FINDINGS}}
+    """The grader's targets from one disc's gradings: Pfirrmann as class 0-4 (grade 1-5) and every binary finding
+    (:data:`GRADABLE_FINDINGS`; Modic: any type)."""
+    return {"pfirrmann": int(g["pfirrmann"]) - 1, **{f: int(g[f] > 0) for f in GRADABLE_FINDINGS}}
 
 
 def load_spider(root: str | Path, source: str = "") -> SpineDataset:

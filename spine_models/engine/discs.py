@@ -24,10 +24,11 @@ from torch import nn
 
 from spine_models.config import CHOICES
 from spine_models.data.disc_crops import CROP_MARGIN, CROP_SIZE, column_up, disc_crop
-from spine_models.data.spider import FINDINGS, LUMBAR_LEVELS, grading_targets
+from spine_models.data.spider import FINDINGS, GRADABLE_FINDINGS, LUMBAR_LEVELS, grading_targets
 from spine_models.data.vertebra_targets import DISC_CORE, disc_boxes
 from spine_models.engine.base import TASK_OPTIONS, BasePredictor, Film
 from spine_models.engine.predictor import segment_component, segment_predictor
+from spine_models.engine.runtime import network_for
 from spine_models.engine.trainer import BaseTrainer, new_card, write_card
 from spine_models.errors import ConfigError, DatasetError
 from spine_models.measure.discs import DiscRead, discs_from_probs
@@ -36,7 +37,7 @@ from spine_models.models.grading import PFIRRMANN_GRADES, cam_layers, split_outp
 from spine_models.models.registry import create_model
 from spine_models.results.discs import DiscGrade, DiscGradingResult
 
-__all__ = ["ARCH", "PFIRRMANN_LOSSES", "ordinal_soft_targets", "is_disc_model", "DiscGradingPredictor", "Predictor", "grade", "train", "DiscGraderTrainer", "evaluate", "truth_discs", "grading_metrics"]
+__all__ = ["ARCH", "PFIRRMANN_LOSSES", "ordinal_soft_targets", "is_disc_model", "DiscGradingPredictor", "Predictor", "grade", "grader_batch", "grades_from_logits", "train", "DiscGraderTrainer", "evaluate", "truth_discs", "grading_metrics"]
 
 ARCH = "disc_grading"
 PFIRRMANN_LOSSES = CHOICES["segment"]["grader_loss"]  # ce: cross-entropy | sord: soft ordinal labels (neighbours share mass)
@@ -101,12 +102,14 @@ class DiscGradingPredictor(BasePredictor):
             self.model.load_state_dict(sd)
             self.model.to(self.device).eval()
         self.size = tuple(card.input_size) if isinstance(card.input_size, (list, tuple)) else CROP_SIZE
+        # the grader on the runtime its card (or SPINE_MODELS_RUNTIME) asks for; Grad-CAM stays on self.model (torch)
+        self.net = network_for(card, self.model, (1, 1, *self.size), self.device) if self.model is not None else None
         self.margin = tuple(float(v) for v in (card.preprocessing or {}).get("crop_margin", CROP_MARGIN))
         self.structures = list(card.structures or ["disc", "disc_caudal"])
 
     def grade_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Pfirrmann probabilities (N, 5), finding probabilities (N, F)) for crops (N, H, W) in [0, 1]."""
-        return grade(self.model, crops, len(self.findings), self.device)
+        return grade(self.model, crops, len(self.findings), self.device, net=self.net)
 
     def _cams(self, crops: np.ndarray, grades: np.ndarray) -> list[np.ndarray]:
         """Grad-CAM of each crop's predicted Pfirrmann grade (its logit, not a finding's) on the last conv block
@@ -288,18 +291,35 @@ def grading_metrics(pf_true: np.ndarray, pf_prob: np.ndarray, f_true: np.ndarray
     return out
 
 
-def grade(model: nn.Module, crops: Any, n_findings: int, device: Any, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def grader_batch(crops: Any) -> torch.Tensor:
+    """The grader's input for crops (N, H, W) in [0, 1]: the crops, then their mirror images — (2N, 1, H, W), one
+    pass (anterior may be left or right)."""
+    x = torch.from_numpy(np.asarray(crops, np.float32)[:, None])
+    return torch.cat([x, torch.flip(x, dims=[-1])])
+
+
+def grades_from_logits(out: torch.Tensor, n_findings: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Pfirrmann probabilities (N, 5), finding probabilities (N, F)) from the logits of a :func:`grader_batch`: each
+    crop's and its mirror image's logits averaged, then softmax / sigmoid."""
+    out = out.float()
+    n = len(out) // 2
+    a, b = split_outputs((out[:n] + out[n:]) / 2, n_findings)
+    return torch.softmax(a, -1).cpu().numpy(), torch.sigmoid(b).cpu().numpy()
+
+
+def grade(model: nn.Module, crops: Any, n_findings: int, device: Any, batch: int = 64,
+          net: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """(Pfirrmann probabilities (N, 5), finding probabilities (N, F)) of crops (N, H, W) in [0, 1], each the mean of
-    the crop's and its mirror image's logits (anterior may be left or right): the Predictor and training's validation."""
+    the crop's and its mirror image's logits: the Predictor and training's validation. ``net``: the same network on
+    another runtime (``engine.runtime.network_for``); default ``model`` on torch."""
     model.eval()
+    forward = net if net is not None else model
     pfs, fis = [], []
     with torch.inference_mode():
         for i in range(0, len(crops), batch):
-            x = torch.from_numpy(np.asarray(crops[i:i + batch], np.float32)[:, None]).to(device)
-            out = model(torch.cat([x, torch.flip(x, dims=[-1])])).float()  # crops and mirrors in one pass
-            a, b = split_outputs((out[:len(x)] + out[len(x):]) / 2, n_findings)
-            pfs.append(torch.softmax(a, -1).cpu().numpy())
-            fis.append(torch.sigmoid(b).cpu().numpy())
+            pf, fi = grades_from_logits(forward(grader_batch(crops[i:i + batch]).to(device)), n_findings)
+            pfs.append(pf)
+            fis.append(fi)
     if not pfs:
         return np.zeros((0, 5), np.float32), np.zeros((0, n_findings), np.float32)
     return np.concatenate(pfs), np.concatenate(fis)
@@ -331,6 +351,9 @@ class DiscGraderTrainer(BaseTrainer):
         super().__init__({**defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}, out_dir,
                          callbacks=callbacks, quiet=quiet)
         self.seed = int(self.cfg.get("seed", 0))
+        self.findings = list(self.cfg.get("grader_findings") or FINDINGS)
+        if any(f not in GRADABLE_FINDINGS for f in self.findings) or len(set(self.findings)) != len(self.findings):
+            raise ConfigError(f"grader_findings={self.findings}: name each once, from {', '.join(GRADABLE_FINDINGS)}")
 
     def get_dataset(self) -> None:
         from spine_models._env import get_device
@@ -353,7 +376,7 @@ class DiscGraderTrainer(BaseTrainer):
         self.parts = parts = split_dataset(ds, ratios=cfg.get("split", "7:1:2"), seed=self.seed, stratify=False,
                                            method=str(cfg.get("split_method", "hash")))
         self.size = size = CROP_SIZE
-        self.findings = findings = list(FINDINGS)
+        findings = self.findings
         t0 = time.perf_counter()
         pseudo = bool(cfg.get("pseudo_boxes", True))
         self.margin = margin = _pair(cfg.get("grader_margin", list(CROP_MARGIN)), "grader_margin")

@@ -14,7 +14,12 @@ import numpy as np
 from spine_models.results.base import to_rgb_uint8
 from spine_models.results.segmentation import SegmentationResult
 
-__all__ = ["DiscGrade", "DiscGradingResult", "disc_state"]
+__all__ = ["DiscGrade", "DiscGradingResult", "disc_state", "FINDING_LABELS"]
+
+#: the table's column for each finding a grader may name (data.spider.GRADABLE_FINDINGS); others show their key
+FINDING_LABELS = {"herniation": "herniation", "bulging": "bulging", "narrowing": "narrowing", "modic": "Modic change",
+                  "up_endplate": "upper endplate change", "low_endplate": "lower endplate change",
+                  "spondylolisthesis": "spondylolisthesis"}
 
 
 def disc_state(pfirrmann: int, findings: dict[str, bool]) -> str:
@@ -66,11 +71,14 @@ class DiscGradingResult(SegmentationResult):
     def table(self) -> list[dict[str, Any]]:
         """One row per disc, cranial to caudal when levels are known (the grading schema's table)."""
         rows = []
+        # every finding the grader names, in its card's order (the first three even on an ungraded slice)
+        names = list(dict.fromkeys([*("herniation", "bulging", "narrowing"), *(f for d in self.discs for f in d.findings)]))
         for d in self.discs[::-1] if self.levels_reliable else self.discs:
             rows.append({"level": d.level or "(level unknown)", "Pfirrmann": d.pfirrmann,
                          "P(Pfirrmann)": None if d.pfirrmann is None else round(d.pfirrmann_probs[d.pfirrmann - 1], 3),
-                         **{f: (None if f not in d.findings else f"{'yes' if d.calls.get(f) else 'no'} ({d.findings[f]:.2f})")
-                            for f in ("herniation", "bulging", "narrowing")},
+                         **{FINDING_LABELS.get(f, f): (None if f not in d.findings
+                                                       else f"{'yes' if d.calls.get(f) else 'no'} ({d.findings[f]:.2f})")
+                            for f in names},
                          "disc state": d.state})
         return rows
 
