@@ -119,8 +119,8 @@ def _detect(classes: Sequence[str]) -> tuple[tuple[str, str], ...]:
 _DISC_SEG = ("disc_ap50", "disc_ap50_95", "dice.disc", "iou.disc", "disc_level_accuracy", "n_discs_graded",
              "lumbar_discs_named_fraction")
 _GRADES = ("pfirrmann_accuracy", "pfirrmann_within1", "pfirrmann_confusion_matrix",
-           *[f"per_class.{c}.{k}" for c in ("herniation", "bulging", "narrowing") for k in ("auc", "sensitivity",
-                                                                                            "specificity", "n_positive", "n")])
+           *[f"per_class.{c}.{k}" for c in ("herniation", "bulging", "narrowing", "modic", "up_endplate", "low_endplate")
+             for k in ("auc", "sensitivity", "specificity", "n_positive", "n")])
 def _cadma_check(card_id: str, note: str) -> Check:
     """A vertebra model's cadma-vertebra AP50, which its card copies from docs/real_vertebra_eval.json."""
     return Check(card_id, (AASCE, CADMA),
