@@ -404,7 +404,9 @@ def disc_panel(result: Any, pixels: np.ndarray, card: Any, *, uploaded: bool) ->
     if result.discs:
         st.dataframe(pd.DataFrame(result.table()), width="stretch", hide_index=True)
         if any(d.pfirrmann is not None for d in result.discs):
-            th = ", ".join(f"{k} at P ≥ {v:.2f}" for k, v in result.thresholds.items())
+            from spine_models.results.discs import FINDING_LABELS
+
+            th = ", ".join(f"{FINDING_LABELS.get(k, k)} at P ≥ {v:.2f}" for k, v in result.thresholds.items())
             st.caption(f"Pfirrmann grade 1 (normal) to 5 (collapsed): the most probable grade, with its probability. "
                        f"Findings called {th} (thresholds chosen on validation discs). Disc state by the documented rule "
                        "(herniation > bulge > degeneration if Pfirrmann ≥ 3 or narrowed > normal). "
