@@ -124,15 +124,38 @@ def _record(card, args: argparse.Namespace, runtime: dict, path: Path | None = N
     stored.to_json(path)
 
 
+def _time_and_record(card: Any, args: argparse.Namespace, net: Any, onnx_net: Any, x0: torch.Tensor, worst: float,
+                     agree: list[float], films: list[Path], compared: str, batch: str, rows: int, note: str,
+                     path: Path | None = None) -> None:
+    """A component network's last steps (level reader, disc grader): both runtimes' median latency on one input batch,
+    its card's ``runtime`` record with ``--record`` (when within the tolerance and faster), and its printed row."""
+    import onnxruntime
+
+    from spine_models.io.deid import display_name
+
+    with torch.inference_mode():
+        t_ms = _median_ms(lambda: net(x0), args.reps)
+    o_ms = _median_ms(lambda: onnx_net(x0), args.reps)
+    flag = "" if worst <= TOL else "  (outside the tolerance)"
+    if args.record and worst <= TOL and o_ms < t_ms:
+        flag += "  recorded"
+        _record(card, args, {"path": "onnxruntime", "tolerance": TOL, "compared": COMPARED[compared], "max_abs_diff": worst,
+                             "agree": float(np.mean(agree)), "films": [_shown(f, display_name) for f in films],
+                             "batch": batch, "threads": args.threads,
+                             "torch_ms": round(t_ms, 1), "onnxruntime_ms": round(o_ms, 1),
+                             "load_average": round(os.getloadavg()[0], 2), "onnxruntime_version": onnxruntime.__version__,
+                             "command": "python bench/bench_onnx.py " + " ".join(sys.argv[1:])},
+                path=path)
+    print(f"{card.id:38s} {rows:5d} {worst:9.2e} {100 * float(np.mean(agree)):6.2f}% {t_ms:9.1f} {'':>7s} "
+          f"{'':>7s} {'':>8s} {o_ms:7.1f} {t_ms / o_ms:7.2f}x{flag}  ({note})")
+
+
 def _bench_levels(card: Any, corner: Any, args: argparse.Namespace, tmp: str) -> None:
     """The level reader ``card`` of the corner card ``corner``: torch against ONNX Runtime on the wide patches of the
     bodies the corner model reads on real films (both views of its ``hflip`` in one batch, as it runs); agree = the
     film's decoded level names are the same. ``--record`` writes the reader card's ``runtime``."""
-    import onnxruntime
-
     from spine_models.engine import predictor_class
     from spine_models.engine.landmarks import level_reader_file
-    from spine_models.io.deid import display_name
     from spine_models.models.onnx_runtime import OrtNetwork, export_onnx
 
     films = _films("xray", args.films)
@@ -154,21 +177,9 @@ def _bench_levels(card: Any, corner: Any, args: argparse.Namespace, tmp: str) ->
         worst = max(worst, float((pt - po).abs().max()))
         agree += _levels_agree(pt.numpy(), po.numpy(), n, reader.skip)
     x0 = batches[0][0]
-    with torch.inference_mode():
-        t_ms = _median_ms(lambda: net(x0), args.reps)
-    o_ms = _median_ms(lambda: onnx_net(x0), args.reps)
-    flag = "" if worst <= TOL else "  (outside the tolerance)"
-    if args.record and worst <= TOL and o_ms < t_ms:
-        flag += "  recorded"
-        _record(card, args, {"path": "onnxruntime", "tolerance": TOL, "compared": COMPARED["levels"], "max_abs_diff": worst,
-                             "agree": float(np.mean(agree)), "films": [_shown(f, display_name) for f in films],
-                             "batch": f"one film's bodies and their mirrors ({len(x0)} patches)", "threads": args.threads,
-                             "torch_ms": round(t_ms, 1), "onnxruntime_ms": round(o_ms, 1),
-                             "load_average": round(os.getloadavg()[0], 2), "onnxruntime_version": onnxruntime.__version__,
-                             "command": "python bench/bench_onnx.py " + " ".join(sys.argv[1:])},
-                path=level_reader_file(corner.preprocessing["level_reader"], corner.id))
-    print(f"{card.id:38s} {len(batches):5d} {worst:9.2e} {100 * float(np.mean(agree)):6.2f}% {t_ms:9.1f} {'':>7s} "
-          f"{'':>7s} {'':>8s} {o_ms:7.1f} {t_ms / o_ms:7.2f}x{flag}  (a film's {len(x0)} patches)")
+    _time_and_record(card, args, net, onnx_net, x0, worst, agree, films, "levels",
+                     f"one film's bodies and their mirrors ({len(x0)} patches)", len(batches), f"a film's {len(x0)} patches",
+                     path=level_reader_file(corner.preprocessing["level_reader"], corner.id))
 
 
 def _bench_grader(card: Any, args: argparse.Namespace, tmp: str) -> None:
@@ -176,12 +187,9 @@ def _bench_grader(card: Any, args: argparse.Namespace, tmp: str) -> None:
     ``engine.discs.grade`` runs) of the discs its locator names on real sagittal slices; agree = share of discs whose
     Pfirrmann grade and finding calls (at the card's thresholds) are the same. ``--record`` writes its card's
     ``runtime``."""
-    import onnxruntime
-
     from spine_models.engine import predictor_class
     from spine_models.engine.discs import grader_batch, grades_from_logits
     from spine_models.engine.segment import read_pixels
-    from spine_models.io.deid import display_name
     from spine_models.models.onnx_runtime import OrtNetwork, export_onnx
 
     films = _films("mri", args.films)
@@ -208,20 +216,8 @@ def _bench_grader(card: Any, args: argparse.Namespace, tmp: str) -> None:
         worst = max(worst, *(float(np.abs(a - b).max()) for a, b in zip(pt, po)))
         agree += list(((pt[0].argmax(1) == po[0].argmax(1)) & ((pt[1] >= thr) == (po[1] >= thr)).all(1)).astype(float))
     x0 = xs[0]
-    with torch.inference_mode():
-        t_ms = _median_ms(lambda: net(x0), args.reps)
-    o_ms = _median_ms(lambda: onnx_net(x0), args.reps)
-    flag = "" if worst <= TOL else "  (outside the tolerance)"
-    if args.record and worst <= TOL and o_ms < t_ms:
-        flag += "  recorded"
-        _record(card, args, {"path": "onnxruntime", "tolerance": TOL, "compared": COMPARED["grader"], "max_abs_diff": worst,
-                             "agree": float(np.mean(agree)), "films": [_shown(f, display_name) for f in films],
-                             "batch": f"one slice's discs and their mirrors ({len(x0)} crops)", "threads": args.threads,
-                             "torch_ms": round(t_ms, 1), "onnxruntime_ms": round(o_ms, 1),
-                             "load_average": round(os.getloadavg()[0], 2), "onnxruntime_version": onnxruntime.__version__,
-                             "command": "python bench/bench_onnx.py " + " ".join(sys.argv[1:])})
-    print(f"{card.id:38s} {len(xs):5d} {worst:9.2e} {100 * float(np.mean(agree)):6.2f}% {t_ms:9.1f} {'':>7s} "
-          f"{'':>7s} {'':>8s} {o_ms:7.1f} {t_ms / o_ms:7.2f}x{flag}  (a slice's {len(x0)} crops)")
+    _time_and_record(card, args, net, onnx_net, x0, worst, agree, films, "grader",
+                     f"one slice's discs and their mirrors ({len(x0)} crops)", len(xs), f"a slice's {len(x0)} crops")
 
 
 def main(argv: list[str] | None = None) -> int:
