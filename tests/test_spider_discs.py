@@ -395,6 +395,34 @@ def test_grader_ensemble_averages_independent_members(tmp_path: Path):
     assert cams[0].shape == (64, 128) and np.isfinite(cams[0]).all() and 0 <= cams[0].min() <= cams[0].max() <= 1
 
 
+def test_predict_json_calls_a_slice_read_with_a_disc_model_mri(tmp_path: Path, monkeypatch, capsys):
+    """``spine-models predict slice.png --model <disc grader> --json``: the PNG has no modality, the named model is an
+    MRI model, so the entry's kind is "mri" and its discs carry every finding the card names."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from app_fixtures import make_disc_weights
+
+    from spine_models.cli import main
+    from spine_models.commands.predict import image_kind
+
+    w = make_disc_weights(tmp_path / "w")
+    monkeypatch.setenv("SPINE_MODELS_WEIGHTS", str(w))
+    png = tmp_path / "slice.png"
+    import cv2
+
+    cv2.imwrite(str(png), (np.random.default_rng(0).random((96, 64)) * 255).astype(np.uint8))
+    assert main(["predict", str(png), "--model", "tiny-disc-grader", "--json", "--quiet"]) == 0
+    entry = json.loads(capsys.readouterr().out)[0]
+    assert entry["kind"] == "mri" and entry["results"][0]["type"] == "DiscGradingResult"
+    from types import SimpleNamespace
+
+    xray_card = SimpleNamespace(view="ap")
+    assert image_kind(SimpleNamespace(modality=None), [xray_card]) == "xray"
+    assert image_kind(SimpleNamespace(modality="CR"), [SimpleNamespace(view="mri")]) == "xray"
+    assert image_kind(SimpleNamespace(modality="MR")) == "mri"
+
+
 def test_grader_crops_with_the_cards_margin(tmp_path: Path):
     """The Predictor cuts crops with the margin its card records (training's ``grader_margin``); a card without one
     keeps the old default; a bad margin is refused with the key named."""

@@ -62,10 +62,13 @@ def load_image(path: str | Path, show_name: bool | None = None) -> Any:
     return read_image(path, show_name=show_name)
 
 
-def image_kind(image: Any) -> str:
-    """"mri" for an MR DICOM, else "xray"."""
+def image_kind(image: Any, named: list[Any] | None = None) -> str:
+    """"mri" for an MR DICOM, or for a file without a modality (PNG/JPG) read with MRI models only (``--model``
+    naming MRI cards: the user says what it is); else "xray"."""
     modality = str(getattr(image, "modality", "") or "").upper()
-    return "mri" if modality == "MR" else "xray"
+    if modality == "MR" or (not modality and named and all(c.view == "mri" for c in named)):
+        return "mri"
+    return "xray"
 
 
 def fitting_cards(cards: list[Any], kind: str, view: str | None = None) -> list[Any]:
@@ -274,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 try:
                     image = item.image
-                    kind = image_kind(image)
+                    kind = image_kind(image, cards if named else None)
                     view, view_note = (None, "") if named or kind != "xray" else infer_view(image, cards, get=predictor)
                     use = cards if named else fitting_cards(cards, kind, view)
                     if view_note and not quiet:
