@@ -86,6 +86,10 @@ def test_job_runs_queue_cancel_and_promote(tmp_path: Path, data_dir: Path) -> No
     # b starts once a is done, then is cancelled: its process group is gone
     store.tick()
     jb = store.get(b)
+    deadline = time.time() + 30
+    while jb.status == "running" and not jb.pid and time.time() < deadline:  # a's runner records b's pid after the spawn
+        time.sleep(0.1)
+        jb = store.get(b)
     assert jb.status == "running" and jb.pid
     cancelled = store.cancel(b)
     assert cancelled.status == "cancelled"
@@ -123,6 +127,22 @@ def test_cancel_queued_job_never_starts(tmp_path: Path, data_dir: Path) -> None:
     assert store.cancel(job_id).status == "cancelled"
     store.tick()
     assert store.get(job_id).status == "cancelled" and store.get(job_id).pid is None
+
+
+def test_a_job_marked_running_but_not_spawned_yet_is_not_taken_for_dead(tmp_path: Path, data_dir: Path) -> None:
+    """``tick`` marks a queued job running, then spawns it and records its pid; another process's tick in between (a
+    finished job's runner starting the next one) must not settle it as failed. A job left without a pid for longer
+    than SPAWN_GRACE_S (its spawner died) is failed."""
+    from spine_models.engine.jobs import SPAWN_GRACE_S
+
+    store = JobStore(tmp_path / "runs")
+    job_id = store.submit({**TINY, "data": [str(data_dir)]}, start=False)
+    store._update(job_id, status="running", pid=None, started=time.time())
+    JobStore(tmp_path / "runs").tick()
+    assert store.get(job_id).status == "running"
+    store._update(job_id, started=time.time() - SPAWN_GRACE_S - 1)
+    JobStore(tmp_path / "runs").tick()
+    assert store.get(job_id).status == "failed" and "ended without a result" in store.get(job_id).error
 
 
 def test_a_job_another_runner_is_starting_is_not_taken_for_dead(tmp_path: Path, data_dir: Path) -> None:

@@ -42,6 +42,10 @@ __all__ = ["Job", "JobStore", "STATUSES", "cfg_to_argv", "argv_to_config", "defa
            "tail", "ProgressFile"]
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
+#: seconds a job marked running may go without a pid before a tick takes its start as failed: ``tick`` marks a job
+#: running, then spawns it and records the pid; another process's tick in between (a finished job's runner starts the
+#: next one) must not settle it as "ended without a result"
+SPAWN_GRACE_S = 60.0
 _RUNNER = "spine_models.engine.jobs"  # the runner module every job process runs (python -m ... run DB JOB)
 # cfg keys that map to `spine-models train` flags; every other key goes through --set key=value
 _FLAGS = tuple(TRAIN_FLAGS)
@@ -353,6 +357,8 @@ class JobStore:
         return proc.pid
 
     def _alive(self, job: Job) -> bool:
+        if not job.pid:  # marked running by a tick (of this or another process) that has not spawned it yet
+            return time.time() - float(job.started or 0) < SPAWN_GRACE_S
         proc = _CHILDREN.get(job.id)
         if proc is not None and proc.pid == job.pid:
             return proc.poll() is None
