@@ -53,7 +53,7 @@ CHOICES: dict[str, dict[str, tuple[Any, ...]]] = {
 #: per task, the lowest value of integer keys that must be positive
 MINIMUM: dict[str, dict[str, int]] = {
     "classify": {"epochs": 1, "batch": 1, "nproc": 1},
-    "segment": {"nproc": 1},
+    "segment": {"nproc": 1, "grader_members": 1},
     "detect": {"nproc": 1},
 }
 

@@ -12,7 +12,7 @@ from spine_models.errors import ConfigError
 from spine_models.models.cards import ModelCard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from runtime_fixtures import card_with, card_with as _card, column_film as _film  # noqa: E402
+from runtime_fixtures import card_with as _card, column_film as _film  # noqa: E402
 from runtime_fixtures import private_cache, weights  # noqa: E402,F401 - fixtures used by name
 
 TOL = 1e-4  # the match tolerance of bench/bench_onnx.py (probabilities)
@@ -56,7 +56,7 @@ def test_a_disc_grader_ensemble_on_onnxruntime_grades_as_torch(tmp_path: Path) -
 
     w = make_disc_weights(tmp_path / "w", members=2)
     ref = DiscGradingPredictor(ModelCard.from_json(w / "tiny-disc-grader.json"), device="cpu")
-    fast = DiscGradingPredictor(card_with(w, "tiny-disc-grader", runtime={"path": "onnxruntime"}), device="cpu")
+    fast = DiscGradingPredictor(_card(w, "tiny-disc-grader", runtime={"path": "onnxruntime"}), device="cpu")
     assert (ref.net.path, fast.net.path) == ("torch", "onnxruntime"), fast.net.why
     crops = np.random.default_rng(2).random((3, *fast.size)).astype(np.float32)
     a, b = (np.concatenate(p.grade_crops(crops), 1) for p in (ref, fast))

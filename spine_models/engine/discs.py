@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spine_models.config import CHOICES
+from spine_models.config import CHOICES, check_cfg
 from spine_models.data.disc_crops import CROP_MARGIN, CROP_SIZE, column_up, disc_crop
 from spine_models.data.spider import FINDINGS, GRADABLE_FINDINGS, LUMBAR_LEVELS, grading_targets
 from spine_models.data.vertebra_targets import DISC_CORE, disc_boxes
@@ -351,6 +351,8 @@ class DiscGraderTrainer(BaseTrainer):
         super().__init__({**defaults("segment"), **{k: v for k, v in cfg.items() if v is not None}}, out_dir,
                          callbacks=callbacks, quiet=quiet)
         self.seed = int(self.cfg.get("seed", 0))
+        check_cfg("segment", self.cfg)  # grader_loss, grader_members >= 1, ... from config's tables
+        self.members = int(self.cfg.get("grader_members", 1))
         self.findings = list(self.cfg.get("grader_findings") or FINDINGS)
         if any(f not in GRADABLE_FINDINGS for f in self.findings) or len(set(self.findings)) != len(self.findings):
             raise ConfigError(f"grader_findings={self.findings}: name each once, from {', '.join(GRADABLE_FINDINGS)}")
@@ -391,9 +393,6 @@ class DiscGraderTrainer(BaseTrainer):
         pos = ftr.sum(0).clip(1)
         self.pos_weight = torch.tensor(np.clip((len(tr) - pos) / pos, 1.0, 10.0), dtype=torch.float32)
         self.width = int(cfg.get("grader_width", 24))
-        self.members = int(cfg.get("grader_members", 1))
-        if self.members < 1:
-            raise ConfigError(f"grader_members={self.members}: give 1 (one grader) or more (an ensemble)")
         self.generator = make_generator(self.seed)
         self.train_loader = torch.utils.data.DataLoader(
             _CropDataset(tr, findings, _augmenter(cfg.get("augment", "mri-disc"))), batch_size=int(cfg.get("batch", 32)),

@@ -16,7 +16,8 @@ from spine_models.measure.cobb import INTER_OBSERVER_DEG
 from spine_models.errors import DatasetError, SpineInputError, WeightsNotAvailableError
 from spine_models.models.hub import resolve_card
 
-__all__ = ["corner_tuning_args", 
+__all__ = [
+    "corner_tuning_args",
     "scoliosis_call_evaluation",
     "reads_scoliosis",
     "SCOLIOSIS_CALL_CLASSES",
