@@ -25,6 +25,14 @@ model) into ``weights/components/<id>.pt`` + ``.json`` (a folder the app does no
 ``{"card": "weights/components/<id>.json", "sha256": ...}`` under the named card's ``preprocessing.KEY``. That card's
 metrics are then stale: evaluate it again and ``--refresh --report`` it.
 
+    .venv/bin/python docs/ship_model.py --run RUN --id seg_vertebra_corners_aasce --keep-shipped \
+        --report R.json --trained-on "..." --source aasce-ap --drop-limitation "The Cobb angle is" --limitation "..."
+
+``--keep-shipped`` (with ``--run``) replaces a shipped model's weights with a retrained network of the same recipe and
+keeps what was chosen after training: the shipped card's preprocessing keys the run's card does not set (read-out
+settings stored by docs/tune_*.py ``--write``, a level reader), its limitations and notes (edited by
+``--drop-limitation`` / ``--limitation`` / ``--note``) and its runtime record only if the weights are the same.
+
 ``--inference KEY=VALUE`` (with ``--refresh``) changes an inference-only setting of a shipped card (e.g. a
 segment model's ``tta``): it goes into the card's preprocessing and, as ``--set KEY=VALUE``, into its
 train command (training with it gives the same weights and this card). The card's metrics are then
@@ -63,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra", help="JSON file merged into the card's 'data' (e.g. pretraining provenance)")
     ap.add_argument("--component-of", metavar="ID", help="ship into weights/components/ as a component of this shipped card")
     ap.add_argument("--key", help="with --component-of: the preprocessing key of that card that names the component")
+    ap.add_argument("--keep-shipped", action="store_true",
+                    help="with --run: keep the shipped card's post-training preprocessing keys, limitations and notes")
     ap.add_argument("--inference", action="append", default=[], metavar="KEY=VALUE",
                     help="with --refresh: set an inference-only setting (segment: tta=none|hflip); then re-evaluate")
     args = ap.parse_args(argv)
@@ -99,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         _take_report(card, args.report)
     if args.extra:
         card.data = {**(card.data or {}), **json.loads(Path(args.extra).read_text())}
-    card.limitations = list(card.limitations) + args.limitation
-    card.notes = list(card.notes) + args.note
+    if args.keep_shipped:
+        _keep_shipped(card, REPO / home / f"{args.id}.json")
+    card.limitations = [x for x in card.limitations if not any(d in x for d in args.drop_limitation)] + args.limitation
+    card.notes = [x for x in card.notes if not any(d in x for d in args.drop_limitation)] + args.note
     card.to_json(REPO / home / f"{args.id}.json")
     print(f"{home}/{args.id}.pt ({size_mb:.1f} MB, sha256 {sha[:12]}…) + {home}/{args.id}.json")
     if args.component_of:
@@ -111,6 +123,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"weights/{args.component_of}.json: preprocessing.{args.key} names it; its metrics are stale until you "
               f"evaluate it and run --refresh --id {args.component_of} --report REPORT.json")
     return 0
+
+
+def _keep_shipped(card: Any, path: Path) -> None:
+    """What the shipped card at ``path`` chose after training, carried onto the retrained ``card``."""
+    from spine_models.models.cards import ModelCard
+
+    if not path.is_file():
+        raise SystemExit(f"--keep-shipped: no shipped card at {path}; drop --keep-shipped to ship a new model")
+    old = ModelCard.from_json(path)
+    if old.arch != card.arch:
+        raise SystemExit(f"--keep-shipped: the shipped {old.id!r} is a {old.arch!r} model, the run a {card.arch!r}")
+    card.preprocessing = {**(old.preprocessing or {}), **(card.preprocessing or {})}
+    card.limitations = list(old.limitations) + list(card.limitations)
+    card.notes = list(old.notes) + list(card.notes)
+    card.runtime = old.runtime if old.sha256 == card.sha256 else {}
 
 
 def _apply_sources(card: Any, names: list[str]) -> None:

@@ -132,6 +132,30 @@ def test_ship_model_sources_set_the_licence_and_refuse_a_weaker_one() -> None:
         mod._apply_sources(SimpleNamespace(trained_on="x", license="Apache-2.0", sources=[]), ["cadma-vertebra"])
 
 
+def test_ship_model_keep_shipped_carries_post_training_choices(tmp_path: Path) -> None:
+    from spine_models.models.cards import ModelCard
+
+    mod = _doc("ship_model")
+
+    def card(arch: str, sha: str, **kw: object) -> ModelCard:
+        return ModelCard(id="m", task="segment", arch=arch, view="ap", trained_on="x", weights="m.pt", sha256=sha,
+                         input_size=[64, 64], train_command="spine-models train", license="Apache-2.0",
+                         structures=["vertebra"], **kw)
+
+    old = card("vertebra_corners", "a" * 64, preprocessing={"patch_side": 2.0, "corner_passes": 6, "level_reader": {"card": "c.json"}},
+              limitations=["old limit"], notes=["old note"], runtime={"path": "onnxruntime"})
+    old.to_json(tmp_path / "m.json")
+    new = card("vertebra_corners", "b" * 64, preprocessing={"patch_side": 2.5}, notes=["run note"])
+    mod._keep_shipped(new, tmp_path / "m.json")
+    assert new.preprocessing == {"patch_side": 2.5, "corner_passes": 6, "level_reader": {"card": "c.json"}}
+    assert new.limitations == ["old limit"] and new.notes == ["old note", "run note"]
+    assert new.runtime == {}  # other weights: the shipped runtime record no longer holds
+    with pytest.raises(SystemExit, match="is a 'vertebra_corners' model"):
+        mod._keep_shipped(card("unet", "c" * 64), tmp_path / "m.json")
+    with pytest.raises(SystemExit, match="no shipped card"):
+        mod._keep_shipped(new, tmp_path / "missing.json")
+
+
 # ------------------------------------------------------------------------------------------ shipped cards
 SHIPPED = [json.loads(p.read_text()) for p in sorted((REPO_ROOT / "weights").glob("*.json"))]
 
