@@ -74,3 +74,23 @@ def test_ship_model_inference_setting_updates_card_and_command_and_refuses_other
             mod._set_inference(card, [bad])
     with pytest.raises(SystemExit, match="classify model"):
         mod._set_inference(SimpleNamespace(task="classify", preprocessing={}, notes=[], train_command=""), ["tta=hflip"])
+
+
+def test_compare_corner_runs_pairs_each_film_with_the_shipped_reading():
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "docs"))
+    spec = importlib.util.spec_from_file_location("compare_corner_runs", REPO_ROOT / "docs" / "compare_corner_runs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    shipped = {"errors": [1.0, -5.0, 2.0], "truth": [10.0, 50.0, 45.0], "patients": ["a", "b", "c"],
+               "tilts": [(1.0, 2.0), (20.0, 17.0), (-5.0, -4.0)]}
+    other = {**shipped, "errors": [0.0, -9.0, 2.0]}  # better on the mild film, 4 deg lower on a severe one
+    rows = [{}, {}]
+    mod._paired(rows, [shipped, other], 200)
+    assert rows[0]["read_out"]["cobb_abs_error_minus_shipped_deg"] == {"value": 0.0, "ci95": [0.0, 0.0]}
+    got = rows[1]["read_out"]
+    assert got["cobb_abs_error_minus_shipped_deg"]["value"] == pytest.approx(1.0)  # (-1 + 4 + 0) / 3
+    assert got["severe_n"] == 2 and got["severe_bias_deg"] == pytest.approx(-3.5)
+    assert got["bodies_matched"] == 3 and got["body_tilt_mae_deg"] == pytest.approx(5 / 3, abs=1e-3)
+    assert got["cobb_median_abs_error_deg"] == 2.0
