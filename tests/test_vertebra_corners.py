@@ -97,6 +97,41 @@ def test_a_column_with_a_large_gap_is_withheld_or_read_with_a_note_as_the_card_s
         cobb_measurement(bodies, (1000, 600), "body_tilt", None, gaps="show")
 
 
+def test_a_body_read_a_quarter_turn_off_ends_no_curve_when_the_card_bounds_the_step():
+    """``max_body_step_deg``: seen on a real film, one lumbar body's corners read at -89 deg between neighbours at
+    14 deg gave "Cobb 84.8 deg, L3-L5"; with the anatomical bound that body ends no curve and the reading says so."""
+    from spine_models.engine.landmarks import cobb_measurement
+    from spine_models.measure import LEVELS, MAX_BODY_STEP_DEG, crooked_bodies
+
+    def body(k: int, deg: float) -> np.ndarray:
+        a = np.radians(deg)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        return np.array([[-30, -20], [30, -20], [30, 20], [-30, 20]]) @ rot.T + [300 + 30 * np.sin(k / 4.0), 100 + 50 * k]
+
+    tilts = [12 * np.sin(k / 3.0) for k in range(17)]  # a curve of ~24 deg, steps of a few degrees
+    column = {LEVELS[k]: body(k, t) for k, t in enumerate(tilts)}
+    assert crooked_bodies(column) == []
+    steep = {LEVELS[k]: body(k, 2.2 * k) for k in range(17)}  # 2.2 deg a body: 35 deg over the column, no crooked body
+    assert crooked_bodies(steep) == []
+    bad = {**column, "L3": body(14, -89.0)}
+    assert crooked_bodies(bad) == ["L3"] and crooked_bodies(bad, 120.0) == []
+    assert crooked_bodies({**column, "T1": body(0, tilts[0] + 50)}) == ["T1"]  # an end body has one neighbour
+    before = cobb_measurement(bad, (1000, 600), "body_tilt", None, min_span=3)
+    after = cobb_measurement(bad, (1000, 600), "body_tilt", None, min_span=3, max_step=MAX_BODY_STEP_DEG)
+    clean = cobb_measurement(column, (1000, 600), "body_tilt", None, min_span=3)
+    assert before["cobb_deg"] > 60  # the misread body makes a curve no spine has
+    assert after["cobb_deg"] < 30 and after["bodies_left_out"] == ["L3"] and "L3: read at a tilt" in after["notes"][-1]
+    assert all("L3" not in (c["upper_end"], c["lower_end"]) for c in after["curves"])
+    assert "bodies_left_out" not in cobb_measurement(column, (1000, 600), "body_tilt", None, max_step=35.0)
+    assert abs(after["cobb_deg"] - clean["cobb_deg"]) < 5
+    from spine_models.engine.landmarks import _check_margin
+    from spine_models.errors import ConfigError
+
+    for wrong in ("35", -1, 120, True):  # the card key is checked as the predictor reads it: one line
+        with pytest.raises(ConfigError, match="max_body_step_deg.*degrees in"):
+            _check_margin(wrong, "model 'm': max_body_step_deg")
+
+
 @pytest.fixture(scope="module")
 def tiny_locator(tmp_path_factory) -> Path:
     """A tiny AP U-Net card with a recorded hash split, as a shipped AP U-Net has."""

@@ -126,27 +126,40 @@ GAP_NOTE = ("parts of the column were not found (large gaps between bodies): a c
 
 def cobb_measurement(bodies: dict[str, np.ndarray], shape: tuple[int, ...], readout: str,
                      pixel_spacing_mm: tuple[float, float] | None, fusion: dict[str, float] | None = None, *,
-                     min_span: int = 1, gaps: str = "withhold") -> dict[str, Any]:
+                     min_span: int = 1, gaps: str = "withhold", max_step: float | None = None) -> dict[str, Any]:
     """The page's ``cobb`` measurement dict from refined corners (an explained "cannot measure" when too few).
+
+    ``max_step`` (card key ``max_body_step_deg``): a body whose tilt differs from every neighbour's by more than this
+    (``measure.crooked_bodies``; no spine bends 35 deg between two bodies) ends no curve; the reading says which
+    bodies were left out (``bodies_left_out``, a note). None: every body counts, as before.
 
     ``gaps`` (card key ``column_gaps``): ``withhold`` -- a column with large gaps between its found bodies is no
     reading (the U-Net's rule, ``engine.segment._plausibility``: made for specks far from the column); ``note`` -- the
     reading stands with a note that it may read low (the corner model's bodies are tidied and named, so a gap is
     missed bodies, not a speck: docs/tune_column_gaps.py)."""
     from spine_models.engine.segment import GAP_WARNING, MIN_BODIES_COBB, _plausibility
-    from spine_models.measure import cobb_angle
+    from spine_models.measure import cobb_angle, crooked_bodies
 
     if len(bodies) < MIN_BODIES_COBB:
         return {"cobb_deg": None, "n_vertebrae": len(bodies),
                 "note": f"only {len(bodies)} separate vertebral bodies found; Cobb needs {MIN_BODIES_COBB}"}
-    res = cobb_angle(bodies, pixel_spacing_mm=pixel_spacing_mm, angles=readout, fusion=fusion, min_span=min_span)
+    crooked = crooked_bodies(bodies, max_step) if max_step is not None else []
+    res = cobb_angle({k: v for k, v in bodies.items() if k not in crooked}, pixel_spacing_mm=pixel_spacing_mm,
+                     angles=readout, fusion=fusion, min_span=min_span)
     column = {k: v for k, v in bodies.items() if k != "C7"}  # a body the level reader named C7 lies above the column
     out = {**res.to_dict(), "n_vertebrae": len(bodies), **_plausibility(column, res.max_angle, shape)}
+    if crooked:
+        out.update(bodies_left_out=crooked, notes=[*(out.get("notes") or []), CROOKED_NOTE.format(
+            names=", ".join(crooked), step=max_step)])
     if _check_gaps(gaps, "cobb_measurement: gaps") == "note" and GAP_WARNING in out["warnings"]:
         warnings = [w for w in out["warnings"] if w != GAP_WARNING]
         out.update(warnings=warnings, reliable=not warnings, gaps_in_column=True,
                    notes=[*(out.get("notes") or []), GAP_NOTE])
     return out
+
+
+CROOKED_NOTE = ("{names}: read at a tilt more than {step:g} deg from every neighbour's, which no spine bends between two "
+                "bodies; left out of the curves")
 
 
 def _check_gaps(value: Any, where: str) -> str:
@@ -475,6 +488,8 @@ class VertebraCornerPredictor(BasePredictor):
         self.min_span = int(pre.get("min_span", 1))  # the fewest vertebrae a Cobb curve spans
         # a column with large gaps between its bodies: no reading, or the reading with a note (docs/tune_column_gaps.py)
         self.gaps = _check_gaps(pre.get("column_gaps"), f"model {card.id!r}: column_gaps")
+        # a body read at a tilt no neighbour is near ends no curve (measure.crooked_bodies; None: every body counts)
+        self.max_step = _check_margin(pre.get("max_body_step_deg"), f"model {card.id!r}: max_body_step_deg")
         # the U-Net's own reading failed (e.g. one blob over the thoracic column): the corners' reading stands
         self.locator_fallback = bool(pre.get("locator_fallback", False))
         # the column's centreline Cobb beside the endplate reading (measure.centreline_cobb; docs/tune_scoliosis_call.py)
@@ -576,7 +591,7 @@ class VertebraCornerPredictor(BasePredictor):
 
             # a read that raises on degenerate corners is this film's failed measurement, not the end of the result
             meas["cobb"] = measured("cobb", cobb_measurement, refined, film.pixels.shape, self.readout, film.spacing,
-                                    self.fusion or None, min_span=self.min_span, gaps=self.gaps)
+                                    self.fusion or None, min_span=self.min_span, gaps=self.gaps, max_step=self.max_step)
             if self.mean_with_locator:
                 meas["cobb"] = _mean_read(meas["cobb"], base.measurements.get("cobb"), fallback=self.locator_fallback)
             if self.centreline_degree:
@@ -590,7 +605,7 @@ class VertebraCornerPredictor(BasePredictor):
     def memo_settings(self) -> tuple:
         return (self.readout, tuple(sorted(self.fusion.items())), self.mean_with_locator, self.split_long,
                 tuple(sorted(self.tidy.items())), self.min_span, self.locator_fallback, self.centreline_degree,
-                self.centreline_margin, self.gaps, self.side, self.height, self.patch, self.passes,
+                self.centreline_margin, self.gaps, self.max_step, self.side, self.height, self.patch, self.passes,
                 tuple(sorted((self.zoom or {}).items())), tuple(sorted((self.box or {}).items())),
                 None if self.levels is None else (self.levels.card.sha256, self.levels.card.weights, self.levels.skip,
                                                   self.levels.tta),

@@ -33,6 +33,8 @@ __all__ = [
     "NOT_IN_CURVES",
     "decode_levels",
     "tidy_bodies",
+    "crooked_bodies",
+    "MAX_BODY_STEP_DEG",
     "level_names",
     "CobbCurve",
     "CobbResult",
@@ -56,6 +58,12 @@ LEVELS: tuple[str, ...] = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i
 COLUMN_LEVELS: tuple[str, ...] = ("C7",) + LEVELS + ("S1",)
 # Bodies no Cobb curve ends on (the sacrum's top and C7 are not endplates of the thoracolumbar curves measured).
 NOT_IN_CURVES: tuple[str, ...] = ("C7", "S1")
+
+# Neighbouring vertebral bodies never differ in tilt by this much: on aasce-ap's expert corners (5,236 bodies of the
+# 308 training-part films of seg_unet_ap's split; python docs/tune_body_step.py, docs/body_step_tuning.json) a body lies
+# at most 29.8 deg from its nearer neighbour (99.9th percentile 21.1) and at most 33.7 from the next body. A body read
+# beyond this from every neighbour is a misread (e.g. corners read a quarter turn off), not anatomy (crooked_bodies).
+MAX_BODY_STEP_DEG = 35.0
 
 Point = tuple[float, float]
 INTER_OBSERVER_DEG = 5.0  # the published +-5 deg inter-observer variability of manual Cobb angles
@@ -441,6 +449,20 @@ def _ordered(landmarks: Mapping[str, Sequence[Sequence[float]]]) -> list[tuple[s
     """Vertebrae sorted top to bottom by centre y (names need not be anatomical)."""
     items = [(str(k), np.asarray(v, float).reshape(4, 2)) for k, v in landmarks.items()]
     return sorted(items, key=lambda kv: kv[1][:, 1].mean())
+
+
+def crooked_bodies(landmarks: Mapping[str, Sequence[Sequence[float]]], max_step_deg: float = MAX_BODY_STEP_DEG) -> list[str]:
+    """Names of bodies whose tilt differs from every neighbour's (one at the column's ends, else two) by more than
+    ``max_step_deg``: no spine bends that much between two bodies (:data:`MAX_BODY_STEP_DEG`), so such a body's
+    corners were misread, and a Cobb curve ending on it would measure the misread, not the spine."""
+    items = _ordered(landmarks)
+    tilts = [_line_mean(*endplate_angles(c)) for _, c in items]
+    out = []
+    for i, (name, _) in enumerate(items):
+        steps = [abs(line_diff(tilts[i], tilts[j])) for j in (i - 1, i + 1) if 0 <= j < len(items)]
+        if steps and min(steps) > max_step_deg:
+            out.append(name)
+    return out
 
 
 def fuse_tilts(tilts: Sequence[float], centers: Sequence[Sequence[float]], heights: Sequence[float] | None = None, *,
