@@ -190,7 +190,8 @@ def _check_passes(value: Any, where: str) -> int:
 
 
 def _check_margin(value: Any, where: str) -> float | None:
-    """A card's ``centreline_margin_deg``: None (the endplate reading stands alone) or degrees in [0, 90]."""
+    """A card's angle setting in degrees, None or in [0, 90]: ``centreline_margin_deg`` (None: the endplate reading
+    stands alone) and ``max_body_step_deg`` (None: every body may end a curve)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 90:
