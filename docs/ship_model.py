@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         card.data = {**(card.data or {}), **json.loads(Path(args.extra).read_text())}
     if args.keep_shipped:
         _keep_shipped(card, REPO / home / f"{args.id}.json")
-    card.limitations = [x for x in card.limitations if not any(d in x for d in args.drop_limitation)] + args.limitation
-    card.notes = [x for x in card.notes if not any(d in x for d in args.drop_limitation)] + args.note
+    _edit_text(card, args)
     card.to_json(REPO / home / f"{args.id}.json")
     print(f"{home}/{args.id}.pt ({size_mb:.1f} MB, sha256 {sha[:12]}…) + {home}/{args.id}.json")
     if args.component_of:
@@ -123,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"weights/{args.component_of}.json: preprocessing.{args.key} names it; its metrics are stale until you "
               f"evaluate it and run --refresh --id {args.component_of} --report REPORT.json")
     return 0
+
+
+def _edit_text(card: Any, args: argparse.Namespace) -> None:
+    """The card's limitations and notes less those holding a ``--drop-limitation`` text, plus ``--limitation`` /
+    ``--note``: how both shipping and ``--refresh`` edit a card's text."""
+    card.limitations = [x for x in card.limitations if not any(d in x for d in args.drop_limitation)] + args.limitation
+    card.notes = [x for x in card.notes if not any(d in x for d in args.drop_limitation)] + args.note
 
 
 def _keep_shipped(card: Any, path: Path) -> None:
@@ -201,9 +207,7 @@ def _refresh(args: argparse.Namespace) -> int:
                   f"and run --refresh --id {args.id} --report REPORT.json")
             return 0
     _take_report(card, args.report)
-    keep = [x for x in card.limitations if not any(d in x for d in args.drop_limitation)]
-    card.limitations = keep + args.limitation
-    card.notes = [x for x in card.notes if not any(d in x for d in args.drop_limitation)] + args.note
+    _edit_text(card, args)
     card.to_json(path)
     print(f"weights/{args.id}.json: metrics from {args.report}")
     return 0

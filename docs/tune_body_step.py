@@ -42,15 +42,13 @@ KEY = "max_body_step_deg"
 def expert_steps(films: list[Any]) -> dict[str, Any]:
     """How far each expert-marked body's tilt lies from its nearer neighbour's (``nearer``) and from the next body's
     (``adjacent``), in degrees: the anatomy a bound on misread bodies must stay above."""
-    from spine_models.measure import endplate_angles, line_diff
-    from spine_models.measure.cobb import _line_mean, _ordered
+    from spine_models.measure import neighbour_steps
 
     nearer, adjacent = [], []
     for s in films:
-        t = [_line_mean(*endplate_angles(c)) for _, c in _ordered(s.landmarks or {})]
-        adjacent += [abs(line_diff(t[i + 1], t[i])) for i in range(len(t) - 1)]
-        nearer += [min(abs(line_diff(t[i], t[j])) for j in (i - 1, i + 1) if 0 <= j < len(t)) for i in range(len(t))
-                   if len(t) > 1]
+        steps = [st for _, st in neighbour_steps(s.landmarks or {}) if st]
+        nearer += [min(st) for st in steps]
+        adjacent += [st[-1] for st in steps[:-1]]  # each body's step to the one below it
     out: dict[str, Any] = {"films": len(films), "bodies": len(nearer)}
     for name, v in (("nearer", np.array(nearer)), ("adjacent", np.array(adjacent))):
         out[name] = {"p99": round(float(np.percentile(v, 99)), 1), "p99_9": round(float(np.percentile(v, 99.9)), 1),

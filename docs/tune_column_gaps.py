@@ -43,15 +43,15 @@ __all__ = ["main"]
 MAX_CALL_LOSS = 0.02  # Fraiwan tuning films' call balanced accuracy ``note`` may lose against ``withhold``
 
 
-def _score(card: Any, gaps: str, aasce: dict[str, list[Any]], tune: list[Any], key: str = "column_gaps") -> dict[str, Any]:
-    """One setting of the card's preprocessing ``key`` (``gaps``: its value) scored on the pooled AASCE training and
+def _score(card: Any, value: Any, aasce: dict[str, list[Any]], tune: list[Any], key: str = "column_gaps") -> dict[str, Any]:
+    """One setting of the card's preprocessing ``key`` (``value``) scored on the pooled AASCE training and
     validation films and the Fraiwan tuning films (docs/tune_body_step.py scores its key the same way)."""
     from spine_models.engine.landmarks import VertebraCornerPredictor
     from spine_models.measure import cobb_read
     from spine_models.report.findings import PRESENT, cobb_call
 
-    pred = VertebraCornerPredictor(dataclasses.replace(card, preprocessing={**(card.preprocessing or {}), key: gaps}))
-    row: dict[str, Any] = {key: gaps}
+    pred = VertebraCornerPredictor(dataclasses.replace(card, preprocessing={**(card.preprocessing or {}), key: value}))
+    row: dict[str, Any] = {key: value}
     pooled = []
     for part, films in aasce.items():
         reads = [cobb_read(pred.predict(s.path).measurements.get("cobb")) for s in films]

@@ -124,12 +124,12 @@ def test_a_body_read_a_quarter_turn_off_ends_no_curve_when_the_card_bounds_the_s
     assert all("L3" not in (c["upper_end"], c["lower_end"]) for c in after["curves"])
     assert "bodies_left_out" not in cobb_measurement(column, (1000, 600), "body_tilt", None, max_step=35.0)
     assert abs(after["cobb_deg"] - clean["cobb_deg"]) < 5
-    from spine_models.engine.landmarks import _check_margin
+    from spine_models.engine.landmarks import _check_degrees
     from spine_models.errors import ConfigError
 
     for wrong in ("35", -1, 120, True):  # the card key is checked as the predictor reads it: one line
         with pytest.raises(ConfigError, match="max_body_step_deg.*degrees in"):
-            _check_margin(wrong, "model 'm': max_body_step_deg")
+            _check_degrees(wrong, "model 'm': max_body_step_deg")
 
 
 @pytest.fixture(scope="module")

@@ -189,7 +189,7 @@ def _check_passes(value: Any, where: str) -> int:
     return value
 
 
-def _check_margin(value: Any, where: str) -> float | None:
+def _check_degrees(value: Any, where: str) -> float | None:
     """A card's angle setting in degrees, None or in [0, 90]: ``centreline_margin_deg`` (None: the endplate reading
     stands alone) and ``max_body_step_deg`` (None: every body may end a curve)."""
     if value is None:
@@ -490,13 +490,13 @@ class VertebraCornerPredictor(BasePredictor):
         # a column with large gaps between its bodies: no reading, or the reading with a note (docs/tune_column_gaps.py)
         self.gaps = _check_gaps(pre.get("column_gaps"), f"model {card.id!r}: column_gaps")
         # a body read at a tilt no neighbour is near ends no curve (measure.crooked_bodies; None: every body counts)
-        self.max_step = _check_margin(pre.get("max_body_step_deg"), f"model {card.id!r}: max_body_step_deg")
+        self.max_step = _check_degrees(pre.get("max_body_step_deg"), f"model {card.id!r}: max_body_step_deg")
         # the U-Net's own reading failed (e.g. one blob over the thoracic column): the corners' reading stands
         self.locator_fallback = bool(pre.get("locator_fallback", False))
         # the column's centreline Cobb beside the endplate reading (measure.centreline_cobb; docs/tune_scoliosis_call.py)
         self.centreline_degree = _check_degree(pre.get("centreline_degree"), f"model {card.id!r}: centreline_degree")
         # the shown angle is never below the centreline's reading less this margin (None: the endplates alone)
-        self.centreline_margin = _check_margin(pre.get("centreline_margin_deg"), f"model {card.id!r}: centreline_margin_deg")
+        self.centreline_margin = _check_degrees(pre.get("centreline_margin_deg"), f"model {card.id!r}: centreline_margin_deg")
         self.structures = list(self.locator.structures)
         self.threshold = self.locator.threshold
         # bodies named by a learned level reader instead of counted from the bottom (``levels`` overrides the card's)

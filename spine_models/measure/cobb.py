@@ -34,6 +34,7 @@ __all__ = [
     "decode_levels",
     "tidy_bodies",
     "crooked_bodies",
+    "neighbour_steps",
     "MAX_BODY_STEP_DEG",
     "level_names",
     "CobbCurve",
@@ -455,14 +456,17 @@ def crooked_bodies(landmarks: Mapping[str, Sequence[Sequence[float]]], max_step_
     """Names of bodies whose tilt differs from every neighbour's (one at the column's ends, else two) by more than
     ``max_step_deg``: no spine bends that much between two bodies (:data:`MAX_BODY_STEP_DEG`), so such a body's
     corners were misread, and a Cobb curve ending on it would measure the misread, not the spine."""
+    return [name for name, steps in neighbour_steps(landmarks) if steps and min(steps) > max_step_deg]
+
+
+def neighbour_steps(landmarks: Mapping[str, Sequence[Sequence[float]]]) -> list[tuple[str, list[float]]]:
+    """Top to bottom, each body's name and how far (deg) its tilt (the mean of its endplates) lies from the body above
+    and the body below (one value at the column's ends): what :func:`crooked_bodies` bounds and what
+    docs/tune_body_step.py measures on the experts' corners."""
     items = _ordered(landmarks)
     tilts = [_line_mean(*endplate_angles(c)) for _, c in items]
-    out = []
-    for i, (name, _) in enumerate(items):
-        steps = [abs(line_diff(tilts[i], tilts[j])) for j in (i - 1, i + 1) if 0 <= j < len(items)]
-        if steps and min(steps) > max_step_deg:
-            out.append(name)
-    return out
+    return [(name, [abs(float(line_diff(tilts[i], tilts[j]))) for j in (i - 1, i + 1) if 0 <= j < len(items)])
+            for i, (name, _) in enumerate(items)]
 
 
 def fuse_tilts(tilts: Sequence[float], centers: Sequence[Sequence[float]], heights: Sequence[float] | None = None, *,
